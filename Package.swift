@@ -1,0 +1,57 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+/// Settings every Shoal target shares: Swift 6 language mode and no warnings.
+let strict: [SwiftSetting] = [
+    .treatAllWarnings(as: .error)
+]
+
+let package = Package(
+    name: "Shoal",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "ShoalSQLite", targets: ["ShoalSQLite"]),
+        .executable(name: "shoal-bench", targets: ["shoal-bench"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+    ],
+    targets: [
+        // Layer 0: the C surface of the system libsqlite3.
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
+
+        // Layer 1: the only Swift code that calls sqlite3.
+        .target(
+            name: "ShoalSQLite",
+            dependencies: ["CSQLite"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ShoalSQLiteTests",
+            dependencies: ["ShoalSQLite"],
+            swiftSettings: strict
+        ),
+
+        // Benchmarks: release-build executables that print one JSON object per line.
+        .target(
+            name: "CBenchBaseline",
+            dependencies: ["CSQLite"],
+            path: "Benchmarks/CBenchBaseline"
+        ),
+        .executableTarget(
+            name: "shoal-bench",
+            dependencies: [
+                "ShoalSQLite",
+                "CBenchBaseline",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            path: "Benchmarks/shoal-bench",
+            swiftSettings: strict
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)
