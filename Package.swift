@@ -11,6 +11,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "ShoalSQLite", targets: ["ShoalSQLite"]),
+        .library(name: "ShoalReplication", targets: ["ShoalReplication"]),
         .executable(name: "shoal-bench", targets: ["shoal-bench"]),
     ],
     dependencies: [
@@ -33,6 +34,18 @@ let package = Package(
         .testTarget(
             name: "ShoalSQLiteTests",
             dependencies: ["ShoalSQLite"],
+            swiftSettings: strict
+        ),
+
+        // Layer 2: generations and the WAL as the log on primaries, apply on replicas.
+        .target(
+            name: "ShoalReplication",
+            dependencies: ["ShoalSQLite"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ShoalReplicationTests",
+            dependencies: ["ShoalReplication", "ShoalSQLite"],
             swiftSettings: strict
         ),
 

@@ -148,6 +148,17 @@ public final class Connection {
         liveStatements[ObjectIdentifier(statement)] = nil
     }
 
+    /// Resets every statement of this connection, so none keeps a read open (before ending a
+    /// transaction that statements may still be stepping through).
+    public func resetAllStatements() {
+        guard let db = handle else { return }
+        var statement = sqlite3_next_stmt(db, nil)
+        while let current = statement {
+            sqlite3_reset(current)
+            statement = sqlite3_next_stmt(db, current)
+        }
+    }
+
     /// The number of statements prepared on this connection and not yet finalized.
     public var liveStatementCount: Int { liveStatements.count }
 

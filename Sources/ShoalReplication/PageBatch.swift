@@ -1,0 +1,98 @@
+/// The pages one apply writes: the newest image of each page among complete transactions, pages
+/// beyond the final database size dropped, sorted by page number.
+struct PageBatch {
+    /// The position the replica reaches once the batch is applied.
+    let target: ReplicationPosition
+    /// The database size in pages after the last transaction.
+    let databaseSize: UInt32
+    /// Page numbers, ascending.
+    let pageNumbers: [UInt32]
+    /// Page images, `WALFormat.pageSize` bytes each, in `pageNumbers` order.
+    let images: [UInt8]
+
+    /// Frames of `chunk` consumed (up to and including its last commit frame).
+    var framesConsumed: Int { Int(target.frame - firstFrame + 1) }
+    private let firstFrame: UInt64
+
+    init(target: ReplicationPosition, databaseSize: UInt32, pageNumbers: [UInt32], images: [UInt8], firstFrame: UInt64)
+    {
+        self.target = target
+        self.databaseSize = databaseSize
+        self.pageNumbers = pageNumbers
+        self.images = images
+        self.firstFrame = firstFrame
+    }
+
+    /// Builds the batch for the complete transactions at the start of `chunk`; nil if the chunk
+    /// holds no commit frame.
+    init?(_ chunk: FrameChunk) throws {
+        var lastCommit = -1
+        var databaseSize: UInt32 = 0
+        var newest: [UInt32: Int] = [:]
+        try chunk.bytes.withUnsafeBytes { raw in
+            var pending: [(UInt32, Int)] = []
+            for index in 0..<chunk.count {
+                let frame = UnsafeRawBufferPointer(
+                    rebasing: raw[(index * WALFormat.frameSize)..<((index + 1) * WALFormat.frameSize)])
+                let page = WALFormat.pageNumber(frame)
+                guard page != 0 else {
+                    throw ReplicationError.invalidFrames(
+                        "frame \(chunk.firstFrame + UInt64(index)) of generation \(chunk.generation) has page number 0")
+                }
+                pending.append((page, index))
+                let commit = WALFormat.commitSize(frame)
+                if commit != 0 {
+                    for (page, index) in pending { newest[page] = index }
+                    pending.removeAll(keepingCapacity: true)
+                    lastCommit = index
+                    databaseSize = commit
+                }
+            }
+        }
+        guard lastCommit >= 0 else { return nil }
+        let pages = newest.keys.filter { $0 <= databaseSize }.sorted()
+        var images = [UInt8](repeating: 0, count: pages.count * WALFormat.pageSize)
+        images.withUnsafeMutableBytes { destination in
+            chunk.bytes.withUnsafeBytes { source in
+                for (slot, page) in pages.enumerated() {
+                    let from = newest[page]! * WALFormat.frameSize + WALFormat.frameHeaderSize
+                    destination.baseAddress!.advanced(by: slot * WALFormat.pageSize)
+                        .copyMemory(from: source.baseAddress!.advanced(by: from), byteCount: WALFormat.pageSize)
+                }
+            }
+        }
+        self.init(
+            target: ReplicationPosition(generation: chunk.generation, frame: chunk.firstFrame + UInt64(lastCommit)),
+            databaseSize: databaseSize, pageNumbers: pages, images: images, firstFrame: chunk.firstFrame)
+    }
+
+    /// The image of the page at `slot`.
+    func image(at slot: Int) -> ArraySlice<UInt8> {
+        images[(slot * WALFormat.pageSize)..<((slot + 1) * WALFormat.pageSize)]
+    }
+}
+
+/// The SQLite database header fields a replica patches on page 1.
+enum DatabaseHeader {
+    /// Patches page 1 so the replica stays in rollback-journal mode, its change counter moves past
+    /// `previousCounter` (so every reader drops its cache), and its in-header size is trusted.
+    static func patch(page1: inout [UInt8], previousCounter: UInt32, databaseSize: UInt32) {
+        page1[18] = 1
+        page1[19] = 1
+        let counter = previousCounter &+ 1
+        page1.storeBigEndian(counter, at: 24)
+        page1.storeBigEndian(databaseSize, at: 28)
+        page1.storeBigEndian(counter, at: 92)
+    }
+
+    /// Checks that `header` starts a SQLite database with 4096-byte pages.
+    static func validate(_ header: [UInt8], source: String) throws {
+        guard header.count >= 100, Array(header[0..<16]) == Array("SQLite format 3\0".utf8) else {
+            throw ReplicationError.invalidBase("\(source) is not a SQLite database")
+        }
+        let pageSize = Int(header[16]) << 8 | Int(header[17])
+        guard pageSize == WALFormat.pageSize else {
+            throw ReplicationError.invalidBase("\(source) has \(pageSize)-byte pages; only 4096-byte pages replicate")
+        }
+    }
+}

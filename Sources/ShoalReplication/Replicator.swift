@@ -1,0 +1,140 @@
+import Foundation
+import Synchronization
+
+/// Keeps a replica current by pulling frames from a source: bootstraps when the replica is empty or
+/// too far behind, follows generation rolls, and applies complete transactions.
+public final class Replicator: Sendable {
+    /// How the replicator pulls.
+    public struct Configuration: Sendable {
+        /// Frames asked for per request.
+        public var framesPerRequest: Int
+        /// How long `run()` long-polls the source when the replica is current.
+        public var longPoll: Duration
+        /// Where base files are staged while downloading (defaults to the replica's directory).
+        public var stagingDirectory: String?
+
+        /// Defaults: 1,024 frames per request, 5 s long-polls.
+        public init(framesPerRequest: Int = 1024, longPoll: Duration = .seconds(5), stagingDirectory: String? = nil) {
+            self.framesPerRequest = framesPerRequest
+            self.longPoll = longPoll
+            self.stagingDirectory = stagingDirectory
+        }
+    }
+
+    /// What one `sync()` did.
+    public struct SyncResult: Sendable, Equatable {
+        /// Where the replica is now.
+        public var position: ReplicationPosition
+        /// Frames applied.
+        public var framesApplied: Int
+        /// Frame bytes received.
+        public var bytesReceived: Int
+        /// Whether the replica was (re)bootstrapped from a base file.
+        public var bootstrapped: Bool
+    }
+
+    /// The replica kept current.
+    public let replica: Replica
+    /// The source pulled from.
+    public let source: any FrameSource
+    /// The configuration in force.
+    public let configuration: Configuration
+    /// Frames received after the last commit frame, kept until their transaction completes.
+    private let pending = Mutex<FrameChunk?>(nil)
+
+    /// Creates a replicator; nothing happens until `sync()` or `run()`.
+    public init(replica: Replica, source: any FrameSource, configuration: Configuration = Configuration()) {
+        self.replica = replica
+        self.source = source
+        self.configuration = configuration
+    }
+
+    /// Pulls until the replica has everything the source has committed.
+    @discardableResult
+    public func sync() async throws -> SyncResult {
+        try await pull(wait: nil)
+    }
+
+    /// Syncs, then keeps syncing with long-polls until the task is cancelled.
+    public func run() async throws {
+        while !Task.isCancelled {
+            try await pull(wait: configuration.longPoll)
+        }
+    }
+
+    /// Pulls until current. With `wait`, the first request that finds nothing new long-polls once.
+    @discardableResult
+    public func pull(wait: Duration?) async throws -> SyncResult {
+        var result = SyncResult(
+            position: replica.position ?? ReplicationPosition(generation: 0, frame: 0), framesApplied: 0,
+            bytesReceived: 0, bootstrapped: false)
+        var mayWait = wait
+        while true {
+            try Task.checkCancellation()
+            guard let position = replica.position else {
+                try await bootstrap(&result)
+                continue
+            }
+            let start = position.frame + 1 + UInt64(pending.withLock { $0?.count ?? 0 })
+            let read: FrameRead
+            do {
+                read = try await source.frames(
+                    generation: position.generation, start: start, maxFrames: configuration.framesPerRequest,
+                    wait: mayWait)
+            } catch ReplicationError.kindGenerationGone {
+                try await bootstrap(&result)
+                continue
+            }
+            mayWait = nil
+            switch read {
+            case .frames(let chunk):
+                result.bytesReceived += chunk.bytes.count
+                let combined = try combine(chunk)
+                let applied = try replica.apply(combined)
+                result.framesApplied += applied.framesApplied
+                result.position = applied.position
+                let rest = combined.count - applied.framesApplied
+                pending.withLock { pending in
+                    pending =
+                        rest == 0
+                        ? nil
+                        : try? FrameChunk(
+                            generation: combined.generation,
+                            firstFrame: combined.firstFrame + UInt64(applied.framesApplied),
+                            bytes: Array(combined.bytes[(applied.framesApplied * WALFormat.frameSize)...]))
+                }
+            case .upToDate(let current, let lastFrame):
+                pending.withLock { $0 = nil }
+                if current == position.generation {
+                    result.position = position
+                    return result
+                }
+                if position.frame == lastFrame, current > position.generation {
+                    try replica.advanceGeneration(lastFrameOfCurrent: lastFrame)
+                    result.position = replica.position ?? result.position
+                } else {
+                    // The replica claims frames its generation never had: start over from a base.
+                    try await bootstrap(&result)
+                }
+            }
+        }
+    }
+
+    /// Joins frames kept from the last request with new ones.
+    private func combine(_ chunk: FrameChunk) throws -> FrameChunk {
+        guard let kept = pending.withLock({ $0 }) else { return chunk }
+        guard kept.generation == chunk.generation, kept.lastFrame + 1 == chunk.firstFrame else { return chunk }
+        return try FrameChunk(generation: kept.generation, firstFrame: kept.firstFrame, bytes: kept.bytes + chunk.bytes)
+    }
+
+    private func bootstrap(_ result: inout SyncResult) async throws {
+        pending.withLock { $0 = nil }
+        let generation = try await source.currentGeneration()
+        let staging = (configuration.stagingDirectory ?? replica.directory) + "/base-\(generation).download"
+        defer { try? FileSystem.remove(staging) }
+        try await source.exportBase(generation: generation, to: staging)
+        try replica.bootstrap(generation: generation, baseFile: staging)
+        result.bootstrapped = true
+        result.position = ReplicationPosition(generation: generation, frame: 0)
+    }
+}
