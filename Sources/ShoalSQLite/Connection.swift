@@ -67,10 +67,8 @@ public final class Connection {
             entry.statement?.finalizeForClose()
         }
         liveStatements.removeAll()
-        // Nothing else should own a statement on this handle; finalize any that remain anyway.
-        while let orphan = sqlite3_next_stmt(db, nil) {
-            sqlite3_finalize(orphan)
-        }
+        // Statements that virtual tables (FTS5) prepared internally are theirs to finalize:
+        // sqlite3_close disconnects the tables first, which does so.
         interruptState.invalidate()
         handle = nil
         let rc = sqlite3_close(db)
@@ -151,11 +149,8 @@ public final class Connection {
     /// Resets every statement of this connection, so none keeps a read open (before ending a
     /// transaction that statements may still be stepping through).
     public func resetAllStatements() {
-        guard let db = handle else { return }
-        var statement = sqlite3_next_stmt(db, nil)
-        while let current = statement {
-            sqlite3_reset(current)
-            statement = sqlite3_next_stmt(db, current)
+        for entry in liveStatements.values {
+            entry.statement?.reset()
         }
     }
 

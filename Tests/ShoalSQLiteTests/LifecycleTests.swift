@@ -121,3 +121,17 @@ import Testing
         #expect(clock.now - start >= .milliseconds(30))
     }
 }
+
+@Suite struct VirtualTableLifecycleTests {
+    @Test func closingAfterUsingFTS5LeavesItsInternalStatementsToIt() throws {
+        let directory = try TemporaryDirectory()
+        let connection = try Connection(path: directory.file("fts.db"))
+        try connection.execute("CREATE VIRTUAL TABLE docs USING fts5(body); INSERT INTO docs VALUES ('shoal of fish')")
+        let search = try connection.prepare("SELECT count(*) FROM docs WHERE docs MATCH 'fish'")
+        #expect(try search.step())
+        #expect(search.int64(at: 0) == 1)
+        try connection.close()
+        #expect(search.isFinalized)
+        #expect(try directory.openDescriptorCount() == 0)
+    }
+}
