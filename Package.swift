@@ -48,6 +48,13 @@ let package = Package(
             dependencies: ["ShoalReplication", "ShoalSQLite"],
             swiftSettings: strict
         ),
+        // The child process the crash tests kill (built by `swift build --build-tests`).
+        .executableTarget(
+            name: "shoal-crash-helper",
+            dependencies: ["ShoalReplication", "ShoalSQLite"],
+            path: "Tests/CrashHelper",
+            swiftSettings: strict
+        ),
 
         // Benchmarks: release-build executables that print one JSON object per line.
         .target(
