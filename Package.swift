@@ -66,6 +66,7 @@ let package = Package(
             name: "shoal-bench",
             dependencies: [
                 "ShoalSQLite",
+                "ShoalReplication",
                 "CBenchBaseline",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],

@@ -22,3 +22,26 @@ enum CRC32 {
         bytes.withUnsafeBytes { checksum($0) }
     }
 }
+
+/// A fast 64-bit Fletcher-style checksum over 8-byte words (little-endian), for detecting torn or
+/// stale bulk data (the redo log's pages) at memory speed.
+enum BulkChecksum {
+    /// The checksum of `bytes` (a trailing partial word is zero-padded).
+    static func of(_ bytes: UnsafeRawBufferPointer, continuing seed: UInt64 = 0) -> UInt64 {
+        var sum1 = seed & 0xffff_ffff
+        var sum2 = seed >> 32
+        let words = bytes.count / 8
+        guard let base = bytes.baseAddress else { return seed }
+        for index in 0..<words {
+            sum1 = sum1 &+ UInt64(littleEndian: base.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self))
+            sum2 = sum2 &+ sum1
+        }
+        var tail: UInt64 = 0
+        for offset in (words * 8)..<bytes.count {
+            tail |= UInt64(bytes[offset]) << (8 * UInt64(offset - words * 8))
+        }
+        sum1 = sum1 &+ tail
+        sum2 = sum2 &+ sum1
+        return (sum2 << 32) ^ (sum1 & 0xffff_ffff) ^ (sum1 >> 32)
+    }
+}

@@ -51,15 +51,15 @@ struct PageBatch {
         }
         guard lastCommit >= 0 else { return nil }
         let pages = newest.keys.filter { $0 <= databaseSize }.sorted()
-        var images = [UInt8](repeating: 0, count: pages.count * WALFormat.pageSize)
-        images.withUnsafeMutableBytes { destination in
+        let images = [UInt8](unsafeUninitializedCapacity: pages.count * WALFormat.pageSize) { destination, initialized in
             chunk.bytes.withUnsafeBytes { source in
                 for (slot, page) in pages.enumerated() {
                     let from = newest[page]! * WALFormat.frameSize + WALFormat.frameHeaderSize
-                    destination.baseAddress!.advanced(by: slot * WALFormat.pageSize)
+                    UnsafeMutableRawPointer(destination.baseAddress!).advanced(by: slot * WALFormat.pageSize)
                         .copyMemory(from: source.baseAddress!.advanced(by: from), byteCount: WALFormat.pageSize)
                 }
             }
+            initialized = pages.count * WALFormat.pageSize
         }
         self.init(
             target: ReplicationPosition(generation: chunk.generation, frame: chunk.firstFrame + UInt64(lastCommit)),

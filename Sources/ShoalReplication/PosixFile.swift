@@ -46,10 +46,9 @@ final class PosixFile: @unchecked Sendable {
 
     /// Reads exactly `count` bytes at `offset`, or fewer at end of file.
     func read(count: Int, at offset: Int64) throws -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: count)
-        let got = try bytes.withUnsafeMutableBytes { try read(into: $0, at: offset) }
-        if got < count { bytes.removeLast(count - got) }
-        return bytes
+        try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
+            initialized = try read(into: UnsafeMutableRawBufferPointer(buffer), at: offset)
+        }
     }
 
     /// Writes all of `bytes` at `offset`.

@@ -9,7 +9,6 @@ import Glibc
 final class RedoLog {
     static let magic: UInt32 = 0x4452_4853  // "SHRD"
     static let headerSize = 64
-    static let entrySize = 4 + WALFormat.pageSize
 
     struct Record {
         let from: ReplicationPosition
@@ -23,33 +22,28 @@ final class RedoLog {
     }
 
     /// Writes a batch that moves the replica from `from`; syncs it if `durable`.
+    ///
+    /// Layout: a 64-byte header, then the page numbers (4 bytes each, big-endian), then the images.
     func write(_ batch: PageBatch, from: ReplicationPosition, durable: Bool) throws {
-        var body = [UInt8](repeating: 0, count: batch.pageNumbers.count * Self.entrySize)
-        body.withUnsafeMutableBytes { destination in
-            batch.images.withUnsafeBytes { images in
-                for (slot, page) in batch.pageNumbers.enumerated() {
-                    let offset = slot * Self.entrySize
-                    destination.storeBigEndian(page, at: offset)
-                    destination.baseAddress!.advanced(by: offset + 4).copyMemory(
-                        from: images.baseAddress!.advanced(by: slot * WALFormat.pageSize), byteCount: WALFormat.pageSize
-                    )
-                }
-            }
+        let count = batch.pageNumbers.count
+        let numbers = batch.pageNumbers.map { $0.bigEndian }
+        let checksum = numbers.withUnsafeBytes { numbers in
+            batch.images.withUnsafeBytes { BulkChecksum.of($0, continuing: BulkChecksum.of(numbers)) }
         }
         var header = [UInt8](repeating: 0, count: Self.headerSize)
         header.withUnsafeMutableBytes { raw in
             raw.storeLittleEndian(Self.magic, at: 0)
-            raw.storeLittleEndian(UInt32(1), at: 4)
+            raw.storeLittleEndian(UInt32(2), at: 4)
             raw.storeLittleEndian(batch.target.generation, at: 8)
             raw.storeLittleEndian(batch.target.frame, at: 16)
             raw.storeLittleEndian(from.frame, at: 24)
             raw.storeLittleEndian(batch.databaseSize, at: 32)
-            raw.storeLittleEndian(UInt32(batch.pageNumbers.count), at: 36)
-            raw.storeLittleEndian(CRC32.checksum(body), at: 40)
+            raw.storeLittleEndian(UInt32(count), at: 36)
+            raw.storeLittleEndian(checksum, at: 40)
+            raw.storeLittleEndian(CRC32.checksum(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(raw)[0..<48])), at: 48)
         }
-        let headerChecksum = header.withUnsafeBytes { CRC32.checksum(UnsafeRawBufferPointer(rebasing: $0[0..<44])) }
-        header.withUnsafeMutableBytes { $0.storeLittleEndian(headerChecksum, at: 44) }
-        try file.write(body, at: Int64(Self.headerSize))
+        try numbers.withUnsafeBytes { try file.write($0, at: Int64(Self.headerSize)) }
+        try batch.images.withUnsafeBytes { try file.write($0, at: Int64(Self.headerSize + 4 * count)) }
         try file.write(header, at: 0)
         if durable { try file.syncData() }
     }
@@ -59,30 +53,22 @@ final class RedoLog {
         let header = try file.read(count: Self.headerSize, at: 0)
         guard header.count == Self.headerSize else { return nil }
         return try header.withUnsafeBytes { raw -> Record? in
-            guard raw.littleEndianUInt32(at: 0) == Self.magic, raw.littleEndianUInt32(at: 4) == 1,
-                CRC32.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<44])) == raw.littleEndianUInt32(at: 44)
+            guard raw.littleEndianUInt32(at: 0) == Self.magic, raw.littleEndianUInt32(at: 4) == 2,
+                CRC32.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<48])) == raw.littleEndianUInt32(at: 48)
             else { return nil }
             let generation = raw.littleEndianUInt64(at: 8)
             let target = raw.littleEndianUInt64(at: 16)
             let fromFrame = raw.littleEndianUInt64(at: 24)
             let databaseSize = raw.littleEndianUInt32(at: 32)
             let count = Int(raw.littleEndianUInt32(at: 36))
-            let body = try file.read(count: count * Self.entrySize, at: Int64(Self.headerSize))
-            guard body.count == count * Self.entrySize, CRC32.checksum(body) == raw.littleEndianUInt32(at: 40) else {
-                return nil
+            let numberBytes = try file.read(count: 4 * count, at: Int64(Self.headerSize))
+            let images = try file.read(count: count * WALFormat.pageSize, at: Int64(Self.headerSize + 4 * count))
+            guard numberBytes.count == 4 * count, images.count == count * WALFormat.pageSize else { return nil }
+            let checksum = numberBytes.withUnsafeBytes { numbers in
+                images.withUnsafeBytes { BulkChecksum.of($0, continuing: BulkChecksum.of(numbers)) }
             }
-            var pages: [UInt32] = []
-            var images = [UInt8](repeating: 0, count: count * WALFormat.pageSize)
-            body.withUnsafeBytes { source in
-                images.withUnsafeMutableBytes { destination in
-                    for slot in 0..<count {
-                        pages.append(source.bigEndianUInt32(at: slot * Self.entrySize))
-                        destination.baseAddress!.advanced(by: slot * WALFormat.pageSize).copyMemory(
-                            from: source.baseAddress!.advanced(by: slot * Self.entrySize + 4),
-                            byteCount: WALFormat.pageSize)
-                    }
-                }
-            }
+            guard checksum == raw.littleEndianUInt64(at: 40) else { return nil }
+            let pages = (0..<count).map { numberBytes.bigEndianUInt32(at: 4 * $0) }
             let batch = PageBatch(
                 target: ReplicationPosition(generation: generation, frame: target), databaseSize: databaseSize,
                 pageNumbers: pages, images: images, firstFrame: fromFrame + 1)

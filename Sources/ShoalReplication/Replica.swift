@@ -44,6 +44,8 @@ public final class Replica: Sendable {
         public let framesApplied: Int
         /// Distinct pages written.
         public let pagesWritten: Int
+        /// How long new reads had to wait: from closing the reader gate to opening it again.
+        public let readersBlocked: Duration
     }
 
     /// The replica directory.
@@ -142,14 +144,15 @@ public final class Replica: Sendable {
                     "frames \(chunk.generation)/\(chunk.firstFrame)… do not continue the replica at \(position)")
             }
             guard let batch = try PageBatch(chunk) else {
-                return ApplyResult(position: position, framesApplied: 0, pagesWritten: 0)
+                return ApplyResult(position: position, framesApplied: 0, pagesWritten: 0, readersBlocked: .zero)
             }
-            try applier.apply(
+            let blocked = try applier.apply(
                 batch, from: position, readers: readers, timeout: configuration.applyTimeout,
                 durable: configuration.durability == .perBatch)
             currentPosition.withLock { $0 = batch.target }
             return ApplyResult(
-                position: batch.target, framesApplied: batch.framesConsumed, pagesWritten: batch.pageNumbers.count)
+                position: batch.target, framesApplied: batch.framesConsumed, pagesWritten: batch.pageNumbers.count,
+                readersBlocked: blocked)
         }
     }
 
@@ -252,11 +255,13 @@ final class Applier {
         _ = durable
     }
 
-    /// Redo log first, then the database, then the position.
+    /// Redo log first, then the database, then the position. Returns how long readers waited.
     func apply(
         _ batch: PageBatch, from position: ReplicationPosition, readers: ReaderPool, timeout: Duration, durable: Bool
-    ) throws {
+    ) throws -> Duration {
         try redo.write(batch, from: position, durable: durable)
+        let clock = ContinuousClock()
+        let closing = clock.now
         guard readers.closeGate(timeout: timeout) else {
             throw ReplicationError.busy(
                 "readers of \(directory) held on longer than \(timeout); the batch will be retried")
@@ -265,9 +270,11 @@ final class Applier {
             defer { readers.openGate() }
             try write(batch, durable: false)
         }
+        let blocked = clock.now - closing
         if durable { try connection?.file(.main).sync() }
         try positions.write(batch.target, durable: durable)
         try redo.invalidate()
+        return blocked
     }
 
     /// Writes the pages under `BEGIN EXCLUSIVE` through the pager's own file handle.
