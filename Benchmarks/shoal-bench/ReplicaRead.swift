@@ -58,7 +58,9 @@ struct ReplicaRead: ParsableCommand {
                 do {
                     try fixture.updateOneRow(id: Int64.random(in: 1...Int64(rows), using: &random))
                     for result in try fixture.catchUp() where result.framesApplied > 0 {
-                        applies.withLock { $0.append(UInt64(result.readersBlocked.components.attoseconds / 1_000_000_000)) }
+                        applies.withLock {
+                            $0.append(UInt64(result.readersBlocked.components.attoseconds / 1_000_000_000))
+                        }
                     }
                 } catch {
                     applyErrors.withLock { $0.append("\(error)") }

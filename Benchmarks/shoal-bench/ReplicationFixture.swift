@@ -13,7 +13,8 @@ struct ReplicationFixture: @unchecked Sendable {
     let replica: Replica
 
     init(name: String, rows: Int) throws {
-        directory = FileManager.default.temporaryDirectory
+        directory =
+            FileManager.default.temporaryDirectory
             .appendingPathComponent("shoal-bench-\(name)-\(ProcessInfo.processInfo.processIdentifier)").path
         try? FileManager.default.removeItem(atPath: directory)
         let log = try PrimaryLog(
@@ -47,15 +48,23 @@ struct ReplicationFixture: @unchecked Sendable {
         var carried: FrameChunk?
         while let position = replica.position {
             let start = position.frame + 1 + UInt64(carried?.count ?? 0)
-            guard case .frames(let chunk) = try log.readFrames(generation: position.generation, start: start, maxFrames: maxFrames)
+            guard
+                case .frames(let chunk) = try log.readFrames(
+                    generation: position.generation, start: start, maxFrames: maxFrames)
             else { break }
-            let combined = try carried.map { try FrameChunk(generation: $0.generation, firstFrame: $0.firstFrame, bytes: $0.bytes + chunk.bytes) } ?? chunk
+            let combined =
+                try carried.map {
+                    try FrameChunk(generation: $0.generation, firstFrame: $0.firstFrame, bytes: $0.bytes + chunk.bytes)
+                } ?? chunk
             let result = try replica.apply(combined)
             results.append(result)
             let rest = combined.count - result.framesApplied
-            carried = rest == 0 ? nil : try FrameChunk(
-                generation: combined.generation, firstFrame: combined.firstFrame + UInt64(result.framesApplied),
-                bytes: Array(combined.bytes[(result.framesApplied * WALFormat.frameSize)...]))
+            carried =
+                rest == 0
+                ? nil
+                : try FrameChunk(
+                    generation: combined.generation, firstFrame: combined.firstFrame + UInt64(result.framesApplied),
+                    bytes: Array(combined.bytes[(result.framesApplied * WALFormat.frameSize)...]))
         }
         return results
     }

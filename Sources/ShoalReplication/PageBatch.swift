@@ -1,5 +1,6 @@
-/// The pages one apply writes: the newest image of each page among complete transactions, pages
-/// beyond the final database size dropped, sorted by page number.
+/// The pages one apply writes: the newest image of each page among the complete transactions at
+/// the start of a frame chunk, pages beyond the final database size dropped, sorted by page number.
+/// The images stay in the received frames; nothing is copied.
 struct PageBatch {
     /// The position the replica reaches once the batch is applied.
     let target: ReplicationPosition
@@ -7,21 +8,15 @@ struct PageBatch {
     let databaseSize: UInt32
     /// Page numbers, ascending.
     let pageNumbers: [UInt32]
-    /// Page images, `WALFormat.pageSize` bytes each, in `pageNumbers` order.
-    let images: [UInt8]
+    /// Where each page's image starts in `frames`, in `pageNumbers` order.
+    let imageOffsets: [Int]
+    /// The received frames the images live in (only the first `framesConsumed` matter).
+    let frames: [UInt8]
+    /// The number of the first frame.
+    let firstFrame: UInt64
 
-    /// Frames of `chunk` consumed (up to and including its last commit frame).
+    /// Frames consumed from the chunk (up to and including its last commit frame).
     var framesConsumed: Int { Int(target.frame - firstFrame + 1) }
-    private let firstFrame: UInt64
-
-    init(target: ReplicationPosition, databaseSize: UInt32, pageNumbers: [UInt32], images: [UInt8], firstFrame: UInt64)
-    {
-        self.target = target
-        self.databaseSize = databaseSize
-        self.pageNumbers = pageNumbers
-        self.images = images
-        self.firstFrame = firstFrame
-    }
 
     /// Builds the batch for the complete transactions at the start of `chunk`; nil if the chunk
     /// holds no commit frame.
@@ -51,24 +46,27 @@ struct PageBatch {
         }
         guard lastCommit >= 0 else { return nil }
         let pages = newest.keys.filter { $0 <= databaseSize }.sorted()
-        let images = [UInt8](unsafeUninitializedCapacity: pages.count * WALFormat.pageSize) { destination, initialized in
-            chunk.bytes.withUnsafeBytes { source in
-                for (slot, page) in pages.enumerated() {
-                    let from = newest[page]! * WALFormat.frameSize + WALFormat.frameHeaderSize
-                    UnsafeMutableRawPointer(destination.baseAddress!).advanced(by: slot * WALFormat.pageSize)
-                        .copyMemory(from: source.baseAddress!.advanced(by: from), byteCount: WALFormat.pageSize)
-                }
-            }
-            initialized = pages.count * WALFormat.pageSize
-        }
-        self.init(
-            target: ReplicationPosition(generation: chunk.generation, frame: chunk.firstFrame + UInt64(lastCommit)),
-            databaseSize: databaseSize, pageNumbers: pages, images: images, firstFrame: chunk.firstFrame)
+        target = ReplicationPosition(generation: chunk.generation, frame: chunk.firstFrame + UInt64(lastCommit))
+        self.databaseSize = databaseSize
+        pageNumbers = pages
+        imageOffsets = pages.map { newest[$0]! * WALFormat.frameSize + WALFormat.frameHeaderSize }
+        frames = chunk.bytes
+        firstFrame = chunk.firstFrame
     }
 
-    /// The image of the page at `slot`.
-    func image(at slot: Int) -> ArraySlice<UInt8> {
-        images[(slot * WALFormat.pageSize)..<((slot + 1) * WALFormat.pageSize)]
+    /// Calls `body` with the image of the page at `slot`.
+    func withImage<T>(at slot: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        try frames.withUnsafeBytes { raw in
+            try body(
+                UnsafeRawBufferPointer(rebasing: raw[imageOffsets[slot]..<(imageOffsets[slot] + WALFormat.pageSize)]))
+        }
+    }
+
+    /// The bytes of the consumed frames.
+    func withConsumedFrames<T>(_ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T {
+        try frames.withUnsafeBytes { raw in
+            try body(UnsafeRawBufferPointer(rebasing: raw[0..<(framesConsumed * WALFormat.frameSize)]))
+        }
     }
 }
 

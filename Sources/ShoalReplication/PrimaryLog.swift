@@ -202,7 +202,7 @@ public final class PrimaryLog: Sendable {
                 guard bytes.count == count * WALFormat.frameSize else {
                     throw ReplicationError.corruptState("the WAL of \(directory) is shorter than its committed frames")
                 }
-                return .frames(try FrameChunk(generation: generation, firstFrame: start, bytes: bytes))
+                return .frames(try FrameChunk(generation: generation, firstFrame: start, bytes: Self.trimmed(bytes)))
             }
             let path = archivePath(generation)
             guard PosixFile.exists(path) else {
@@ -218,8 +218,23 @@ public final class PrimaryLog: Sendable {
             let count = Int(min(UInt64(maxFrames), last - start + 1))
             let bytes = try archive.read(
                 count: count * WALFormat.frameSize, at: Int64(start - 1) * Int64(WALFormat.frameSize))
-            return .frames(try FrameChunk(generation: generation, firstFrame: start, bytes: bytes))
+            return .frames(try FrameChunk(generation: generation, firstFrame: start, bytes: Self.trimmed(bytes)))
         }
+    }
+
+    /// Cuts frames after the last commit frame, so replicas get whole transactions; a chunk inside
+    /// one transaction larger than the request stays whole (the replicator assembles it).
+    static func trimmed(_ frames: [UInt8]) -> [UInt8] {
+        let count = frames.count / WALFormat.frameSize
+        let lastCommit = frames.withUnsafeBytes { raw -> Int? in
+            for index in stride(from: count - 1, through: 0, by: -1)
+            where raw.bigEndianUInt32(at: index * WALFormat.frameSize + 4) != 0 {
+                return index
+            }
+            return nil
+        }
+        guard let lastCommit, lastCommit < count - 1 else { return frames }
+        return Array(frames[0..<((lastCommit + 1) * WALFormat.frameSize)])
     }
 
     private func walFile() throws -> PosixFile {

@@ -9,6 +9,7 @@ import Glibc
 final class RedoLog {
     static let magic: UInt32 = 0x4452_4853  // "SHRD"
     static let headerSize = 64
+    static let version: UInt32 = 3
 
     struct Record {
         let from: ReplicationPosition
@@ -23,27 +24,23 @@ final class RedoLog {
 
     /// Writes a batch that moves the replica from `from`; syncs it if `durable`.
     ///
-    /// Layout: a 64-byte header, then the page numbers (4 bytes each, big-endian), then the images.
+    /// Layout: a 64-byte header, then the batch's frames exactly as received.
     func write(_ batch: PageBatch, from: ReplicationPosition, durable: Bool) throws {
-        let count = batch.pageNumbers.count
-        let numbers = batch.pageNumbers.map { $0.bigEndian }
-        let checksum = numbers.withUnsafeBytes { numbers in
-            batch.images.withUnsafeBytes { BulkChecksum.of($0, continuing: BulkChecksum.of(numbers)) }
-        }
+        let count = batch.framesConsumed
+        let checksum = batch.withConsumedFrames { BulkChecksum.of($0) }
         var header = [UInt8](repeating: 0, count: Self.headerSize)
         header.withUnsafeMutableBytes { raw in
             raw.storeLittleEndian(Self.magic, at: 0)
-            raw.storeLittleEndian(UInt32(2), at: 4)
+            raw.storeLittleEndian(Self.version, at: 4)
             raw.storeLittleEndian(batch.target.generation, at: 8)
             raw.storeLittleEndian(batch.target.frame, at: 16)
             raw.storeLittleEndian(from.frame, at: 24)
-            raw.storeLittleEndian(batch.databaseSize, at: 32)
-            raw.storeLittleEndian(UInt32(count), at: 36)
+            raw.storeLittleEndian(UInt32(count), at: 32)
             raw.storeLittleEndian(checksum, at: 40)
-            raw.storeLittleEndian(CRC32.checksum(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(raw)[0..<48])), at: 48)
+            raw.storeLittleEndian(
+                CRC32.checksum(UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(raw)[0..<48])), at: 48)
         }
-        try numbers.withUnsafeBytes { try file.write($0, at: Int64(Self.headerSize)) }
-        try batch.images.withUnsafeBytes { try file.write($0, at: Int64(Self.headerSize + 4 * count)) }
+        try batch.withConsumedFrames { try file.write($0, at: Int64(Self.headerSize)) }
         try file.write(header, at: 0)
         if durable { try file.syncData() }
     }
@@ -53,25 +50,19 @@ final class RedoLog {
         let header = try file.read(count: Self.headerSize, at: 0)
         guard header.count == Self.headerSize else { return nil }
         return try header.withUnsafeBytes { raw -> Record? in
-            guard raw.littleEndianUInt32(at: 0) == Self.magic, raw.littleEndianUInt32(at: 4) == 2,
+            guard raw.littleEndianUInt32(at: 0) == Self.magic, raw.littleEndianUInt32(at: 4) == Self.version,
                 CRC32.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<48])) == raw.littleEndianUInt32(at: 48)
             else { return nil }
             let generation = raw.littleEndianUInt64(at: 8)
             let target = raw.littleEndianUInt64(at: 16)
             let fromFrame = raw.littleEndianUInt64(at: 24)
-            let databaseSize = raw.littleEndianUInt32(at: 32)
-            let count = Int(raw.littleEndianUInt32(at: 36))
-            let numberBytes = try file.read(count: 4 * count, at: Int64(Self.headerSize))
-            let images = try file.read(count: count * WALFormat.pageSize, at: Int64(Self.headerSize + 4 * count))
-            guard numberBytes.count == 4 * count, images.count == count * WALFormat.pageSize else { return nil }
-            let checksum = numberBytes.withUnsafeBytes { numbers in
-                images.withUnsafeBytes { BulkChecksum.of($0, continuing: BulkChecksum.of(numbers)) }
-            }
-            guard checksum == raw.littleEndianUInt64(at: 40) else { return nil }
-            let pages = (0..<count).map { numberBytes.bigEndianUInt32(at: 4 * $0) }
-            let batch = PageBatch(
-                target: ReplicationPosition(generation: generation, frame: target), databaseSize: databaseSize,
-                pageNumbers: pages, images: images, firstFrame: fromFrame + 1)
+            let count = Int(raw.littleEndianUInt32(at: 32))
+            let frames = try file.read(count: count * WALFormat.frameSize, at: Int64(Self.headerSize))
+            guard count > 0, frames.count == count * WALFormat.frameSize,
+                frames.withUnsafeBytes({ BulkChecksum.of($0) }) == raw.littleEndianUInt64(at: 40)
+            else { return nil }
+            let chunk = try FrameChunk(generation: generation, firstFrame: fromFrame + 1, bytes: frames)
+            guard let batch = try PageBatch(chunk), batch.target.frame == target else { return nil }
             return Record(from: ReplicationPosition(generation: generation, frame: fromFrame), batch: batch)
         }
     }

@@ -277,6 +277,40 @@ final class Applier {
         return blocked
     }
 
+    /// Writes pages with consecutive numbers in one call each (copied into one buffer), so a batch
+    /// costs a few large writes instead of one system call per page.
+    private func writeRuns(of batch: PageBatch, from firstSlot: Int, to file: DatabaseFile) throws {
+        // SQLite's unix VFS writes at most 0x1ffff bytes per call: 31 pages.
+        let maxRun = 31
+        var buffer = [UInt8](repeating: 0, count: maxRun * WALFormat.pageSize)
+        var slot = firstSlot
+        while slot < batch.pageNumbers.count {
+            var end = slot + 1
+            while end < batch.pageNumbers.count, end - slot < maxRun,
+                batch.pageNumbers[end] == batch.pageNumbers[end - 1] + 1
+            {
+                end += 1
+            }
+            let offset = Int64(batch.pageNumbers[slot] - 1) * Int64(WALFormat.pageSize)
+            if end - slot == 1 {
+                try batch.withImage(at: slot) { try file.write($0, at: offset) }
+            } else {
+                try buffer.withUnsafeMutableBytes { destination in
+                    for index in slot..<end {
+                        batch.withImage(at: index) { image in
+                            destination.baseAddress!.advanced(by: (index - slot) * WALFormat.pageSize)
+                                .copyMemory(from: image.baseAddress!, byteCount: WALFormat.pageSize)
+                        }
+                    }
+                    try file.write(
+                        UnsafeRawBufferPointer(rebasing: destination[0..<((end - slot) * WALFormat.pageSize)]),
+                        at: offset)
+                }
+            }
+            slot = end
+        }
+    }
+
     /// Writes the pages under `BEGIN EXCLUSIVE` through the pager's own file handle.
     func write(_ batch: PageBatch, durable: Bool) throws {
         guard let connection else { throw ReplicationError.closed("the replica \(directory) is closed") }
@@ -287,19 +321,13 @@ final class Applier {
             var page1: [UInt8]
             var firstSlot = 0
             if batch.pageNumbers.first == 1 {
-                page1 = Array(batch.image(at: 0))
+                page1 = batch.withImage(at: 0) { Array($0) }
                 firstSlot = 1
             } else {
                 page1 = try file.read(count: WALFormat.pageSize, at: 0)
             }
             DatabaseHeader.patch(page1: &page1, previousCounter: previousCounter, databaseSize: batch.databaseSize)
-            try batch.images.withUnsafeBytes { images in
-                for slot in firstSlot..<batch.pageNumbers.count {
-                    let page = UnsafeRawBufferPointer(
-                        rebasing: images[(slot * WALFormat.pageSize)..<((slot + 1) * WALFormat.pageSize)])
-                    try file.write(page, at: Int64(batch.pageNumbers[slot] - 1) * Int64(WALFormat.pageSize))
-                }
-            }
+            try writeRuns(of: batch, from: firstSlot, to: file)
             try file.write(page1, at: 0)
             let size = Int64(batch.databaseSize) * Int64(WALFormat.pageSize)
             if try file.size() > size {

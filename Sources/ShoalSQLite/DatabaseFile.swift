@@ -24,14 +24,28 @@ public struct DatabaseFile {
         }
     }
 
+    /// The most bytes SQLite's unix VFS moves in one read or write call (it masks counts with
+    /// 0x1ffff), rounded down to whole pages; larger requests are split.
+    static let maxTransfer = 31 * 4096
+
     /// Reads `buffer.count` bytes at `offset`. Returns false if the file ended first (the rest of
     /// the buffer is then zero-filled).
     @discardableResult
     public func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Bool {
         guard let base = buffer.baseAddress, !buffer.isEmpty else { return true }
-        let rc = shoal_file_read(try checked(), base, Int32(buffer.count), offset)
-        if rc == ResultCode.ioErrorShortRead.rawValue { return false }
-        try check(rc, "read")
+        let file = try checked()
+        var done = 0
+        while done < buffer.count {
+            let count = min(Self.maxTransfer, buffer.count - done)
+            let rc = shoal_file_read(file, base + done, Int32(count), offset + Int64(done))
+            if rc == ResultCode.ioErrorShortRead.rawValue {
+                // SQLite zero-filled the rest of this piece; do the same for the pieces not read.
+                (base + done + count).initializeMemory(as: UInt8.self, repeating: 0, count: buffer.count - done - count)
+                return false
+            }
+            try check(rc, "read")
+            done += count
+        }
         return true
     }
 
@@ -49,7 +63,13 @@ public struct DatabaseFile {
     /// Writes bytes at `offset`.
     public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
         guard let base = bytes.baseAddress, !bytes.isEmpty else { return }
-        try check(shoal_file_write(try checked(), base, Int32(bytes.count), offset), "write")
+        let file = try checked()
+        var done = 0
+        while done < bytes.count {
+            let count = min(Self.maxTransfer, bytes.count - done)
+            try check(shoal_file_write(file, base + done, Int32(count), offset + Int64(done)), "write")
+            done += count
+        }
     }
 
     /// Writes bytes at `offset`.

@@ -93,6 +93,19 @@ import Testing
         try await pair.syncAndCompare()
     }
 
+    @Test func bootstrapsFromALargeBaseFile() async throws {
+        let pair = try Pair()
+        defer { pair.close() }
+        try pair.write("CREATE TABLE t (x BLOB)")
+        for _ in 0..<6 { try pair.write("INSERT INTO t VALUES (randomblob(500000))") }
+        try pair.log.rollGeneration()
+        let result = try await pair.replicator.sync()
+        #expect(result.bootstrapped)
+        let size = try FileManager.default.attributesOfItem(atPath: pair.replica.databasePath)[.size] as! Int
+        #expect(size > 3_000_000)
+        try await pair.syncAndCompare()
+    }
+
     @Test func transactionLargerThanOneRequestIsAssembledBeforeApplying() async throws {
         let pair = try Pair(framesPerRequest: 3)
         defer { pair.close() }

@@ -69,6 +69,24 @@ import Testing
         try file.sync()
     }
 
+    @Test func largeReadsAndWritesAreNotCutAtTheVFSLimit() throws {
+        let directory = try TemporaryDirectory()
+        let connection = try Connection(path: directory.file("large.db"))
+        try connection.execute("CREATE TABLE t (x)")
+        let file = try connection.file(.main)
+        let bytes = (0..<(1 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ $0 >> 12) }
+        try connection.execute("BEGIN EXCLUSIVE")
+        try file.write(bytes, at: 4096)
+        try connection.execute("COMMIT")
+        #expect(try file.size() == 4096 + (1 << 20))
+        #expect(try file.read(count: 1 << 20, at: 4096) == bytes)
+        var tail = [UInt8](repeating: 0xff, count: 300_000)
+        let complete = try tail.withUnsafeMutableBytes { try file.read(into: $0, at: 4096 + (1 << 20) - 1000) }
+        #expect(!complete)
+        #expect(Array(tail[0..<1000]) == Array(bytes.suffix(1000)))
+        #expect(tail[1000...].allSatisfy { $0 == 0 })
+    }
+
     @Test func fileHandleFailsClearlyAfterClose() throws {
         let directory = try TemporaryDirectory()
         let connection = try Connection(path: directory.file("closed.db"))
