@@ -24,10 +24,14 @@ struct ReplicaRead: ParsableCommand {
     @Option(help: "Seed for the random keys.")
     var seed: UInt64 = 42
 
+    @Option(help: "Bytes of the replica file readers map into memory (0: no mmap).")
+    var mmapSize = 1 << 30
+
     static let sql = "SELECT value, n FROM kv WHERE id = ?"
 
     func run() throws {
-        let fixture = try ReplicationFixture(name: "replica-read", rows: rows)
+        let fixture = try ReplicationFixture(
+            name: "replica-read", rows: rows, replicaConfiguration: .init(readerMmapSize: mmapSize))
         defer { fixture.close() }
         var generator = SeededGenerator(seed: seed)
         let keys = (0..<reads).map { _ in Int64.random(in: 1...Int64(rows), using: &generator) }

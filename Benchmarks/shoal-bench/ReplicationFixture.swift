@@ -12,7 +12,7 @@ struct ReplicationFixture: @unchecked Sendable {
     let writer: Connection
     let replica: Replica
 
-    init(name: String, rows: Int) throws {
+    init(name: String, rows: Int, replicaConfiguration: Replica.Configuration = .init()) throws {
         directory =
             FileManager.default.temporaryDirectory
             .appendingPathComponent("shoal-bench-\(name)-\(ProcessInfo.processInfo.processIdentifier)").path
@@ -35,7 +35,7 @@ struct ReplicationFixture: @unchecked Sendable {
                 }
             }
         }
-        replica = try Replica(directory: directory + "/replica")
+        replica = try Replica(directory: directory + "/replica", configuration: replicaConfiguration)
         try log.exportBase(generation: log.generation, to: directory + "/base.db")
         try replica.bootstrap(generation: log.generation, baseFile: directory + "/base.db")
         try catchUp()

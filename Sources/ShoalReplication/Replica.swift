@@ -27,12 +27,20 @@ public final class Replica: Sendable {
         public var maxReaders: Int
         /// How long an apply waits for leased readers before giving up with `busy`.
         public var applyTimeout: Duration
+        /// Bytes of the file readers map into memory (`PRAGMA mmap_size`); 0 reads with `pread`.
+        /// Mapping keeps the first reads after an apply cheap: SQLite drops a reader's page cache
+        /// whenever the file changes, and refilling it from the map costs no system call.
+        public var readerMmapSize: Int
 
-        /// Defaults: no fsync, 4 readers, 5 s.
-        public init(durability: Durability = .none, maxReaders: Int = 4, applyTimeout: Duration = .seconds(5)) {
+        /// Defaults: no fsync, 4 readers, 5 s, readers map up to 1 GiB.
+        public init(
+            durability: Durability = .none, maxReaders: Int = 4, applyTimeout: Duration = .seconds(5),
+            readerMmapSize: Int = 1 << 30
+        ) {
             self.durability = durability
             self.maxReaders = maxReaders
             self.applyTimeout = applyTimeout
+            self.readerMmapSize = readerMmapSize
         }
     }
 
@@ -76,8 +84,11 @@ public final class Replica: Sendable {
 
     private func readerOpener() -> () throws -> Connection {
         let path = databasePath
+        let mmapSize = configuration.readerMmapSize
         return {
-            try Connection(path: path, configuration: .init(flags: [.readOnly, .noMutex]))
+            let connection = try Connection(path: path, configuration: .init(flags: [.readOnly, .noMutex]))
+            if mmapSize > 0 { try connection.execute("PRAGMA mmap_size = \(mmapSize)") }
+            return connection
         }
     }
 
