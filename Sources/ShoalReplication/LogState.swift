@@ -92,7 +92,7 @@ final class LogState: Sendable {
     }
 
     /// Waits until a frame after `after` is committed in `generation`, the generation changes, the
-    /// log closes, or `timeout` passes.
+    /// log closes, `timeout` passes, or the task is cancelled.
     func wait(after: UInt64, generation: UInt64, timeout: Duration) async {
         let id: Int? = inner.withLock { inner in
             if inner.isReady(generation: generation, after: after) { return nil }
@@ -100,6 +100,15 @@ final class LogState: Sendable {
             return inner.nextID
         }
         guard let id else { return }
+        await withTaskCancellationHandler {
+            await waitSlot(id, after: after, generation: generation, timeout: timeout)
+        } onCancel: {
+            resolve(id)
+        }
+        inner.withLock { _ = $0.slots.removeValue(forKey: id) }
+    }
+
+    private func waitSlot(_ id: Int, after: UInt64, generation: UInt64, timeout: Duration) async {
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 await withCheckedContinuation { continuation in
@@ -124,7 +133,6 @@ final class LogState: Sendable {
             self.resolve(id)
             await group.waitForAll()
         }
-        inner.withLock { _ = $0.slots.removeValue(forKey: id) }
     }
 
     /// Ends a wait: resumes its continuation, or marks it so it ends as soon as it registers.

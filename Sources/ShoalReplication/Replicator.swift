@@ -55,9 +55,10 @@ public final class Replicator: Sendable {
         try await pull(wait: nil)
     }
 
-    /// Syncs, then keeps syncing with long-polls until the task is cancelled.
+    /// Syncs, then keeps syncing with long-polls until the task is cancelled (then it throws
+    /// `CancellationError`).
     public func run() async throws {
-        while !Task.isCancelled {
+        while true {
             try await pull(wait: configuration.longPoll)
         }
     }

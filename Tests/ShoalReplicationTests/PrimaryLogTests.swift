@@ -136,6 +136,18 @@ import Testing
         #expect(position.frame >= 1)
     }
 
+    @Test func cancellingALongPollEndsItAtOnce() async throws {
+        let directory = try TemporaryDirectory()
+        let log = try PrimaryLog(directory: directory.file("db"))
+        defer { log.close() }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let waiter = Task { await log.waitForFrame(after: 0, generation: 1, timeout: .seconds(60)) }
+        waiter.cancel()
+        _ = await waiter.value
+        #expect(clock.now - start < .seconds(30))
+    }
+
     @Test func invalidRequestsAreRefusedClearly() throws {
         let directory = try TemporaryDirectory()
         let log = try PrimaryLog(directory: directory.file("db"))

@@ -93,6 +93,30 @@ import Testing
         try await pair.syncAndCompare()
     }
 
+    @Test func runFollowsCommitsThroughLongPollsUntilCancelled() async throws {
+        let pair = try Pair()
+        defer { pair.close() }
+        try pair.write("CREATE TABLE t (x)")
+        let replicator = pair.replicator
+        let follower = Task { try await replicator.run() }
+        defer { follower.cancel() }
+        for value in 1...20 {
+            try pair.write("INSERT INTO t VALUES (\(value))")
+            if value % 7 == 0 { try pair.log.rollGeneration() }
+            // Await the condition: the replica reaches the primary's position (bounded wait).
+            let target = pair.log.position
+            let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+            while pair.replica.position != target && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(1))
+            }
+            #expect(pair.replica.position == target, "the replica did not follow commit \(value)")
+        }
+        #expect(try pair.replica.contents() == DatabaseContents(pair.writer))
+        follower.cancel()
+        let outcome = await follower.result
+        #expect(throws: CancellationError.self) { try outcome.get() }
+    }
+
     @Test func bootstrapsFromALargeBaseFile() async throws {
         let pair = try Pair()
         defer { pair.close() }
