@@ -106,7 +106,7 @@ import Testing
         }
         try await replicator.sync()
         done.store(true, ordering: .releasing)
-        finished.wait()
+        try await onOwnThread { finished.wait() }
 
         #expect(errors.withLock { $0 } == [])
         #expect(violations.load(ordering: .relaxed) == 0)

@@ -105,7 +105,7 @@ import Testing
             if value % 7 == 0 { try pair.log.rollGeneration() }
             // Await the condition: the replica reaches the primary's position (bounded wait).
             let target = pair.log.position
-            let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+            let deadline = ContinuousClock.now.advanced(by: .seconds(60))
             while pair.replica.position != target && ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(1))
             }

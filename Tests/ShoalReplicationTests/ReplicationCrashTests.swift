@@ -96,8 +96,10 @@ import Testing
         let final = try #require(states.max { $0.key < $1.key })
 
         // One run to the end measures how long a whole sync takes; kills then land anywhere in it.
-        let calibration = try Self.runAndKill(
-            ["replica-apply", primaryPath, directory.file("replica-calibration"), "0"], after: nil)
+        let calibrationPath = directory.file("replica-calibration")
+        let calibration = try await onOwnThread {
+            try Self.runAndKill(["replica-apply", primaryPath, calibrationPath, "0"], after: nil)
+        }
         let window = max(
             2.0,
             Double(calibration.ran.components.attoseconds) / 1e15 + Double(calibration.ran.components.seconds) * 1000)
@@ -109,7 +111,11 @@ import Testing
             attempt += 1
             let replicaPath = directory.file("replica-\(attempt)")
             let delay = Duration.milliseconds(Double.random(in: 0...window))
-            guard try Self.runAndKill(["replica-apply", primaryPath, replicaPath, "\(attempt)"], after: delay).killed
+            let seed = attempt
+            guard
+                try await onOwnThread({
+                    try Self.runAndKill(["replica-apply", primaryPath, replicaPath, "\(seed)"], after: delay)
+                }).killed
             else { continue }
             killed += 1
             if (try? RedoLog(path: replicaPath + "/redo").read()) != nil { redoPending += 1 }
@@ -155,9 +161,11 @@ import Testing
         while killed < Self.kills && attempt < Self.kills * 3 {
             attempt += 1
             let delay = Duration.milliseconds(Double.random(in: 1...60))
-            guard try Self.runAndKill(["primary-roll", primaryPath, "\(attempt)"], after: delay).killed else {
-                continue
-            }
+            let seed = attempt
+            guard
+                try await onOwnThread({ try Self.runAndKill(["primary-roll", primaryPath, "\(seed)"], after: delay) })
+                    .killed
+            else { continue }
             killed += 1
             let meta = try #require(try PrimaryMeta.load(directory: primaryPath))
             let generations = try FileManager.default.contentsOfDirectory(atPath: primaryPath + "/generations")

@@ -78,3 +78,13 @@ extension PrimaryLog {
         }
     }
 }
+
+/// Runs blocking work (waiting for a child process, joining threads) on its own thread, so it never
+/// holds one of the few threads of Swift's cooperative pool that other tests need.
+func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread {
+            continuation.resume(with: Result { try body() })
+        }.start()
+    }
+}
