@@ -12,6 +12,7 @@ let package = Package(
     products: [
         .library(name: "ShoalSQLite", targets: ["ShoalSQLite"]),
         .library(name: "ShoalReplication", targets: ["ShoalReplication"]),
+        .library(name: "ShoalPool", targets: ["ShoalPool"]),
         .executable(name: "shoal-bench", targets: ["shoal-bench"]),
     ],
     dependencies: [
@@ -34,6 +35,17 @@ let package = Package(
         .testTarget(
             name: "ShoalSQLiteTests",
             dependencies: ["ShoalSQLite"],
+            swiftSettings: strict
+        ),
+
+        // Layer 1: the generic bounded pool of per-tenant resources.
+        .target(
+            name: "ShoalPool",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ShoalPoolTests",
+            dependencies: ["ShoalPool"],
             swiftSettings: strict
         ),
 

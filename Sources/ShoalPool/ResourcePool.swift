@@ -1,0 +1,310 @@
+import Synchronization
+
+/// A bounded pool of resources keyed by tenant: opened lazily (once, however many callers ask at
+/// the same time), leased to callers, kept at most `capacity` at a time (least recently used first
+/// out), closed when idle past `idleTimeout`, and never closed while leased.
+///
+/// The pool knows nothing of what it holds: `open` and `close` are given to it. The node keeps its
+/// open databases in one; the client keeps its tenants' embedded replicas in another.
+public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: Sendable {
+    /// How the pool bounds itself.
+    public struct Configuration: Sendable {
+        /// The most resources open (or opening) at once.
+        public var capacity: Int
+        /// How long a resource may stay unleased before `evictIdle()` closes it.
+        public var idleTimeout: Duration
+
+        /// A pool of `capacity` resources closed after `idleTimeout` unused.
+        public init(capacity: Int, idleTimeout: Duration) {
+            self.capacity = max(1, capacity)
+            self.idleTimeout = idleTimeout
+        }
+    }
+
+    /// Counters of what the pool did.
+    public struct Statistics: Sendable, Equatable {
+        /// Acquires served by a resource already open.
+        public var hits = 0
+        /// Acquires that had to open (or wait for an opening) resource.
+        public var misses = 0
+        /// Resources opened successfully.
+        public var opens = 0
+        /// Opens that failed.
+        public var failedOpens = 0
+        /// Resources closed to make room or because they were idle.
+        public var evictions = 0
+        /// Resources open now.
+        public var open = 0
+        /// Leases held now.
+        public var leased = 0
+    }
+
+    /// A resource leased from the pool; give it back with `release(_:)` exactly once.
+    public struct Lease: Sendable {
+        /// The key it was opened for.
+        public let key: Key
+        /// The resource.
+        public let resource: Resource
+    }
+
+    private enum Slot {
+        case opening(waiters: [CheckedContinuation<Void, Never>])
+        case open(resource: Resource, leases: Int, lastUsed: ContinuousClock.Instant)
+    }
+
+    private struct State {
+        var slots: [Key: Slot] = [:]
+        var capacityWaiters: [CheckedContinuation<Void, Never>] = []
+        var statistics = Statistics()
+        var closed = false
+    }
+
+    private enum Step {
+        case leased(Resource)
+        case waitForOpening
+        case waitForCapacity
+        case open(evicting: (Key, Resource)?)
+    }
+
+    /// The configuration in force.
+    public let configuration: Configuration
+    private let state = Mutex(State())
+    private let openResource: @Sendable (Key) async throws -> Resource
+    private let closeResource: @Sendable (Key, Resource) async -> Void
+    private let now: @Sendable () -> ContinuousClock.Instant
+
+    /// Creates a pool that opens resources with `open` and closes them with `close`; `now` is the
+    /// clock used for idleness (injectable for tests).
+    public init(
+        configuration: Configuration,
+        now: @escaping @Sendable () -> ContinuousClock.Instant = { ContinuousClock.now },
+        open: @escaping @Sendable (Key) async throws -> Resource,
+        close: @escaping @Sendable (Key, Resource) async -> Void
+    ) {
+        self.configuration = configuration
+        self.now = now
+        self.openResource = open
+        self.closeResource = close
+    }
+
+    /// What the pool has done so far.
+    public var statistics: Statistics {
+        state.withLock { $0.statistics }
+    }
+
+    /// Leases the resource for `key`, opening it if needed; waits while the pool is full of
+    /// leased resources. An open that fails throws to every caller that waited for it.
+    public func acquire(_ key: Key) async throws -> Lease {
+        var counted = false
+        while true {
+            let instant = now()
+            let step = try state.withLock { state -> Step in
+                guard !state.closed else { throw PoolError.closed }
+                switch state.slots[key] {
+                case .open(let resource, let leases, _):
+                    state.slots[key] = .open(resource: resource, leases: leases + 1, lastUsed: instant)
+                    if !counted { state.statistics.hits += 1 }
+                    state.statistics.leased += 1
+                    return .leased(resource)
+                case .opening:
+                    if !counted { state.statistics.misses += 1 }
+                    return .waitForOpening
+                case nil:
+                    if !counted { state.statistics.misses += 1 }
+                    var victim: (Key, Resource)?
+                    if state.slots.count >= configuration.capacity {
+                        guard let evicted = Self.evictLeastRecentlyUsed(&state) else { return .waitForCapacity }
+                        victim = evicted
+                    }
+                    state.slots[key] = .opening(waiters: [])
+                    return .open(evicting: victim)
+                }
+            }
+            counted = true
+            switch step {
+            case .leased(let resource):
+                return Lease(key: key, resource: resource)
+            case .waitForOpening:
+                await withCheckedContinuation { continuation in
+                    let resumeNow = state.withLock { state -> Bool in
+                        guard case .opening(var waiters) = state.slots[key] else { return true }
+                        waiters.append(continuation)
+                        state.slots[key] = .opening(waiters: waiters)
+                        return false
+                    }
+                    if resumeNow { continuation.resume() }
+                }
+            case .waitForCapacity:
+                await withCheckedContinuation { continuation in
+                    let resumeNow = state.withLock { state -> Bool in
+                        let full = state.slots.count >= configuration.capacity
+                        let anyIdle = state.slots.values.contains { slot in
+                            if case .open(_, 0, _) = slot { return true }
+                            return false
+                        }
+                        if !full || anyIdle || state.closed { return true }
+                        state.capacityWaiters.append(continuation)
+                        return false
+                    }
+                    if resumeNow { continuation.resume() }
+                }
+            case .open(let victim):
+                if let (victimKey, victimResource) = victim {
+                    await closeResource(victimKey, victimResource)
+                }
+                return try await open(key)
+            }
+        }
+    }
+
+    /// Opens the resource for a slot marked `.opening` and wakes whoever waited for it.
+    private func open(_ key: Key) async throws -> Lease {
+        do {
+            let resource = try await openResource(key)
+            let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+                guard case .opening(let waiters) = state.slots[key] else { return [] }
+                state.slots[key] = .open(resource: resource, leases: 1, lastUsed: now())
+                state.statistics.opens += 1
+                state.statistics.open += 1
+                state.statistics.leased += 1
+                return waiters
+            }
+            for waiter in waiters { waiter.resume() }
+            return Lease(key: key, resource: resource)
+        } catch {
+            let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+                guard case .opening(let waiters) = state.slots[key] else { return [] }
+                state.slots[key] = nil
+                state.statistics.failedOpens += 1
+                return waiters + Self.takeCapacityWaiters(&state)
+            }
+            // Waiters try again: the next one opens anew (an error is not cached).
+            for waiter in waiters { waiter.resume() }
+            throw error
+        }
+    }
+
+    /// Gives a lease back. The resource stays open for the next caller until it is evicted.
+    public func release(_ lease: Lease) async {
+        let instant = now()
+        let (wake, closeNow) = state.withLock { state -> ([CheckedContinuation<Void, Never>], Resource?) in
+            guard case .open(let resource, let leases, _) = state.slots[lease.key] else { return ([], nil) }
+            state.statistics.leased -= 1
+            if leases == 1 && state.closed {
+                state.slots[lease.key] = nil
+                state.statistics.open -= 1
+                return ([], resource)
+            }
+            state.slots[lease.key] = .open(resource: resource, leases: leases - 1, lastUsed: instant)
+            return (leases == 1 ? Self.takeCapacityWaiters(&state) : [], nil)
+        }
+        for waiter in wake { waiter.resume() }
+        if let closeNow { await closeResource(lease.key, closeNow) }
+    }
+
+    /// Runs `body` with the resource for `key` leased.
+    public func withLease<T>(_ key: Key, _ body: (Resource) async throws -> T) async throws -> T {
+        let lease = try await acquire(key)
+        do {
+            let result = try await body(lease.resource)
+            await release(lease)
+            return result
+        } catch {
+            await release(lease)
+            throw error
+        }
+    }
+
+    /// Closes every resource unleased for at least `idleTimeout`; returns how many.
+    @discardableResult
+    public func evictIdle() async -> Int {
+        let instant = now()
+        let idle = state.withLock { state -> [(Key, Resource)] in
+            var idle: [(Key, Resource)] = []
+            for (key, slot) in state.slots {
+                if case .open(let resource, 0, let lastUsed) = slot, instant - lastUsed >= configuration.idleTimeout {
+                    idle.append((key, resource))
+                    state.slots[key] = nil
+                }
+            }
+            state.statistics.evictions += idle.count
+            state.statistics.open -= idle.count
+            return idle
+        }
+        for (key, resource) in idle { await closeResource(key, resource) }
+        if !idle.isEmpty {
+            let waiters = state.withLock { Self.takeCapacityWaiters(&$0) }
+            for waiter in waiters { waiter.resume() }
+        }
+        return idle.count
+    }
+
+    /// Closes a resource now if it is open and unleased (e.g. its tenant was deleted); returns
+    /// whether it did.
+    @discardableResult
+    public func evict(_ key: Key) async -> Bool {
+        let victim = state.withLock { state -> Resource? in
+            guard case .open(let resource, 0, _) = state.slots[key] else { return nil }
+            state.slots[key] = nil
+            state.statistics.evictions += 1
+            state.statistics.open -= 1
+            return resource
+        }
+        guard let victim else { return false }
+        await closeResource(key, victim)
+        let waiters = state.withLock { Self.takeCapacityWaiters(&$0) }
+        for waiter in waiters { waiter.resume() }
+        return true
+    }
+
+    /// Stops the pool: no new leases; unleased resources close now, leased ones when released.
+    public func close() async {
+        let (idle, waiters) = state.withLock { state -> ([(Key, Resource)], [CheckedContinuation<Void, Never>]) in
+            state.closed = true
+            var idle: [(Key, Resource)] = []
+            for (key, slot) in state.slots {
+                if case .open(let resource, 0, _) = slot {
+                    idle.append((key, resource))
+                    state.slots[key] = nil
+                }
+            }
+            state.statistics.open -= idle.count
+            return (idle, Self.takeCapacityWaiters(&state))
+        }
+        for waiter in waiters { waiter.resume() }
+        for (key, resource) in idle { await closeResource(key, resource) }
+    }
+
+    /// Removes the least recently used unleased resource, if any, for the caller to close.
+    private static func evictLeastRecentlyUsed(_ state: inout State) -> (Key, Resource)? {
+        var oldest: (Key, Resource, ContinuousClock.Instant)?
+        for (key, slot) in state.slots {
+            if case .open(let resource, 0, let lastUsed) = slot, oldest == nil || lastUsed < oldest!.2 {
+                oldest = (key, resource, lastUsed)
+            }
+        }
+        guard let oldest else { return nil }
+        state.slots[oldest.0] = nil
+        state.statistics.evictions += 1
+        state.statistics.open -= 1
+        return (oldest.0, oldest.1)
+    }
+
+    private static func takeCapacityWaiters(_ state: inout State) -> [CheckedContinuation<Void, Never>] {
+        defer { state.capacityWaiters.removeAll() }
+        return state.capacityWaiters
+    }
+}
+
+/// Errors of the pool itself (errors of `open` pass through unchanged).
+public enum PoolError: Error, Sendable, Equatable, CustomStringConvertible {
+    /// The pool was closed; nothing more can be leased.
+    case closed
+
+    /// A readable message.
+    public var description: String {
+        switch self {
+        case .closed: "the pool is closed; open a new one"
+        }
+    }
+}
