@@ -13,10 +13,15 @@ let package = Package(
         .library(name: "ShoalSQLite", targets: ["ShoalSQLite"]),
         .library(name: "ShoalReplication", targets: ["ShoalReplication"]),
         .library(name: "ShoalPool", targets: ["ShoalPool"]),
+        .executable(name: "shoal", targets: ["shoal"]),
         .executable(name: "shoal-bench", targets: ["shoal-bench"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1", traits: []),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // Layer 0: the C surface of the system libsqlite3.
@@ -24,6 +29,12 @@ let package = Package(
             name: "CSQLite",
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
+        ),
+
+        // Layer 0: value types shared by servers, client and CLI (wire formats).
+        .target(
+            name: "ShoalModel",
+            swiftSettings: strict
         ),
 
         // Layer 1: the only Swift code that calls sqlite3.
@@ -65,6 +76,40 @@ let package = Package(
             name: "shoal-crash-helper",
             dependencies: ["ShoalReplication", "ShoalSQLite"],
             path: "Tests/CrashHelper",
+            swiftSettings: strict
+        ),
+
+        // Layer 4: the data plane node.
+        .target(
+            name: "ShoalNode",
+            dependencies: [
+                "ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalPool",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ShoalNodeTests",
+            dependencies: [
+                "ShoalNode", "ShoalModel", "ShoalReplication", "ShoalSQLite",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Layer 5: the one executable.
+        .executableTarget(
+            name: "shoal",
+            dependencies: [
+                "ShoalNode",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
 

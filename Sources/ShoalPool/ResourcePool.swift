@@ -239,6 +239,15 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
         return idle.count
     }
 
+    /// Whether the resource for `key` is leased right now.
+    public func isLeased(_ key: Key) -> Bool {
+        state.withLock { state in
+            if case .open(_, let leases, _) = state.slots[key] { return leases > 0 }
+            if case .opening = state.slots[key] { return true }
+            return false
+        }
+    }
+
     /// Closes a resource now if it is open and unleased (e.g. its tenant was deleted); returns
     /// whether it did.
     @discardableResult

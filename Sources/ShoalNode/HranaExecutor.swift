@@ -1,0 +1,290 @@
+import Foundation
+import ShoalModel
+import ShoalReplication
+import ShoalSQLite
+
+/// Runs Hrana requests on one SQLite connection with Hrana's semantics and error codes. Used by a
+/// stream for its whole life, and for each HTTP API v1 request. Blocking: call it off the event loops.
+final class HranaExecutor {
+    let database: HostedDatabase
+    let connection: Connection
+    private var storedSQL: [Int32: String] = [:]
+    private var holdsWritePermit = false
+    private var configuration: NodeConfiguration { database.configuration }
+
+    init(database: HostedDatabase) throws {
+        self.database = database
+        connection = try database.makeConnection()
+    }
+
+    /// Rolls back what is open, gives the write permit back and closes the connection.
+    func close() {
+        if !connection.isAutocommit { try? connection.execute("ROLLBACK") }
+        releasePermitIfDone(force: true)
+        try? connection.close()
+    }
+
+    // MARK: Requests
+
+    /// Runs one stream request. Protocol errors (which fail the whole HTTP request) throw
+    /// `NodeError`; SQL errors come back as a `.error` result.
+    func run(_ request: Hrana.StreamRequest, version: Int) throws -> Hrana.StreamResult {
+        defer { releasePermitIfDone() }
+        switch request {
+        case .execute(let statement):
+            return result { .execute(try execute(statement)) }
+        case .batch(let batch):
+            return .ok(.batch(try self.batch(batch)))
+        case .sequence(let sql, let sqlID):
+            let text = try resolve(sql: sql, sqlID: sqlID)
+            return result {
+                try sequence(text)
+                return .sequence
+            }
+        case .describe(let sql, let sqlID):
+            let text = try resolve(sql: sql, sqlID: sqlID)
+            return result { .describe(try describe(text)) }
+        case .storeSQL(let id, let sql):
+            guard storedSQL[id] == nil else {
+                throw NodeError.badRequest("SQL id \(id) is already stored on this stream")
+            }
+            guard storedSQL.count < 50 else { throw NodeError.badRequest("a stream stores at most 50 SQL texts") }
+            guard sql.utf8.count <= 5 * 1024 else { throw NodeError.badRequest("stored SQL is limited to 5 KB") }
+            storedSQL[id] = sql
+            return .ok(.storeSQL)
+        case .closeSQL(let id):
+            storedSQL[id] = nil
+            return .ok(.closeSQL)
+        case .getAutocommit:
+            guard version >= 3 else { throw NodeError.badRequest("get_autocommit needs Hrana 3 (/v3/pipeline)") }
+            return .ok(.getAutocommit(connection.isAutocommit))
+        case .close:
+            return .ok(.close)
+        }
+    }
+
+    private func result(_ body: () throws -> Hrana.StreamResponse) -> Hrana.StreamResult {
+        do {
+            return .ok(try body())
+        } catch let failure as Hrana.Failure {
+            return .error(failure)
+        } catch let error as SQLiteError {
+            return .error(Self.failure(error))
+        } catch {
+            return .error(Hrana.Failure(message: "\(error)", code: "SQLITE_UNKNOWN"))
+        }
+    }
+
+    private func resolve(sql: String?, sqlID: Int32?) throws -> String {
+        switch (sql, sqlID) {
+        case (let sql?, nil): return sql
+        case (nil, let id?):
+            guard let stored = storedSQL[id] else {
+                throw NodeError.badRequest("SQL id \(id) is not stored on this stream")
+            }
+            return stored
+        default:
+            throw NodeError.badRequest("give either sql or sql_id, not both or neither")
+        }
+    }
+
+    // MARK: Statements
+
+    /// Runs one statement and returns its result; throws `Hrana.Failure` or `SQLiteError`.
+    func execute(_ request: Hrana.Statement) throws -> Hrana.StatementResult {
+        let sql = try resolve(sql: request.sql, sqlID: request.sqlID)
+        if Sandbox.isVacuumInto(sql) {
+            throw Hrana.Failure(
+                message: "SQLite error: VACUUM INTO is not allowed: it writes another file", code: "SQLITE_AUTH")
+        }
+        guard let statement = try connection.prepareFirst(sql) else {
+            throw Hrana.Failure(message: "SQL string does not contain any statement", code: "SQL_NO_STATEMENT")
+        }
+        defer { statement.finalize() }
+        if !statement.tail.isEmpty, try connection.prepareFirst(statement.tail) != nil {
+            throw Hrana.Failure(message: "SQL string contains more than one statement", code: "SQL_MANY_STATEMENTS")
+        }
+        try bind(request, to: statement)
+        if !statement.isReadOnly { acquirePermit() }
+        let start = ContinuousClock.now
+        try connection.setDeadline(start.advanced(by: configuration.statementTimeLimit))
+        defer { try? connection.setDeadline(nil) }
+        let changesBefore = connection.totalChanges
+        var rows: [[HranaValue]] = []
+        while try statement.step() {
+            guard request.wantRows else { continue }
+            guard rows.count < configuration.maxRowsPerStatement else {
+                throw Hrana.Failure(
+                    message: "the statement returned more than \(configuration.maxRowsPerStatement) rows; add a LIMIT",
+                    code: "RESPONSE_TOO_LARGE")
+            }
+            rows.append((0..<statement.columnCount).map { Self.value(statement.value(at: $0)) })
+        }
+        let changed = connection.totalChanges - changesBefore
+        return Hrana.StatementResult(
+            columns: (0..<statement.columnCount).map {
+                Hrana.Column(name: statement.columnNames[$0], declaredType: statement.declaredType(at: $0))
+            },
+            rows: rows, affectedRowCount: statement.isReadOnly ? 0 : connection.changes,
+            lastInsertRowID: connection.lastInsertRowID, rowsRead: rows.count, rowsWritten: changed,
+            queryDurationMilliseconds: Double((ContinuousClock.now - start).components.attoseconds) / 1e15)
+    }
+
+    private func bind(_ request: Hrana.Statement, to statement: Statement) throws {
+        if !request.arguments.isEmpty && !request.namedArguments.isEmpty {
+            throw Hrana.Failure(
+                message: "a statement takes positional or named arguments, not both",
+                code: "ARGS_BOTH_POSITIONAL_AND_NAMED")
+        }
+        guard request.arguments.count <= statement.parameterCount else {
+            throw Hrana.Failure(
+                message:
+                    "the statement has \(statement.parameterCount) parameters but \(request.arguments.count) arguments were given",
+                code: "ARGS_INVALID")
+        }
+        for (offset, argument) in request.arguments.enumerated() {
+            try statement.bind(Self.value(argument), at: offset + 1)
+        }
+        for argument in request.namedArguments {
+            guard let index = statement.parameterIndex(named: argument.name) else {
+                throw Hrana.Failure(
+                    message: "the statement has no parameter named \(argument.name)", code: "ARGS_INVALID")
+            }
+            try statement.bind(Self.value(argument.value), at: index)
+        }
+    }
+
+    func batch(_ batch: Hrana.Batch) throws -> Hrana.BatchResult {
+        var results: [Hrana.StatementResult?] = Array(repeating: nil, count: batch.steps.count)
+        var errors: [Hrana.Failure?] = Array(repeating: nil, count: batch.steps.count)
+        var outcomes: [Bool?] = Array(repeating: nil, count: batch.steps.count)
+        for (index, step) in batch.steps.enumerated() {
+            if let condition = step.condition, try !evaluate(condition, outcomes: outcomes, before: index) {
+                continue
+            }
+            do {
+                results[index] = try execute(step.statement)
+                outcomes[index] = true
+            } catch let failure as Hrana.Failure {
+                errors[index] = failure
+                outcomes[index] = false
+            } catch let error as SQLiteError {
+                errors[index] = Self.failure(error)
+                outcomes[index] = false
+            }
+            releasePermitIfDone()
+        }
+        return Hrana.BatchResult(stepResults: results, stepErrors: errors)
+    }
+
+    private func evaluate(_ condition: Hrana.Condition, outcomes: [Bool?], before index: Int) throws -> Bool {
+        func step(_ n: Int) throws -> Bool? {
+            guard n >= 0, n < index else {
+                throw NodeError.badRequest(
+                    "a batch condition refers to step \(n), which does not run before step \(index)")
+            }
+            return outcomes[n]
+        }
+        switch condition {
+        case .ok(let n): return try step(n) == true
+        case .error(let n): return try step(n) == false
+        case .not(let inner): return try !evaluate(inner, outcomes: outcomes, before: index)
+        case .and(let all): return try all.allSatisfy { try evaluate($0, outcomes: outcomes, before: index) }
+        case .or(let any): return try any.contains { try evaluate($0, outcomes: outcomes, before: index) }
+        case .isAutocommit: return connection.isAutocommit
+        }
+    }
+
+    private func sequence(_ sql: String) throws {
+        if Sandbox.isVacuumInto(sql) {
+            throw Hrana.Failure(
+                message: "SQLite error: VACUUM INTO is not allowed: it writes another file", code: "SQLITE_AUTH")
+        }
+        var remaining = sql
+        while let statement = try connection.prepareFirst(remaining) {
+            defer { statement.finalize() }
+            if !statement.isReadOnly { acquirePermit() }
+            try connection.setDeadline(ContinuousClock.now.advanced(by: configuration.statementTimeLimit))
+            defer { try? connection.setDeadline(nil) }
+            while try statement.step() {}
+            remaining = statement.tail
+            releasePermitIfDone()
+        }
+    }
+
+    private func describe(_ sql: String) throws -> Hrana.DescribeResult {
+        guard let statement = try connection.prepareFirst(sql) else {
+            throw Hrana.Failure(message: "SQL string does not contain any statement", code: "SQL_NO_STATEMENT")
+        }
+        defer { statement.finalize() }
+        return Hrana.DescribeResult(
+            parameters: statement.parameterNames,
+            columns: (0..<statement.columnCount).map {
+                Hrana.Column(name: statement.columnNames[$0], declaredType: statement.declaredType(at: $0))
+            },
+            isExplain: statement.isExplain, isReadOnly: statement.isReadOnly)
+    }
+
+    // MARK: Write permits
+
+    /// A statement that writes holds the primary log's write permit until the connection is back in
+    /// autocommit mode, so a generation roll never races a commit.
+    private func acquirePermit() {
+        guard !holdsWritePermit else { return }
+        database.log.acquireWritePermit()
+        holdsWritePermit = true
+    }
+
+    /// Gives the write permit back if the connection left its transaction.
+    func releaseWritePermitIfDone() {
+        releasePermitIfDone()
+    }
+
+    private func releasePermitIfDone(force: Bool = false) {
+        guard holdsWritePermit, force || connection.isAutocommit else { return }
+        holdsWritePermit = false
+        database.log.releaseWritePermit()
+    }
+
+    // MARK: Values and errors
+
+    static func value(_ value: HranaValue) -> SQLiteValue {
+        switch value {
+        case .null: .null
+        case .integer(let integer): .integer(integer)
+        case .float(let double): .real(double)
+        case .text(let text): .text(text)
+        case .blob(let bytes): .blob(bytes)
+        }
+    }
+
+    static func value(_ value: SQLiteValue) -> HranaValue {
+        switch value {
+        case .null: .null
+        case .integer(let integer): .integer(integer)
+        case .real(let double): double.isFinite ? .float(double) : .text(double > 0 ? "Infinity" : "-Infinity")
+        case .text(let text): .text(text)
+        case .blob(let bytes): .blob(bytes)
+        }
+    }
+
+    static let primaryNames: [Int32: String] = [
+        1: "ERROR", 2: "INTERNAL", 3: "PERM", 4: "ABORT", 5: "BUSY", 6: "LOCKED", 7: "NOMEM", 8: "READONLY",
+        9: "INTERRUPT", 10: "IOERR", 11: "CORRUPT", 12: "NOTFOUND", 13: "FULL", 14: "CANTOPEN", 15: "PROTOCOL",
+        16: "EMPTY", 17: "SCHEMA", 18: "TOOBIG", 19: "CONSTRAINT", 20: "MISMATCH", 21: "MISUSE", 22: "NOLFS",
+        23: "AUTH", 24: "FORMAT", 25: "RANGE", 26: "NOTADB", 27: "NOTICE", 28: "WARNING",
+    ]
+
+    /// A SQLite error as Hrana reports it: `SQLITE_<PRIMARY>` and "SQLite error: …".
+    static func failure(_ error: SQLiteError) -> Hrana.Failure {
+        let name = primaryNames[error.code.primary.rawValue] ?? "UNKNOWN"
+        var message = "SQLite error: \(error.message)"
+        if error.code.primary == .authorization {
+            message += " (Shoal does not allow ATTACH, DETACH, extensions or changing how the database is stored)"
+        }
+        if error.code.primary == .interrupt {
+            message += " (the statement ran longer than the node's time limit)"
+        }
+        return Hrana.Failure(message: message, code: "SQLITE_\(name)")
+    }
+}

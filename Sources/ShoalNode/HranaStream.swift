@@ -1,0 +1,122 @@
+import Foundation
+import ShoalModel
+import ShoalPool
+import Synchronization
+
+/// A Hrana stream: one SQLite connection (and its transaction) held across HTTP requests, found by
+/// a single-use baton. It holds its database's pool lease, so the database stays open while it lives.
+final class HranaStream: @unchecked Sendable {
+    // `@unchecked Sendable`: the executor (and its connection) is only used inside `lock`, and the
+    // baton protocol gives a stream to one request at a time anyway.
+    private let lock = NSLock()
+    private var executor: HranaExecutor?
+    let lease: ResourcePool<Namespace, HostedDatabase>.Lease
+    let namespace: Namespace
+
+    init(lease: ResourcePool<Namespace, HostedDatabase>.Lease) throws {
+        self.lease = lease
+        namespace = lease.key
+        executor = try HranaExecutor(database: lease.resource)
+    }
+
+    /// Runs requests in order; returns the results and whether the stream closed.
+    func run(_ requests: [Hrana.StreamRequest], version: Int) throws -> (results: [Hrana.StreamResult], closed: Bool) {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let executor else { throw NodeError.invalidBaton("the stream is closed") }
+        var results: [Hrana.StreamResult] = []
+        for request in requests {
+            results.append(try executor.run(request, version: version))
+            if case .close = request {
+                executor.close()
+                self.executor = nil
+                return (results, true)
+            }
+        }
+        return (results, false)
+    }
+
+    /// Runs a batch for `/v3/cursor`.
+    func runBatch(_ batch: Hrana.Batch) throws -> Hrana.BatchResult {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let executor else { throw NodeError.invalidBaton("the stream is closed") }
+        let result = try executor.batch(batch)
+        executor.releaseWritePermitIfDone()
+        return result
+    }
+
+    /// Closes the connection (rolling back), idempotently.
+    func close() {
+        lock.lock()
+        defer { lock.unlock() }
+        executor?.close()
+        executor = nil
+    }
+}
+
+/// Open streams by baton, with tombstones for expired ones so clients learn `STREAM_EXPIRED`.
+final class StreamRegistry: Sendable {
+    private struct Parked {
+        let stream: HranaStream
+        let since: ContinuousClock.Instant
+    }
+
+    private struct State {
+        var parked: [String: Parked] = [:]
+        var expired: [String: ContinuousClock.Instant] = [:]
+    }
+
+    private let state = Mutex(State())
+    let idleTimeout: Duration
+
+    init(idleTimeout: Duration) {
+        self.idleTimeout = idleTimeout
+    }
+
+    /// Takes the stream a baton names; the baton is used up.
+    func take(_ baton: String) throws -> HranaStream {
+        try state.withLock { state in
+            if let parked = state.parked.removeValue(forKey: baton) { return parked.stream }
+            if state.expired.removeValue(forKey: baton) != nil { throw NodeError.streamExpired }
+            throw NodeError.invalidBaton("Received an invalid baton: it was used already, or never issued")
+        }
+    }
+
+    /// Parks a stream until its next request and returns the baton for it.
+    func park(_ stream: HranaStream) -> String {
+        var bytes = [UInt8](repeating: 0, count: 24)
+        var generator = SystemRandomNumberGenerator()
+        for index in bytes.indices { bytes[index] = generator.next() }
+        let baton = Base64.encode(bytes, padded: false).replacingOccurrences(of: "/", with: "_")
+            .replacingOccurrences(of: "+", with: "-")
+        state.withLock { $0.parked[baton] = Parked(stream: stream, since: .now) }
+        return baton
+    }
+
+    /// Removes streams idle past the timeout (and tombstones older than five minutes); returns the
+    /// streams for the caller to close.
+    func expire(now: ContinuousClock.Instant = .now) -> [HranaStream] {
+        state.withLock { state in
+            var expired: [HranaStream] = []
+            for (baton, parked) in state.parked where now - parked.since >= idleTimeout {
+                state.parked[baton] = nil
+                state.expired[baton] = now
+                expired.append(parked.stream)
+            }
+            state.expired = state.expired.filter { now - $0.value < .seconds(300) }
+            return expired
+        }
+    }
+
+    /// Removes every stream (at shutdown).
+    func removeAll() -> [HranaStream] {
+        state.withLock { state in
+            defer { state.parked.removeAll() }
+            return state.parked.values.map(\.stream)
+        }
+    }
+
+    /// Streams parked now.
+    var count: Int { state.withLock { $0.parked.count } }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import Hummingbird
+import ShoalModel
+import ShoalSQLite
+
+extension Node {
+    func addDatabaseRoutes(_ routes: some RouterMethods<BasicRequestContext>) {
+        routes.post("v1/execute") { request, context in
+            let namespace = try self.namespace(request, context)
+            let body = try await self.decode(Hrana.ExecuteRequest.self, from: request)
+            return try await self.runOnce(namespace) { executor in
+                do {
+                    return try Self.json(Hrana.ResultEnvelope(result: try executor.execute(body.stmt)))
+                } catch let failure as Hrana.Failure {
+                    return try Self.json(failure, status: .badRequest)
+                } catch let error as SQLiteError {
+                    return try Self.json(HranaExecutor.failure(error), status: .internalServerError)
+                }
+            }
+        }
+        routes.post("v1/batch") { request, context in
+            let namespace = try self.namespace(request, context)
+            let body = try await self.decode(Hrana.BatchRequest.self, from: request)
+            return try await self.runOnce(namespace) { executor in
+                guard case .ok(.batch(let result)) = try executor.run(.batch(body.batch), version: 1) else {
+                    throw NodeError.badRequest("the batch could not run")
+                }
+                return try Self.json(Hrana.ResultEnvelope(result: result))
+            }
+        }
+        for version in [2, 3] {
+            routes.post(RouterPath("v\(version)/pipeline")) { request, context in
+                try await self.pipeline(request, context, version: version)
+            }
+        }
+        routes.post("v3/cursor") { request, context in
+            try await self.cursor(request, context)
+        }
+        addSyncRoutes(routes)
+    }
+
+    /// Runs `body` with a fresh executor (HTTP API v1: one connection per request).
+    func runOnce(
+        _ namespace: Namespace, _ body: @escaping @Sendable (HranaExecutor) throws -> Response
+    ) async throws
+        -> Response
+    {
+        try await store.withDatabase(namespace) { database in
+            try await BlockingWork.run {
+                let executor = try HranaExecutor(database: database)
+                defer { executor.close() }
+                return try body(executor)
+            }
+        }
+    }
+
+    /// The stream a baton names (checked against the database), or a new one.
+    func stream(baton: String?, namespace: Namespace) async throws -> HranaStream {
+        if let baton {
+            let stream = try streams.take(baton)
+            guard stream.namespace == namespace else {
+                await close(stream)
+                throw NodeError.invalidBaton("the baton belongs to another database's stream")
+            }
+            return stream
+        }
+        let lease = try await store.acquire(namespace)
+        do {
+            return try await BlockingWork.run { try HranaStream(lease: lease) }
+        } catch {
+            await store.release(lease)
+            throw error
+        }
+    }
+
+    /// `POST /v3/cursor`: a batch on a stream, answered as newline-delimited JSON entries.
+    func cursor(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let namespace = try self.namespace(request, context)
+        let body = try await decode(Hrana.CursorRequest.self, from: request)
+        let stream = try await self.stream(baton: body.baton, namespace: namespace)
+        let batch = body.batch
+        let result: Hrana.BatchResult
+        do {
+            result = try await BlockingWork.run { try stream.runBatch(batch) }
+        } catch {
+            await close(stream)
+            throw error
+        }
+        let encoder = JSONEncoder()
+        var lines = [try encoder.encode(Hrana.CursorHeader(baton: streams.park(stream)))]
+        for step in result.stepResults.indices {
+            if let failure = result.stepErrors[step] {
+                lines.append(try encoder.encode(Hrana.CursorEntry.stepError(step: step, error: failure)))
+            } else if let statement = result.stepResults[step] {
+                lines.append(try encoder.encode(Hrana.CursorEntry.stepBegin(step: step, columns: statement.columns)))
+                for row in statement.rows {
+                    lines.append(try encoder.encode(Hrana.CursorEntry.row(row)))
+                }
+                lines.append(
+                    try encoder.encode(
+                        Hrana.CursorEntry.stepEnd(
+                            affectedRowCount: statement.affectedRowCount, lastInsertRowID: statement.lastInsertRowID)))
+            }
+        }
+        var buffer = ByteBuffer()
+        for line in lines {
+            buffer.writeBytes(line)
+            buffer.writeString("\n")
+        }
+        return Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: buffer))
+    }
+
+    func pipeline(_ request: Request, _ context: BasicRequestContext, version: Int) async throws -> Response {
+        let namespace = try self.namespace(request, context)
+        let body = try await decode(Hrana.PipelineRequest.self, from: request)
+        let stream = try await self.stream(baton: body.baton, namespace: namespace)
+        let requests = body.requests
+        let outcome: (results: [Hrana.StreamResult], closed: Bool)
+        do {
+            outcome = try await BlockingWork.run { try stream.run(requests, version: version) }
+        } catch {
+            await close(stream)
+            throw error
+        }
+        var baton: String?
+        if outcome.closed {
+            await store.release(stream.lease)
+        } else {
+            baton = streams.park(stream)
+        }
+        return try Self.json(Hrana.PipelineResponse(baton: baton, results: outcome.results))
+    }
+}

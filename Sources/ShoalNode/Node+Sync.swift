@@ -1,0 +1,86 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import ShoalReplication
+
+extension Node {
+    /// The sync protocol of libSQL's embedded replicas, served from the primary log.
+    func addSyncRoutes(_ routes: some RouterMethods<BasicRequestContext>) {
+        routes.get("info") { request, context in
+            let namespace = try self.namespace(request, context)
+            return try await self.store.withDatabase(namespace) { database in
+                try Self.json(["current_generation": database.log.generation])
+            }
+        }
+        routes.get("export/:generation") { request, context in
+            let namespace = try self.namespace(request, context)
+            let generation = try Self.number(context, "generation")
+            return try await self.store.withDatabase(namespace) { database in
+                let bytes = try await BlockingWork.run { () -> [UInt8] in
+                    var bytes: [UInt8] = []
+                    try database.log.exportBase(generation: generation) { bytes += $0 }
+                    return bytes
+                }
+                return Response(
+                    status: .ok, headers: [.contentType: "application/octet-stream"],
+                    body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+            }
+        }
+        routes.get("sync/:generation/:start/:end") { request, context in
+            let namespace = try self.namespace(request, context)
+            let generation = try Self.number(context, "generation")
+            let start = try Self.number(context, "start")
+            let end = try Self.number(context, "end")
+            guard start >= 1, end > start else {
+                throw NodeError.badRequest(
+                    "frames are asked for as /sync/{generation}/{start}/{end} with 1 <= start < end")
+            }
+            let wait = request.uri.queryParameters.get("wait_ms").flatMap { Int($0) }.map { min(max($0, 0), 60_000) }
+            return try await self.store.withDatabase(namespace) { database in
+                let log = database.log
+                let maxFrames = Int(min(end - start, 4096))
+                var read = try await BlockingWork.run {
+                    try log.readFrames(generation: generation, start: start, maxFrames: maxFrames)
+                }
+                if let wait, wait > 0, case .upToDate(let current, _) = read, current == generation {
+                    _ = await log.waitForFrame(after: start - 1, generation: generation, timeout: .milliseconds(wait))
+                    read = try await BlockingWork.run {
+                        try log.readFrames(generation: generation, start: start, maxFrames: maxFrames)
+                    }
+                }
+                let position = log.position
+                var headers: HTTPFields = [HTTPField.Name("x-shoal-frame")!: "\(position.generation)/\(position.frame)"]
+                switch read {
+                case .frames(let chunk):
+                    headers[.contentType] = "application/octet-stream"
+                    return Response(
+                        status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: chunk.bytes)))
+                case .upToDate(let current, let lastFrame):
+                    var response = try Self.json(
+                        CheckpointNeeded(generation: current, maxFrameNumber: lastFrame), status: .badRequest)
+                    response.headers[HTTPField.Name("x-shoal-frame")!] = "\(position.generation)/\(position.frame)"
+                    return response
+                }
+            }
+        }
+    }
+
+    /// The sync protocol's "nothing more" answer.
+    struct CheckpointNeeded: Encodable {
+        let status = "checkpoint_needed"
+        let generation: UInt64
+        let maxFrameNumber: UInt64
+
+        enum CodingKeys: String, CodingKey {
+            case status, generation
+            case maxFrameNumber = "max_frame_no"
+        }
+    }
+
+    static func number(_ context: BasicRequestContext, _ name: String) throws -> UInt64 {
+        guard let text = context.parameters.get(name), let value = UInt64(text) else {
+            throw NodeError.badRequest("\(name) must be a non-negative integer")
+        }
+        return value
+    }
+}

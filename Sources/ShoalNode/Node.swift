@@ -1,0 +1,131 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import ShoalModel
+import ShoalReplication
+
+/// The data plane node: hosts databases and speaks the libSQL protocols (Hrana over HTTP and the
+/// sync protocol) plus a small admin API.
+public final class Node: Sendable {
+    /// The configuration in force.
+    public let configuration: NodeConfiguration
+    /// The hosted databases.
+    public let store: DatabaseStore
+    let streams: StreamRegistry
+    let logger: Logger
+    /// The version string `GET /version` reports.
+    public static let version = "shoal-node 0.1.0"
+
+    /// A node over `configuration.dataDirectory`.
+    public init(configuration: NodeConfiguration, logger: Logger = Logger(label: "shoal.node")) throws {
+        try FileManager.default.createDirectory(
+            atPath: configuration.dataDirectory + "/databases", withIntermediateDirectories: true)
+        self.configuration = configuration
+        self.logger = logger
+        store = DatabaseStore(configuration: configuration)
+        streams = StreamRegistry(idleTimeout: configuration.streamIdleTimeout)
+    }
+
+    /// The node's routes.
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.get("health") { _, _ -> HTTPResponse.Status in .ok }
+        router.get("version") { _, _ in Self.version }
+        for probe in ["v1", "v2", "v3"] {
+            router.get(RouterPath(probe)) { _, _ in "Hello, this is HTTP API \(probe) (Hrana over HTTP)" }
+        }
+        router.get("v3-protobuf") { _, _ -> HTTPResponse.Status in .notFound }
+        addDatabaseRoutes(router)
+        addDatabaseRoutes(router.group("db/:org/:database"))
+        addAdminRoutes(router.group("v1/namespaces/:org/:database"))
+        return router
+    }
+
+    /// Closes expired streams and idle databases; call it periodically (see `runMaintenance`).
+    public func maintain() async {
+        for stream in streams.expire() {
+            await close(stream)
+        }
+        await store.evictIdle()
+    }
+
+    /// Runs `maintain()` every `interval` until cancelled.
+    public func runMaintenance(every interval: Duration = .seconds(1)) async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: interval)
+            await maintain()
+        }
+    }
+
+    /// Closes every stream and database (at shutdown, after the server stopped accepting).
+    public func shutdown() async {
+        for stream in streams.removeAll() {
+            await close(stream)
+        }
+        await store.close()
+    }
+
+    func close(_ stream: HranaStream) async {
+        _ = try? await BlockingWork.run { stream.close() }
+        await store.release(stream.lease)
+    }
+
+    // MARK: Which database
+
+    /// The database a request is for: the `/db/{org}/{database}` prefix, then `x-namespace`
+    /// (`org/database`), then the first label of `Host` (`{database}-{org}.…`).
+    func namespace(_ request: Request, _ context: BasicRequestContext) throws -> Namespace {
+        if let organization = context.parameters.get("org"), let database = context.parameters.get("database") {
+            return try Namespace(organization: organization, database: database)
+        }
+        if let header = request.headers[HTTPField.Name("x-namespace")!] {
+            return try Namespace(header)
+        }
+        if let authority = request.head.authority, let label = authority.split(separator: ".").first,
+            authority.contains("."), let dash = label.lastIndex(of: "-")
+        {
+            let database = String(label[..<dash])
+            let organization = String(label[label.index(after: dash)...])
+            if let namespace = try? Namespace(organization: organization, database: database) { return namespace }
+        }
+        throw NodeError.noDatabase(
+            "name the database: use the path /db/{organization}/{database}/…, the x-namespace header, or a host name {database}-{organization}.{domain}"
+        )
+    }
+
+    // MARK: Bodies
+
+    func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: configuration.maxRequestBytes)
+        } catch {
+            throw NodeError.tooLarge("the request body is larger than \(configuration.maxRequestBytes) bytes")
+        }
+        do {
+            return try JSONDecoder().decode(type, from: Data(buffer.readableBytesView))
+        } catch {
+            throw NodeError.badRequest("the request body is not valid: \(Self.describe(error))")
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.dataCorrupted(let context): return context.debugDescription
+        case DecodingError.keyNotFound(let key, _): return "missing field \(key.stringValue)"
+        case DecodingError.typeMismatch(let type, let context):
+            return "\(context.codingPath.map(\.stringValue).joined(separator: ".")) is not a \(type)"
+        case DecodingError.valueNotFound(_, let context):
+            return "\(context.codingPath.map(\.stringValue).joined(separator: ".")) is missing"
+        default: return "\(error)"
+        }
+    }
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        let data = try JSONEncoder().encode(value)
+        return Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: data)))
+    }
+}

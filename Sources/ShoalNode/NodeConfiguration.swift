@@ -1,0 +1,47 @@
+/// How a node runs.
+public struct NodeConfiguration: Sendable {
+    /// Where database directories live.
+    public var dataDirectory: String
+    /// The location code this node serves (`fra`, `ams`, …).
+    public var location: String
+    /// The most databases open at once.
+    public var maxOpenDatabases: Int
+    /// How long an unused database stays open.
+    public var databaseIdleTimeout: Duration
+    /// How long a Hrana stream may sit idle before it expires (SDKs hold `BEGIN … COMMIT` across
+    /// calls, so this is generous).
+    public var streamIdleTimeout: Duration
+    /// Create a database on its first request instead of answering 404 (local development).
+    public var createOnFirstUse: Bool
+    /// The largest request body accepted, in bytes.
+    public var maxRequestBytes: Int
+    /// The most rows one statement may return.
+    public var maxRowsPerStatement: Int
+    /// How long one statement may run.
+    public var statementTimeLimit: Duration
+    /// The longest SQL text accepted, in bytes.
+    public var maxSQLLength: Int32
+    /// Roll a database's generation once its WAL exceeds this many bytes.
+    public var rollThresholdBytes: Int64
+
+    /// A node serving `location` from `dataDirectory`, with defaults for the rest.
+    public init(
+        dataDirectory: String, location: String = "local", maxOpenDatabases: Int = 1000,
+        databaseIdleTimeout: Duration = .seconds(300), streamIdleTimeout: Duration = .seconds(300),
+        createOnFirstUse: Bool = false, maxRequestBytes: Int = 16 << 20, maxRowsPerStatement: Int = 100_000,
+        statementTimeLimit: Duration = .seconds(10), maxSQLLength: Int32 = 1 << 20,
+        rollThresholdBytes: Int64 = 64 << 20
+    ) {
+        self.dataDirectory = dataDirectory
+        self.location = location
+        self.maxOpenDatabases = maxOpenDatabases
+        self.databaseIdleTimeout = databaseIdleTimeout
+        self.streamIdleTimeout = streamIdleTimeout
+        self.createOnFirstUse = createOnFirstUse
+        self.maxRequestBytes = maxRequestBytes
+        self.maxRowsPerStatement = maxRowsPerStatement
+        self.statementTimeLimit = statementTimeLimit
+        self.maxSQLLength = maxSQLLength
+        self.rollThresholdBytes = rollThresholdBytes
+    }
+}

@@ -1,0 +1,80 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+
+/// The one error type of the node: what went wrong for the caller, mapped to HTTP in one place.
+public struct NodeError: Error, Sendable, CustomStringConvertible, HTTPResponseError {
+    enum Code: Sendable {
+        case invalidName, notFound, noDatabase, badRequest, streamExpired, invalidBaton, conflict, unavailable,
+            tooLarge, unauthorized
+    }
+
+    let code: Code
+    /// What happened and what to do.
+    public let message: String
+
+    init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    /// A readable message.
+    public var description: String { message }
+
+    static func invalidName(_ message: String) -> NodeError { .init(.invalidName, message) }
+    static func notFound(_ message: String) -> NodeError { .init(.notFound, message) }
+    static func noDatabase(_ message: String) -> NodeError { .init(.noDatabase, message) }
+    static func badRequest(_ message: String) -> NodeError { .init(.badRequest, message) }
+    static func invalidBaton(_ message: String) -> NodeError { .init(.invalidBaton, message) }
+    static func conflict(_ message: String) -> NodeError { .init(.conflict, message) }
+    static func unavailable(_ message: String) -> NodeError { .init(.unavailable, message) }
+    static func tooLarge(_ message: String) -> NodeError { .init(.tooLarge, message) }
+    static let streamExpired = NodeError(.streamExpired, "The stream has expired due to inactivity")
+
+    /// The HTTP status for this error.
+    public var status: HTTPResponse.Status {
+        switch code {
+        case .invalidName, .badRequest, .invalidBaton, .streamExpired, .noDatabase: .badRequest
+        case .notFound: .notFound
+        case .conflict: .conflict
+        case .unavailable: .serviceUnavailable
+        case .tooLarge: .contentTooLarge
+        case .unauthorized: .unauthorized
+        }
+    }
+
+    /// The response: libSQL's shapes (`{"error": …}` JSON for most, the Hrana error object for an
+    /// expired stream, plain text for protocol errors, as sqld does).
+    public func response(from request: Request, context: some RequestContext) throws -> Response {
+        let body: String
+        var headers: HTTPFields = [:]
+        switch code {
+        case .streamExpired:
+            headers[.contentType] = "application/json"
+            body = #"{"message":\#(Self.jsonString(message)),"code":"STREAM_EXPIRED"}"#
+        case .invalidBaton, .badRequest:
+            headers[.contentType] = "text/plain; charset=utf-8"
+            body = message
+        default:
+            headers[.contentType] = "application/json"
+            body = #"{"error":\#(Self.jsonString(message))}"#
+        }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
+    }
+
+    static func jsonString(_ text: String) -> String {
+        var escaped = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": escaped += "\\\""
+            case "\\": escaped += "\\\\"
+            case "\n": escaped += "\\n"
+            case "\r": escaped += "\\r"
+            case "\t": escaped += "\\t"
+            case let c where c.value < 0x20: escaped += String(format: "\\u%04x", c.value)
+            default: escaped.unicodeScalars.append(scalar)
+            }
+        }
+        return escaped + "\""
+    }
+}

@@ -1,0 +1,11 @@
+import ArgumentParser
+
+/// `shoal`: the one executable.
+@main
+struct Shoal: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shoal",
+        abstract: "Shoal: thousands of SQLite databases, one per tenant, replicated into your app.",
+        subcommands: [NodeCommand.self]
+    )
+}
