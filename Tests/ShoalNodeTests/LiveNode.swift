@@ -1,0 +1,97 @@
+import Foundation
+import Hummingbird
+import Logging
+import ShoalNode
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// A real node on a loopback port chosen by the kernel, for one test.
+struct LiveNode {
+    let url: String
+    let node: Node
+    let dataDirectory: String
+
+    /// Starts a node, runs `body` against it, then shuts it down.
+    static func with(
+        _ configure: (inout NodeConfiguration) -> Void = { _ in },
+        _ body: @Sendable (LiveNode) async throws -> Void
+    ) async throws {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("shoal-node-tests-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        var configuration = NodeConfiguration(dataDirectory: directory)
+        configure(&configuration)
+        var logger = Logger(label: "shoal.node.test")
+        logger.logLevel = .warning
+        let node = try Node(configuration: configuration, logger: logger)
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let app = Application(
+            router: node.router(),
+            configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) },
+            logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await app.run() }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw NodeTestError("the server did not start") }
+            let live = LiveNode(url: "http://127.0.0.1:\(port)", node: node, dataDirectory: directory)
+            do {
+                try await body(live)
+                group.cancelAll()
+                await node.shutdown()
+            } catch {
+                group.cancelAll()
+                await node.shutdown()
+                throw error
+            }
+        }
+    }
+
+    /// Sends a request; returns the status, the body and the headers.
+    func request(
+        _ method: String, _ path: String, body: String? = nil, headers: [String: String] = [:]
+    ) async throws -> (status: Int, body: String, headers: [String: String]) {
+        let (status, data, headers) = try await requestData(
+            method, path, body: body.map { Data($0.utf8) }, headers: headers)
+        return (status, String(decoding: data, as: UTF8.self), headers)
+    }
+
+    func requestData(
+        _ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:]
+    ) async throws -> (status: Int, body: Data, headers: [String: String]) {
+        var request = URLRequest(url: URL(string: url + path)!)
+        request.httpMethod = method
+        request.httpBody = body
+        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        let http = response as! HTTPURLResponse
+        var fields: [String: String] = [:]
+        for (name, value) in http.allHeaderFields {
+            fields[String(describing: name).lowercased()] = String(describing: value)
+        }
+        return (http.statusCode, data, fields)
+    }
+
+    /// Posts a pipeline and decodes the JSON answer.
+    func pipeline(
+        _ database: String, _ json: String, version: Int = 3
+    ) async throws -> (status: Int, json: [String: Any]) {
+        let (status, body, _) = try await request("POST", "/db/\(database)/v\(version)/pipeline", body: json)
+        let object = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? ["text": body]
+        return (status, object)
+    }
+}
+
+struct NodeTestError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+extension Dictionary where Key == String, Value == Any {
+    /// The results array of a pipeline answer.
+    var results: [[String: Any]] { self["results"] as? [[String: Any]] ?? [] }
+    /// The baton of a pipeline answer.
+    var baton: String? { self["baton"] as? String }
+}
