@@ -124,7 +124,10 @@ let package = Package(
             dependencies: [
                 "ShoalSQLite",
                 "ShoalReplication",
+                "ShoalNode",
                 "CBenchBaseline",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ],
             path: "Benchmarks/shoal-bench",
