@@ -10,6 +10,8 @@ final class HranaExecutor {
     let connection: Connection
     private var storedSQL: [Int32: String] = [:]
     private var holdsWritePermit = false
+    /// What the current request's token allows; statements that write are refused when read-only.
+    var access: Access = .readWrite
     private var configuration: NodeConfiguration { database.configuration }
 
     init(database: HostedDatabase) throws {
@@ -105,7 +107,10 @@ final class HranaExecutor {
             throw Hrana.Failure(message: "SQL string contains more than one statement", code: "SQL_MANY_STATEMENTS")
         }
         try bind(request, to: statement)
-        if !statement.isReadOnly { acquirePermit() }
+        if !statement.isReadOnly {
+            try refuseIfReadOnly()
+            acquirePermit()
+        }
         let start = ContinuousClock.now
         try connection.setDeadline(start.advanced(by: configuration.statementTimeLimit))
         defer { try? connection.setDeadline(nil) }
@@ -203,7 +208,10 @@ final class HranaExecutor {
         var remaining = sql
         while let statement = try connection.prepareFirst(remaining) {
             defer { statement.finalize() }
-            if !statement.isReadOnly { acquirePermit() }
+            if !statement.isReadOnly {
+                try refuseIfReadOnly()
+                acquirePermit()
+            }
             try connection.setDeadline(ContinuousClock.now.advanced(by: configuration.statementTimeLimit))
             defer { try? connection.setDeadline(nil) }
             while try statement.step() {}
@@ -223,6 +231,13 @@ final class HranaExecutor {
                 Hrana.Column(name: statement.columnNames[$0], declaredType: statement.declaredType(at: $0))
             },
             isExplain: statement.isExplain, isReadOnly: statement.isReadOnly)
+    }
+
+    private func refuseIfReadOnly() throws {
+        guard access == .readOnly else { return }
+        throw Hrana.Failure(
+            message: "SQLite error: the token is read-only; this statement writes (ask for a read-write token)",
+            code: "SQLITE_AUTH")
     }
 
     // MARK: Write permits

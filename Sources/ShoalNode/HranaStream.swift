@@ -20,10 +20,15 @@ final class HranaStream: @unchecked Sendable {
     }
 
     /// Runs requests in order; returns the results and whether the stream closed.
-    func run(_ requests: [Hrana.StreamRequest], version: Int) throws -> (results: [Hrana.StreamResult], closed: Bool) {
+    func run(
+        _ requests: [Hrana.StreamRequest], version: Int, access: Access
+    ) throws -> (
+        results: [Hrana.StreamResult], closed: Bool
+    ) {
         lock.lock()
         defer { lock.unlock() }
         guard let executor else { throw NodeError.invalidBaton("the stream is closed") }
+        executor.access = access
         var results: [Hrana.StreamResult] = []
         for request in requests {
             results.append(try executor.run(request, version: version))
@@ -37,10 +42,11 @@ final class HranaStream: @unchecked Sendable {
     }
 
     /// Runs a batch for `/v3/cursor`.
-    func runBatch(_ batch: Hrana.Batch) throws -> Hrana.BatchResult {
+    func runBatch(_ batch: Hrana.Batch, access: Access) throws -> Hrana.BatchResult {
         lock.lock()
         defer { lock.unlock() }
         guard let executor else { throw NodeError.invalidBaton("the stream is closed") }
+        executor.access = access
         let result = try executor.batch(batch)
         executor.releaseWritePermitIfDone()
         return result

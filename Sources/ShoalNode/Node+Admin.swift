@@ -3,12 +3,14 @@ import Hummingbird
 extension Node {
     /// Creating and deleting databases (for the control plane, and standalone use).
     func addAdminRoutes(_ routes: RouterGroup<BasicRequestContext>) {
-        routes.post("create") { _, context in
+        routes.post("create") { request, context in
+            try self.authorizeAdmin(request)
             let namespace = try Self.adminNamespace(context)
             try await self.store.create(namespace)
             return try Self.json(["created": namespace.description])
         }
-        routes.delete("") { _, context in
+        routes.delete("") { request, context in
+            try self.authorizeAdmin(request)
             let namespace = try Self.adminNamespace(context)
             try await self.store.delete(namespace)
             return try Self.json(["deleted": namespace.description])

@@ -7,8 +7,9 @@ extension Node {
     func addDatabaseRoutes(_ routes: some RouterMethods<BasicRequestContext>) {
         routes.post("v1/execute") { request, context in
             let namespace = try self.namespace(request, context)
+            let access = try self.authorize(request, namespace)
             let body = try await self.decode(Hrana.ExecuteRequest.self, from: request)
-            return try await self.runOnce(namespace) { executor in
+            return try await self.runOnce(namespace, access: access) { executor in
                 do {
                     return try Self.json(Hrana.ResultEnvelope(result: try executor.execute(body.stmt)))
                 } catch let failure as Hrana.Failure {
@@ -20,8 +21,9 @@ extension Node {
         }
         routes.post("v1/batch") { request, context in
             let namespace = try self.namespace(request, context)
+            let access = try self.authorize(request, namespace)
             let body = try await self.decode(Hrana.BatchRequest.self, from: request)
-            return try await self.runOnce(namespace) { executor in
+            return try await self.runOnce(namespace, access: access) { executor in
                 guard case .ok(.batch(let result)) = try executor.run(.batch(body.batch), version: 1) else {
                     throw NodeError.badRequest("the batch could not run")
                 }
@@ -41,13 +43,14 @@ extension Node {
 
     /// Runs `body` with a fresh executor (HTTP API v1: one connection per request).
     func runOnce(
-        _ namespace: Namespace, _ body: @escaping @Sendable (HranaExecutor) throws -> Response
+        _ namespace: Namespace, access: Access, _ body: @escaping @Sendable (HranaExecutor) throws -> Response
     ) async throws
         -> Response
     {
         try await store.withDatabase(namespace) { database in
             try await BlockingWork.run {
                 let executor = try HranaExecutor(database: database)
+                executor.access = access
                 defer { executor.close() }
                 return try body(executor)
             }
@@ -76,12 +79,13 @@ extension Node {
     /// `POST /v3/cursor`: a batch on a stream, answered as newline-delimited JSON entries.
     func cursor(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let namespace = try self.namespace(request, context)
+        let access = try authorize(request, namespace)
         let body = try await decode(Hrana.CursorRequest.self, from: request)
         let stream = try await self.stream(baton: body.baton, namespace: namespace)
         let batch = body.batch
         let result: Hrana.BatchResult
         do {
-            result = try await BlockingWork.run { try stream.runBatch(batch) }
+            result = try await BlockingWork.run { try stream.runBatch(batch, access: access) }
         } catch {
             await close(stream)
             throw error
@@ -112,12 +116,13 @@ extension Node {
 
     func pipeline(_ request: Request, _ context: BasicRequestContext, version: Int) async throws -> Response {
         let namespace = try self.namespace(request, context)
+        let access = try authorize(request, namespace)
         let body = try await decode(Hrana.PipelineRequest.self, from: request)
         let stream = try await self.stream(baton: body.baton, namespace: namespace)
         let requests = body.requests
         let outcome: (results: [Hrana.StreamResult], closed: Bool)
         do {
-            outcome = try await BlockingWork.run { try stream.run(requests, version: version) }
+            outcome = try await BlockingWork.run { try stream.run(requests, version: version, access: access) }
         } catch {
             await close(stream)
             throw error

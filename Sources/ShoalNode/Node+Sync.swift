@@ -8,12 +8,14 @@ extension Node {
     func addSyncRoutes(_ routes: some RouterMethods<BasicRequestContext>) {
         routes.get("info") { request, context in
             let namespace = try self.namespace(request, context)
+            _ = try self.authorize(request, namespace)
             return try await self.store.withDatabase(namespace) { database in
                 try Self.json(["current_generation": database.log.generation])
             }
         }
         routes.get("export/:generation") { request, context in
             let namespace = try self.namespace(request, context)
+            _ = try self.authorize(request, namespace)
             let generation = try Self.number(context, "generation")
             return try await self.store.withDatabase(namespace) { database in
                 let bytes = try await BlockingWork.run { () -> [UInt8] in
@@ -28,6 +30,7 @@ extension Node {
         }
         routes.get("sync/:generation/:start/:end") { request, context in
             let namespace = try self.namespace(request, context)
+            _ = try self.authorize(request, namespace)
             let generation = try Self.number(context, "generation")
             let start = try Self.number(context, "start")
             let end = try Self.number(context, "end")

@@ -94,6 +94,39 @@ public final class Node: Sendable {
         )
     }
 
+    // MARK: Authentication
+
+    /// What the request's bearer token allows on `namespace`.
+    func authorize(_ request: Request, _ namespace: Namespace) throws -> Access {
+        guard case .tokens(let verifier, _) = configuration.authentication else { return .readWrite }
+        guard let token = Self.bearer(request), !token.isEmpty, token != "None" else {
+            throw NodeError.unauthorized("send the database's token as Authorization: Bearer <token>")
+        }
+        return try verifier.access(token: token, to: namespace)
+    }
+
+    /// Checks the admin token (the admin API is off when tokens are on but no admin token is set).
+    func authorizeAdmin(_ request: Request) throws {
+        guard case .tokens(_, let adminToken) = configuration.authentication else { return }
+        guard let adminToken else {
+            throw NodeError.forbidden("the admin API is off on this node; start it with an admin token")
+        }
+        let given = Array((Self.bearer(request) ?? "").utf8)
+        let expected = Array(adminToken.utf8)
+        var difference = given.count ^ expected.count
+        for index in 0..<min(given.count, expected.count) {
+            difference |= Int(given[index] ^ expected[index])
+        }
+        guard difference == 0 else { throw NodeError.unauthorized("the admin token is missing or wrong") }
+    }
+
+    static func bearer(_ request: Request) -> String? {
+        guard let header = request.headers[.authorization] else { return nil }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
+        return String(parts[1]).trimmingCharacters(in: .whitespaces)
+    }
+
     // MARK: Bodies
 
     func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {

@@ -23,6 +23,16 @@ public struct NodeConfiguration: Sendable {
     public var maxSQLLength: Int32
     /// Roll a database's generation once its WAL exceeds this many bytes.
     public var rollThresholdBytes: Int64
+    /// How requests prove what they may do.
+    public var authentication: Authentication
+
+    /// How a node authenticates requests.
+    public enum Authentication: Sendable {
+        /// Everything is allowed (local development only).
+        case none
+        /// Database requests carry Ed25519 JWTs; the admin API takes `adminToken` (off if nil).
+        case tokens(TokenVerifier, adminToken: String?)
+    }
 
     /// A node serving `location` from `dataDirectory`, with defaults for the rest.
     public init(
@@ -30,7 +40,7 @@ public struct NodeConfiguration: Sendable {
         databaseIdleTimeout: Duration = .seconds(300), streamIdleTimeout: Duration = .seconds(300),
         createOnFirstUse: Bool = false, maxRequestBytes: Int = 16 << 20, maxRowsPerStatement: Int = 100_000,
         statementTimeLimit: Duration = .seconds(10), maxSQLLength: Int32 = 1 << 20,
-        rollThresholdBytes: Int64 = 64 << 20
+        rollThresholdBytes: Int64 = 64 << 20, authentication: Authentication = .none
     ) {
         self.dataDirectory = dataDirectory
         self.location = location
@@ -43,5 +53,6 @@ public struct NodeConfiguration: Sendable {
         self.statementTimeLimit = statementTimeLimit
         self.maxSQLLength = maxSQLLength
         self.rollThresholdBytes = rollThresholdBytes
+        self.authentication = authentication
     }
 }

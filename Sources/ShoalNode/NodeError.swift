@@ -6,7 +6,7 @@ import Hummingbird
 public struct NodeError: Error, Sendable, CustomStringConvertible, HTTPResponseError {
     enum Code: Sendable {
         case invalidName, notFound, noDatabase, badRequest, streamExpired, invalidBaton, conflict, unavailable,
-            tooLarge, unauthorized
+            tooLarge, unauthorized, forbidden
     }
 
     let code: Code
@@ -29,6 +29,8 @@ public struct NodeError: Error, Sendable, CustomStringConvertible, HTTPResponseE
     static func conflict(_ message: String) -> NodeError { .init(.conflict, message) }
     static func unavailable(_ message: String) -> NodeError { .init(.unavailable, message) }
     static func tooLarge(_ message: String) -> NodeError { .init(.tooLarge, message) }
+    static func unauthorized(_ message: String) -> NodeError { .init(.unauthorized, message) }
+    static func forbidden(_ message: String) -> NodeError { .init(.forbidden, message) }
     static let streamExpired = NodeError(.streamExpired, "The stream has expired due to inactivity")
 
     /// The HTTP status for this error.
@@ -40,6 +42,7 @@ public struct NodeError: Error, Sendable, CustomStringConvertible, HTTPResponseE
         case .unavailable: .serviceUnavailable
         case .tooLarge: .contentTooLarge
         case .unauthorized: .unauthorized
+        case .forbidden: .forbidden
         }
     }
 

@@ -34,13 +34,46 @@ struct NodeCommand: AsyncParsableCommand {
     @Flag(help: "Serve without authentication (local development only).")
     var noAuth = false
 
+    @Option(help: "A trusted Ed25519 public key (32 bytes, base64url); repeat for several.")
+    var jwtPublicKey: [String] = []
+
+    @Option(help: "A JWKS file whose OKP/Ed25519 keys are trusted.")
+    var jwksFile: String?
+
+    @Option(help: "A token id (jti) to refuse; repeat for several.")
+    var revokedJti: [String] = []
+
+    @Option(help: "The bearer token of the admin API (off when tokens are on and this is not given).")
+    var adminToken: String?
+
     func validate() throws {
-        guard noAuth else {
+        guard noAuth || !jwtPublicKey.isEmpty || jwksFile != nil else {
             throw ValidationError(
-                "token verification is not built yet: run with --no-auth, and only on a trusted network")
+                "give --jwt-public-key or --jwks-file to verify tokens, or --no-auth for local development")
+        }
+        guard !(noAuth && (!jwtPublicKey.isEmpty || jwksFile != nil)) else {
+            throw ValidationError("--no-auth cannot be combined with keys; choose one")
         }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
         guard maxOpenDatabases > 0 else { throw ValidationError("--max-open-databases must be positive") }
+    }
+
+    func authentication() throws -> NodeConfiguration.Authentication {
+        if noAuth { return .none }
+        var keys: [String: [UInt8]] = [:]
+        for (index, text) in jwtPublicKey.enumerated() {
+            guard let bytes = Base64URL.decode(text) else {
+                throw ValidationError("--jwt-public-key \(index + 1) is not base64url")
+            }
+            keys["key-\(index)"] = bytes
+        }
+        if let jwksFile {
+            guard let data = FileManager.default.contents(atPath: jwksFile) else {
+                throw ValidationError("cannot read the JWKS file \(jwksFile)")
+            }
+            keys.merge(try TokenVerifier.keys(fromJWKS: data)) { first, _ in first }
+        }
+        return .tokens(try TokenVerifier(keys: keys, revoked: Set(revokedJti)), adminToken: adminToken)
     }
 
     func run() async throws {
@@ -49,7 +82,8 @@ struct NodeCommand: AsyncParsableCommand {
         let node = try Node(
             configuration: NodeConfiguration(
                 dataDirectory: data, location: location, maxOpenDatabases: maxOpenDatabases,
-                streamIdleTimeout: .seconds(streamIdleSeconds), createOnFirstUse: createOnFirstUse),
+                streamIdleTimeout: .seconds(streamIdleSeconds), createOnFirstUse: createOnFirstUse,
+                authentication: try authentication()),
             logger: logger)
         let host = self.host
         let location = self.location
