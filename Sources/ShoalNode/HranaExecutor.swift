@@ -94,6 +94,7 @@ final class HranaExecutor {
 
     /// Runs one statement and returns its result; throws `Hrana.Failure` or `SQLiteError`.
     func execute(_ request: Hrana.Statement) throws -> Hrana.StatementResult {
+        try refuseIfBlocked()
         let sql = try resolve(sql: request.sql, sqlID: request.sqlID)
         if Sandbox.isVacuumInto(sql) {
             throw Hrana.Failure(
@@ -201,6 +202,7 @@ final class HranaExecutor {
     }
 
     private func sequence(_ sql: String) throws {
+        try refuseIfBlocked()
         if Sandbox.isVacuumInto(sql) {
             throw Hrana.Failure(
                 message: "SQLite error: VACUUM INTO is not allowed: it writes another file", code: "SQLITE_AUTH")
@@ -221,6 +223,7 @@ final class HranaExecutor {
     }
 
     private func describe(_ sql: String) throws -> Hrana.DescribeResult {
+        try refuseIfBlocked()
         guard let statement = try connection.prepareFirst(sql) else {
             throw Hrana.Failure(message: "SQL string does not contain any statement", code: "SQL_NO_STATEMENT")
         }
@@ -233,7 +236,16 @@ final class HranaExecutor {
             isExplain: statement.isExplain, isReadOnly: statement.isReadOnly)
     }
 
+    private func refuseIfBlocked() throws {
+        if database.settings.blockReads {
+            throw Hrana.Failure(message: "this database is blocked by its operator", code: "BLOCKED")
+        }
+    }
+
     private func refuseIfReadOnly() throws {
+        if database.settings.blockWrites {
+            throw Hrana.Failure(message: "writes to this database are blocked by its operator", code: "BLOCKED")
+        }
         guard access == .readOnly else { return }
         throw Hrana.Failure(
             message: "SQLite error: the token is read-only; this statement writes (ask for a read-write token)",

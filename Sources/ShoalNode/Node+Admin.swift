@@ -1,3 +1,4 @@
+import Foundation
 import Hummingbird
 
 extension Node {
@@ -14,6 +15,58 @@ extension Node {
             let namespace = try Self.adminNamespace(context)
             try await self.store.delete(namespace)
             return try Self.json(["deleted": namespace.description])
+        }
+    }
+
+    func addAdminDatabaseRoutes(_ routes: RouterGroup<BasicRequestContext>) {
+        routes.post("config") { request, context in
+            try self.authorizeAdmin(request)
+            let namespace = try Self.adminNamespace(context)
+            let settings = try await self.decode(DatabaseSettings.self, from: request)
+            return try await self.store.withDatabase(namespace) { database in
+                try await BlockingWork.run { try database.update(settings) }
+                return try Self.json(settings)
+            }
+        }
+        routes.get("stats") { request, context in
+            try self.authorizeAdmin(request)
+            let namespace = try Self.adminNamespace(context)
+            return try await self.store.withDatabase(namespace) { database in
+                let position = database.log.position
+                let size = try await BlockingWork.run { () -> Int64 in
+                    let attributes = try FileManager.default.attributesOfItem(atPath: database.log.databasePath)
+                    return (attributes[.size] as? Int64) ?? 0
+                }
+                return try Self.json(
+                    DatabaseStats(
+                        database: namespace.description, generation: position.generation, frame: position.frame,
+                        baseSizeBytes: size, walBytes: position.frame == 0 ? 0 : Int64(32 + position.frame * 4120),
+                        settings: database.settings))
+            }
+        }
+        routes.post("checkpoint") { request, context in
+            try self.authorizeAdmin(request)
+            let namespace = try Self.adminNamespace(context)
+            return try await self.store.withDatabase(namespace) { database in
+                let rolled = try await BlockingWork.run { try database.log.rollGeneration() }
+                return try Self.json(["rolled": rolled])
+            }
+        }
+    }
+
+    /// What `GET …/stats` reports.
+    struct DatabaseStats: Encodable {
+        let database: String
+        let generation: UInt64
+        let frame: UInt64
+        let baseSizeBytes: Int64
+        let walBytes: Int64
+        let settings: DatabaseSettings
+
+        enum CodingKeys: String, CodingKey {
+            case database, generation, frame, settings
+            case baseSizeBytes = "base_size_bytes"
+            case walBytes = "wal_bytes"
         }
     }
 

@@ -10,7 +10,8 @@ extension Node {
             let namespace = try self.namespace(request, context)
             _ = try self.authorize(request, namespace)
             return try await self.store.withDatabase(namespace) { database in
-                try Self.json(["current_generation": database.log.generation])
+                try Self.refuseIfBlocked(database)
+                return try Self.json(["current_generation": database.log.generation])
             }
         }
         routes.get("export/:generation") { request, context in
@@ -18,6 +19,7 @@ extension Node {
             _ = try self.authorize(request, namespace)
             let generation = try Self.number(context, "generation")
             return try await self.store.withDatabase(namespace) { database in
+                try Self.refuseIfBlocked(database)
                 let bytes = try await BlockingWork.run { () -> [UInt8] in
                     var bytes: [UInt8] = []
                     try database.log.exportBase(generation: generation) { bytes += $0 }
@@ -40,6 +42,7 @@ extension Node {
             }
             let wait = request.uri.queryParameters.get("wait_ms").flatMap { Int($0) }.map { min(max($0, 0), 60_000) }
             return try await self.store.withDatabase(namespace) { database in
+                try Self.refuseIfBlocked(database)
                 let log = database.log
                 let maxFrames = Int(min(end - start, 4096))
                 var read = try await BlockingWork.run {
@@ -77,6 +80,12 @@ extension Node {
         enum CodingKeys: String, CodingKey {
             case status, generation
             case maxFrameNumber = "max_frame_no"
+        }
+    }
+
+    static func refuseIfBlocked(_ database: HostedDatabase) throws {
+        if database.settings.blockReads {
+            throw NodeError.forbidden("database \(database.namespace) is blocked by its operator")
         }
     }
 

@@ -39,6 +39,7 @@ public final class Node: Sendable {
         addDatabaseRoutes(router)
         addDatabaseRoutes(router.group("db/:org/:database"))
         addAdminRoutes(router.group("v1/namespaces/:org/:database"))
+        addAdminDatabaseRoutes(router.group("v1/namespaces/:org/:database"))
         return router
     }
 

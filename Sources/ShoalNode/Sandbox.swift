@@ -7,7 +7,7 @@ enum Sandbox {
     static let guardedPragmas: Set<String> = [
         "journal_mode", "wal_autocheckpoint", "wal_checkpoint", "locking_mode", "writable_schema", "trusted_schema",
         "synchronous", "page_size", "auto_vacuum", "mmap_size", "temp_store_directory", "data_store_directory",
-        "journal_size_limit", "cache_spill", "query_only", "schema_version",
+        "journal_size_limit", "cache_spill", "query_only", "schema_version", "max_page_count",
     ]
 
     /// Pragmas refused whatever their argument (they act, not just report).

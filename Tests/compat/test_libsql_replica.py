@@ -37,3 +37,28 @@ def test_bootstrap_sync_local_reads_and_forwarded_writes(database_url):
     assert second.execute("SELECT valid FROM card WHERE holder = 'ada'").fetchone() == (1,)
     second.sync()
     assert second.execute("SELECT valid FROM card WHERE holder = 'ada'").fetchone() == (0,)
+
+
+def test_replica_follows_a_generation_roll(database_url, node_url):
+    import urllib.request
+
+    remote = libsql.connect(database=database_url)
+    remote.execute("CREATE TABLE t (x INTEGER)")
+    remote.execute("INSERT INTO t VALUES (1)")
+    remote.commit()
+    local = replica(database_url)
+    local.sync()
+    assert local.execute("SELECT sum(x) FROM t").fetchone() == (1,)
+
+    name = database_url.rsplit("/", 2)
+    roll = urllib.request.Request(f"{node_url}/v1/namespaces/{name[1]}/{name[2]}/checkpoint", method="POST")
+    with urllib.request.urlopen(roll) as answer:
+        assert b'"rolled":true' in answer.read()
+
+    remote.execute("INSERT INTO t VALUES (2)")
+    remote.commit()
+    local.sync()
+    assert local.execute("SELECT sum(x) FROM t").fetchone() == (3,)
+    fresh = replica(database_url)
+    fresh.sync()
+    assert fresh.execute("SELECT sum(x) FROM t").fetchone() == (3,)

@@ -1,0 +1,50 @@
+import Foundation
+
+/// Per-database settings the control plane (or an operator) sets through the admin API; stored in
+/// the database's directory as `config.json` and applied when the database opens.
+public struct DatabaseSettings: Sendable, Codable, Equatable {
+    /// Refuse every read and write (e.g. an unpaid account).
+    public var blockReads: Bool
+    /// Refuse statements that write.
+    public var blockWrites: Bool
+    /// The largest the database may grow, in bytes (rounded down to whole pages); nil for no limit.
+    public var maxSizeBytes: Int64?
+
+    /// Settings that block nothing and set no limit.
+    public init(blockReads: Bool = false, blockWrites: Bool = false, maxSizeBytes: Int64? = nil) {
+        self.blockReads = blockReads
+        self.blockWrites = blockWrites
+        self.maxSizeBytes = maxSizeBytes
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case blockReads = "block_reads"
+        case blockWrites = "block_writes"
+        case maxSizeBytes = "max_size_bytes"
+    }
+
+    /// Decodes settings; absent keys keep their defaults.
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        blockReads = try container.decodeIfPresent(Bool.self, forKey: .blockReads) ?? false
+        blockWrites = try container.decodeIfPresent(Bool.self, forKey: .blockWrites) ?? false
+        maxSizeBytes = try container.decodeIfPresent(Int64.self, forKey: .maxSizeBytes)
+        if let maxSizeBytes, maxSizeBytes < 4096 {
+            throw DecodingError.dataCorruptedError(
+                forKey: .maxSizeBytes, in: container, debugDescription: "max_size_bytes must be at least 4096")
+        }
+    }
+
+    static func load(directory: String) throws -> DatabaseSettings {
+        guard let data = FileManager.default.contents(atPath: directory + "/config.json") else {
+            return DatabaseSettings()
+        }
+        return try JSONDecoder().decode(DatabaseSettings.self, from: data)
+    }
+
+    func save(directory: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        try encoder.encode(self).write(to: URL(fileURLWithPath: directory + "/config.json"), options: .atomic)
+    }
+}
