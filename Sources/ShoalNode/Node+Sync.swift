@@ -58,6 +58,7 @@ extension Node {
                 var headers: HTTPFields = [HTTPField.Name("x-shoal-frame")!: "\(position.generation)/\(position.frame)"]
                 switch read {
                 case .frames(let chunk):
+                    self.metrics.framesServed(chunk.count)
                     headers[.contentType] = "application/octet-stream"
                     return Response(
                         status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: chunk.bytes)))

@@ -13,6 +13,7 @@ public final class Node: Sendable {
     /// The hosted databases.
     public let store: DatabaseStore
     let streams: StreamRegistry
+    let metrics = NodeMetrics()
     let logger: Logger
     /// The version string `GET /version` reports.
     public static let version = "shoal-node 0.1.0"
@@ -30,7 +31,17 @@ public final class Node: Sendable {
     /// The node's routes.
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
+        router.add(middleware: MetricsMiddleware(metrics: metrics))
         router.get("health") { _, _ -> HTTPResponse.Status in .ok }
+        router.get("metrics") { _, _ in
+            let pool = self.store.pool.statistics
+            let text = self.metrics.render(
+                databasesOpen: pool.open, databaseOpens: pool.opens, databaseEvictions: pool.evictions,
+                streamsOpen: self.streams.count)
+            return Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(string: text)))
+        }
         router.get("version") { _, _ in Self.version }
         for probe in ["v1", "v2", "v3"] {
             router.get(RouterPath(probe)) { _, _ in "Hello, this is HTTP API \(probe) (Hrana over HTTP)" }

@@ -13,6 +13,22 @@ import Testing
         }
     }
 
+    @Test func metricsCountRequestsByRouteKindWithoutDatabaseNames() async throws {
+        try await LiveNode.with({ $0.createOnFirstUse = true }) { node in
+            _ = try await node.request(
+                "POST", "/db/acme/secret-tenant/v1/execute", body: #"{"stmt":{"sql":"SELECT 1"}}"#)
+            _ = try await node.request("POST", "/db/acme/secret-tenant/v1/execute", body: "{broken")
+            _ = try await node.request("GET", "/db/acme/secret-tenant/sync/1/1/10")
+            let metrics = try await node.request("GET", "/metrics")
+            #expect(metrics.status == 200)
+            #expect(metrics.body.contains(#"shoal_node_requests_total{route="v1",status="2xx"} 1"#))
+            #expect(metrics.body.contains(#"shoal_node_requests_total{route="v1",status="4xx"} 1"#))
+            #expect(metrics.body.contains(#"shoal_node_requests_total{route="sync","#))
+            #expect(metrics.body.contains("shoal_node_databases_open 1"))
+            #expect(!metrics.body.contains("secret-tenant"))
+        }
+    }
+
     @Test func streamKeepsItsTransactionAcrossRequestsWithSingleUseBatons() async throws {
         try await LiveNode.with({ $0.createOnFirstUse = true }) { node in
             let first = try await node.pipeline(

@@ -1,0 +1,134 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Synchronization
+
+/// Every metric the node exports, in one place, with small closed label sets (never a database
+/// name: per-database numbers are on the admin stats endpoint). Served as Prometheus text at
+/// `GET /metrics`.
+final class NodeMetrics: Sendable {
+    /// The kinds of route requests are counted under.
+    enum Route: String, CaseIterable, Sendable {
+        case pipeline, cursor, v1, sync, export, info, admin, probe, other
+
+        init(path: String) {
+            if path.hasSuffix("/pipeline") {
+                self = .pipeline
+            } else if path.hasSuffix("/v3/cursor") {
+                self = .cursor
+            } else if path.hasSuffix("/v1/execute") || path.hasSuffix("/v1/batch") {
+                self = .v1
+            } else if path.contains("/sync/") {
+                self = .sync
+            } else if path.contains("/export/") {
+                self = .export
+            } else if path.hasSuffix("/info") {
+                self = .info
+            } else if path.hasPrefix("/v1/namespaces/") {
+                self = .admin
+            } else if ["/health", "/version", "/v1", "/v2", "/v3", "/metrics"].contains(path) {
+                self = .probe
+            } else {
+                self = .other
+            }
+        }
+    }
+
+    private struct Key: Hashable {
+        let route: Route
+        let statusClass: String
+    }
+
+    private struct State {
+        var requests: [Key: Int] = [:]
+        var durationSum: [Route: Double] = [:]
+        var durationCount: [Route: Int] = [:]
+        var framesServed = 0
+    }
+
+    private let state = Mutex(State())
+
+    func record(route: Route, status: Int, seconds: Double) {
+        state.withLock { state in
+            state.requests[Key(route: route, statusClass: "\(status / 100)xx"), default: 0] += 1
+            state.durationSum[route, default: 0] += seconds
+            state.durationCount[route, default: 0] += 1
+        }
+    }
+
+    func framesServed(_ count: Int) {
+        state.withLock { $0.framesServed += count }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    func render(databasesOpen: Int, databaseOpens: Int, databaseEvictions: Int, streamsOpen: Int) -> String {
+        let snapshot = state.withLock { $0 }
+        var lines = [
+            "# HELP shoal_node_requests_total HTTP requests by route kind and status class.",
+            "# TYPE shoal_node_requests_total counter",
+        ]
+        for (key, count) in snapshot.requests.sorted(by: {
+            ($0.key.route.rawValue, $0.key.statusClass) < ($1.key.route.rawValue, $1.key.statusClass)
+        }) {
+            lines.append(
+                "shoal_node_requests_total{route=\"\(key.route.rawValue)\",status=\"\(key.statusClass)\"} \(count)")
+        }
+        lines += [
+            "# HELP shoal_node_request_duration_seconds Time to answer a request, by route kind.",
+            "# TYPE shoal_node_request_duration_seconds summary",
+        ]
+        for route in Route.allCases {
+            guard let count = snapshot.durationCount[route] else { continue }
+            lines.append(
+                "shoal_node_request_duration_seconds_sum{route=\"\(route.rawValue)\"} \(snapshot.durationSum[route] ?? 0)"
+            )
+            lines.append("shoal_node_request_duration_seconds_count{route=\"\(route.rawValue)\"} \(count)")
+        }
+        lines += [
+            "# HELP shoal_node_frames_served_total WAL frames sent to replicas.",
+            "# TYPE shoal_node_frames_served_total counter",
+            "shoal_node_frames_served_total \(snapshot.framesServed)",
+            "# HELP shoal_node_databases_open Databases open now.",
+            "# TYPE shoal_node_databases_open gauge",
+            "shoal_node_databases_open \(databasesOpen)",
+            "# HELP shoal_node_database_opens_total Databases opened.",
+            "# TYPE shoal_node_database_opens_total counter",
+            "shoal_node_database_opens_total \(databaseOpens)",
+            "# HELP shoal_node_database_evictions_total Databases closed to make room or because they were idle.",
+            "# TYPE shoal_node_database_evictions_total counter",
+            "shoal_node_database_evictions_total \(databaseEvictions)",
+            "# HELP shoal_node_streams_open Hrana streams waiting for their next request.",
+            "# TYPE shoal_node_streams_open gauge",
+            "shoal_node_streams_open \(streamsOpen)",
+        ]
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// Counts every request and its duration by route kind.
+struct MetricsMiddleware: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    let metrics: NodeMetrics
+
+    func handle(
+        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
+    ) async throws -> Response {
+        let start = ContinuousClock.now
+        let route = NodeMetrics.Route(path: request.uri.path)
+        func seconds() -> Double {
+            let elapsed = ContinuousClock.now - start
+            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        }
+        do {
+            let response = try await next(request, context)
+            metrics.record(route: route, status: response.status.code, seconds: seconds())
+            return response
+        } catch let error as any HTTPResponseError {
+            metrics.record(route: route, status: error.status.code, seconds: seconds())
+            throw error
+        } catch {
+            metrics.record(route: route, status: 500, seconds: seconds())
+            throw error
+        }
+    }
+}
