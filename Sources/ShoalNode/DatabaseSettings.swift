@@ -9,18 +9,31 @@ public struct DatabaseSettings: Sendable, Codable, Equatable {
     public var blockWrites: Bool
     /// The largest the database may grow, in bytes (rounded down to whole pages); nil for no limit.
     public var maxSizeBytes: Int64?
+    /// The group the database belongs to: group tokens (`gid`) for it are accepted.
+    public var group: String?
+    /// Where its region rule lets its data go (resolved to location codes by the control plane);
+    /// nil for no rule. Sync requests (`/info`, `/export`, `/sync`) then need a token whose `loc`
+    /// is one of these.
+    public var allowedLocations: [String]?
 
     /// Settings that block nothing and set no limit.
-    public init(blockReads: Bool = false, blockWrites: Bool = false, maxSizeBytes: Int64? = nil) {
+    public init(
+        blockReads: Bool = false, blockWrites: Bool = false, maxSizeBytes: Int64? = nil, group: String? = nil,
+        allowedLocations: [String]? = nil
+    ) {
         self.blockReads = blockReads
         self.blockWrites = blockWrites
         self.maxSizeBytes = maxSizeBytes
+        self.group = group
+        self.allowedLocations = allowedLocations
     }
 
     enum CodingKeys: String, CodingKey {
         case blockReads = "block_reads"
         case blockWrites = "block_writes"
         case maxSizeBytes = "max_size_bytes"
+        case group
+        case allowedLocations = "allowed_locations"
     }
 
     /// Decodes settings; absent keys keep their defaults.
@@ -29,6 +42,8 @@ public struct DatabaseSettings: Sendable, Codable, Equatable {
         blockReads = try container.decodeIfPresent(Bool.self, forKey: .blockReads) ?? false
         blockWrites = try container.decodeIfPresent(Bool.self, forKey: .blockWrites) ?? false
         maxSizeBytes = try container.decodeIfPresent(Int64.self, forKey: .maxSizeBytes)
+        group = try container.decodeIfPresent(String.self, forKey: .group)
+        allowedLocations = try container.decodeIfPresent([String].self, forKey: .allowedLocations)
         if let maxSizeBytes, maxSizeBytes < 4096 {
             throw DecodingError.dataCorruptedError(
                 forKey: .maxSizeBytes, in: container, debugDescription: "max_size_bytes must be at least 4096")

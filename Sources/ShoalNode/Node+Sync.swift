@@ -8,18 +8,20 @@ extension Node {
     func addSyncRoutes(_ routes: some RouterMethods<BasicRequestContext>) {
         routes.get("info") { request, context in
             let namespace = try self.namespace(request, context)
-            _ = try self.authorize(request, namespace)
+            let grant = try self.grant(request, namespace)
             return try await self.store.withDatabase(namespace) { database in
                 try Self.refuseIfBlocked(database)
+                try self.checkRegion(grant, database)
                 return try Self.json(["current_generation": database.log.generation])
             }
         }
         routes.get("export/:generation") { request, context in
             let namespace = try self.namespace(request, context)
-            _ = try self.authorize(request, namespace)
+            let grant = try self.grant(request, namespace)
             let generation = try Self.number(context, "generation")
             return try await self.store.withDatabase(namespace) { database in
                 try Self.refuseIfBlocked(database)
+                try self.checkRegion(grant, database)
                 let bytes = try await BlockingWork.run { () -> [UInt8] in
                     var bytes: [UInt8] = []
                     try database.log.exportBase(generation: generation) { bytes += $0 }
@@ -32,7 +34,7 @@ extension Node {
         }
         routes.get("sync/:generation/:start/:end") { request, context in
             let namespace = try self.namespace(request, context)
-            _ = try self.authorize(request, namespace)
+            let grant = try self.grant(request, namespace)
             let generation = try Self.number(context, "generation")
             let start = try Self.number(context, "start")
             let end = try Self.number(context, "end")
@@ -43,6 +45,7 @@ extension Node {
             let wait = request.uri.queryParameters.get("wait_ms").flatMap { Int($0) }.map { min(max($0, 0), 60_000) }
             return try await self.store.withDatabase(namespace) { database in
                 try Self.refuseIfBlocked(database)
+                try self.checkRegion(grant, database)
                 let log = database.log
                 let maxFrames = Int(min(end - start, 4096))
                 var read = try await BlockingWork.run {

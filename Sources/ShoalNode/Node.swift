@@ -108,13 +108,35 @@ public final class Node: Sendable {
 
     // MARK: Authentication
 
-    /// What the request's bearer token allows on `namespace`.
+    /// What the request's bearer token allows on `namespace`. The database's group (for `gid`
+    /// tokens) comes from its stored settings.
     func authorize(_ request: Request, _ namespace: Namespace) throws -> Access {
-        guard case .tokens(let verifier, _) = configuration.authentication else { return .readWrite }
+        try grant(request, namespace).access
+    }
+
+    func grant(_ request: Request, _ namespace: Namespace) throws -> Grant {
+        guard case .tokens(let verifier, _) = configuration.authentication else {
+            return Grant(access: .readWrite, location: nil)
+        }
         guard let token = Self.bearer(request), !token.isEmpty, token != "None" else {
             throw NodeError.unauthorized("send the database's token as Authorization: Bearer <token>")
         }
-        return try verifier.access(token: token, to: namespace)
+        let group = try? DatabaseSettings.load(directory: namespace.directory(in: configuration.dataDirectory)).group
+        return try verifier.grant(token: token, to: namespace, group: group.map { "\(namespace.organization)/\($0)" })
+    }
+
+    /// Region lock for the sync protocol: a database whose rule names locations is only synced to a
+    /// token whose `loc` is one of them. Refusals are logged.
+    func checkRegion(_ grant: Grant, _ database: HostedDatabase) throws {
+        guard let allowed = database.settings.allowedLocations else { return }
+        guard let location = grant.location, allowed.contains(location) else {
+            logger.notice(
+                "sync refused by region rule",
+                metadata: ["db.namespace": "\(database.namespace)", "token.loc": "\(grant.location ?? "none")"])
+            throw NodeError.forbidden(
+                "database \(database.namespace) is region-locked to \(allowed.joined(separator: ", ")); a replica in \(grant.location ?? "an unnamed location") may not sync it (use a token whose loc is allowed)"
+            )
+        }
     }
 
     /// Checks the admin token (the admin API is off when tokens are on but no admin token is set).

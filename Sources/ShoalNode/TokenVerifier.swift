@@ -10,9 +10,18 @@ public enum Access: Sendable, Equatable {
     case readOnly
 }
 
+/// What a verified token says, for the checks that need the database's settings.
+public struct Grant: Sendable, Equatable {
+    /// Read-write or read-only.
+    public let access: Access
+    /// The token's location (`loc`), if any.
+    public let location: String?
+}
+
 /// Verifies database tokens offline: JWTs signed with Ed25519 (`alg: EdDSA`) by the control plane,
-/// checked against configured public keys. Claims: `id` (the database, `org/database`), `a`
-/// (`ro` or `rw`, default `rw`), `exp` (seconds since 1970, enforced), `jti` (refused if revoked).
+/// checked against configured public keys. Claims: `id` (the database, `org/database`) or `gid`
+/// (its group, `org/group`), `a` (`ro` or `rw`, default `rw`), `exp` (seconds since 1970,
+/// enforced), `jti` (refused if revoked), `loc` (the bearer's location, for region rules).
 public struct TokenVerifier: Sendable {
     /// Raw public keys by key id (`""` for keys without one), checked to be valid Ed25519 keys.
     let keys: [String: [UInt8]]
@@ -68,6 +77,11 @@ public struct TokenVerifier: Sendable {
 
     /// The access a bearer token grants to `namespace`; throws `unauthorized` with the reason.
     public func access(token: String, to namespace: Namespace) throws -> Access {
+        try grant(token: token, to: namespace, group: nil).access
+    }
+
+    /// What a bearer token grants on `namespace`, a member of `group` (`org/group`, if any).
+    public func grant(token: String, to namespace: Namespace, group: String?) throws -> Grant {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let headerBytes = Base64URL.decode(String(parts[0])),
             let payloadBytes = Base64URL.decode(String(parts[1])), let signature = Base64URL.decode(String(parts[2]))
@@ -81,6 +95,8 @@ public struct TokenVerifier: Sendable {
             let a: String?
             let exp: Double?
             let jti: String?
+            let gid: String?
+            let loc: String?
         }
         guard let header = try? JSONDecoder().decode(Header.self, from: Data(headerBytes)), header.alg == "EdDSA" else {
             throw NodeError.unauthorized("the token must be signed with EdDSA (Ed25519)")
@@ -103,14 +119,19 @@ public struct TokenVerifier: Sendable {
         if let jti = claims.jti, revoked.contains(jti) {
             throw NodeError.unauthorized("the token was revoked")
         }
-        guard claims.id == namespace.description else {
-            throw NodeError.forbidden("the token is for \(claims.id ?? "no database"), not \(namespace)")
+        let coversDatabase = claims.id == namespace.description
+        let coversGroup = claims.gid != nil && claims.gid == group
+        guard coversDatabase || coversGroup else {
+            throw NodeError.forbidden(
+                "the token is for \(claims.id ?? claims.gid.map { "group " + $0 } ?? "no database"), not \(namespace)")
         }
+        let access: Access
         switch claims.a ?? "rw" {
-        case "rw", "full-access": return .readWrite
-        case "ro", "read-only": return .readOnly
+        case "rw", "full-access": access = .readWrite
+        case "ro", "read-only": access = .readOnly
         case let other: throw NodeError.unauthorized("the token's access \(other) is neither ro nor rw")
         }
+        return Grant(access: access, location: claims.loc)
     }
 }
 

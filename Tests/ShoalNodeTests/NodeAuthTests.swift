@@ -136,6 +136,57 @@ struct TokenSigner: Sendable {
         }
     }
 
+    @Test func groupTokensCoverTheGroupsDatabasesOnly() async throws {
+        try await Self.withSecuredNode { node, signer in
+            let admin = ["Authorization": "Bearer admin-secret"]
+            #expect(
+                try await node.request(
+                    "POST", "/v1/namespaces/acme/app/config", body: #"{"group":"eu"}"#, headers: admin
+                )
+                .status == 200)
+            let group = try signer.token(["gid": "acme/eu"])
+            let inside = try await node.request(
+                "POST", "/db/acme/app/v1/execute", body: Self.execute, headers: ["Authorization": "Bearer \(group)"])
+            #expect(inside.status == 200)
+            let otherGroup = try signer.token(["gid": "acme/us"])
+            let outside = try await node.request(
+                "POST", "/db/acme/app/v1/execute", body: Self.execute,
+                headers: ["Authorization": "Bearer \(otherGroup)"])
+            #expect(outside.status == 403)
+        }
+    }
+
+    @Test func regionLockedDatabaseSyncsOnlyToAllowedLocations() async throws {
+        try await Self.withSecuredNode { node, signer in
+            let admin = ["Authorization": "Bearer admin-secret"]
+            #expect(
+                try await node.request(
+                    "POST", "/v1/namespaces/acme/app/config", body: #"{"allowed_locations":["fra","ams"]}"#,
+                    headers: admin
+                ).status == 200)
+            let fra = try signer.token(["id": "acme/app", "loc": "fra"])
+            let iad = try signer.token(["id": "acme/app", "loc": "iad"])
+            let unnamed = try signer.token(["id": "acme/app"])
+            #expect(
+                try await node.request("GET", "/db/acme/app/info", headers: ["Authorization": "Bearer \(fra)"]).status
+                    == 200)
+            let refused = try await node.request(
+                "GET", "/db/acme/app/export/1", headers: ["Authorization": "Bearer \(iad)"])
+            #expect(refused.status == 403)
+            #expect(refused.body.contains("region-locked to fra, ams"))
+            #expect(
+                try await node.request(
+                    "GET", "/db/acme/app/sync/1/1/10", headers: ["Authorization": "Bearer \(unnamed)"]
+                )
+                .status == 403)
+            // SQL over HTTP runs on the primary, in its own location: not a replica, so not refused.
+            #expect(
+                try await node.request(
+                    "POST", "/db/acme/app/v1/execute", body: Self.execute, headers: ["Authorization": "Bearer \(iad)"]
+                ).status == 200)
+        }
+    }
+
     @Test func jwksDocumentsYieldTheirEd25519Keys() throws {
         let signer = TokenSigner()
         let jwks =
