@@ -5,31 +5,8 @@ import ShoalSQLite
 
 extension Node {
     func addDatabaseRoutes(_ routes: some RouterMethods<BasicRequestContext>) {
-        routes.post("v1/execute") { request, context in
-            let namespace = try self.namespace(request, context)
-            let access = try self.authorize(request, namespace)
-            let body = try await self.decode(Hrana.ExecuteRequest.self, from: request)
-            return try await self.runOnce(namespace, access: access) { executor in
-                do {
-                    return try Self.json(Hrana.ResultEnvelope(result: try executor.execute(body.stmt)))
-                } catch let failure as Hrana.Failure {
-                    return try Self.json(failure, status: .badRequest)
-                } catch let error as SQLiteError {
-                    return try Self.json(HranaExecutor.failure(error), status: .internalServerError)
-                }
-            }
-        }
-        routes.post("v1/batch") { request, context in
-            let namespace = try self.namespace(request, context)
-            let access = try self.authorize(request, namespace)
-            let body = try await self.decode(Hrana.BatchRequest.self, from: request)
-            return try await self.runOnce(namespace, access: access) { executor in
-                guard case .ok(.batch(let result)) = try executor.run(.batch(body.batch), version: 1) else {
-                    throw NodeError.badRequest("the batch could not run")
-                }
-                return try Self.json(Hrana.ResultEnvelope(result: result))
-            }
-        }
+        routes.post("v1/execute") { request, context in try await self.v1Execute(request, context) }
+        routes.post("v1/batch") { request, context in try await self.v1Batch(request, context) }
         for version in [2, 3] {
             routes.post(RouterPath("v\(version)/pipeline")) { request, context in
                 try await self.pipeline(request, context, version: version)
@@ -39,6 +16,35 @@ extension Node {
             try await self.cursor(request, context)
         }
         addSyncRoutes(routes)
+    }
+
+    /// `POST /v1/execute`: one statement on a fresh connection.
+    func v1Execute(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let namespace = try self.namespace(request, context)
+        let access = try authorize(request, namespace)
+        let body = try await decode(Hrana.ExecuteRequest.self, from: request)
+        return try await runOnce(namespace, access: access) { executor in
+            do {
+                return try Self.json(Hrana.ResultEnvelope(result: try executor.execute(body.stmt)))
+            } catch let failure as Hrana.Failure {
+                return try Self.json(failure, status: .badRequest)
+            } catch let error as SQLiteError {
+                return try Self.json(HranaExecutor.failure(error), status: .internalServerError)
+            }
+        }
+    }
+
+    /// `POST /v1/batch`: a batch on a fresh connection.
+    func v1Batch(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let namespace = try self.namespace(request, context)
+        let access = try authorize(request, namespace)
+        let body = try await decode(Hrana.BatchRequest.self, from: request)
+        return try await runOnce(namespace, access: access) { executor in
+            guard case .ok(.batch(let result)) = try executor.run(.batch(body.batch), version: 1) else {
+                throw NodeError.badRequest("the batch could not run")
+            }
+            return try Self.json(Hrana.ResultEnvelope(result: result))
+        }
     }
 
     /// Runs `body` with a fresh executor (HTTP API v1: one connection per request).

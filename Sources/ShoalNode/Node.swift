@@ -49,6 +49,9 @@ public final class Node: Sendable {
         router.get("v3-protobuf") { _, _ -> HTTPResponse.Status in .notFound }
         addDatabaseRoutes(router)
         addDatabaseRoutes(router.group("db/:org/:database"))
+        let organizationOnly = router.group("db/:org")
+        organizationOnly.post("v1/execute") { request, context in try await self.v1Execute(request, context) }
+        organizationOnly.post("v1/batch") { request, context in try await self.v1Batch(request, context) }
         addAdminRoutes(router.group("v1/namespaces/:org/:database"))
         addAdminDatabaseRoutes(router.group("v1/namespaces/:org/:database"))
         return router
@@ -88,8 +91,11 @@ public final class Node: Sendable {
     /// The database a request is for: the `/db/{org}/{database}` prefix, then `x-namespace`
     /// (`org/database`), then the first label of `Host` (`{database}-{org}.…`).
     func namespace(_ request: Request, _ context: BasicRequestContext) throws -> Namespace {
-        if let organization = context.parameters.get("org"), let database = context.parameters.get("database") {
-            return try Namespace(organization: organization, database: database)
+        if let organization = context.parameters.get("org") {
+            if let database = context.parameters.get("database") {
+                return try Namespace(organization: organization, database: database)
+            }
+            return try namespaceFromToken(request, organization: organization)
         }
         if let header = request.headers[HTTPField.Name("x-namespace")!] {
             return try Namespace(header)
@@ -104,6 +110,23 @@ public final class Node: Sendable {
         throw NodeError.noDatabase(
             "name the database: use the path /db/{organization}/{database}/…, the x-namespace header, or a host name {database}-{organization}.{domain}"
         )
+    }
+
+    /// `/db/{org}/v1/…`: libsql-client drops the last path segment of a base URL without a trailing
+    /// slash, so the database comes from the token's `id` claim (verified by `authorize` later).
+    func namespaceFromToken(_ request: Request, organization: String) throws -> Namespace {
+        let hint =
+            "the database name is missing from the path: give the client the URL with a trailing slash (http://host/db/\(organization)/{database}/)"
+        guard case .tokens = configuration.authentication, let token = Self.bearer(request) else {
+            throw NodeError.noDatabase(hint)
+        }
+        let parts = token.split(separator: ".")
+        struct Claims: Decodable { let id: String? }
+        guard parts.count == 3, let payload = Base64URL.decode(String(parts[1])),
+            let id = (try? JSONDecoder().decode(Claims.self, from: Data(payload)))?.id,
+            let namespace = try? Namespace(id), namespace.organization == organization
+        else { throw NodeError.noDatabase(hint) }
+        return namespace
     }
 
     // MARK: Authentication

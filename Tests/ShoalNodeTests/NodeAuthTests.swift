@@ -187,6 +187,20 @@ struct TokenSigner: Sendable {
         }
     }
 
+    @Test func databaseDroppedFromThePathComesFromTheToken() async throws {
+        try await Self.withSecuredNode { node, signer in
+            let token = try signer.token(["id": "acme/app"])
+            let answer = try await node.request(
+                "POST", "/db/acme/v1/execute", body: Self.execute, headers: ["Authorization": "Bearer \(token)"])
+            #expect(answer.status == 200)
+            let otherOrg = try signer.token(["id": "other/app"])
+            let refused = try await node.request(
+                "POST", "/db/acme/v1/execute", body: Self.execute, headers: ["Authorization": "Bearer \(otherOrg)"])
+            #expect(refused.status == 400)
+            #expect(refused.body.contains("trailing slash"))
+        }
+    }
+
     @Test func jwksDocumentsYieldTheirEd25519Keys() throws {
         let signer = TokenSigner()
         let jwks =
