@@ -117,6 +117,7 @@ final class HranaExecutor {
         defer { try? connection.setDeadline(nil) }
         let changesBefore = connection.totalChanges
         var rows: [[HranaValue]] = []
+        var responseBytes = 0
         while try statement.step() {
             guard request.wantRows else { continue }
             guard rows.count < configuration.maxRowsPerStatement else {
@@ -124,7 +125,15 @@ final class HranaExecutor {
                     message: "the statement returned more than \(configuration.maxRowsPerStatement) rows; add a LIMIT",
                     code: "RESPONSE_TOO_LARGE")
             }
-            rows.append((0..<statement.columnCount).map { Self.value(statement.value(at: $0)) })
+            let row = (0..<statement.columnCount).map { Self.value(statement.value(at: $0)) }
+            responseBytes += row.reduce(0) { $0 + Self.size(of: $1) }
+            guard responseBytes <= configuration.maxResponseBytes else {
+                throw Hrana.Failure(
+                    message:
+                        "the statement's result is larger than \(configuration.maxResponseBytes) bytes; select fewer rows or columns",
+                    code: "RESPONSE_TOO_LARGE")
+            }
+            rows.append(row)
         }
         let changed = connection.totalChanges - changesBefore
         return Hrana.StatementResult(
@@ -292,6 +301,14 @@ final class HranaExecutor {
         case .real(let double): double.isFinite ? .float(double) : .text(double > 0 ? "Infinity" : "-Infinity")
         case .text(let text): .text(text)
         case .blob(let bytes): .blob(bytes)
+        }
+    }
+
+    static func size(of value: HranaValue) -> Int {
+        switch value {
+        case .text(let text): text.utf8.count
+        case .blob(let bytes): bytes.count
+        default: 8
         }
     }
 

@@ -17,6 +17,9 @@ public struct NodeConfiguration: Sendable {
     public var maxRequestBytes: Int
     /// The most rows one statement may return.
     public var maxRowsPerStatement: Int
+    /// The most bytes of values one statement may return (text and blobs counted by length, other
+    /// values by 8 bytes).
+    public var maxResponseBytes: Int
     /// How long one statement may run.
     public var statementTimeLimit: Duration
     /// The longest SQL text accepted, in bytes.
@@ -39,6 +42,7 @@ public struct NodeConfiguration: Sendable {
         dataDirectory: String, location: String = "local", maxOpenDatabases: Int = 1000,
         databaseIdleTimeout: Duration = .seconds(300), streamIdleTimeout: Duration = .seconds(300),
         createOnFirstUse: Bool = false, maxRequestBytes: Int = 16 << 20, maxRowsPerStatement: Int = 100_000,
+        maxResponseBytes: Int = 32 << 20,
         statementTimeLimit: Duration = .seconds(10), maxSQLLength: Int32 = 1 << 20,
         rollThresholdBytes: Int64 = 64 << 20, authentication: Authentication = .none
     ) {
@@ -50,6 +54,7 @@ public struct NodeConfiguration: Sendable {
         self.createOnFirstUse = createOnFirstUse
         self.maxRequestBytes = maxRequestBytes
         self.maxRowsPerStatement = maxRowsPerStatement
+        self.maxResponseBytes = maxResponseBytes
         self.statementTimeLimit = statementTimeLimit
         self.maxSQLLength = maxSQLLength
         self.rollThresholdBytes = rollThresholdBytes

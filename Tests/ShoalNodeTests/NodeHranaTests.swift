@@ -148,6 +148,34 @@ import Testing
         }
     }
 
+    @Test func oversizedResultsAreRefusedWithAClearError() async throws {
+        try await LiveNode.with({
+            $0.createOnFirstUse = true
+            $0.maxResponseBytes = 100_000
+            $0.maxRowsPerStatement = 1000
+        }) { node in
+            let big = try await node.request(
+                "POST", "/db/acme/app/v1/execute",
+                body:
+                    #"{"stmt":{"sql":"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 100) SELECT randomblob(5000) FROM c"}}"#
+            )
+            #expect(big.body.contains("RESPONSE_TOO_LARGE"))
+            let many = try await node.request(
+                "POST", "/db/acme/app/v1/execute",
+                body:
+                    #"{"stmt":{"sql":"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000) SELECT x FROM c"}}"#
+            )
+            #expect(many.body.contains("RESPONSE_TOO_LARGE"))
+            #expect(many.body.contains("1000 rows"))
+            let fine = try await node.request(
+                "POST", "/db/acme/app/v1/execute",
+                body:
+                    #"{"stmt":{"sql":"WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 10) SELECT x FROM c"}}"#
+            )
+            #expect(fine.status == 200)
+        }
+    }
+
     @Test func runawayStatementsStopAtTheTimeLimit() async throws {
         try await LiveNode.with({
             $0.createOnFirstUse = true
