@@ -13,6 +13,7 @@ let package = Package(
         .library(name: "ShoalSQLite", targets: ["ShoalSQLite"]),
         .library(name: "ShoalReplication", targets: ["ShoalReplication"]),
         .library(name: "ShoalPool", targets: ["ShoalPool"]),
+        .library(name: "ShoalClient", targets: ["ShoalClient"]),
         .executable(name: "shoal", targets: ["shoal"]),
         .executable(name: "shoal-bench", targets: ["shoal-bench"]),
     ],
@@ -77,6 +78,22 @@ let package = Package(
             name: "shoal-crash-helper",
             dependencies: ["ShoalReplication", "ShoalSQLite"],
             path: "Tests/CrashHelper",
+            swiftSettings: strict
+        ),
+
+        // Layer 3: the client library (no HTTP server stack).
+        .target(
+            name: "ShoalClient",
+            dependencies: ["ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalPool"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ShoalClientTests",
+            dependencies: [
+                "ShoalClient", "ShoalNode", "ShoalSQLite",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
             swiftSettings: strict
         ),
 

@@ -1,4 +1,5 @@
 import Foundation
+import HTTPTypes
 import Hummingbird
 import ShoalModel
 import ShoalSQLite
@@ -133,12 +134,16 @@ extension Node {
             await close(stream)
             throw error
         }
+        // The primary's position after the requests: a replica that reaches it sees their writes.
+        let position = stream.lease.resource.log.position
         var baton: String?
         if outcome.closed {
             await store.release(stream.lease)
         } else {
             baton = streams.park(stream)
         }
-        return try Self.json(Hrana.PipelineResponse(baton: baton, results: outcome.results))
+        var response = try Self.json(Hrana.PipelineResponse(baton: baton, results: outcome.results))
+        response.headers[HTTPField.Name("x-shoal-frame")!] = "\(position.generation)/\(position.frame)"
+        return response
     }
 }

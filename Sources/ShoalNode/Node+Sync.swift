@@ -22,7 +22,7 @@ extension Node {
             return try await self.store.withDatabase(namespace) { database in
                 try Self.refuseIfBlocked(database)
                 try self.checkRegion(grant, database)
-                let bytes = try await BlockingWork.run { () -> [UInt8] in
+                let bytes = try await Self.readingLog { () -> [UInt8] in
                     var bytes: [UInt8] = []
                     try database.log.exportBase(generation: generation) { bytes += $0 }
                     return bytes
@@ -48,12 +48,12 @@ extension Node {
                 try self.checkRegion(grant, database)
                 let log = database.log
                 let maxFrames = Int(min(end - start, 4096))
-                var read = try await BlockingWork.run {
+                var read = try await Self.readingLog {
                     try log.readFrames(generation: generation, start: start, maxFrames: maxFrames)
                 }
                 if let wait, wait > 0, case .upToDate(let current, _) = read, current == generation {
                     _ = await log.waitForFrame(after: start - 1, generation: generation, timeout: .milliseconds(wait))
-                    read = try await BlockingWork.run {
+                    read = try await Self.readingLog {
                         try log.readFrames(generation: generation, start: start, maxFrames: maxFrames)
                     }
                 }
@@ -84,6 +84,16 @@ extension Node {
         enum CodingKeys: String, CodingKey {
             case status, generation
             case maxFrameNumber = "max_frame_no"
+        }
+    }
+
+    /// Runs a log read, answering 410 Gone when the generation is no longer kept (the replica
+    /// must bootstrap again from the current one).
+    static func readingLog<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        do {
+            return try await BlockingWork.run(body)
+        } catch let error as ReplicationError where error == .kindGenerationGone {
+            throw NodeError.gone(error.message)
         }
     }
 

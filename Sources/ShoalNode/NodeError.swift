@@ -6,7 +6,7 @@ import Hummingbird
 public struct NodeError: Error, Sendable, CustomStringConvertible, HTTPResponseError {
     enum Code: Sendable {
         case invalidName, notFound, noDatabase, badRequest, streamExpired, invalidBaton, conflict, unavailable,
-            tooLarge, unauthorized, forbidden
+            tooLarge, unauthorized, forbidden, gone
     }
 
     let code: Code
@@ -31,6 +31,7 @@ public struct NodeError: Error, Sendable, CustomStringConvertible, HTTPResponseE
     static func tooLarge(_ message: String) -> NodeError { .init(.tooLarge, message) }
     static func unauthorized(_ message: String) -> NodeError { .init(.unauthorized, message) }
     static func forbidden(_ message: String) -> NodeError { .init(.forbidden, message) }
+    static func gone(_ message: String) -> NodeError { .init(.gone, message) }
     static let streamExpired = NodeError(.streamExpired, "The stream has expired due to inactivity")
 
     /// The HTTP status for this error.
@@ -43,6 +44,7 @@ public struct NodeError: Error, Sendable, CustomStringConvertible, HTTPResponseE
         case .tooLarge: .contentTooLarge
         case .unauthorized: .unauthorized
         case .forbidden: .forbidden
+        case .gone: .gone
         }
     }
 

@@ -1,0 +1,80 @@
+import Foundation
+import ShoalReplication
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// A frame source over a node's sync protocol (`/info`, `/export/{G}`, `/sync/{G}/{start}/{end}`).
+public struct HTTPFrameSource: FrameSource {
+    let transport: HTTPTransport
+
+    /// A source for the database at `url` (`http://host/db/org/database`), sending `token`.
+    public init(url: URL, token: String?, session: URLSession = .shared) {
+        transport = HTTPTransport(baseURL: url, token: token, session: session)
+    }
+
+    /// `GET /info`.
+    public func currentGeneration() async throws -> UInt64 {
+        let answer = try await transport.send("GET", "info")
+        guard answer.status == 200 else { throw transport.failure(answer, doing: "asking for the generation") }
+        guard let object = try? JSONSerialization.jsonObject(with: answer.body) as? [String: Any],
+            let generation = (object["current_generation"] as? NSNumber)?.uint64Value, generation >= 1
+        else { throw ClientError(.protocolViolation, "the node's /info answer has no current_generation") }
+        return generation
+    }
+
+    /// `GET /export/{G}`, written atomically to `path`.
+    public func exportBase(generation: UInt64, to path: String) async throws {
+        let answer = try await transport.send("GET", "export/\(generation)", timeout: 600)
+        if answer.status == 410 { throw ReplicationError.generationGone("generation \(generation) is gone") }
+        guard answer.status == 200 else { throw transport.failure(answer, doing: "downloading the database") }
+        try answer.body.write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+
+    /// `GET /sync/{G}/{start}/{start + maxFrames}[?wait_ms=]`.
+    public func frames(generation: UInt64, start: UInt64, maxFrames: Int, wait: Duration?) async throws -> FrameRead {
+        let path = "sync/\(generation)/\(start)/\(start + UInt64(maxFrames))"
+        var components = URLComponents(
+            url: transport.baseURL.appendingPathComponent(path), resolvingAgainstBaseURL: false)
+        var timeout: TimeInterval = 60
+        if let wait {
+            let milliseconds = wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000
+            components?.queryItems = [URLQueryItem(name: "wait_ms", value: "\(milliseconds)")]
+            timeout += Double(milliseconds) / 1000
+        }
+        let answer = try await transport.get(components?.url, timeout: timeout)
+        switch answer.status {
+        case 200:
+            return .frames(try FrameChunk(generation: generation, firstFrame: start, bytes: Array(answer.body)))
+        case 400:
+            guard let object = try? JSONSerialization.jsonObject(with: answer.body) as? [String: Any],
+                let current = (object["generation"] as? NSNumber)?.uint64Value
+            else { throw transport.failure(answer, doing: "pulling frames") }
+            let last = (object["max_frame_no"] as? NSNumber)?.uint64Value ?? (start - 1)
+            return .upToDate(currentGeneration: current, lastFrame: last)
+        case 410:
+            throw ReplicationError.generationGone("generation \(generation) is no longer kept by the node")
+        default:
+            throw transport.failure(answer, doing: "pulling frames")
+        }
+    }
+}
+
+extension HTTPTransport {
+    /// GETs an absolute URL (one with a query string).
+    func get(_ url: URL?, timeout: TimeInterval) async throws -> Answer {
+        guard let url else { throw ClientError(.protocolViolation, "could not build the sync URL") }
+        var request = URLRequest(url: url, timeoutInterval: timeout)
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        let (data, response) = try await session.data(for: request)
+        guard let http = response as? HTTPURLResponse else {
+            throw ClientError(.protocolViolation, "the server did not answer over HTTP")
+        }
+        var headers: [String: String] = [:]
+        for (name, value) in http.allHeaderFields {
+            headers[String(describing: name).lowercased()] = String(describing: value)
+        }
+        return Answer(status: http.statusCode, body: data, headers: headers)
+    }
+}

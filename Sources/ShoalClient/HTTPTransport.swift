@@ -1,0 +1,56 @@
+import Foundation
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// Requests to a node's database URL (`http://host/db/org/database`), with the bearer token.
+struct HTTPTransport: Sendable {
+    let baseURL: URL
+    let token: String?
+    let session: URLSession
+
+    struct Answer {
+        let status: Int
+        let body: Data
+        let headers: [String: String]
+    }
+
+    func send(_ method: String, _ path: String, body: Data? = nil, timeout: TimeInterval = 60) async throws -> Answer {
+        var request = URLRequest(url: baseURL.appendingPathComponent(path), timeoutInterval: timeout)
+        request.httpMethod = method
+        request.httpBody = body
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        let (data, response) = try await session.data(for: request)
+        guard let http = response as? HTTPURLResponse else {
+            throw ClientError(.protocolViolation, "the server did not answer over HTTP")
+        }
+        var headers: [String: String] = [:]
+        for (name, value) in http.allHeaderFields {
+            headers[String(describing: name).lowercased()] = String(describing: value)
+        }
+        return Answer(status: http.statusCode, body: data, headers: headers)
+    }
+
+    /// Turns an unsuccessful answer into a clear error.
+    func failure(_ answer: Answer, doing what: String) -> ClientError {
+        let detail =
+            (try? JSONSerialization.jsonObject(with: answer.body) as? [String: Any])
+            .flatMap { ($0?["error"] ?? $0?["message"]) as? String }
+            ?? String(decoding: answer.body.prefix(300), as: UTF8.self)
+        switch answer.status {
+        case 401: return ClientError(.unauthorized, "\(what) was refused: \(detail); get a new token")
+        case 403: return ClientError(.forbidden, "\(what) was refused: \(detail)")
+        case 404: return ClientError(.notFound, "\(what) failed: \(detail)")
+        default: return ClientError(.server, "\(what) failed with HTTP \(answer.status): \(detail)")
+        }
+    }
+
+    /// Parses the `x-shoal-frame: G/F` header.
+    static func position(_ headers: [String: String]) -> (generation: UInt64, frame: UInt64)? {
+        guard let value = headers["x-shoal-frame"] else { return nil }
+        let parts = value.split(separator: "/")
+        guard parts.count == 2, let generation = UInt64(parts[0]), let frame = UInt64(parts[1]) else { return nil }
+        return (generation, frame)
+    }
+}

@@ -1,0 +1,102 @@
+import Foundation
+import ShoalModel
+import ShoalSQLite
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// The result of a statement run on the primary.
+public struct RemoteResult: Sendable, Equatable {
+    /// Column names.
+    public let columns: [String]
+    /// Rows.
+    public let rows: [[SQLiteValue]]
+    /// Rows changed by a write.
+    public let affectedRowCount: Int
+    /// The last inserted rowid.
+    public let lastInsertRowID: Int64?
+    /// The primary's position after the statement (generation, frame), for read-your-writes.
+    public let primaryPosition: (generation: UInt64, frame: UInt64)?
+
+    /// Results are equal when their data is.
+    public static func == (lhs: RemoteResult, rhs: RemoteResult) -> Bool {
+        lhs.columns == rhs.columns && lhs.rows == rhs.rows && lhs.affectedRowCount == rhs.affectedRowCount
+            && lhs.lastInsertRowID == rhs.lastInsertRowID
+    }
+}
+
+/// SQL over HTTP against a node (Hrana v3 pipeline on one stream), for processes without a disk
+/// and for the writes of an embedded replica. Statements run in order; a transaction opened with
+/// `BEGIN` stays open across calls until `COMMIT` or `ROLLBACK`.
+public actor RemoteDatabase {
+    let transport: HTTPTransport
+    private var baton: String?
+
+    /// A connection to the database at `url` (`http://host/db/org/database`).
+    public init(url: URL, token: String?, session: URLSession = .shared) {
+        transport = HTTPTransport(baseURL: url, token: token, session: session)
+    }
+
+    /// Runs one statement on the primary.
+    @discardableResult
+    public func execute(_ sql: String, _ arguments: [SQLiteValue] = []) async throws -> RemoteResult {
+        let statement: [String: Any] = ["sql": sql, "args": arguments.map(Self.encode)]
+        let body: [String: Any] = [
+            "baton": baton as Any? ?? NSNull(), "requests": [["type": "execute", "stmt": statement]],
+        ]
+        let answer = try await transport.send(
+            "POST", "v3/pipeline", body: try JSONSerialization.data(withJSONObject: body))
+        guard answer.status == 200 else {
+            baton = nil
+            throw transport.failure(answer, doing: "running SQL on the primary")
+        }
+        guard let object = try JSONSerialization.jsonObject(with: answer.body) as? [String: Any],
+            let results = object["results"] as? [[String: Any]], let first = results.first
+        else { throw ClientError(.protocolViolation, "the node's pipeline answer has no results") }
+        baton = object["baton"] as? String
+        if first["type"] as? String == "error" {
+            let error = first["error"] as? [String: Any]
+            throw ClientError(
+                .sql, error?["message"] as? String ?? "the statement failed", sqlCode: error?["code"] as? String)
+        }
+        guard let response = first["response"] as? [String: Any], let result = response["result"] as? [String: Any]
+        else {
+            throw ClientError(.protocolViolation, "the node's execute answer has no result")
+        }
+        let columns = (result["cols"] as? [[String: Any]] ?? []).map { $0["name"] as? String ?? "" }
+        let rows = (result["rows"] as? [[[String: Any]]] ?? []).map { $0.map(Self.decode) }
+        return RemoteResult(
+            columns: columns, rows: rows, affectedRowCount: (result["affected_row_count"] as? NSNumber)?.intValue ?? 0,
+            lastInsertRowID: (result["last_insert_rowid"] as? String).flatMap { Int64($0) },
+            primaryPosition: HTTPTransport.position(answer.headers))
+    }
+
+    /// Closes the stream (rolling back an open transaction).
+    public func close() async {
+        guard let baton else { return }
+        self.baton = nil
+        let body: [String: Any] = ["baton": baton, "requests": [["type": "close"]]]
+        _ = try? await transport.send("POST", "v3/pipeline", body: try JSONSerialization.data(withJSONObject: body))
+    }
+
+    static func encode(_ value: SQLiteValue) -> [String: Any] {
+        switch value {
+        case .null: ["type": "null"]
+        case .integer(let integer): ["type": "integer", "value": String(integer)]
+        case .real(let double): ["type": "float", "value": double]
+        case .text(let text): ["type": "text", "value": text]
+        case .blob(let bytes): ["type": "blob", "base64": Base64.encode(bytes, padded: false)]
+        }
+    }
+
+    static func decode(_ value: [String: Any]) -> SQLiteValue {
+        switch value["type"] as? String {
+        case "integer": .integer((value["value"] as? String).flatMap { Int64($0) } ?? 0)
+        case "float": .real((value["value"] as? NSNumber)?.doubleValue ?? 0)
+        case "text": .text(value["value"] as? String ?? "")
+        case "blob": .blob((value["base64"] as? String).flatMap { Base64.decode($0) } ?? [])
+        default: .null
+        }
+    }
+}

@@ -1,0 +1,121 @@
+import Foundation
+import Hummingbird
+import Logging
+import ShoalClient
+import ShoalNode
+import ShoalSQLite
+import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// Runs a real node on a loopback port for one test.
+func withNode(
+    _ configure: (inout NodeConfiguration) -> Void = { _ in }, _ body: @Sendable (String, String) async throws -> Void
+) async throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shoal-client-\(UUID().uuidString)")
+        .path
+    defer { try? FileManager.default.removeItem(atPath: directory) }
+    var configuration = NodeConfiguration(dataDirectory: directory + "/node", createOnFirstUse: true)
+    configure(&configuration)
+    var logger = Logger(label: "shoal.client.test")
+    logger.logLevel = .error
+    let node = try Node(configuration: configuration, logger: logger)
+    let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+    let app = Application(
+        router: node.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+        onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger)
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        group.addTask { try await app.run() }
+        var iterator = ports.makeAsyncIterator()
+        let port = await iterator.next() ?? 0
+        do {
+            try await body("http://127.0.0.1:\(port)", directory)
+        } catch {
+            group.cancelAll()
+            await node.shutdown()
+            throw error
+        }
+        group.cancelAll()
+        await node.shutdown()
+    }
+}
+
+@Suite struct ClientTests {
+    @Test func embeddedReplicaBootstrapsReadsLocallyAndSeesItsOwnWrites() async throws {
+        try await withNode { url, directory in
+            let syncURL = URL(string: url + "/db/acme/cards")!
+            let writer = RemoteDatabase(url: syncURL, token: nil)
+            try await writer.execute("CREATE TABLE card (id INTEGER PRIMARY KEY, holder TEXT, valid INTEGER)")
+            try await writer.execute("INSERT INTO card (holder, valid) VALUES (?, ?)", [.text("ada"), .integer(1)])
+
+            let database = try Database(directory: directory + "/replica-1", syncURL: syncURL)
+            let first = try await database.sync()
+            #expect(first.bootstrapped)
+            #expect(try database.queryOne("SELECT holder FROM card WHERE id = ?", [1])?[0] == .text("ada"))
+
+            let inserted = try await database.execute(
+                "INSERT INTO card (holder, valid) VALUES (?, ?)", [.text("grace"), .integer(1)])
+            #expect(inserted.affectedRowCount == 1)
+            // Read-your-writes: the local copy has it when execute returns.
+            #expect(
+                try database.query("SELECT holder FROM card ORDER BY id").map { $0[0] } == [
+                    .text("ada"), .text("grace"),
+                ])
+
+            let other = try Database(directory: directory + "/replica-2", syncURL: syncURL, readYourWrites: false)
+            try await other.sync()
+            #expect(try other.queryOne("SELECT count(*) FROM card")?[0] == .integer(2))
+            try await writer.execute("UPDATE card SET valid = 0 WHERE holder = 'ada'")
+            #expect(try other.queryOne("SELECT valid FROM card WHERE id = 1")?[0] == .integer(1))
+            try await other.sync()
+            #expect(try other.queryOne("SELECT valid FROM card WHERE id = 1")?[0] == .integer(0))
+            await database.close()
+            await other.close()
+            await writer.close()
+        }
+    }
+
+    @Test func sqlErrorsCarryTheirCodeAndTransactionsSpanCalls() async throws {
+        try await withNode { url, _ in
+            let remote = RemoteDatabase(url: URL(string: url + "/db/acme/app")!, token: nil)
+            try await remote.execute("CREATE TABLE t (x INTEGER PRIMARY KEY)")
+            try await remote.execute("BEGIN")
+            try await remote.execute("INSERT INTO t VALUES (1)")
+            try await remote.execute("ROLLBACK")
+            #expect(try await remote.execute("SELECT count(*) FROM t").rows == [[.integer(0)]])
+            try await remote.execute("INSERT INTO t VALUES (1)")
+            await #expect {
+                try await remote.execute("INSERT INTO t VALUES (1)")
+            } throws: { error in
+                (error as? ClientError)?.sqlCode == "SQLITE_CONSTRAINT"
+            }
+            await remote.close()
+        }
+    }
+
+    @Test func replicaFollowsAGenerationRoll() async throws {
+        try await withNode { url, directory in
+            let syncURL = URL(string: url + "/db/acme/rolls")!
+            let database = try Database(directory: directory + "/replica", syncURL: syncURL)
+            try await database.execute("CREATE TABLE t (x)")
+            try await database.execute("INSERT INTO t VALUES (1)")
+            var roll = URLRequest(url: URL(string: url + "/v1/namespaces/acme/rolls/checkpoint")!)
+            roll.httpMethod = "POST"
+            _ = try await URLSession.shared.data(for: roll)
+            try await database.execute("INSERT INTO t VALUES (2)")
+            #expect(try database.queryOne("SELECT sum(x) FROM t")?[0] == .integer(3))
+            #expect(database.replica.position?.generation == 2)
+            await database.close()
+        }
+    }
+
+    @Test func unknownDatabaseAndMissingTokenAreDistinctErrors() async throws {
+        try await withNode({ $0.createOnFirstUse = false }) { url, directory in
+            let missing = try Database(directory: directory + "/missing", syncURL: URL(string: url + "/db/acme/ghost")!)
+            await #expect(throws: ClientError.notFound) { try await missing.sync() }
+            await missing.close()
+        }
+    }
+}
