@@ -239,6 +239,24 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
         return idle.count
     }
 
+    /// Whether the resource for `key` is open (leased or not).
+    public func isOpen(_ key: Key) -> Bool {
+        state.withLock { state in
+            if case .open = state.slots[key] { return true }
+            return false
+        }
+    }
+
+    /// The keys of the resources open now.
+    public var openKeys: [Key] {
+        state.withLock { state in
+            state.slots.compactMap { key, slot in
+                if case .open = slot { return key }
+                return nil
+            }
+        }
+    }
+
     /// Whether the resource for `key` is leased right now.
     public func isLeased(_ key: Key) -> Bool {
         state.withLock { state in

@@ -1,0 +1,134 @@
+import Foundation
+import ShoalPool
+
+/// Where a tenant's database lives and how to reach it.
+public struct TenantEndpoint: Sendable, Equatable {
+    /// The database URL on a node (`http://host/db/org/database`).
+    public var url: URL
+    /// The token to present.
+    public var token: String?
+    /// The locations its region rule allows, nil for no rule.
+    public var allowedLocations: [String]?
+
+    /// Creates an endpoint.
+    public init(url: URL, token: String? = nil, allowedLocations: [String]? = nil) {
+        self.url = url
+        self.token = token
+        self.allowedLocations = allowedLocations
+    }
+}
+
+/// Embedded replicas for many tenants in one process: opened lazily (once, however many callers ask
+/// at the same time), at most `capacity` open (least recently used closed first, never one in
+/// use), idle ones closed after `idleTimeout`, all kept current by one shared sync loop.
+public final class TenantPool: Sendable {
+    /// How the pool behaves.
+    public struct Configuration: Sendable {
+        /// Where each tenant's replica directory goes.
+        public var directory: String
+        /// The most replicas open at once.
+        public var capacity: Int
+        /// How long an unused replica stays open.
+        public var idleTimeout: Duration
+        /// The location of this process; tenants whose region rule excludes it are refused.
+        public var location: String?
+
+        /// A configuration.
+        public init(
+            directory: String, capacity: Int = 100, idleTimeout: Duration = .seconds(300), location: String? = nil
+        ) {
+            self.directory = directory
+            self.capacity = capacity
+            self.idleTimeout = idleTimeout
+            self.location = location
+        }
+    }
+
+    /// The configuration in force.
+    public let configuration: Configuration
+    let pool: ResourcePool<String, Database>
+
+    /// A pool that finds tenants with `resolver`.
+    public init(configuration: Configuration, resolver: @escaping @Sendable (String) async throws -> TenantEndpoint) {
+        self.configuration = configuration
+        pool = ResourcePool(
+            configuration: .init(capacity: configuration.capacity, idleTimeout: configuration.idleTimeout),
+            open: { tenant in
+                let endpoint = try await resolver(tenant)
+                if let allowed = endpoint.allowedLocations {
+                    guard let location = configuration.location, allowed.contains(location) else {
+                        throw ClientError(
+                            .forbidden,
+                            "tenant \(tenant) is region-locked to \(allowed.joined(separator: ", ")); this process is in \(configuration.location ?? "no configured location") and may not hold its replica"
+                        )
+                    }
+                }
+                let database = try Database(
+                    directory: try Self.directory(for: tenant, in: configuration.directory), syncURL: endpoint.url,
+                    authToken: endpoint.token)
+                do {
+                    try await database.sync()
+                } catch {
+                    await database.close()
+                    throw error
+                }
+                return database
+            },
+            close: { _, database in await database.close() })
+    }
+
+    /// The directory of a tenant's replica; tenant ids are `[A-Za-z0-9_-]{1,128}`.
+    static func directory(for tenant: String, in root: String) throws -> String {
+        let valid =
+            (1...128).contains(tenant.utf8.count)
+            && tenant.utf8.allSatisfy {
+                ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5a) || ($0 >= 0x61 && $0 <= 0x7a) || $0 == 0x2d
+                    || $0 == 0x5f
+            }
+        guard valid else {
+            throw ClientError(
+                .protocolViolation,
+                "tenant id \(tenant.debugDescription) is not valid: use 1 to 128 of A-Z, a-z, 0-9, - and _")
+        }
+        return root + "/" + tenant
+    }
+
+    /// Runs `body` with the tenant's replica, opening (and syncing) it on first use.
+    public func withDatabase<T: Sendable>(_ tenant: String, _ body: (Database) async throws -> T) async throws -> T {
+        _ = try Self.directory(for: tenant, in: configuration.directory)
+        return try await pool.withLease(tenant, body)
+    }
+
+    /// Pool counters (hits, misses, opens, evictions, open now).
+    public var statistics: ResourcePool<String, Database>.Statistics { pool.statistics }
+
+    /// Closes replicas idle past the timeout.
+    public func evictIdle() async {
+        await pool.evictIdle()
+    }
+
+    /// Syncs every replica open now, once; returns how many synced.
+    @discardableResult
+    public func syncOpenReplicas() async -> Int {
+        var synced = 0
+        for tenant in pool.openKeys {
+            if (try? await pool.withLease(tenant, { try await $0.sync() })) != nil { synced += 1 }
+        }
+        return synced
+    }
+
+    /// The shared sync loop: every `interval`, syncs the replicas open at that moment (one loop for
+    /// all tenants, not a timer each) and closes idle ones, until cancelled.
+    public func run(every interval: Duration = .seconds(1)) async {
+        while !Task.isCancelled {
+            await syncOpenReplicas()
+            await pool.evictIdle()
+            try? await Task.sleep(for: interval)
+        }
+    }
+
+    /// Closes every replica.
+    public func close() async {
+        await pool.close()
+    }
+}
