@@ -145,6 +145,7 @@ let package = Package(
                 "ShoalSQLite",
                 "ShoalReplication",
                 "ShoalNode",
+                "ShoalClient",
                 "CBenchBaseline",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -36,6 +36,12 @@ public final class Database: Sendable {
         try await replicator.sync()
     }
 
+    /// Runs `body` with a local read-only connection inside a read transaction (the fastest path:
+    /// keep statements with `cachedStatement` and read columns directly).
+    public func read<T>(_ body: (Connection) throws -> T) throws -> T {
+        try replica.read(body)
+    }
+
     /// Runs a read locally and returns its rows.
     public func query(_ sql: String, _ arguments: [any SQLiteBindable] = []) throws -> [Row] {
         try replica.read { connection in
