@@ -1,7 +1,7 @@
 /// The one error type of ShoalClient: what went wrong and what to do.
 public struct ClientError: Error, Sendable, CustomStringConvertible, Equatable {
     enum Code: Sendable, Equatable {
-        case unauthorized, forbidden, notFound, server, protocolViolation, sql
+        case unauthorized, forbidden, notFound, server, protocolViolation, sql, corruptReplica, foreignReplica
     }
 
     let code: Code
@@ -34,4 +34,8 @@ public struct ClientError: Error, Sendable, CustomStringConvertible, Equatable {
     public static let protocolViolation = ClientError(.protocolViolation, "protocol violation")
     /// A SQL statement failed on the primary.
     public static let sql = ClientError(.sql, "sql error")
+    /// The local replica file is damaged; `Database.rebuild` replaces it.
+    public static let corruptReplica = ClientError(.corruptReplica, "corrupt replica")
+    /// The local replica belongs to another database; use another directory or `Database.rebuild`.
+    public static let foreignReplica = ClientError(.foreignReplica, "foreign replica")
 }

@@ -18,16 +18,86 @@ public final class Database: Sendable {
     public let readYourWrites: Bool
 
     /// Opens (bootstrapping on first `sync()`) the replica in `directory` of the database at
-    /// `syncURL` (`http://host/db/org/database`).
+    /// `syncURL` (`http://host/db/org/database`). Throws `foreignReplica` if the directory holds
+    /// another database's replica and `corruptReplica` if its file is damaged.
     public init(
         directory: String, syncURL: URL, authToken: String? = nil, readYourWrites: Bool = true,
         session: URLSession = .shared
     ) throws {
-        replica = try Replica(directory: directory)
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try Self.checkSource(directory: directory, syncURL: syncURL)
+        if FileManager.default.fileExists(atPath: directory + "/data.db") {
+            try Self.checkHeader(directory + "/data.db")
+        }
+        do {
+            replica = try Replica(directory: directory)
+        } catch let error as SQLiteError where ResultCode.notADatabase ~= error.code || ResultCode.corrupt ~= error.code
+        {
+            throw ClientError(
+                .corruptReplica, "the replica in \(directory) is damaged (\(error.message)); call Database.rebuild")
+        }
         replicator = Replicator(
             replica: replica, source: HTTPFrameSource(url: syncURL, token: authToken, session: session))
         remote = RemoteDatabase(url: syncURL, token: authToken, session: session)
         self.readYourWrites = readYourWrites
+    }
+
+    /// Records which database the directory replicates (its URL path), or refuses another one.
+    static func checkSource(directory: String, syncURL: URL) throws {
+        let file = directory + "/source"
+        let source = syncURL.path
+        if let recorded = FileManager.default.contents(atPath: file) {
+            let text = String(decoding: recorded, as: UTF8.self)
+            guard text == source else {
+                throw ClientError(
+                    .foreignReplica,
+                    "\(directory) holds a replica of \(text), not \(source); use another directory or Database.rebuild")
+            }
+        } else {
+            try Data(source.utf8).write(to: URL(fileURLWithPath: file), options: .atomic)
+        }
+    }
+
+    /// Checks that the local file still starts like a SQLite database with 4096-byte pages.
+    static func checkHeader(_ path: String) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw ClientError(.corruptReplica, "the replica file \(path) is missing; call Database.rebuild")
+        }
+        defer { try? handle.close() }
+        let header = (try? handle.read(upToCount: 100)) ?? Data()
+        guard header.count == 100, header.prefix(16) == Data("SQLite format 3\0".utf8), header[16] == 0x10,
+            header[17] == 0
+        else {
+            throw ClientError(.corruptReplica, "the replica file \(path) is damaged; call Database.rebuild")
+        }
+    }
+
+    /// Deletes the local replica in `directory` and opens and syncs a fresh one.
+    public static func rebuild(
+        directory: String, syncURL: URL, authToken: String? = nil, readYourWrites: Bool = true,
+        session: URLSession = .shared
+    ) async throws -> Database {
+        try? FileManager.default.removeItem(atPath: directory)
+        let database = try Database(
+            directory: directory, syncURL: syncURL, authToken: authToken, readYourWrites: readYourWrites,
+            session: session)
+        try await database.sync()
+        return database
+    }
+
+    /// Syncs every `interval` until the task is cancelled (run it in the application's own task or
+    /// service); a failed sync is reported to `onError` and retried at the next tick.
+    public func run(syncEvery interval: Duration, onError: @Sendable (any Error) -> Void = { _ in }) async {
+        while !Task.isCancelled {
+            do {
+                try await sync()
+            } catch is CancellationError {
+                return
+            } catch {
+                onError(error)
+            }
+            try? await Task.sleep(for: interval)
+        }
     }
 
     /// Pulls what the primary has committed; bootstraps first if the replica is empty.

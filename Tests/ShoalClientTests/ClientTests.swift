@@ -119,3 +119,69 @@ func withNode(
         }
     }
 }
+
+@Suite struct DatabaseLifecycleTests {
+    @Test func reopensFromExistingLocalFilesAndContinues() async throws {
+        try await withNode { url, directory in
+            let syncURL = URL(string: url + "/db/acme/life")!
+            let first = try Database(directory: directory + "/replica", syncURL: syncURL)
+            try await first.execute("CREATE TABLE t (x)")
+            try await first.execute("INSERT INTO t VALUES (1)")
+            let position = first.replica.position
+            await first.close()
+            let again = try Database(directory: directory + "/replica", syncURL: syncURL)
+            #expect(again.replica.position == position)
+            #expect(try again.queryOne("SELECT count(*) FROM t")?[0] == .integer(1))
+            try await again.execute("INSERT INTO t VALUES (2)")
+            let result = try await again.sync()
+            #expect(!result.bootstrapped)
+            #expect(try again.queryOne("SELECT count(*) FROM t")?[0] == .integer(2))
+            await again.close()
+        }
+    }
+
+    @Test func foreignAndCorruptLocalFilesAreDistinctErrorsAndRebuildFixesThem() async throws {
+        try await withNode { url, directory in
+            let syncURL = URL(string: url + "/db/acme/one")!
+            let database = try Database(directory: directory + "/replica", syncURL: syncURL)
+            try await database.execute("CREATE TABLE t (x)")
+            try await database.execute("INSERT INTO t VALUES (1)")
+            await database.close()
+            #expect(throws: ClientError.foreignReplica) {
+                try Database(directory: directory + "/replica", syncURL: URL(string: url + "/db/acme/two")!)
+            }
+            // Damage the header of the local file.
+            let handle = try #require(FileHandle(forWritingAtPath: directory + "/replica/data.db"))
+            try handle.write(contentsOf: Data(repeating: 0x41, count: 64))
+            try handle.close()
+            #expect(throws: ClientError.corruptReplica) {
+                try Database(directory: directory + "/replica", syncURL: syncURL)
+            }
+            let rebuilt = try await Database.rebuild(directory: directory + "/replica", syncURL: syncURL)
+            #expect(try rebuilt.queryOne("SELECT count(*) FROM t")?[0] == .integer(1))
+            await rebuilt.close()
+        }
+    }
+
+    @Test func runSyncsOnAnIntervalUntilCancelled() async throws {
+        try await withNode { url, directory in
+            let syncURL = URL(string: url + "/db/acme/loop")!
+            let writer = RemoteDatabase(url: syncURL, token: nil)
+            try await writer.execute("CREATE TABLE t (x)")
+            let database = try Database(directory: directory + "/replica", syncURL: syncURL, readYourWrites: false)
+            try await database.sync()
+            let loop = Task { await database.run(syncEvery: .milliseconds(5)) }
+            try await writer.execute("INSERT INTO t VALUES (1)")
+            let deadline = ContinuousClock.now.advanced(by: .seconds(30))
+            while (try database.queryOne("SELECT count(*) FROM t")?[0]) != .integer(1) && ContinuousClock.now < deadline
+            {
+                try await Task.sleep(for: .milliseconds(2))
+            }
+            #expect(try database.queryOne("SELECT count(*) FROM t")?[0] == .integer(1))
+            loop.cancel()
+            await loop.value
+            await database.close()
+            await writer.close()
+        }
+    }
+}
