@@ -1,8 +1,6 @@
 import ArgumentParser
 import CBenchBaseline
 import Foundation
-import Hummingbird
-import Logging
 import ShoalClient
 import ShoalNode
 import ShoalSQLite
@@ -28,23 +26,8 @@ struct ClientRead: AsyncParsableCommand {
     static let sql = "SELECT value, n FROM kv WHERE id = ?"
 
     func run() async throws {
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("shoal-bench-client-\(ProcessInfo.processInfo.processIdentifier)").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        var logger = Logger(label: "shoal.bench")
-        logger.logLevel = .error
-        let node = try Node(
-            configuration: NodeConfiguration(dataDirectory: directory + "/node", createOnFirstUse: true), logger: logger
-        )
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(
-            router: node.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger)
         let (rows, reads, interval) = (self.rows, self.reads, self.syncIntervalMilliseconds)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await app.run() }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next() else { throw BenchError("the node did not start") }
+        try await InProcessNode.run(name: "client-read") { port, directory in
             let url = URL(string: "http://127.0.0.1:\(port)/db/bench/kv")!
             let writer = RemoteDatabase(url: url, token: nil)
             try await writer.execute(
@@ -119,8 +102,6 @@ struct ClientRead: AsyncParsableCommand {
             ).print()
             await database.close()
             await writer.close()
-            group.cancelAll()
         }
-        await node.shutdown()
     }
 }

@@ -1,8 +1,6 @@
 import ArgumentParser
 import CBenchBaseline
 import Foundation
-import Hummingbird
-import Logging
 import ShoalNode
 import ShoalSQLite
 
@@ -25,30 +23,12 @@ struct RemoteRead: AsyncParsableCommand {
     static let sql = "SELECT value, n FROM kv WHERE id = ?"
 
     func run() async throws {
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("shoal-bench-remote-\(ProcessInfo.processInfo.processIdentifier)").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        var logger = Logger(label: "shoal.bench")
-        logger.logLevel = .error
-        let node = try Node(
-            configuration: NodeConfiguration(dataDirectory: directory, createOnFirstUse: true), logger: logger)
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(
-            router: node.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger)
-        let rows = self.rows
-        let reads = self.reads
-        let seed = self.seed
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await app.run() }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next() else { throw BenchError("the node did not start") }
+        let (rows, reads, seed) = (self.rows, self.reads, self.seed)
+        try await InProcessNode.run(name: "remote-read") { port, directory in
             try await Task.detached {
-                try Self.measure(port: port, directory: directory, rows: rows, reads: reads, seed: seed)
+                try Self.measure(port: port, directory: directory + "/node", rows: rows, reads: reads, seed: seed)
             }.value
-            group.cancelAll()
         }
-        await node.shutdown()
     }
 
     static func measure(port: Int, directory: String, rows: Int, reads: Int, seed: UInt64) throws {

@@ -43,7 +43,7 @@ public struct HTTPFrameSource: FrameSource {
             components?.queryItems = [URLQueryItem(name: "wait_ms", value: "\(milliseconds)")]
             timeout += Double(milliseconds) / 1000
         }
-        let answer = try await transport.get(components?.url, timeout: timeout)
+        let answer = try await transport.send("GET", url: components?.url, timeout: timeout)
         switch answer.status {
         case 200:
             return .frames(try FrameChunk(generation: generation, firstFrame: start, bytes: Array(answer.body)))
@@ -58,23 +58,5 @@ public struct HTTPFrameSource: FrameSource {
         default:
             throw transport.failure(answer, doing: "pulling frames")
         }
-    }
-}
-
-extension HTTPTransport {
-    /// GETs an absolute URL (one with a query string).
-    func get(_ url: URL?, timeout: TimeInterval) async throws -> Answer {
-        guard let url else { throw ClientError(.protocolViolation, "could not build the sync URL") }
-        var request = URLRequest(url: url, timeoutInterval: timeout)
-        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        let (data, response) = try await session.data(for: request)
-        guard let http = response as? HTTPURLResponse else {
-            throw ClientError(.protocolViolation, "the server did not answer over HTTP")
-        }
-        var headers: [String: String] = [:]
-        for (name, value) in http.allHeaderFields {
-            headers[String(describing: name).lowercased()] = String(describing: value)
-        }
-        return Answer(status: http.statusCode, body: data, headers: headers)
     }
 }

@@ -17,7 +17,13 @@ struct HTTPTransport: Sendable {
     }
 
     func send(_ method: String, _ path: String, body: Data? = nil, timeout: TimeInterval = 60) async throws -> Answer {
-        var request = URLRequest(url: baseURL.appendingPathComponent(path), timeoutInterval: timeout)
+        try await send(method, url: baseURL.appendingPathComponent(path), body: body, timeout: timeout)
+    }
+
+    /// Sends to an absolute URL (one with a query string, say), with the bearer token.
+    func send(_ method: String, url: URL?, body: Data? = nil, timeout: TimeInterval = 60) async throws -> Answer {
+        guard let url else { throw ClientError(.protocolViolation, "could not build the request URL") }
+        var request = URLRequest(url: url, timeoutInterval: timeout)
         request.httpMethod = method
         request.httpBody = body
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
