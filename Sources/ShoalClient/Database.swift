@@ -1,6 +1,7 @@
 import Foundation
 import ShoalReplication
 import ShoalSQLite
+import Synchronization
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
@@ -16,6 +17,8 @@ public final class Database: Sendable {
     let remote: RemoteDatabase
     /// Whether `execute` waits until the replica has applied the write.
     public let readYourWrites: Bool
+    /// When the last successful sync finished.
+    private let lastSync = Mutex<ContinuousClock.Instant?>(nil)
 
     /// Opens (bootstrapping on first `sync()`) the replica in `directory` of the database at
     /// `syncURL` (`http://host/db/org/database`). Throws `foreignReplica` if the directory holds
@@ -103,7 +106,20 @@ public final class Database: Sendable {
     /// Pulls what the primary has committed; bootstraps first if the replica is empty.
     @discardableResult
     public func sync() async throws -> Replicator.SyncResult {
-        try await replicator.sync()
+        let result = try await replicator.sync()
+        lastSync.withLock { $0 = .now }
+        return result
+    }
+
+    /// Runs a read locally, syncing first if the last sync is older than `maxStaleness`.
+    public func query(
+        _ sql: String, _ arguments: [any SQLiteBindable] = [], maxStaleness: Duration
+    ) async throws -> [Row] {
+        let last = lastSync.withLock { $0 }
+        if last.map({ ContinuousClock.now - $0 > maxStaleness }) ?? true {
+            try await sync()
+        }
+        return try query(sql, arguments)
     }
 
     /// Runs `body` with a local read-only connection inside a read transaction (the fastest path:

@@ -163,6 +163,25 @@ func withNode(
         }
     }
 
+    @Test func maxStalenessSyncsOnlyWhenTheLastSyncIsTooOld() async throws {
+        try await withNode { url, directory in
+            let syncURL = URL(string: url + "/db/acme/stale")!
+            let writer = RemoteDatabase(url: syncURL, token: nil)
+            try await writer.execute("CREATE TABLE t (x)")
+            let database = try Database(directory: directory + "/replica", syncURL: syncURL, readYourWrites: false)
+            try await database.sync()
+            try await writer.execute("INSERT INTO t VALUES (1)")
+            // Synced moments ago: an hour of staleness is fine, so the local (old) answer comes back.
+            let fresh = try await database.query("SELECT count(*) FROM t", maxStaleness: .seconds(3600))
+            #expect(fresh[0][0] == .integer(0))
+            // Zero staleness forces a sync first.
+            let synced = try await database.query("SELECT count(*) FROM t", maxStaleness: .zero)
+            #expect(synced[0][0] == .integer(1))
+            await database.close()
+            await writer.close()
+        }
+    }
+
     @Test func runSyncsOnAnIntervalUntilCancelled() async throws {
         try await withNode { url, directory in
             let syncURL = URL(string: url + "/db/acme/loop")!
