@@ -79,6 +79,12 @@ public final class TenantPool: Sendable {
 
     /// The directory of a tenant's replica; tenant ids are `[A-Za-z0-9_-]{1,128}`.
     static func directory(for tenant: String, in root: String) throws -> String {
+        try validate(tenant)
+        return root + "/" + tenant
+    }
+
+    /// Checks a tenant id without allocating (it runs on every lease).
+    static func validate(_ tenant: String) throws {
         let valid =
             (1...128).contains(tenant.utf8.count)
             && tenant.utf8.allSatisfy {
@@ -90,12 +96,11 @@ public final class TenantPool: Sendable {
                 .protocolViolation,
                 "tenant id \(tenant.debugDescription) is not valid: use 1 to 128 of A-Z, a-z, 0-9, - and _")
         }
-        return root + "/" + tenant
     }
 
     /// Runs `body` with the tenant's replica, opening (and syncing) it on first use.
     public func withDatabase<T: Sendable>(_ tenant: String, _ body: (Database) async throws -> T) async throws -> T {
-        _ = try Self.directory(for: tenant, in: configuration.directory)
+        try Self.validate(tenant)
         return try await pool.withLease(tenant, body)
     }
 
