@@ -41,16 +41,7 @@ struct ClientRead: AsyncParsableCommand {
             let keys = (0..<reads).map { _ in Int64.random(in: 1...Int64(rows), using: &generator) }
 
             // Baseline: the C loop in a held read transaction on the replica file, nothing syncing.
-            var cDurations = [UInt64](repeating: 0, count: keys.count)
-            var checksum: Int64 = 0
-            let rc = keys.withUnsafeBufferPointer { keys in
-                cDurations.withUnsafeMutableBufferPointer { durations in
-                    shoal_bench_c_point_reads(
-                        database.replica.databasePath, Self.sql, keys.baseAddress, Int64(keys.count), 1,
-                        durations.baseAddress, &checksum)
-                }
-            }
-            guard rc == 0 else { throw BenchError("the C baseline failed with SQLite code \(rc)") }
+            let cDurations = try LocalRead.cLoop(path: database.replica.databasePath, keys: keys, held: true).durations
 
             // Writes on the primary and a sync of the replica every interval, while reads run.
             let stop = Atomic<Bool>(false)

@@ -44,7 +44,7 @@ struct LocalRead: ParsableCommand {
 
         for (mode, held) in [("autocommit", false), ("held_txn", true)] {
             // Warm the page cache and the code paths of both loops before timing.
-            _ = try cLoop(path: path, keys: Array(keys.prefix(100_000)), held: held)
+            _ = try Self.cLoop(path: path, keys: Array(keys.prefix(100_000)), held: held)
             _ = try swiftLoop(path: path, keys: Array(keys.prefix(100_000)), held: held)
             // Alternate the two loops over ten slices of the keys, each going first in turn, so
             // that drift in the machine's state does not favour one of them.
@@ -54,11 +54,11 @@ struct LocalRead: ParsableCommand {
             for slice in 0..<slices {
                 let part = Array(keys[(keys.count * slice / slices)..<(keys.count * (slice + 1) / slices)])
                 if slice % 2 == 0 {
-                    c.append(try cLoop(path: path, keys: part, held: held))
+                    c.append(try Self.cLoop(path: path, keys: part, held: held))
                     swift.append(try swiftLoop(path: path, keys: part, held: held))
                 } else {
                     swift.append(try swiftLoop(path: path, keys: part, held: held))
-                    c.append(try cLoop(path: path, keys: part, held: held))
+                    c.append(try Self.cLoop(path: path, keys: part, held: held))
                 }
             }
             guard c.checksum == swift.checksum else {
@@ -113,7 +113,8 @@ struct LocalRead: ParsableCommand {
         }
     }
 
-    func cLoop(path: String, keys: [Int64], held: Bool) throws -> LoopResult {
+    /// The plain C loop over `path` (`SELECT value, n FROM kv WHERE id = ?`), one timing per read.
+    static func cLoop(path: String, keys: [Int64], held: Bool) throws -> LoopResult {
         var durations = [UInt64](repeating: 0, count: keys.count)
         var checksum: Int64 = 0
         let rc = keys.withUnsafeBufferPointer { keys in

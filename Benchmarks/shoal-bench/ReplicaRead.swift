@@ -37,16 +37,7 @@ struct ReplicaRead: ParsableCommand {
         let keys = (0..<reads).map { _ in Int64.random(in: 1...Int64(rows), using: &generator) }
 
         // Baseline: the raw C API in one held read transaction on the replica's file, nothing applying.
-        var cDurations = [UInt64](repeating: 0, count: keys.count)
-        var checksum: Int64 = 0
-        let rc = keys.withUnsafeBufferPointer { keys in
-            cDurations.withUnsafeMutableBufferPointer { durations in
-                shoal_bench_c_point_reads(
-                    fixture.replica.databasePath, Self.sql, keys.baseAddress, Int64(keys.count), 1,
-                    durations.baseAddress, &checksum)
-            }
-        }
-        guard rc == 0 else { throw ValidationError("the C baseline failed with SQLite code \(rc)") }
+        let cDurations = try LocalRead.cLoop(path: fixture.replica.databasePath, keys: keys, held: true).durations
 
         // Gated reads with nothing applying: the cost of the gate itself.
         let idle = try gatedReads(fixture: fixture, keys: Array(keys.prefix(max(1, keys.count / 5))))
