@@ -57,6 +57,18 @@ public final class Node: Sendable {
         return router
     }
 
+    /// The HTTP application serving the node's routes on `host:port` (port 0 picks a free one);
+    /// `onRunning` gets the port once the server listens.
+    public func application(
+        host: String, port: Int, onRunning: @escaping @Sendable (Int) -> Void = { _ in }
+    ) -> Application<RouterResponder<BasicRequestContext>> {
+        Application(
+            router: router(),
+            configuration: .init(address: .hostname(host, port: port), serverName: Self.version),
+            onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) },
+            logger: logger)
+    }
+
     /// Closes expired streams and idle databases; call it periodically (see `runMaintenance`).
     public func maintain() async {
         for stream in streams.expire() {
@@ -144,8 +156,12 @@ public final class Node: Sendable {
         guard let token = Self.bearer(request), !token.isEmpty, token != "None" else {
             throw NodeError.unauthorized("send the database's token as Authorization: Bearer <token>")
         }
-        let group = try? DatabaseSettings.load(directory: namespace.directory(in: configuration.dataDirectory)).group
-        return try verifier.grant(token: token, to: namespace, group: group.map { "\(namespace.organization)/\($0)" })
+        // The group lives in the database's settings; read them only for a group token.
+        let dataDirectory = configuration.dataDirectory
+        return try verifier.grant(token: token, to: namespace) {
+            let settings = try? DatabaseSettings.load(directory: namespace.directory(in: dataDirectory))
+            return settings?.group.map { "\(namespace.organization)/\($0)" }
+        }
     }
 
     /// Region lock for the sync protocol: a database whose rule names locations is only synced to a

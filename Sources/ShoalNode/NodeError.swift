@@ -51,35 +51,19 @@ public struct NodeError: Error, Sendable, CustomStringConvertible, HTTPResponseE
     /// The response: libSQL's shapes (`{"error": …}` JSON for most, the Hrana error object for an
     /// expired stream, plain text for protocol errors, as sqld does).
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        let body: String
+        let body: [UInt8]
         var headers: HTTPFields = [:]
         switch code {
         case .streamExpired:
             headers[.contentType] = "application/json"
-            body = #"{"message":\#(Self.jsonString(message)),"code":"STREAM_EXPIRED"}"#
+            body = Array(try JSONEncoder().encode(["message": message, "code": "STREAM_EXPIRED"]))
         case .invalidBaton, .badRequest:
             headers[.contentType] = "text/plain; charset=utf-8"
-            body = message
+            body = Array(message.utf8)
         default:
             headers[.contentType] = "application/json"
-            body = #"{"error":\#(Self.jsonString(message))}"#
+            body = Array(try JSONEncoder().encode(["error": message]))
         }
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: body)))
-    }
-
-    static func jsonString(_ text: String) -> String {
-        var escaped = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": escaped += "\\\""
-            case "\\": escaped += "\\\\"
-            case "\n": escaped += "\\n"
-            case "\r": escaped += "\\r"
-            case "\t": escaped += "\\t"
-            case let c where c.value < 0x20: escaped += String(format: "\\u%04x", c.value)
-            default: escaped.unicodeScalars.append(scalar)
-            }
-        }
-        return escaped + "\""
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }
 }

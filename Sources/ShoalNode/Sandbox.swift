@@ -5,7 +5,7 @@ import ShoalSQLite
 enum Sandbox {
     /// Pragmas that only read when given no value, and must not be set by tenants.
     static let guardedPragmas: Set<String> = [
-        "journal_mode", "wal_autocheckpoint", "wal_checkpoint", "locking_mode", "writable_schema", "trusted_schema",
+        "journal_mode", "wal_autocheckpoint", "locking_mode", "writable_schema", "trusted_schema",
         "synchronous", "page_size", "auto_vacuum", "mmap_size", "temp_store_directory", "data_store_directory",
         "journal_size_limit", "cache_spill", "query_only", "schema_version", "max_page_count",
     ]

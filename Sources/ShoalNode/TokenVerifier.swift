@@ -77,11 +77,12 @@ public struct TokenVerifier: Sendable {
 
     /// The access a bearer token grants to `namespace`; throws `unauthorized` with the reason.
     public func access(token: String, to namespace: Namespace) throws -> Access {
-        try grant(token: token, to: namespace, group: nil).access
+        try grant(token: token, to: namespace, group: { nil }).access
     }
 
-    /// What a bearer token grants on `namespace`, a member of `group` (`org/group`, if any).
-    public func grant(token: String, to namespace: Namespace, group: String?) throws -> Grant {
+    /// What a bearer token grants on `namespace`. `group` gives the database's group (`org/group`);
+    /// it is only asked for when the token names a group instead of the database.
+    public func grant(token: String, to namespace: Namespace, group: () -> String?) throws -> Grant {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let headerBytes = Base64URL.decode(String(parts[0])),
             let payloadBytes = Base64URL.decode(String(parts[1])), let signature = Base64URL.decode(String(parts[2]))
@@ -120,7 +121,7 @@ public struct TokenVerifier: Sendable {
             throw NodeError.unauthorized("the token was revoked")
         }
         let coversDatabase = claims.id == namespace.description
-        let coversGroup = claims.gid != nil && claims.gid == group
+        let coversGroup = !coversDatabase && claims.gid != nil && claims.gid == group()
         guard coversDatabase || coversGroup else {
             throw NodeError.forbidden(
                 "the token is for \(claims.id ?? claims.gid.map { "group " + $0 } ?? "no database"), not \(namespace)")

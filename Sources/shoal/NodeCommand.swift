@@ -87,16 +87,10 @@ struct NodeCommand: AsyncParsableCommand {
             logger: logger)
         let host = self.host
         let location = self.location
-        let app = Application(
-            router: node.router(),
-            configuration: .init(address: .hostname(host, port: port), serverName: Node.version),
-            onServerRunning: { channel in
-                let port = channel.localAddress?.port ?? 0
-                // Written straight to the descriptor, so a script reading the pipe sees it at once.
-                FileHandle.standardOutput.write(
-                    Data("shoal node (\(location)) listening on http://\(host):\(port)\n".utf8))
-            },
-            logger: logger)
+        let app = node.application(host: host, port: port) { port in
+            // Written straight to the descriptor, so a script reading the pipe sees it at once.
+            FileHandle.standardOutput.write(Data("shoal node (\(location)) listening on http://\(host):\(port)\n".utf8))
+        }
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await node.runMaintenance() }
             try await app.runService()

@@ -23,9 +23,7 @@ func withNode(
     logger.logLevel = .error
     let node = try Node(configuration: configuration, logger: logger)
     let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-    let app = Application(
-        router: node.router(), configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-        onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger)
+    let app = node.application(host: "127.0.0.1", port: 0) { continuation.yield($0) }
     try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await app.run() }
         var iterator = ports.makeAsyncIterator()
