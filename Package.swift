@@ -24,6 +24,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // Layer 0: the C surface of the system libsqlite3.
@@ -121,11 +122,48 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // The catalog's schema migrations (`migrations/`), embedded in the binary.
+        .target(
+            name: "ShoalMigrations",
+            path: "migrations",
+            exclude: ["README.md"],
+            resources: [
+                .embedInCode("sqlite/v0001_initial.sqlite.sql"),
+                .embedInCode("postgresql/v0001_initial.postgresql.sql"),
+            ],
+            swiftSettings: strict
+        ),
+
+        // Layer 4: the control plane (catalog on SQLite or PostgreSQL, Platform API).
+        .target(
+            name: "ShoalControl",
+            dependencies: [
+                "ShoalModel", "ShoalSQLite", "ShoalMigrations",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+            ],
+            resources: [.embedInCode("openapi.json")],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ShoalControlTests",
+            dependencies: [
+                "ShoalControl", "ShoalNode", "ShoalModel",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strict
+        ),
+
         // Layer 5: the one executable.
         .executableTarget(
             name: "shoal",
             dependencies: [
-                "ShoalNode",
+                "ShoalNode", "ShoalControl", "ShoalModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -99,3 +99,17 @@ public enum Base64 {
         return Data(base64Encoded: padded).map { Array($0) }
     }
 }
+
+/// Base64url without padding, as JWTs use it.
+public enum Base64URL {
+    /// Encodes bytes.
+    public static func encode(_ bytes: [UInt8]) -> String {
+        Base64.encode(bytes, padded: false).replacingOccurrences(of: "+", with: "-").replacingOccurrences(
+            of: "/", with: "_")
+    }
+
+    /// Decodes, with or without padding; nil if invalid.
+    public static func decode(_ text: String) -> [UInt8]? {
+        Base64.decode(text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/"))
+    }
+}

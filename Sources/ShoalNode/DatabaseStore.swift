@@ -40,11 +40,13 @@ public final class DatabaseStore: Sendable {
     }
 
     /// Creates a database; throws `conflict` if it exists.
-    public func create(_ namespace: Namespace) async throws {
+    public func create(_ namespace: Namespace, settings: DatabaseSettings? = nil) async throws {
         let directory = namespace.directory(in: configuration.dataDirectory)
         guard !exists(namespace) else { throw NodeError.conflict("database \(namespace) already exists") }
         let configuration = self.configuration
         try await BlockingWork.run {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try settings?.save(directory: directory)
             try HostedDatabase(namespace: namespace, directory: directory, configuration: configuration).close()
         }
     }

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import ShoalModel
 
 extension Node {
     /// Creating and deleting databases (for the control plane, and standalone use).
@@ -7,7 +8,17 @@ extension Node {
         routes.post("create") { request, context in
             try self.authorizeAdmin(request)
             let namespace = try Self.adminNamespace(context)
-            try await self.store.create(namespace)
+            // The body, when there is one, holds the new database's settings.
+            let buffer = try await request.body.collect(upTo: self.configuration.maxRequestBytes)
+            var settings: DatabaseSettings?
+            if buffer.readableBytes > 0 {
+                do {
+                    settings = try JSONDecoder().decode(DatabaseSettings.self, from: Data(buffer.readableBytesView))
+                } catch {
+                    throw NodeError.badRequest("the settings are not valid: \(Self.describe(error))")
+                }
+            }
+            try await self.store.create(namespace, settings: settings)
             return try Self.json(["created": namespace.description])
         }
         routes.delete("") { request, context in
@@ -15,6 +26,19 @@ extension Node {
             let namespace = try Self.adminNamespace(context)
             try await self.store.delete(namespace)
             return try Self.json(["deleted": namespace.description])
+        }
+    }
+
+    /// The token policy pushed by the control plane.
+    func addPolicyRoute(_ router: Router<BasicRequestContext>) {
+        router.post("v1/auth/policy") { request, _ in
+            try self.authorizeAdmin(request)
+            guard case .tokens(let verifier, _) = self.configuration.authentication else {
+                throw NodeError.conflict("this node runs without authentication; it has no token policy")
+            }
+            let policy = try await self.decode(Platform.TokenPolicy.self, from: request)
+            try verifier.update(with: policy)
+            return try Self.json(["keys": verifier.keyCount])
         }
     }
 

@@ -53,6 +53,7 @@ public final class Node: Sendable {
         organizationOnly.post("v1/execute") { request, context in try await self.v1Execute(request, context) }
         organizationOnly.post("v1/batch") { request, context in try await self.v1Batch(request, context) }
         addAdminRoutes(router.group("v1/namespaces/:org/:database"))
+        addPolicyRoute(router)
         addAdminDatabaseRoutes(router.group("v1/namespaces/:org/:database"))
         return router
     }

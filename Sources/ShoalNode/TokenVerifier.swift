@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import ShoalModel
+import Synchronization
 
 /// What a verified token lets its bearer do with one database.
 public enum Access: Sendable, Equatable {
@@ -23,16 +24,42 @@ public struct Grant: Sendable, Equatable {
 /// (its group, `org/group`), `a` (`ro` or `rw`, default `rw`), `exp` (seconds since 1970,
 /// enforced), `jti` (refused if revoked), `loc` (the bearer's location, for region rules).
 public struct TokenVerifier: Sendable {
-    /// Raw public keys by key id (`""` for keys without one), checked to be valid Ed25519 keys.
-    let keys: [String: [UInt8]]
-    /// Revoked token ids.
-    let revoked: Set<String>
+    /// What the verifier trusts and refuses; replaced as a whole when the control plane sends a
+    /// new policy.
+    struct Policy: Sendable {
+        /// Raw public keys by key id (`""` for keys without one), checked to be valid Ed25519 keys.
+        var keys: [String: [UInt8]]
+        /// Revoked token ids.
+        var revoked: Set<String>
+        /// Tokens issued (`iat`) before these times, in milliseconds since 1970, are refused, by
+        /// scope: `db:org/name` or `group:org/name`.
+        var notBefore: [String: Int64]
+    }
+
+    /// Shared by every copy of the verifier, so a policy update reaches all requests at once.
+    private final class PolicyBox: Sendable {
+        let policy: Mutex<Policy>
+        init(_ policy: Policy) { self.policy = Mutex(policy) }
+    }
+
+    private let box: PolicyBox
     let now: @Sendable () -> Date
 
-    /// A verifier trusting `keys` (raw 32-byte Ed25519 public keys by key id).
+    /// A verifier trusting `keys` (raw 32-byte Ed25519 public keys by key id). With no keys (a node
+    /// waiting for its control plane's policy) every token is refused until `update` brings some.
     public init(
-        keys: [String: [UInt8]], revoked: Set<String> = [], now: @escaping @Sendable () -> Date = { Date() }
+        keys: [String: [UInt8]], revoked: Set<String> = [], allowNoKeys: Bool = false,
+        now: @escaping @Sendable () -> Date = { Date() }
     ) throws {
+        let parsed = try Self.validated(keys)
+        guard !parsed.isEmpty || allowNoKeys else {
+            throw NodeError.badRequest("give at least one Ed25519 public key")
+        }
+        box = PolicyBox(Policy(keys: parsed, revoked: revoked, notBefore: [:]))
+        self.now = now
+    }
+
+    private static func validated(_ keys: [String: [UInt8]]) throws -> [String: [UInt8]] {
         var parsed: [String: [UInt8]] = [:]
         for (id, bytes) in keys {
             do {
@@ -42,11 +69,26 @@ public struct TokenVerifier: Sendable {
                 throw NodeError.badRequest("the public key \(id.isEmpty ? "given" : id) is not a 32-byte Ed25519 key")
             }
         }
-        guard !parsed.isEmpty else { throw NodeError.badRequest("give at least one Ed25519 public key") }
-        self.keys = parsed
-        self.revoked = revoked
-        self.now = now
+        return parsed
     }
+
+    /// Replaces what the verifier trusts with the control plane's policy.
+    public func update(with policy: Platform.TokenPolicy) throws {
+        var keys: [String: [UInt8]] = [:]
+        for key in policy.keys where key.kty == "OKP" && key.crv == "Ed25519" {
+            guard let bytes = Base64URL.decode(key.x) else {
+                throw NodeError.badRequest("the policy's key \(key.kid) is not base64url")
+            }
+            keys[key.kid] = bytes
+        }
+        let parsed = try Self.validated(keys)
+        box.policy.withLock {
+            $0 = Policy(keys: parsed, revoked: Set(policy.revokedJti), notBefore: policy.notBefore)
+        }
+    }
+
+    /// The number of trusted keys (for status).
+    public var keyCount: Int { box.policy.withLock { $0.keys.count } }
 
     /// Reads the `OKP`/`Ed25519` keys of a JWKS document (`{"keys":[{"kty","crv","x","kid"}]}`).
     public static func keys(fromJWKS data: Data) throws -> [String: [UInt8]] {
@@ -98,12 +140,14 @@ public struct TokenVerifier: Sendable {
             let jti: String?
             let gid: String?
             let loc: String?
+            let iat: Double?
         }
         guard let header = try? JSONDecoder().decode(Header.self, from: Data(headerBytes)), header.alg == "EdDSA" else {
             throw NodeError.unauthorized("the token must be signed with EdDSA (Ed25519)")
         }
         let signed = Data("\(parts[0]).\(parts[1])".utf8)
-        let candidates = header.kid.flatMap { keys[$0].map { [$0] } } ?? Array(keys.values)
+        let policy = box.policy.withLock { $0 }
+        let candidates = header.kid.flatMap { policy.keys[$0].map { [$0] } } ?? Array(policy.keys.values)
         let valid = candidates.contains { raw in
             (try? Curve25519.Signing.PublicKey(rawRepresentation: raw))?.isValidSignature(signature, for: signed)
                 == true
@@ -117,14 +161,29 @@ public struct TokenVerifier: Sendable {
         if let exp = claims.exp, now().timeIntervalSince1970 >= exp {
             throw NodeError.unauthorized("the token expired; ask for a new one")
         }
-        if let jti = claims.jti, revoked.contains(jti) {
+        if let jti = claims.jti, policy.revoked.contains(jti) {
             throw NodeError.unauthorized("the token was revoked")
         }
         let coversDatabase = claims.id == namespace.description
-        let coversGroup = !coversDatabase && claims.gid != nil && claims.gid == group()
+        let databaseGroup = coversDatabase ? nil : group()
+        let coversGroup = !coversDatabase && claims.gid != nil && claims.gid == databaseGroup
         guard coversDatabase || coversGroup else {
             throw NodeError.forbidden(
                 "the token is for \(claims.id ?? claims.gid.map { "group " + $0 } ?? "no database"), not \(namespace)")
+        }
+        if !policy.notBefore.isEmpty {
+            // A database's rotation covers its tokens; a group's covers the group's tokens and the
+            // tokens of its databases.
+            var rotated = coversDatabase ? policy.notBefore["db:\(namespace)"] : nil
+            if let group = databaseGroup ?? (policy.notBefore.keys.contains { $0.hasPrefix("group:") } ? group() : nil),
+                let groupRotation = policy.notBefore["group:\(group)"]
+            {
+                rotated = max(rotated ?? 0, groupRotation)
+            }
+            let issued = Int64(((claims.iat ?? 0) * 1000).rounded())
+            if let rotated, issued < rotated {
+                throw NodeError.unauthorized("the token was issued before its tokens were rotated; ask for a new one")
+            }
         }
         let access: Access
         switch claims.a ?? "rw" {
@@ -133,19 +192,5 @@ public struct TokenVerifier: Sendable {
         case let other: throw NodeError.unauthorized("the token's access \(other) is neither ro nor rw")
         }
         return Grant(access: access, location: claims.loc)
-    }
-}
-
-/// Base64url without padding, as JWTs use it.
-public enum Base64URL {
-    /// Encodes bytes.
-    public static func encode(_ bytes: [UInt8]) -> String {
-        Base64.encode(bytes, padded: false).replacingOccurrences(of: "+", with: "-").replacingOccurrences(
-            of: "/", with: "_")
-    }
-
-    /// Decodes, with or without padding; nil if invalid.
-    public static func decode(_ text: String) -> [UInt8]? {
-        Base64.decode(text.replacingOccurrences(of: "-", with: "+").replacingOccurrences(of: "_", with: "/"))
     }
 }

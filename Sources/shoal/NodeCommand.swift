@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import ShoalModel
 import ShoalNode
 
 /// `shoal node`: runs a data plane node.

@@ -1,0 +1,388 @@
+import Foundation
+import ShoalModel
+
+extension Catalog {
+    static let databaseColumns =
+        "d.id, d.name, d.group_id, d.primary_node, d.size_limit_bytes, d.block_reads, d.block_writes, d.delete_protection"
+    static let nodeColumns = "id, location, url, admin_token, last_heartbeat_at, primaries"
+
+    func nodeRecord(_ row: CatalogRow, offset: Int = 0) throws -> NodeRecord {
+        NodeRecord(
+            id: try row.text(offset), location: try row.text(offset + 1), url: try row.text(offset + 2),
+            adminToken: try row.optionalText(offset + 3), lastHeartbeat: try row.integer(offset + 4),
+            primaries: try row.integer(offset + 5))
+    }
+
+    func node(id: String?, in transaction: any CatalogTransaction) async throws -> NodeRecord? {
+        guard let id else { return nil }
+        return try await transaction.queryOne("SELECT \(Self.nodeColumns) FROM nodes WHERE id = $1", [.text(id)])
+            .map { try nodeRecord($0) }
+    }
+
+    func databaseRecord(
+        _ row: CatalogRow, group: GroupRecord, in transaction: any CatalogTransaction
+    ) async throws -> DatabaseRecord {
+        DatabaseRecord(
+            id: try row.text(0), group: group, name: try row.text(1),
+            primaryNode: try await node(id: try row.optionalText(3), in: transaction),
+            sizeLimitBytes: try row.optionalInteger(4), blockReads: try row.flag(5), blockWrites: try row.flag(6),
+            deleteProtection: try row.flag(7))
+    }
+
+    func database(
+        _ name: String, of organization: OrganizationRecord, in transaction: any CatalogTransaction
+    ) async throws -> DatabaseRecord {
+        guard
+            let row = try await transaction.queryOne(
+                "SELECT \(Self.databaseColumns) FROM databases d WHERE d.org_id = $1 AND d.name = $2",
+                [.text(organization.id), .text(name)])
+        else {
+            throw ControlError.notFound(
+                "database '\(name.prefix(64))' does not exist in organization \(organization.slug)")
+        }
+        guard
+            let groupRow = try await transaction.queryOne(
+                "SELECT id, name, primary_location, region_rule, delete_protection FROM db_groups WHERE id = $1",
+                [.text(try row.text(2))])
+        else { throw ControlError.catalogUnavailable("database \(name) points at a missing group") }
+        let group = try await groupRecord(groupRow, organization: organization, in: transaction)
+        return try await databaseRecord(row, group: group, in: transaction)
+    }
+
+    func databases(of group: GroupRecord, in transaction: any CatalogTransaction) async throws -> [DatabaseRecord] {
+        var records: [DatabaseRecord] = []
+        for row in try await transaction.query(
+            "SELECT \(Self.databaseColumns) FROM databases d WHERE d.group_id = $1 ORDER BY d.name", [.text(group.id)])
+        {
+            records.append(try await databaseRecord(row, group: group, in: transaction))
+        }
+        return records
+    }
+
+    func removeDatabaseRow(_ database: DatabaseRecord, in transaction: any CatalogTransaction) async throws {
+        try await transaction.query("DELETE FROM databases WHERE id = $1", [.text(database.id)])
+        if let node = database.primaryNode {
+            try await transaction.query(
+                "UPDATE nodes SET primaries = primaries - 1 WHERE id = $1", [.text(node.id)])
+        }
+    }
+
+    /// The host name of a database: `{database}-{org}.{domain}`.
+    func hostname(_ database: DatabaseRecord) -> String {
+        "\(database.name)-\(database.organization.slug).\(configuration.domain)"
+    }
+
+    func model(_ database: DatabaseRecord) -> Platform.Database {
+        Platform.Database(
+            name: database.name, id: database.id, hostname: hostname(database), group: database.group.name,
+            primaryRegion: database.group.primary, regions: database.group.locations, blockReads: database.blockReads,
+            blockWrites: database.blockWrites, deleteProtection: database.deleteProtection)
+    }
+
+    /// Creates a database in a group: checks the name, the region rules of every location the group
+    /// places data in, and the plan's database quota (under the organization's lock, so parallel
+    /// creates cannot overshoot), then places its primary on the least-loaded live node of the
+    /// group's primary location. With `ifNotExists`, an existing database of that name in that group
+    /// is returned instead (`created` false).
+    func createDatabase(
+        organization slug: String, name: String, group groupName: String, ifNotExists: Bool, by principal: Principal
+    ) async throws -> (database: DatabaseRecord, created: Bool) {
+        try Self.validateName(name, "database")
+        try Self.validateName(groupName, "group")
+        return try await audited(
+            organization: slug, actor: principal, action: "database.create", target: "\(slug)/\(name)"
+        ) { transaction in
+            let organization = try await organization(slug, for: principal, in: transaction)
+            try await transaction.lockOrganization(id: organization.id)
+            let group = try await group(groupName, of: organization, in: transaction)
+            if let row = try await transaction.queryOne(
+                "SELECT \(Self.databaseColumns) FROM databases d WHERE d.org_id = $1 AND d.name = $2",
+                [.text(organization.id), .text(name)])
+            {
+                if ifNotExists, try row.text(2) == group.id {
+                    return (try await databaseRecord(row, group: group, in: transaction), false)
+                }
+                throw ControlError.conflict("database '\(name)' already exists in organization \(slug)")
+            }
+            for code in group.locations {
+                try requireAllowed(
+                    location: try await location(code, in: transaction),
+                    rules: [("group's", group.regionRule), ("organization's", organization.regionRule)])
+            }
+            let quotas = try await quotas(plan: organization.plan, in: transaction)
+            let count =
+                try await transaction.queryOne(
+                    "SELECT COUNT(*) FROM databases WHERE org_id = $1", [.text(organization.id)])?.integer(0) ?? 0
+            guard count < quotas.databases else {
+                throw ControlError.quotaExceeded(
+                    "the \(organization.plan) plan allows \(quotas.databases) databases (quota 'databases'); delete one or change plan"
+                )
+            }
+            let liveSince = now() - Int64(configuration.nodeTimeout.components.seconds * 1000)
+            guard
+                let node = try await transaction.queryOne(
+                    """
+                    SELECT \(Self.nodeColumns) FROM nodes WHERE location = $1 AND last_heartbeat_at >= $2
+                    ORDER BY primaries, id LIMIT 1
+                    """, [.text(group.primary), .integer(liveSince)]
+                ).map({ try nodeRecord($0) })
+            else {
+                throw ControlError.noNodeAvailable(
+                    "no live node serves location \(group.primary); start one with `shoal node --control URL --location \(group.primary)`"
+                )
+            }
+            let id = Self.newID()
+            do {
+                try await transaction.query(
+                    """
+                    INSERT INTO databases (id, org_id, group_id, name, primary_node, size_limit_bytes, block_reads,
+                        block_writes, delete_protection, tokens_not_before, created_at)
+                    VALUES ($1, $2, $3, $4, $5, NULL, 0, 0, 0, 0, $6)
+                    """,
+                    [.text(id), .text(organization.id), .text(group.id), .text(name), .text(node.id), .integer(now())])
+            } catch CatalogStoreError.uniqueViolation {
+                throw ControlError.conflict("database '\(name)' already exists in organization \(slug)")
+            }
+            try await transaction.query("UPDATE nodes SET primaries = primaries + 1 WHERE id = $1", [.text(node.id)])
+            try await audit(
+                transaction, organization: organization.id, actor: principal, action: "database.create",
+                target: "\(slug)/\(name)", detail: "database \(name) created in group \(groupName) on \(group.primary)")
+            return (
+                DatabaseRecord(
+                    id: id, group: group, name: name, primaryNode: node, sizeLimitBytes: nil, blockReads: false,
+                    blockWrites: false, deleteProtection: false), true
+            )
+        }
+    }
+
+    /// Removes a database row without checks or audit: undoes a creation whose placement failed.
+    func undoCreation(_ database: DatabaseRecord) async throws {
+        try await read { transaction in try await removeDatabaseRow(database, in: transaction) }
+    }
+
+    /// A page of an organization's databases in name order, after `cursor` (a name), optionally
+    /// of one group. Returns the page and the cursor of the next one.
+    public func databases(
+        organization slug: String, group: String?, limit: Int, after cursor: String?, for principal: Principal
+    ) async throws -> (databases: [Platform.Database], nextCursor: String?) {
+        try await read { transaction in
+            let organization = try await organization(slug, for: principal, in: transaction)
+            var binds: [CatalogValue] = [.text(organization.id), .text(cursor ?? ""), .integer(Int64(limit + 1))]
+            var filter = ""
+            if let group {
+                let record = try await self.group(group, of: organization, in: transaction)
+                binds.append(.text(record.id))
+                filter = " AND d.group_id = $4"
+            }
+            let rows = try await transaction.query(
+                "SELECT \(Self.databaseColumns) FROM databases d WHERE d.org_id = $1 AND d.name > $2\(filter) ORDER BY d.name LIMIT $3",
+                binds)
+            var groups: [String: GroupRecord] = [:]
+            var page: [Platform.Database] = []
+            for row in rows.prefix(limit) {
+                let groupID = try row.text(2)
+                let group: GroupRecord
+                if let cached = groups[groupID] {
+                    group = cached
+                } else {
+                    guard
+                        let groupRow = try await transaction.queryOne(
+                            "SELECT id, name, primary_location, region_rule, delete_protection FROM db_groups WHERE id = $1",
+                            [.text(groupID)])
+                    else { continue }
+                    group = try await groupRecord(groupRow, organization: organization, in: transaction)
+                    groups[groupID] = group
+                }
+                page.append(model(try await databaseRecord(row, group: group, in: transaction)))
+            }
+            return (page, rows.count > limit ? page.last?.name : nil)
+        }
+    }
+
+    /// One database.
+    func database(organization slug: String, name: String, for principal: Principal) async throws -> DatabaseRecord {
+        try await read { transaction in
+            try await database(name, of: try await organization(slug, for: principal, in: transaction), in: transaction)
+        }
+    }
+
+    /// The database as the API shows it.
+    public func databaseModel(
+        organization slug: String, name: String, for principal: Principal
+    ) async throws
+        -> Platform.Database
+    {
+        model(try await database(organization: slug, name: name, for: principal))
+    }
+
+    /// Deletes a database; refused while it is delete-protected. Returns it, so its node is told.
+    func deleteDatabase(
+        organization slug: String, name: String, by principal: Principal
+    ) async throws
+        -> DatabaseRecord
+    {
+        try await audited(organization: slug, actor: principal, action: "database.delete", target: "\(slug)/\(name)") {
+            transaction in
+            let organization = try await organization(slug, for: principal, in: transaction)
+            let database = try await database(name, of: organization, in: transaction)
+            guard !database.deleteProtection else {
+                throw ControlError.deleteProtected(
+                    "database \(name) has delete protection on; turn it off with PATCH …/databases/\(name)/configuration"
+                )
+            }
+            try await removeDatabaseRow(database, in: transaction)
+            try await audit(
+                transaction, organization: organization.id, actor: principal, action: "database.delete",
+                target: database.namespace, detail: "database \(name) deleted")
+            return database
+        }
+    }
+
+    /// A database's configuration as the API shows it.
+    func configuration(of database: DatabaseRecord) -> Platform.DatabaseConfiguration {
+        Platform.DatabaseConfiguration(
+            sizeLimit: database.sizeLimitBytes.map(String.init) ?? "", blockReads: database.blockReads,
+            blockWrites: database.blockWrites, deleteProtection: database.deleteProtection)
+    }
+
+    /// Changes a database's settings; fields left nil stay as they are.
+    func updateConfiguration(
+        organization slug: String, name: String, patch: Platform.DatabaseConfiguration, by principal: Principal
+    ) async throws -> DatabaseRecord {
+        let sizeLimit: Int64?? = try patch.sizeLimit.map { try Self.parseSize($0) }
+        return try await audited(
+            organization: slug, actor: principal, action: "database.configure", target: "\(slug)/\(name)"
+        ) { transaction in
+            let organization = try await organization(slug, for: principal, in: transaction)
+            let database = try await database(name, of: organization, in: transaction)
+            let updated = DatabaseRecord(
+                id: database.id, group: database.group, name: database.name, primaryNode: database.primaryNode,
+                sizeLimitBytes: sizeLimit ?? database.sizeLimitBytes,
+                blockReads: patch.blockReads ?? database.blockReads,
+                blockWrites: patch.blockWrites ?? database.blockWrites,
+                deleteProtection: patch.deleteProtection ?? database.deleteProtection)
+            try await transaction.query(
+                "UPDATE databases SET size_limit_bytes = $1, block_reads = $2, block_writes = $3, delete_protection = $4 WHERE id = $5",
+                [
+                    updated.sizeLimitBytes.map(CatalogValue.integer) ?? .null, .integer(updated.blockReads ? 1 : 0),
+                    .integer(updated.blockWrites ? 1 : 0), .integer(updated.deleteProtection ? 1 : 0),
+                    .text(database.id),
+                ])
+            try await audit(
+                transaction, organization: organization.id, actor: principal, action: "database.configure",
+                target: database.namespace,
+                detail:
+                    "size limit \(updated.sizeLimitBytes.map(String.init) ?? "none"), block reads \(updated.blockReads), block writes \(updated.blockWrites), delete protection \(updated.deleteProtection)"
+            )
+            return updated
+        }
+    }
+
+    /// Parses `"500mb"`, `"2gb"`, `"64kb"` or a byte count; `""` or `"0"` means no limit.
+    static func parseSize(_ text: String) throws -> Int64? {
+        let lowered = text.lowercased().trimmingCharacters(in: .whitespaces)
+        if lowered.isEmpty || lowered == "0" { return nil }
+        let units: [(String, Int64)] = [("kb", 1 << 10), ("mb", 1 << 20), ("gb", 1 << 30), ("tb", 1 << 40), ("b", 1)]
+        for (suffix, scale) in units where lowered.hasSuffix(suffix) {
+            if let number = Int64(lowered.dropLast(suffix.count)), number > 0, number <= Int64.max / scale {
+                return number * scale
+            }
+        }
+        if let bytes = Int64(lowered), bytes > 0 { return bytes }
+        throw ControlError.unprocessable(
+            "size_limit '\(text.prefix(40))' is not a size: use bytes or a number with kb, mb, gb or tb")
+    }
+
+    /// Where the database is served: its primary (and, once replica nodes exist, its replicas).
+    func instances(of database: DatabaseRecord) -> [Platform.Instance] {
+        guard let node = database.primaryNode else { return [] }
+        return [
+            Platform.Instance(
+                uuid: node.id, name: node.location, type: "primary", region: node.location,
+                hostname: hostname(database),
+                url: "\(node.url)/db/\(database.organization.slug)/\(database.name)")
+        ]
+    }
+
+    // MARK: - Nodes
+
+    /// Registers a node (admin only), or refreshes the registration of a known URL.
+    public func registerNode(
+        _ registration: Platform.NodeRegistration, by principal: Principal
+    ) async throws
+        -> Platform.Node
+    {
+        guard principal.isAdmin else { throw ControlError.forbidden("only an admin token can register nodes") }
+        guard let url = URL(string: registration.url), ["http", "https"].contains(url.scheme), url.host != nil else {
+            throw ControlError.unprocessable("the node URL must be an http(s) URL, like http://10.0.0.5:8080")
+        }
+        let base = registration.url.hasSuffix("/") ? String(registration.url.dropLast()) : registration.url
+        return try await audited(organization: nil, actor: principal, action: "node.register", target: base) {
+            transaction in
+            _ = try await location(registration.location, in: transaction)
+            let now = now()
+            let id: String
+            if let row = try await transaction.queryOne("SELECT id FROM nodes WHERE url = $1", [.text(base)]) {
+                id = try row.text(0)
+                try await transaction.query(
+                    "UPDATE nodes SET location = $1, admin_token = $2, last_heartbeat_at = $3 WHERE id = $4",
+                    [
+                        .text(registration.location), registration.adminToken.map(CatalogValue.text) ?? .null,
+                        .integer(now), .text(id),
+                    ])
+            } else {
+                id = Self.newID()
+                try await transaction.query(
+                    """
+                    INSERT INTO nodes (id, location, url, admin_token, primaries, registered_at, last_heartbeat_at)
+                    VALUES ($1, $2, $3, $4, 0, $5, $5)
+                    """,
+                    [
+                        .text(id), .text(registration.location), .text(base),
+                        registration.adminToken.map(CatalogValue.text) ?? .null, .integer(now),
+                    ])
+            }
+            try await audit(
+                transaction, organization: nil, actor: principal, action: "node.register", target: base,
+                detail: "node \(id) serves \(registration.location)")
+            let primaries =
+                try await transaction.queryOne("SELECT primaries FROM nodes WHERE id = $1", [.text(id)])?
+                .integer(0) ?? 0
+            return Platform.Node(
+                id: id, location: registration.location, url: base, status: "up", databases: primaries)
+        }
+    }
+
+    /// Records a node's heartbeat; throws not found for an unknown node (it registers again).
+    public func heartbeat(node id: String) async throws {
+        let now = now()
+        try await read { transaction in
+            let updated = try await transaction.query(
+                "UPDATE nodes SET last_heartbeat_at = $1 WHERE id = $2 RETURNING id", [.integer(now), .text(id)])
+            guard !updated.isEmpty else { throw ControlError.notFound("node \(id.prefix(40)) is not registered") }
+        }
+    }
+
+    /// Every node with its status.
+    public func nodes() async throws -> [Platform.Node] {
+        let liveSince = now() - Int64(configuration.nodeTimeout.components.seconds * 1000)
+        return try await read { transaction in
+            try await transaction.query("SELECT \(Self.nodeColumns) FROM nodes ORDER BY location, url", []).map {
+                let node = try nodeRecord($0)
+                return Platform.Node(
+                    id: node.id, location: node.location, url: node.url,
+                    status: node.lastHeartbeat >= liveSince ? "up" : "down", databases: node.primaries)
+            }
+        }
+    }
+
+    /// The live nodes with their admin tokens, for pushes.
+    func liveNodes() async throws -> [NodeRecord] {
+        let liveSince = now() - Int64(configuration.nodeTimeout.components.seconds * 1000)
+        return try await read { transaction in
+            try await transaction.query(
+                "SELECT \(Self.nodeColumns) FROM nodes WHERE last_heartbeat_at >= $1", [.integer(liveSince)]
+            ).map { try nodeRecord($0) }
+        }
+    }
+}

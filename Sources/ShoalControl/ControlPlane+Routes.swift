@@ -1,0 +1,413 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import ShoalModel
+
+extension ControlPlane {
+    func addLocationRoutes(_ routes: RouterGroup<BasicRequestContext>) {
+        routes.get("") { _, _ in
+            let locations = try await self.catalog.locations()
+            return try Self.json(["locations": Dictionary(uniqueKeysWithValues: locations.map { ($0.code, $0.name) })])
+        }
+        routes.get(":code") { _, context in
+            try Self.json(["location": try await self.catalog.location(try Self.parameter(context, "code"))])
+        }
+        routes.put(":code") { request, context in
+            let principal = try await self.principal(request)
+            struct Body: Decodable {
+                let name: String
+                let jurisdiction: String
+            }
+            let body = try await self.decode(Body.self, from: request)
+            let location = Platform.Location(
+                code: try Self.parameter(context, "code"), name: body.name, jurisdiction: body.jurisdiction)
+            try await self.catalog.saveLocation(location, by: principal)
+            return try Self.json(["location": location])
+        }
+    }
+
+    func addPlanRoutes(_ routes: RouterGroup<BasicRequestContext>) {
+        routes.get("") { _, _ in try Self.json(["plans": try await self.catalog.plans()]) }
+        routes.put(":plan") { request, context in
+            let principal = try await self.principal(request)
+            let quotas = try await self.decode(Platform.Quotas.self, from: request)
+            let plan = Platform.Plan(name: try Self.parameter(context, "plan"), quotas: quotas)
+            try await self.catalog.savePlan(plan, by: principal)
+            return try Self.json(["plan": plan])
+        }
+    }
+
+    func addNodeRoutes(_ routes: RouterGroup<BasicRequestContext>) {
+        routes.get("") { request, _ in
+            guard try await self.principal(request).isAdmin else {
+                throw ControlError.forbidden("only an admin token can list nodes")
+            }
+            return try Self.json(["nodes": try await self.catalog.nodes()])
+        }
+        routes.post("") { request, _ in
+            let principal = try await self.principal(request)
+            let registration = try await self.decode(Platform.NodeRegistration.self, from: request)
+            let node = try await self.catalog.registerNode(registration, by: principal)
+            struct Answer: Encodable {
+                let node: Platform.Node
+                let heartbeatSeconds: Int64
+                let policy: Platform.TokenPolicy
+
+                enum CodingKeys: String, CodingKey {
+                    case node, policy
+                    case heartbeatSeconds = "heartbeat_seconds"
+                }
+            }
+            return try Self.json(
+                Answer(
+                    node: node, heartbeatSeconds: Self.heartbeatInterval.components.seconds,
+                    policy: try await self.catalog.tokenPolicy()))
+        }
+        routes.post(":id/heartbeat") { request, context in
+            guard try await self.principal(request).isAdmin else {
+                throw ControlError.forbidden("only an admin token can send heartbeats")
+            }
+            try await self.catalog.heartbeat(node: try Self.parameter(context, "id"))
+            return try Self.json(["policy": try await self.catalog.tokenPolicy()])
+        }
+    }
+
+    func addOrganizationRoutes(_ routes: RouterGroup<BasicRequestContext>) {
+        struct Create: Decodable {
+            let slug: String
+            let plan: String?
+        }
+        routes.post("") { request, _ in
+            let principal = try await self.principal(request)
+            let body = try await self.decode(Create.self, from: request)
+            let organization = try await self.catalog.createOrganization(
+                slug: body.slug, plan: body.plan ?? "free", by: principal)
+            return try Self.json(["organization": organization])
+        }
+        routes.get("") { request, _ in
+            try Self.json([
+                "organizations": try await self.catalog.organizations(for: try await self.principal(request))
+            ])
+        }
+        routes.get(":org") { request, context in
+            let principal = try await self.principal(request)
+            return try Self.json(
+                [
+                    "organization": try await self.catalog.organization(
+                        try Self.parameter(context, "org"), for: principal)
+                ])
+        }
+        routes.patch(":org") { request, context in
+            let principal = try await self.principal(request)
+            let patch = try await self.decode(RulePatch.self, from: request)
+            let organization = try await self.catalog.updateOrganization(
+                try Self.parameter(context, "org"), regionRule: patch.regionRule, plan: patch.plan, by: principal)
+            return try Self.json(["organization": organization])
+        }
+        routes.get(":org/plans") { request, context in
+            _ = try await self.catalog.organization(
+                try Self.parameter(context, "org"), for: try await self.principal(request))
+            return try Self.json(["plans": try await self.catalog.plans()])
+        }
+        routes.get(":org/usage") { request, context in
+            let slug = try Self.parameter(context, "org")
+            let (usage, quotas) = try await self.catalog.usage(
+                organization: slug, for: try await self.principal(request))
+            struct Answer: Encodable {
+                let organization: String
+                let usage: Platform.Usage
+                let quotas: Platform.Quotas
+            }
+            return try Self.json(Answer(organization: slug, usage: usage, quotas: quotas))
+        }
+        routes.get(":org/audit-logs") { request, context in
+            let principal = try await self.principal(request)
+            let limit = try Self.limit(request, default: 50)
+            var cursor: Int64?
+            if let text = request.uri.queryParameters.get("cursor") {
+                guard let value = Int64(text) else { throw ControlError.badRequest("cursor must be an audit log id") }
+                cursor = value
+            }
+            let logs = try await self.catalog.auditLogs(
+                organization: try Self.parameter(context, "org"), limit: limit, before: cursor, for: principal)
+            struct Answer: Encodable {
+                let auditLogs: [Platform.AuditLog]
+                let nextCursor: String?
+
+                enum CodingKeys: String, CodingKey {
+                    case auditLogs = "audit_logs"
+                    case nextCursor = "next_cursor"
+                }
+            }
+            return try Self.json(
+                Answer(auditLogs: logs, nextCursor: logs.count == limit ? logs.last.map { String($0.id) } : nil))
+        }
+        routes.post(":org/api-tokens") { request, context in
+            let principal = try await self.principal(request)
+            struct Body: Decodable { let name: String }
+            let body = try await self.decode(Body.self, from: request)
+            let secret = try await self.catalog.createAPIToken(
+                organization: try Self.parameter(context, "org"), name: body.name, by: principal)
+            return try Self.json(["name": body.name, "token": secret])
+        }
+        routes.post(":org/auth/tokens/revoke") { request, context in
+            try await self.revoke(request, context)
+        }
+    }
+
+    func revoke(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+        let principal = try await principal(request)
+        struct Body: Decodable { let jti: String }
+        let body = try await decode(Body.self, from: request)
+        try await catalog.revoke(organization: try Self.parameter(context, "org"), jti: body.jti, by: principal)
+        await pushPolicy()
+        return try Self.json(["revoked": body.jti])
+    }
+
+    /// A body that may set or clear a region rule: `{"region_rule": null}` clears it, an absent
+    /// key leaves it.
+    struct RulePatch: Decodable {
+        let regionRule: Platform.RegionRule??
+        let deleteProtection: Bool?
+        let plan: String?
+
+        enum CodingKeys: String, CodingKey {
+            case regionRule = "region_rule"
+            case deleteProtection = "delete_protection"
+            case plan
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            if container.contains(.regionRule) {
+                regionRule = .some(
+                    try container.decodeNil(forKey: .regionRule)
+                        ? nil : try container.decode(Platform.RegionRule.self, forKey: .regionRule))
+            } else {
+                regionRule = nil
+            }
+            deleteProtection = try container.decodeIfPresent(Bool.self, forKey: .deleteProtection)
+            plan = try container.decodeIfPresent(String.self, forKey: .plan)
+        }
+    }
+
+    func addGroupRoutes(_ routes: RouterGroup<BasicRequestContext>) {
+        struct Create: Decodable {
+            let name: String
+            let location: String
+            let regionRule: Platform.RegionRule?
+
+            enum CodingKeys: String, CodingKey {
+                case name, location
+                case regionRule = "region_rule"
+            }
+        }
+        routes.post("") { request, context in
+            let principal = try await self.principal(request)
+            let body = try await self.decode(Create.self, from: request)
+            let group = try await self.catalog.createGroup(
+                organization: try Self.parameter(context, "org"), name: body.name, location: body.location,
+                regionRule: body.regionRule, by: principal)
+            return try Self.json(["group": group])
+        }
+        routes.get("") { request, context in
+            try Self.json([
+                "groups": try await self.catalog.groups(
+                    organization: try Self.parameter(context, "org"), for: try await self.principal(request))
+            ])
+        }
+        routes.get(":group") { request, context in
+            try Self.json([
+                "group": try await self.catalog.group(
+                    organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "group"),
+                    for: try await self.principal(request))
+            ])
+        }
+        routes.patch(":group") { request, context in
+            let principal = try await self.principal(request)
+            let patch = try await self.decode(RulePatch.self, from: request)
+            let group = try await self.catalog.updateGroup(
+                organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "group"),
+                regionRule: patch.regionRule, deleteProtection: patch.deleteProtection, by: principal)
+            return try Self.json(["group": group])
+        }
+        routes.delete(":group") { request, context in
+            let principal = try await self.principal(request)
+            let name = try Self.parameter(context, "group")
+            let databases = try await self.catalog.deleteGroup(
+                organization: try Self.parameter(context, "org"), name: name, by: principal)
+            for database in databases {
+                await self.removeFromNode(database)
+            }
+            return try Self.json(["deleted": name])
+        }
+        routes.post(":group/locations/:location") { request, context in
+            let principal = try await self.principal(request)
+            let group = try await self.catalog.addLocation(
+                organization: try Self.parameter(context, "org"), group: try Self.parameter(context, "group"),
+                location: try Self.parameter(context, "location"), by: principal)
+            return try Self.json(["group": group])
+        }
+        routes.delete(":group/locations/:location") { request, context in
+            let principal = try await self.principal(request)
+            let group = try await self.catalog.removeLocation(
+                organization: try Self.parameter(context, "org"), group: try Self.parameter(context, "group"),
+                location: try Self.parameter(context, "location"), by: principal)
+            return try Self.json(["group": group])
+        }
+        routes.post(":group/auth/tokens") { request, context in
+            try await self.issueToken(request, context, target: .group(try Self.parameter(context, "group")))
+        }
+        routes.post(":group/auth/tokens/revoke") { request, context in try await self.revoke(request, context) }
+        routes.post(":group/auth/rotate") { request, context in
+            let principal = try await self.principal(request)
+            try await self.catalog.rotateTokens(
+                organization: try Self.parameter(context, "org"), target: .group(try Self.parameter(context, "group")),
+                by: principal)
+            await self.pushPolicy()
+            return try Self.json(["rotated": true])
+        }
+    }
+
+    func issueToken(
+        _ request: Request, _ context: BasicRequestContext, target: Catalog.TokenTarget
+    ) async throws
+        -> Response
+    {
+        let principal = try await principal(request)
+        let query = request.uri.queryParameters
+        let expiration = try Catalog.parseExpiration(query.get("expiration"))
+        let readOnly: Bool
+        switch query.get("authorization") ?? "full-access" {
+        case "full-access": readOnly = false
+        case "read-only": readOnly = true
+        case let other:
+            throw ControlError.badRequest(
+                "authorization '\(other.prefix(20))' is not valid: use full-access or read-only")
+        }
+        let token = try await catalog.issueToken(
+            organization: try Self.parameter(context, "org"), target: target, expiresIn: expiration,
+            readOnly: readOnly, location: query.get("location"), by: principal)
+        return try Self.json(["jwt": token])
+    }
+
+    func addDatabaseRoutes(_ routes: RouterGroup<BasicRequestContext>) {
+        struct Create: Decodable {
+            let name: String
+            let group: String
+            let seed: Seed?
+            let ifNotExists: Bool?
+
+            enum CodingKeys: String, CodingKey {
+                case name, group, seed
+                case ifNotExists = "if_not_exists"
+            }
+
+            struct Seed: Decodable { let type: String? }
+        }
+        routes.post("") { request, context in
+            let principal = try await self.principal(request)
+            let body = try await self.decode(Create.self, from: request)
+            if body.seed != nil {
+                throw ControlError.unprocessable(
+                    "seeding a new database is not supported yet; create it empty and import with `shoal db shell`")
+            }
+            let (database, created) = try await self.catalog.createDatabase(
+                organization: try Self.parameter(context, "org"), name: body.name, group: body.group,
+                ifNotExists: body.ifNotExists ?? false, by: principal)
+            if created, let node = database.primaryNode {
+                do {
+                    try await self.nodes.create(
+                        database.namespace, settings: try await self.settings(for: database), on: node)
+                } catch {
+                    try? await self.catalog.undoCreation(database)
+                    throw error
+                }
+            }
+            return try Self.json([
+                "database": Platform.CreatedDatabase(
+                    id: database.id, hostname: self.catalog.hostname(database), name: database.name)
+            ])
+        }
+        routes.get("") { request, context in
+            let principal = try await self.principal(request)
+            let query = request.uri.queryParameters
+            let (databases, next) = try await self.catalog.databases(
+                organization: try Self.parameter(context, "org"), group: query.get("group"),
+                limit: try Self.limit(request), after: query.get("cursor"), for: principal)
+            struct Answer: Encodable {
+                let databases: [Platform.Database]
+                let nextCursor: String?
+
+                enum CodingKeys: String, CodingKey {
+                    case databases
+                    case nextCursor = "next_cursor"
+                }
+            }
+            return try Self.json(Answer(databases: databases, nextCursor: next))
+        }
+        routes.get(":db") { request, context in
+            try Self.json([
+                "database": try await self.catalog.databaseModel(
+                    organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"),
+                    for: try await self.principal(request))
+            ])
+        }
+        routes.delete(":db") { request, context in
+            let principal = try await self.principal(request)
+            let database = try await self.catalog.deleteDatabase(
+                organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"), by: principal
+            )
+            await self.removeFromNode(database)
+            return try Self.json(["database": database.name])
+        }
+        routes.get(":db/configuration") { request, context in
+            let database = try await self.catalog.database(
+                organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"),
+                for: try await self.principal(request))
+            return try Self.json(self.catalog.configuration(of: database))
+        }
+        routes.patch(":db/configuration") { request, context in
+            let principal = try await self.principal(request)
+            let patch = try await self.decode(Platform.DatabaseConfiguration.self, from: request)
+            let database = try await self.catalog.updateConfiguration(
+                organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"),
+                patch: patch, by: principal)
+            if let node = database.primaryNode {
+                try await self.nodes.configure(
+                    database.namespace, settings: try await self.settings(for: database), on: node)
+            }
+            return try Self.json(self.catalog.configuration(of: database))
+        }
+        routes.get(":db/instances") { request, context in
+            let database = try await self.catalog.database(
+                organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"),
+                for: try await self.principal(request))
+            return try Self.json(["instances": self.catalog.instances(of: database)])
+        }
+        routes.post(":db/auth/tokens") { request, context in
+            try await self.issueToken(request, context, target: .database(try Self.parameter(context, "db")))
+        }
+        routes.post(":db/auth/tokens/revoke") { request, context in try await self.revoke(request, context) }
+        routes.post(":db/auth/rotate") { request, context in
+            let principal = try await self.principal(request)
+            try await self.catalog.rotateTokens(
+                organization: try Self.parameter(context, "org"), target: .database(try Self.parameter(context, "db")),
+                by: principal)
+            await self.pushPolicy()
+            return try Self.json(["rotated": true])
+        }
+    }
+
+    /// Tells a deleted database's node; a node that is down keeps an orphan directory (logged).
+    func removeFromNode(_ database: Catalog.DatabaseRecord) async {
+        guard let node = database.primaryNode else { return }
+        do {
+            try await nodes.delete(database.namespace, on: node)
+        } catch {
+            logger.warning(
+                "database.delete.node_failed",
+                metadata: ["db.namespace": "\(database.namespace)", "node.url": "\(node.url)", "error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,174 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import ShoalModel
+
+/// The control plane's HTTP server: the Platform API over the catalog, node registration and
+/// heartbeats, the JWKS and the OpenAPI document. Stateless: every answer comes from the catalog,
+/// so several instances can share one PostgreSQL catalog.
+public struct ControlPlane: Sendable {
+    /// The catalog in use.
+    public let catalog: Catalog
+    let nodes: NodeClient
+    let logger: Logger
+    let metrics = ControlMetrics()
+    /// The largest request body accepted.
+    let maxRequestBytes = 1 << 20
+    /// The version string `GET /version` reports.
+    public static let version = "shoal-control 0.1.0"
+    /// How often nodes should send a heartbeat.
+    public static let heartbeatInterval: Duration = .seconds(5)
+
+    /// A control plane over `catalog`.
+    public init(catalog: Catalog, logger: Logger = Logger(label: "shoal.control")) {
+        self.catalog = catalog
+        self.logger = logger
+        nodes = NodeClient()
+    }
+
+    /// The HTTP application on `host:port` (0 picks a free port); `onRunning` gets the port.
+    public func application(
+        host: String, port: Int, onRunning: @escaping @Sendable (Int) -> Void = { _ in }
+    ) -> Application<RouterResponder<BasicRequestContext>> {
+        Application(
+            router: router(),
+            configuration: .init(address: .hostname(host, port: port), serverName: Self.version),
+            onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) },
+            logger: logger)
+    }
+
+    /// Every route of the control plane.
+    public func router() -> Router<BasicRequestContext> {
+        let router = Router()
+        router.add(middleware: ControlMetricsMiddleware(metrics: metrics))
+        router.get("health") { _, _ -> HTTPResponse.Status in .ok }
+        router.get("version") { _, _ in Self.version }
+        router.get("metrics") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
+                body: .init(byteBuffer: ByteBuffer(string: self.metrics.render())))
+        }
+        router.get("openapi.json") { _, _ in
+            Response(
+                status: .ok, headers: [.contentType: "application/json"],
+                body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.bytes)))
+        }
+        router.get(".well-known/jwks.json") { _, _ in
+            try Self.json(["keys": try await self.catalog.publicKeys()])
+        }
+        addLocationRoutes(router.group("v1/locations"))
+        addPlanRoutes(router.group("v1/plans"))
+        addNodeRoutes(router.group("v1/nodes"))
+        router.post("v1/auth/keys/rotate") { request, _ in
+            let principal = try await self.principal(request)
+            let kid = try await self.catalog.rotateSigningKey(by: principal)
+            await self.pushPolicy()
+            return try Self.json(["kid": kid])
+        }
+        addOrganizationRoutes(router.group("v1/organizations"))
+        let organization = router.group("v1/organizations/:org")
+        addGroupRoutes(organization.group("groups"))
+        addDatabaseRoutes(organization.group("databases"))
+        return router
+    }
+
+    // MARK: - Requests
+
+    /// The principal behind the request's bearer token.
+    func principal(_ request: Request) async throws -> Principal {
+        guard let header = request.headers[.authorization] else {
+            throw ControlError.unauthorized("send an API token as Authorization: Bearer <token>")
+        }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw ControlError.unauthorized("the Authorization header must be Bearer <token>")
+        }
+        guard let principal = try await catalog.authenticate(secret: String(parts[1])) else {
+            throw ControlError.unauthorized("the API token is not valid; create one or use the admin token")
+        }
+        return principal
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
+        let buffer: ByteBuffer
+        do {
+            buffer = try await request.body.collect(upTo: maxRequestBytes)
+        } catch {
+            throw ControlError.badRequest("the request body is larger than \(maxRequestBytes) bytes")
+        }
+        do {
+            return try JSONDecoder().decode(type, from: Data(buffer.readableBytesView))
+        } catch {
+            throw ControlError.badRequest("the request body is not valid JSON for this call: \(Self.describe(error))")
+        }
+    }
+
+    static func describe(_ error: any Error) -> String {
+        switch error {
+        case DecodingError.dataCorrupted(let context): context.debugDescription
+        case DecodingError.keyNotFound(let key, _): "missing field \(key.stringValue)"
+        case DecodingError.typeMismatch(let type, let context):
+            "\(context.codingPath.map(\.stringValue).joined(separator: ".")) is not a \(type)"
+        case DecodingError.valueNotFound(_, let context):
+            "\(context.codingPath.map(\.stringValue).joined(separator: ".")) is missing"
+        default: "\(error)"
+        }
+    }
+
+    static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = .sortedKeys
+        return Response(
+            status: status, headers: [.contentType: "application/json"],
+            body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    }
+
+    static func parameter(_ context: BasicRequestContext, _ name: String) throws -> String {
+        guard let value = context.parameters.get(name) else {
+            throw ControlError.badRequest("the path has no \(name)")
+        }
+        return value
+    }
+
+    static func limit(_ request: Request, default value: Int = 100) throws -> Int {
+        guard let text = request.uri.queryParameters.get("limit") else { return value }
+        guard let limit = Int(text), (1...1000).contains(limit) else {
+            throw ControlError.badRequest("limit must be a number from 1 to 1000")
+        }
+        return limit
+    }
+
+    // MARK: - Nodes
+
+    /// Settings a node keeps for a database, from the catalog.
+    func settings(for database: Catalog.DatabaseRecord) async throws -> NodeClient.DatabaseSettings {
+        let rules = [database.group.regionRule, database.organization.regionRule].compactMap { $0 }
+        var allowed: [String]?
+        if !rules.isEmpty {
+            allowed = try await catalog.locations().filter { location in
+                rules.allSatisfy { $0.allows(location: location.code, jurisdiction: location.jurisdiction) }
+            }.map(\.code)
+        }
+        return NodeClient.DatabaseSettings(
+            blockReads: database.blockReads, blockWrites: database.blockWrites,
+            maxSizeBytes: database.sizeLimitBytes, group: database.group.name, allowedLocations: allowed)
+    }
+
+    /// Sends the token policy to every live node (each also pulls it with its heartbeat).
+    func pushPolicy() async {
+        do {
+            let policy = try await catalog.tokenPolicy()
+            for node in try await catalog.liveNodes() {
+                do {
+                    try await nodes.push(policy, to: node)
+                } catch {
+                    logger.warning(
+                        "policy.push.failed", metadata: ["node.url": "\(node.url)", "error": "\(error)"])
+                }
+            }
+        } catch {
+            logger.warning("policy.push.failed", metadata: ["error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,99 @@
+import Foundation
+import ShoalModel
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// Calls a node's admin API: create or delete a database, push its settings or the token policy.
+struct NodeClient: Sendable {
+    /// The settings a node keeps per database (the node's `config.json`).
+    struct DatabaseSettings: Encodable, Sendable {
+        let blockReads: Bool
+        let blockWrites: Bool
+        let maxSizeBytes: Int64?
+        /// The group's name; the node matches group tokens' `gid` against `org/group`.
+        let group: String
+        /// Locations whose tokens may sync it; nil when no rule applies.
+        let allowedLocations: [String]?
+
+        enum CodingKeys: String, CodingKey {
+            case blockReads = "block_reads"
+            case blockWrites = "block_writes"
+            case maxSizeBytes = "max_size_bytes"
+            case group
+            case allowedLocations = "allowed_locations"
+        }
+    }
+
+    let session: URLSession
+    let timeout: TimeInterval
+
+    init(timeout: TimeInterval = 10) {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpMaximumConnectionsPerHost = 16
+        session = URLSession(configuration: configuration)
+        self.timeout = timeout
+    }
+
+    /// Creates a database on its node with its settings (an existing one is updated instead).
+    func create(_ namespace: String, settings: DatabaseSettings, on node: Catalog.NodeRecord) async throws {
+        let body = try JSONEncoder().encode(settings)
+        let status = try await send("POST", "/v1/namespaces/\(namespace)/create", body: body, to: node)
+        if status == 409 {
+            _ = try await require(
+                send("POST", "/v1/namespaces/\(namespace)/config", body: body, to: node), namespace, node)
+            return
+        }
+        try require(status, namespace, node)
+    }
+
+    /// Pushes new settings of a database to its node.
+    func configure(_ namespace: String, settings: DatabaseSettings, on node: Catalog.NodeRecord) async throws {
+        try require(
+            try await send(
+                "POST", "/v1/namespaces/\(namespace)/config", body: try JSONEncoder().encode(settings), to: node),
+            namespace, node)
+    }
+
+    /// Deletes a database from its node (a database the node no longer has counts as deleted).
+    func delete(_ namespace: String, on node: Catalog.NodeRecord) async throws {
+        let status = try await send("DELETE", "/v1/namespaces/\(namespace)", body: nil, to: node)
+        if status == 404 { return }
+        try require(status, namespace, node)
+    }
+
+    /// Pushes the token policy to a node.
+    func push(_ policy: Platform.TokenPolicy, to node: Catalog.NodeRecord) async throws {
+        try require(
+            try await send("POST", "/v1/auth/policy", body: try JSONEncoder().encode(policy), to: node), "policy", node)
+    }
+
+    @discardableResult
+    private func require(_ status: Int, _ what: String, _ node: Catalog.NodeRecord) throws -> Int {
+        guard (200..<300).contains(status) else {
+            throw ControlError.placementFailed(
+                "node \(node.url) (\(node.location)) answered \(status) for \(what); check the node's log and its admin token"
+            )
+        }
+        return status
+    }
+
+    private func send(_ method: String, _ path: String, body: Data?, to node: Catalog.NodeRecord) async throws -> Int {
+        guard let url = URL(string: node.url + path) else {
+            throw ControlError.placementFailed("node URL \(node.url) is not valid")
+        }
+        var request = URLRequest(url: url, timeoutInterval: timeout)
+        request.httpMethod = method
+        request.httpBody = body
+        if body != nil { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
+        if let token = node.adminToken { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        do {
+            let (_, response) = try await session.data(for: request)
+            return (response as? HTTPURLResponse)?.statusCode ?? 0
+        } catch {
+            throw ControlError.placementFailed(
+                "node \(node.url) (\(node.location)) cannot be reached: \(error.localizedDescription)")
+        }
+    }
+}

@@ -1,0 +1,135 @@
+import Foundation
+import Logging
+import ShoalModel
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// A node's tie to its control plane: registers the node (location, advertised URL, admin token),
+/// then sends heartbeats; every answer carries the token policy (keys, revoked ids, rotations),
+/// which the node's verifier adopts. The data path never waits on it.
+public struct ControlPlaneLink: Sendable {
+    /// Where the control plane is and how this node presents itself.
+    public struct Configuration: Sendable {
+        /// The control plane's base URL.
+        public var controlURL: URL
+        /// The control plane's admin API token (registration and heartbeats need it).
+        public var controlToken: String
+        /// The location this node serves.
+        public var location: String
+        /// The URL the control plane and clients reach this node at.
+        public var advertisedURL: String
+        /// This node's admin token, given to the control plane for its calls.
+        public var nodeAdminToken: String?
+
+        /// A link configuration.
+        public init(
+            controlURL: URL, controlToken: String, location: String, advertisedURL: String, nodeAdminToken: String?
+        ) {
+            self.controlURL = controlURL
+            self.controlToken = controlToken
+            self.location = location
+            self.advertisedURL = advertisedURL
+            self.nodeAdminToken = nodeAdminToken
+        }
+    }
+
+    let configuration: Configuration
+    let verifier: TokenVerifier?
+    let logger: Logger
+    let session: URLSession
+
+    /// A link for `node` (its verifier receives the policy).
+    public init(configuration: Configuration, node: Node) {
+        self.configuration = configuration
+        if case .tokens(let verifier, _) = node.configuration.authentication {
+            self.verifier = verifier
+        } else {
+            self.verifier = nil
+        }
+        logger = node.logger
+        session = URLSession(configuration: .ephemeral)
+    }
+
+    struct Registered: Decodable {
+        struct Node: Decodable { let id: String }
+        let node: Node
+        let heartbeatSeconds: Int64
+        let policy: Platform.TokenPolicy
+
+        enum CodingKeys: String, CodingKey {
+            case node, policy
+            case heartbeatSeconds = "heartbeat_seconds"
+        }
+    }
+
+    struct Heartbeat: Decodable {
+        let policy: Platform.TokenPolicy
+    }
+
+    /// Registers once; returns the node id and heartbeat interval. Throws with the control plane's
+    /// answer when it refuses.
+    public func register() async throws -> (id: String, interval: Duration) {
+        let body = try JSONEncoder().encode(
+            Platform.NodeRegistration(
+                location: configuration.location, url: configuration.advertisedURL,
+                adminToken: configuration.nodeAdminToken))
+        let registered = try await call(Registered.self, path: "v1/nodes", body: body)
+        try verifier?.update(with: registered.policy)
+        logger.info(
+            "control.registered",
+            metadata: ["node.id": "\(registered.node.id)", "control.url": "\(configuration.controlURL)"])
+        return (registered.node.id, .seconds(max(1, registered.heartbeatSeconds)))
+    }
+
+    /// Registers (retrying until it works), then sends heartbeats until cancelled; registers again
+    /// when the control plane has forgotten the node.
+    public func run() async {
+        var registration: (id: String, interval: Duration)?
+        while !Task.isCancelled {
+            do {
+                if let current = registration {
+                    let answer = try await call(Heartbeat.self, path: "v1/nodes/\(current.id)/heartbeat", body: Data())
+                    try verifier?.update(with: answer.policy)
+                    try await Task.sleep(for: current.interval)
+                } else {
+                    registration = try await register()
+                }
+            } catch LinkError.notFound {
+                registration = nil
+            } catch is CancellationError {
+                return
+            } catch {
+                logger.warning("control.unreachable", metadata: ["error": "\(error)"])
+                try? await Task.sleep(for: .seconds(2))
+            }
+        }
+    }
+
+    enum LinkError: Error, CustomStringConvertible {
+        case notFound
+        case refused(Int, String)
+
+        var description: String {
+            switch self {
+            case .notFound: "the control plane does not know this node"
+            case .refused(let status, let body):
+                "the control plane answered \(status): \(body.prefix(300)); check --control and --control-token"
+            }
+        }
+    }
+
+    private func call<T: Decodable>(_ type: T.Type, path: String, body: Data) async throws -> T {
+        var request = URLRequest(url: configuration.controlURL.appendingPathComponent(path), timeoutInterval: 10)
+        request.httpMethod = "POST"
+        request.httpBody = body
+        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        request.setValue("Bearer \(configuration.controlToken)", forHTTPHeaderField: "Authorization")
+        let (data, response) = try await session.data(for: request)
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        if status == 404 { throw LinkError.notFound }
+        guard status == 200 else { throw LinkError.refused(status, String(decoding: data, as: UTF8.self)) }
+        return try JSONDecoder().decode(T.self, from: data)
+    }
+}

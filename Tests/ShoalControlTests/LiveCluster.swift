@@ -1,0 +1,224 @@
+import Foundation
+import Hummingbird
+import Logging
+import ShoalControl
+import ShoalModel
+import ShoalNode
+import Synchronization
+import Testing
+
+#if canImport(FoundationNetworking)
+    import FoundationNetworking
+#endif
+
+/// The two catalog backends every contract test runs against.
+enum CatalogBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
+    case sqlite
+    case postgresql
+
+    var testDescription: String { rawValue }
+
+    /// The PostgreSQL server the tests use (`ops/test` starts one and sets this).
+    static var postgresURL: String {
+        get throws {
+            guard let url = ProcessInfo.processInfo.environment["SHOAL_TEST_POSTGRES_URL"], !url.isEmpty else {
+                throw ClusterError(
+                    "SHOAL_TEST_POSTGRES_URL is not set: run the tests with ops/test, or start a server with "
+                        + "`ops/postgres start .build-pg` and export the URL it prints")
+            }
+            return url
+        }
+    }
+
+    /// A fresh, empty store: a new SQLite file, or a new schema in the test PostgreSQL database.
+    func makeStore(directory: String, schema: String) throws -> any CatalogStore {
+        switch self {
+        case .sqlite:
+            return try SQLiteCatalogStore(path: directory + "/catalog.db")
+        case .postgresql:
+            var logger = Logger(label: "shoal.control.test.postgres")
+            logger.logLevel = .warning
+            let url = try Self.postgresURL
+            return try PostgresCatalogStore(
+                url: url + (url.contains("?") ? "&" : "?") + "schema=\(schema)", logger: logger)
+        }
+    }
+}
+
+/// Test time: milliseconds since 1970, moved forward by tests.
+final class TestTime: Sendable {
+    private let offset = Mutex<Int64>(0)
+
+    func now() -> Int64 { Int64((Date().timeIntervalSince1970 * 1000).rounded()) + offset.withLock { $0 } }
+
+    func advance(seconds: Int64) { offset.withLock { $0 += seconds * 1000 } }
+}
+
+/// A control plane on a loopback port (over a fresh catalog) and one node per location, each
+/// registered with it through its `ControlPlaneLink`, as in production.
+struct LiveCluster: Sendable {
+    let controlURL: String
+    let adminToken: String
+    let catalog: Catalog
+    let time: TestTime
+    let nodes: [String: LiveClusterNode]
+    let schema: String
+    let backend: CatalogBackend
+
+    struct LiveClusterNode: Sendable {
+        let url: String
+        let node: Node
+    }
+
+    /// Starts the cluster, runs `body`, stops everything.
+    static func with(
+        _ backend: CatalogBackend, locations: [String] = ["fra"], _ body: @Sendable (LiveCluster) async throws -> Void
+    ) async throws {
+        let directory = FileManager.default.temporaryDirectory
+            .appendingPathComponent("shoal-control-tests-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let schema = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
+        let store = try backend.makeStore(directory: directory, schema: String(schema))
+        let time = TestTime()
+        try await store.migrate()
+        let catalog = Catalog(store: store, now: { time.now() })
+        guard let adminToken = try await catalog.bootstrapAdminToken() else {
+            throw ClusterError("a fresh catalog already had an admin token")
+        }
+        var logger = Logger(label: "shoal.control.test")
+        logger.logLevel = .critical
+        let control = ControlPlane(catalog: catalog, logger: logger)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            let controlPort = try await start(
+                { control.application(host: "127.0.0.1", port: 0, onRunning: $0) }, in: &group)
+            let controlURL = "http://127.0.0.1:\(controlPort)"
+            var nodes: [String: LiveClusterNode] = [:]
+            var started: [Node] = []
+            for location in locations {
+                let nodeAdmin = "node-admin-\(location)"
+                let node = try Node(
+                    configuration: NodeConfiguration(
+                        dataDirectory: directory + "/node-\(location)", location: location,
+                        authentication: .tokens(try TokenVerifier(keys: [:], allowNoKeys: true), adminToken: nodeAdmin)),
+                    logger: logger)
+                started.append(node)
+                let port = try await start({ node.application(host: "127.0.0.1", port: 0, onRunning: $0) }, in: &group)
+                let url = "http://127.0.0.1:\(port)"
+                let link = ControlPlaneLink(
+                    configuration: .init(
+                        controlURL: URL(string: controlURL)!, controlToken: adminToken, location: location,
+                        advertisedURL: url, nodeAdminToken: nodeAdmin),
+                    node: node)
+                _ = try await link.register()
+                group.addTask { await link.run() }
+                nodes[location] = LiveClusterNode(url: url, node: node)
+            }
+            let cluster = LiveCluster(
+                controlURL: controlURL, adminToken: adminToken, catalog: catalog, time: time, nodes: nodes,
+                schema: String(schema), backend: backend)
+            do {
+                try await body(cluster)
+            } catch {
+                group.cancelAll()
+                for node in started { await node.shutdown() }
+                await store.close()
+                throw error
+            }
+            group.cancelAll()
+            for node in started { await node.shutdown() }
+            await store.close()
+        }
+    }
+
+    /// Runs `app` in `group`; returns its port once it listens.
+    static func start(
+        _ makeApp: (@escaping @Sendable (Int) -> Void) -> Application<RouterResponder<BasicRequestContext>>,
+        in group: inout ThrowingTaskGroup<Void, any Error>
+    ) async throws -> Int {
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        let app = makeApp { continuation.yield($0) }
+        group.addTask { try await app.run() }
+        var iterator = ports.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw ClusterError("a server did not start") }
+        return port
+    }
+
+    // MARK: - Requests
+
+    /// Sends a request to the control plane (with the admin token unless `token` is given).
+    func call(
+        _ method: String, _ path: String, json: Any? = nil, token: String? = nil
+    ) async throws -> Answer {
+        try await Self.send(method, controlURL + path, json: json, token: token ?? adminToken)
+    }
+
+    /// Sends a request to any URL.
+    static func send(
+        _ method: String, _ url: String, json: Any? = nil, token: String?, rawBody: Data? = nil
+    )
+        async throws -> Answer
+    {
+        var request = URLRequest(url: URL(string: url)!)
+        request.httpMethod = method
+        if let json {
+            request.httpBody = try JSONSerialization.data(withJSONObject: json)
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        } else if let rawBody {
+            request.httpBody = rawBody
+        }
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        let (data, response) = try await URLSession.shared.data(for: request)
+        return Answer(status: (response as? HTTPURLResponse)?.statusCode ?? 0, data: data)
+    }
+
+    /// Creates an organization and a group in `location`; returns nothing, throws on refusal.
+    func makeGroup(
+        organization: String, group: String, location: String = "fra", rule: [String: Any]? = nil, plan: String = "free"
+    ) async throws {
+        let created = try await call("POST", "/v1/organizations", json: ["slug": organization, "plan": plan])
+        guard created.status == 200 || created.status == 409 else {
+            throw ClusterError("creating organization \(organization): \(created.status) \(created.text)")
+        }
+        var body: [String: Any] = ["name": group, "location": location]
+        if let rule { body["region_rule"] = rule }
+        let answer = try await call("POST", "/v1/organizations/\(organization)/groups", json: body)
+        guard answer.status == 200 else {
+            throw ClusterError("creating group \(group): \(answer.status) \(answer.text)")
+        }
+    }
+
+    /// Runs one statement on a database through its node with `token`; returns the pipeline answer.
+    static func execute(_ sql: String, at baseURL: String, token: String?) async throws -> Answer {
+        try await send(
+            "POST", baseURL + "/v2/pipeline",
+            json: ["requests": [["type": "execute", "stmt": ["sql": sql]], ["type": "close"]]], token: token)
+    }
+}
+
+/// A response: status and body.
+struct Answer: Sendable {
+    let status: Int
+    let data: Data
+
+    var text: String { String(decoding: data, as: UTF8.self) }
+
+    /// The body as a JSON object (empty if it is not one).
+    var json: [String: Any] { (try? JSONSerialization.jsonObject(with: data)) as? [String: Any] ?? [:] }
+
+    /// The error code of an error answer.
+    var errorCode: String? { (json["error"] as? [String: Any])?["code"] as? String }
+
+    /// The error message of an error answer.
+    var errorMessage: String { ((json["error"] as? [String: Any])?["message"] as? String) ?? "" }
+
+    /// Whether a pipeline answer's first result is an error.
+    var pipelineFailed: Bool {
+        ((json["results"] as? [[String: Any]])?.first?["type"] as? String) == "error"
+    }
+}
+
+struct ClusterError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

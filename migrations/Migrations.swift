@@ -1,0 +1,26 @@
+/// One catalog schema version: applied once, in order, in a transaction.
+public struct CatalogMigration: Sendable {
+    /// The version number (the `vNNNN` of the file name).
+    public let version: Int
+    /// The file's name, for the record and for messages.
+    public let name: String
+    /// The SQL, statements separated by `;`.
+    public let sql: String
+}
+
+/// The catalog's migrations, embedded from this folder at build time.
+public enum CatalogMigrations {
+    /// The SQLite schema versions, in order.
+    public static let sqlite: [CatalogMigration] = [
+        CatalogMigration(
+            version: 1, name: "v0001_initial.sqlite.sql",
+            sql: String(decoding: PackageResources.v0001_initial_sqlite_sql, as: UTF8.self))
+    ]
+
+    /// The PostgreSQL schema versions, in order.
+    public static let postgresql: [CatalogMigration] = [
+        CatalogMigration(
+            version: 1, name: "v0001_initial.postgresql.sql",
+            sql: String(decoding: PackageResources.v0001_initial_postgresql_sql, as: UTF8.self))
+    ]
+}
