@@ -199,6 +199,31 @@ extension Catalog {
         }
     }
 
+    /// Every database of an organization, or of one of its groups (for pushing rule changes).
+    func databaseRecords(
+        organization slug: String, group name: String?, for principal: Principal
+    ) async throws
+        -> [DatabaseRecord]
+    {
+        try await read { transaction in
+            let organization = try await organization(slug, for: principal, in: transaction)
+            var groups: [GroupRecord] = []
+            if let name {
+                groups = [try await group(name, of: organization, in: transaction)]
+            } else {
+                for row in try await transaction.query(
+                    "SELECT id, name, primary_location, region_rule, delete_protection FROM db_groups WHERE org_id = $1",
+                    [.text(organization.id)])
+                {
+                    groups.append(try await groupRecord(row, organization: organization, in: transaction))
+                }
+            }
+            var records: [DatabaseRecord] = []
+            for group in groups { records += try await databases(of: group, in: transaction) }
+            return records
+        }
+    }
+
     /// One database.
     func database(organization slug: String, name: String, for principal: Principal) async throws -> DatabaseRecord {
         try await read { transaction in

@@ -41,15 +41,16 @@ extension Catalog {
         return try await audited(organization: slug, actor: principal, action: "api_token.create", target: slug) {
             transaction in
             let organization = try await organization(slug, for: principal, in: transaction)
-            let clash = try await transaction.queryOne(
-                "SELECT id FROM api_tokens WHERE org_id = $1 AND name = $2", [.text(organization.id), .text(name)])
-            guard clash == nil else { throw ControlError.conflict("an API token named '\(name)' already exists") }
-            try await transaction.query(
-                "INSERT INTO api_tokens (id, name, secret_hash, org_id, created_at) VALUES ($1, $2, $3, $4, $5)",
-                [
-                    .text(Self.newID()), .text("\(slug)/\(name)"), .text(APISecret.hash(secret)),
-                    .text(organization.id), .integer(now()),
-                ])
+            do {
+                try await transaction.query(
+                    "INSERT INTO api_tokens (id, name, secret_hash, org_id, created_at) VALUES ($1, $2, $3, $4, $5)",
+                    [
+                        .text(Self.newID()), .text("\(slug)/\(name)"), .text(APISecret.hash(secret)),
+                        .text(organization.id), .integer(now()),
+                    ])
+            } catch CatalogStoreError.uniqueViolation {
+                throw ControlError.conflict("an API token named '\(name)' already exists; choose another name")
+            }
             try await audit(
                 transaction, organization: organization.id, actor: principal, action: "api_token.create",
                 target: slug, detail: "API token \(name) created")

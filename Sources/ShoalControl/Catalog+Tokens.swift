@@ -135,7 +135,13 @@ extension Catalog {
 
     /// Invalidates every token of a database or group issued before now.
     public func rotateTokens(organization slug: String, target: TokenTarget, by principal: Principal) async throws {
-        try await audited(organization: slug, actor: principal, action: "token.rotate", target: slug) { transaction in
+        let targetName =
+            switch target {
+            case .database(let name): "\(slug)/\(name)"
+            case .group(let name): "\(slug)/group:\(name)"
+            }
+        try await audited(organization: slug, actor: principal, action: "token.rotate", target: targetName) {
+            transaction in
             let organization = try await organization(slug, for: principal, in: transaction)
             switch target {
             case .database(let name):
@@ -148,7 +154,8 @@ extension Catalog {
                     "UPDATE db_groups SET tokens_not_before = $1 WHERE id = $2", [.integer(now()), .text(group.id)])
             }
             try await audit(
-                transaction, organization: organization.id, actor: principal, action: "token.rotate", target: slug,
+                transaction, organization: organization.id, actor: principal, action: "token.rotate",
+                target: targetName,
                 detail: "tokens issued before now are invalid")
         }
     }

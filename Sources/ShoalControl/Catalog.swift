@@ -143,7 +143,7 @@ public struct Catalog: Sendable {
             throw ControlError.unprocessable(
                 "the region rule names an unknown location '\(location.prefix(40))'; see GET /v1/locations")
         }
-        if rule.jurisdictions?.isEmpty == true && rule.locations?.isEmpty ?? true {
+        if (rule.jurisdictions ?? []).isEmpty && (rule.locations ?? []).isEmpty {
             throw ControlError.unprocessable("a region rule must allow at least one jurisdiction or location")
         }
     }
@@ -188,6 +188,10 @@ public struct Catalog: Sendable {
             let row = try await transaction.queryOne(
                 "SELECT id, slug, plan, region_rule FROM organizations WHERE slug = $1", [.text(slug)])
         else {
+            // An organization's token learns nothing about other slugs: unknown ones look foreign.
+            guard principal.isAdmin else {
+                throw ControlError.forbidden("this API token belongs to another organization")
+            }
             throw ControlError.notFound("organization '\(slug.prefix(64))' does not exist")
         }
         let record = OrganizationRecord(

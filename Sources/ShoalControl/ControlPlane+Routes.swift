@@ -100,8 +100,13 @@ extension ControlPlane {
         routes.patch(":org") { request, context in
             let principal = try await self.principal(request)
             let patch = try await self.decode(RulePatch.self, from: request)
+            let slug = try Self.parameter(context, "org")
             let organization = try await self.catalog.updateOrganization(
-                try Self.parameter(context, "org"), regionRule: patch.regionRule, plan: patch.plan, by: principal)
+                slug, regionRule: patch.regionRule, plan: patch.plan, by: principal)
+            if patch.regionRule != nil {
+                await self.pushSettings(
+                    try await self.catalog.databaseRecords(organization: slug, group: nil, for: principal))
+            }
             return try Self.json(["organization": organization])
         }
         routes.get(":org/plans") { request, context in
@@ -226,9 +231,15 @@ extension ControlPlane {
         routes.patch(":group") { request, context in
             let principal = try await self.principal(request)
             let patch = try await self.decode(RulePatch.self, from: request)
+            let slug = try Self.parameter(context, "org")
+            let name = try Self.parameter(context, "group")
             let group = try await self.catalog.updateGroup(
-                organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "group"),
-                regionRule: patch.regionRule, deleteProtection: patch.deleteProtection, by: principal)
+                organization: slug, name: name, regionRule: patch.regionRule,
+                deleteProtection: patch.deleteProtection, by: principal)
+            if patch.regionRule != nil {
+                await self.pushSettings(
+                    try await self.catalog.databaseRecords(organization: slug, group: name, for: principal))
+            }
             return try Self.json(["group": group])
         }
         routes.delete(":group") { request, context in
@@ -396,6 +407,21 @@ extension ControlPlane {
                 by: principal)
             await self.pushPolicy()
             return try Self.json(["rotated": true])
+        }
+    }
+
+    /// Sends the current settings (rules resolved to locations) of each database to its node, after
+    /// a rule change; a node that cannot be reached is logged and gets them at its next change.
+    func pushSettings(_ databases: [Catalog.DatabaseRecord]) async {
+        for database in databases {
+            guard let node = database.primaryNode else { continue }
+            do {
+                try await nodes.configure(database.namespace, settings: try await settings(for: database), on: node)
+            } catch {
+                logger.warning(
+                    "database.settings.push_failed",
+                    metadata: ["db.namespace": "\(database.namespace)", "node.url": "\(node.url)", "error": "\(error)"])
+            }
         }
     }
 

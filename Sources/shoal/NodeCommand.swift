@@ -47,10 +47,32 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "The bearer token of the admin API (off when tokens are on and this is not given).")
     var adminToken: String?
 
+    @Option(help: "The control plane's URL: register there, send heartbeats, take its token policy.")
+    var control: String?
+
+    @Option(help: "The control plane's admin API token (also read from SHOAL_CONTROL_TOKEN).")
+    var controlToken: String?
+
+    @Option(help: "The URL others reach this node at (default: http://HOST:PORT).")
+    var advertise: String?
+
     func validate() throws {
-        guard noAuth || !jwtPublicKey.isEmpty || jwksFile != nil else {
+        if control != nil {
+            guard !noAuth else {
+                throw ValidationError("a node under a control plane verifies its tokens; drop --no-auth")
+            }
+            guard controlToken ?? ProcessInfo.processInfo.environment["SHOAL_CONTROL_TOKEN"] != nil else {
+                throw ValidationError(
+                    "give --control-token (or SHOAL_CONTROL_TOKEN): the admin token printed by `shoal control`")
+            }
+            guard URL(string: control ?? "")?.host != nil else {
+                throw ValidationError("--control must be a URL like http://127.0.0.1:8090")
+            }
+        }
+        guard noAuth || control != nil || !jwtPublicKey.isEmpty || jwksFile != nil else {
             throw ValidationError(
-                "give --jwt-public-key or --jwks-file to verify tokens, or --no-auth for local development")
+                "give --control URL (keys come from the control plane), --jwt-public-key or --jwks-file, "
+                    + "or --no-auth for local development")
         }
         guard !(noAuth && (!jwtPublicKey.isEmpty || jwksFile != nil)) else {
             throw ValidationError("--no-auth cannot be combined with keys; choose one")
@@ -74,7 +96,13 @@ struct NodeCommand: AsyncParsableCommand {
             }
             keys.merge(try TokenVerifier.keys(fromJWKS: data)) { first, _ in first }
         }
-        return .tokens(try TokenVerifier(keys: keys, revoked: Set(revokedJti)), adminToken: adminToken)
+        return .tokens(
+            try TokenVerifier(keys: keys, revoked: Set(revokedJti), allowNoKeys: control != nil),
+            adminToken: adminToken ?? (control != nil ? Self.randomSecret() : nil))
+    }
+
+    static func randomSecret() -> String {
+        (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255)) }.joined()
     }
 
     func run() async throws {
@@ -88,12 +116,31 @@ struct NodeCommand: AsyncParsableCommand {
             logger: logger)
         let host = self.host
         let location = self.location
+        let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
         let app = node.application(host: host, port: port) { port in
             // Written straight to the descriptor, so a script reading the pipe sees it at once.
             FileHandle.standardOutput.write(Data("shoal node (\(location)) listening on http://\(host):\(port)\n".utf8))
+            portContinuation.yield(port)
         }
+        let controlURL = control.flatMap(URL.init(string:))
+        let controlToken = self.controlToken ?? ProcessInfo.processInfo.environment["SHOAL_CONTROL_TOKEN"] ?? ""
+        let advertise = self.advertise
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await node.runMaintenance() }
+            if let controlURL {
+                group.addTask {
+                    var iterator = ports.makeAsyncIterator()
+                    guard let port = await iterator.next() else { return }
+                    var adminToken: String?
+                    if case .tokens(_, let token) = node.configuration.authentication { adminToken = token }
+                    let link = ControlPlaneLink(
+                        configuration: .init(
+                            controlURL: controlURL, controlToken: controlToken, location: location,
+                            advertisedURL: advertise ?? "http://\(host):\(port)", nodeAdminToken: adminToken),
+                        node: node)
+                    await link.run()
+                }
+            }
             try await app.runService()
             group.cancelAll()
         }

@@ -39,6 +39,10 @@ struct OrganizationContractTests {
             #expect(try await cluster.call("GET", "/v1/organizations/acme", token: secret).status == 200)
             let foreign = try await cluster.call("GET", "/v1/organizations/other", token: secret)
             #expect(foreign.status == 403)
+            // Unknown slugs look the same as foreign ones to an organization's token.
+            #expect(try await cluster.call("GET", "/v1/organizations/ghost", token: secret).status == 403)
+            let twice = try await cluster.call("POST", "/v1/organizations/acme/api-tokens", json: ["name": "ci"])
+            #expect(twice.status == 409)
             let notAdmin = try await cluster.call("POST", "/v1/organizations", json: ["slug": "mine"], token: secret)
             #expect(notAdmin.status == 403)
             let all = try await cluster.call("GET", "/v1/organizations")

@@ -44,6 +44,10 @@ struct RegionRuleContractTests {
                 json: ["name": "odd", "location": "fra", "region_rule": ["jurisdictions": ["mars"]]])
             #expect(unknown.status == 422)
             #expect(unknown.errorCode == "unprocessable")
+            let empty = try await cluster.call(
+                "POST", "/v1/organizations/acme/groups",
+                json: ["name": "nowhere", "location": "fra", "region_rule": ["locations": [String]()]])
+            #expect(empty.errorCode == "unprocessable")
             #expect(try await cluster.call("POST", "/v1/organizations/acme/groups/eu/locations/xyz").status == 404)
             let duplicate = try await cluster.call(
                 "POST", "/v1/organizations/acme/groups", json: ["name": "eu", "location": "fra"])

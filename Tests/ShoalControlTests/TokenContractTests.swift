@@ -106,6 +106,17 @@ struct TokenContractTests {
                 try await cluster.call("POST", "/v1/organizations/acme/databases/gdpr/auth/tokens").json["jwt"]
                     as? String)
             #expect(try await LiveCluster.send("GET", url + "/info", token: noLocation).status == 403)
+
+            // Narrowing the group's rule reaches the node: ams is now outside, fra inside.
+            let narrowed = try await cluster.call(
+                "PATCH", "/v1/organizations/acme/groups/eu", json: ["region_rule": ["locations": ["fra"]]])
+            #expect(narrowed.status == 200)
+            #expect(try await LiveCluster.send("GET", url + "/info", token: insideJWT).status == 403)
+            let fra = try #require(
+                try await cluster.call(
+                    "POST", "/v1/organizations/acme/databases/gdpr/auth/tokens?location=fra"
+                ).json["jwt"] as? String)
+            #expect(try await LiveCluster.send("GET", url + "/info", token: fra).status == 200)
         }
     }
 

@@ -45,7 +45,7 @@ CREATE TABLE organizations (
 
 CREATE TABLE api_tokens (
     id TEXT PRIMARY KEY,
-    name TEXT NOT NULL,
+    name TEXT NOT NULL UNIQUE,
     secret_hash TEXT NOT NULL UNIQUE,
     org_id TEXT REFERENCES organizations (id) ON DELETE CASCADE,
     created_at BIGINT NOT NULL

@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import Hummingbird
+import Logging
+import ShoalControl
+
+/// `shoal control`: runs the control plane (Platform API) over a SQLite or PostgreSQL catalog.
+struct ControlCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "control",
+        abstract: "Run the control plane: organizations, groups, databases, tokens, placement (Platform API).")
+
+    @Option(help: "Directory for the SQLite catalog and the admin token file.")
+    var data = ".shoal/control"
+
+    @Option(help: "Address to listen on.")
+    var host = "127.0.0.1"
+
+    @Option(help: "Port to listen on (0 picks a free one and prints it).")
+    var port = 8090
+
+    @Option(
+        help: ArgumentHelp(
+            "PostgreSQL catalog URL (postgres://user[:password]@host[:port]/db[?schema=name]) for several instances; "
+                + "default: a SQLite file in --data. Also read from SHOAL_CATALOG_URL."))
+    var postgres: String?
+
+    @Option(help: "Domain of database host names ({database}-{org}.{domain}).")
+    var domain = "shoal.local"
+
+    @Option(help: "Seconds without a heartbeat before a node counts as down.")
+    var nodeTimeoutSeconds = 15
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
+        guard nodeTimeoutSeconds > 0 else { throw ValidationError("--node-timeout-seconds must be positive") }
+    }
+
+    func run() async throws {
+        var logger = Logger(label: "shoal.control")
+        logger.logLevel = .info
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        let store: any CatalogStore
+        let catalogURL = postgres ?? ProcessInfo.processInfo.environment["SHOAL_CATALOG_URL"]
+        if let catalogURL, !catalogURL.isEmpty {
+            store = try PostgresCatalogStore(url: catalogURL, logger: logger)
+        } else {
+            store = try SQLiteCatalogStore(path: data + "/catalog.db")
+        }
+        do {
+            try await store.migrate()
+        } catch {
+            await store.close()
+            throw ValidationError("cannot prepare the catalog: \(error); check --postgres or --data")
+        }
+        let catalog = Catalog(
+            store: store,
+            configuration: .init(domain: domain, nodeTimeout: .seconds(nodeTimeoutSeconds)))
+        let tokenFile = data + "/admin-token"
+        if let secret = try await catalog.bootstrapAdminToken() {
+            _ = FileManager.default.createFile(
+                atPath: tokenFile, contents: Data((secret + "\n").utf8), attributes: [.posixPermissions: 0o600])
+            say("created the admin API token; it is in \(tokenFile) (keep it secret)")
+        } else if !FileManager.default.fileExists(atPath: tokenFile) {
+            say("the catalog already has an admin token (the instance that started first wrote it to its --data)")
+        }
+        let host = self.host
+        let app = ControlPlane(catalog: catalog, logger: logger).application(host: host, port: port) { port in
+            say("shoal control listening on http://\(host):\(port)")
+        }
+        try await app.runService()
+        await store.close()
+    }
+}
+
+/// Writes a line to standard output at once (scripts read it from a pipe).
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
