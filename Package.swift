@@ -25,6 +25,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Layer 0: the C surface of the system libsqlite3.
@@ -165,9 +166,16 @@ let package = Package(
             dependencies: [
                 "ShoalNode", "ShoalControl", "ShoalModel",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
+            swiftSettings: strict
+        ),
+
+        // The built `shoal` binary, run as users run it.
+        .testTarget(
+            name: "ShoalCLITests",
             swiftSettings: strict
         ),
 
@@ -184,6 +192,7 @@ let package = Package(
                 "ShoalReplication",
                 "ShoalNode",
                 "ShoalClient",
+                "ShoalControl",
                 "CBenchBaseline",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

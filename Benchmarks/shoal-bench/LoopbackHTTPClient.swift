@@ -26,10 +26,16 @@ final class LoopbackHTTPClient {
 
     deinit { close(socket) }
 
-    /// POSTs `body` to `path` and returns the response body (status must be 200).
-    func post(_ path: String, body: [UInt8]) throws -> [UInt8] {
+    /// Sends `body` to `path` (POST unless `method` says otherwise) and returns the response body
+    /// (status must be 200).
+    func post(
+        _ path: String, body: [UInt8], headers: [String: String] = [:], method: String = "POST"
+    ) throws
+        -> [UInt8]
+    {
+        let extra = headers.map { "\($0.key): \($0.value)\r\n" }.joined()
         var request = Array(
-            "POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: \(body.count)\r\n\r\n".utf8)
+            "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(extra)Content-Length: \(body.count)\r\n\r\n".utf8)
         request += body
         try request.withUnsafeBytes { raw in
             var sent = 0

@@ -7,6 +7,9 @@ struct ShoalBench: AsyncParsableCommand {
         commandName: "shoal-bench",
         abstract: "Shoal's benchmarks; each prints JSON lines with a baseline measured in the same run.",
         discussion: "Build in release mode: swift run -c release shoal-bench <benchmark>",
-        subcommands: [LocalRead.self, ReplicaRead.self, Apply.self, RemoteRead.self, ClientRead.self, PoolBench.self]
+        subcommands: [
+            LocalRead.self, ReplicaRead.self, Apply.self, RemoteRead.self, ClientRead.self, PoolBench.self,
+            Provision.self,
+        ]
     )
 }

@@ -61,6 +61,9 @@ extension Catalog {
 
     func removeDatabaseRow(_ database: DatabaseRecord, in transaction: any CatalogTransaction) async throws {
         try await transaction.query("DELETE FROM databases WHERE id = $1", [.text(database.id)])
+        try await transaction.query(
+            "UPDATE organizations SET database_count = database_count - 1 WHERE id = $1",
+            [.text(database.organization.id)])
         if let node = database.primaryNode {
             try await transaction.query(
                 "UPDATE nodes SET primaries = primaries - 1 WHERE id = $1", [.text(node.id)])
@@ -80,79 +83,97 @@ extension Catalog {
     }
 
     /// Creates a database in a group: checks the name, the region rules of every location the group
-    /// places data in, and the plan's database quota (under the organization's lock, so parallel
-    /// creates cannot overshoot), then places its primary on the least-loaded live node of the
-    /// group's primary location. With `ifNotExists`, an existing database of that name in that group
-    /// is returned instead (`created` false).
+    /// places data in, and the plan's database quota, then places its primary on the least-loaded
+    /// live node of the group's primary location. The checks that need no lock run first; the
+    /// organization's row is locked only for the quota bump and the inserts, so parallel creates
+    /// cannot overshoot the quota and wait on each other as briefly as possible. With `ifNotExists`,
+    /// an existing database of that name in that group is returned instead (`created` false).
     func createDatabase(
         organization slug: String, name: String, group groupName: String, ifNotExists: Bool, by principal: Principal
     ) async throws -> (database: DatabaseRecord, created: Bool) {
         try Self.validateName(name, "database")
         try Self.validateName(groupName, "group")
-        return try await audited(
-            organization: slug, actor: principal, action: "database.create", target: "\(slug)/\(name)"
-        ) { transaction in
-            let organization = try await organization(slug, for: principal, in: transaction)
-            try await transaction.lockOrganization(id: organization.id)
-            let group = try await group(groupName, of: organization, in: transaction)
-            if let row = try await transaction.queryOne(
-                "SELECT \(Self.databaseColumns) FROM databases d WHERE d.org_id = $1 AND d.name = $2",
-                [.text(organization.id), .text(name)])
-            {
-                if ifNotExists, try row.text(2) == group.id {
-                    return (try await databaseRecord(row, group: group, in: transaction), false)
-                }
-                throw ControlError.conflict("database '\(name)' already exists in organization \(slug)")
+        do {
+            return try await audited(
+                organization: slug, actor: principal, action: "database.create", target: "\(slug)/\(name)"
+            ) { transaction in
+                try await insertDatabase(
+                    organization: slug, name: name, group: groupName, ifNotExists: ifNotExists, by: principal,
+                    in: transaction)
             }
-            for code in group.locations {
-                try requireAllowed(
-                    location: try await location(code, in: transaction),
-                    rules: [("group's", group.regionRule), ("organization's", organization.regionRule)])
+        } catch let error as ControlError where error.code == .conflict && ifNotExists {
+            // A concurrent create of the same name won the race: answer with its database.
+            let existing = try await database(organization: slug, name: name, for: principal)
+            guard existing.group.name == groupName else { throw error }
+            return (existing, false)
+        }
+    }
+
+    private func insertDatabase(
+        organization slug: String, name: String, group groupName: String, ifNotExists: Bool, by principal: Principal,
+        in transaction: any CatalogTransaction
+    ) async throws -> (database: DatabaseRecord, created: Bool) {
+        let organization = try await organization(slug, for: principal, in: transaction)
+        let group = try await group(groupName, of: organization, in: transaction)
+        if let row = try await transaction.queryOne(
+            "SELECT \(Self.databaseColumns) FROM databases d WHERE d.org_id = $1 AND d.name = $2",
+            [.text(organization.id), .text(name)])
+        {
+            if ifNotExists, try row.text(2) == group.id {
+                return (try await databaseRecord(row, group: group, in: transaction), false)
             }
-            let quotas = try await quotas(plan: organization.plan, in: transaction)
-            let count =
-                try await transaction.queryOne(
-                    "SELECT COUNT(*) FROM databases WHERE org_id = $1", [.text(organization.id)])?.integer(0) ?? 0
-            guard count < quotas.databases else {
-                throw ControlError.quotaExceeded(
-                    "the \(organization.plan) plan allows \(quotas.databases) databases (quota 'databases'); delete one or change plan"
-                )
-            }
-            let liveSince = now() - Int64(configuration.nodeTimeout.components.seconds * 1000)
-            guard
-                let node = try await transaction.queryOne(
-                    """
-                    SELECT \(Self.nodeColumns) FROM nodes WHERE location = $1 AND last_heartbeat_at >= $2
-                    ORDER BY primaries, id LIMIT 1
-                    """, [.text(group.primary), .integer(liveSince)]
-                ).map({ try nodeRecord($0) })
-            else {
-                throw ControlError.noNodeAvailable(
-                    "no live node serves location \(group.primary); start one with `shoal node --control URL --location \(group.primary)`"
-                )
-            }
-            let id = Self.newID()
-            do {
-                try await transaction.query(
-                    """
-                    INSERT INTO databases (id, org_id, group_id, name, primary_node, size_limit_bytes, block_reads,
-                        block_writes, delete_protection, tokens_not_before, created_at)
-                    VALUES ($1, $2, $3, $4, $5, NULL, 0, 0, 0, 0, $6)
-                    """,
-                    [.text(id), .text(organization.id), .text(group.id), .text(name), .text(node.id), .integer(now())])
-            } catch CatalogStoreError.uniqueViolation {
-                throw ControlError.conflict("database '\(name)' already exists in organization \(slug)")
-            }
-            try await transaction.query("UPDATE nodes SET primaries = primaries + 1 WHERE id = $1", [.text(node.id)])
-            try await audit(
-                transaction, organization: organization.id, actor: principal, action: "database.create",
-                target: "\(slug)/\(name)", detail: "database \(name) created in group \(groupName) on \(group.primary)")
-            return (
-                DatabaseRecord(
-                    id: id, group: group, name: name, primaryNode: node, sizeLimitBytes: nil, blockReads: false,
-                    blockWrites: false, deleteProtection: false), true
+            throw ControlError.conflict("database '\(name)' already exists in organization \(slug)")
+        }
+        let locations = try await locationTable(transaction)
+        for code in group.locations {
+            guard let location = locations.first(where: { $0.code == code }) else { continue }
+            try requireAllowed(
+                location: location, rules: [("group's", group.regionRule), ("organization's", organization.regionRule)])
+        }
+        let quotas = try await quotas(plan: organization.plan, in: transaction)
+        let liveSince = now() - Int64(configuration.nodeTimeout.components.seconds * 1000)
+        guard
+            let node = try await transaction.queryOne(
+                """
+                SELECT \(Self.nodeColumns) FROM nodes WHERE location = $1 AND last_heartbeat_at >= $2
+                ORDER BY primaries, id LIMIT 1
+                """, [.text(group.primary), .integer(liveSince)]
+            ).map({ try nodeRecord($0) })
+        else {
+            throw ControlError.noNodeAvailable(
+                "no live node serves location \(group.primary); start one with `shoal node --control URL --location \(group.primary)`"
             )
         }
+        // From here the organization's row is locked until commit.
+        let counted = try await transaction.query(
+            "UPDATE organizations SET database_count = database_count + 1 WHERE id = $1 AND database_count < $2 RETURNING database_count",
+            [.text(organization.id), .integer(quotas.databases)])
+        guard !counted.isEmpty else {
+            throw ControlError.quotaExceeded(
+                "the \(organization.plan) plan allows \(quotas.databases) databases (quota 'databases'); delete one or change plan"
+            )
+        }
+        let id = Self.newID()
+        do {
+            try await transaction.query(
+                """
+                INSERT INTO databases (id, org_id, group_id, name, primary_node, size_limit_bytes, block_reads,
+                    block_writes, delete_protection, tokens_not_before, created_at)
+                VALUES ($1, $2, $3, $4, $5, NULL, 0, 0, 0, 0, $6)
+                """,
+                [.text(id), .text(organization.id), .text(group.id), .text(name), .text(node.id), .integer(now())])
+        } catch CatalogStoreError.uniqueViolation {
+            throw ControlError.conflict("database '\(name)' already exists in organization \(slug)")
+        }
+        try await transaction.query("UPDATE nodes SET primaries = primaries + 1 WHERE id = $1", [.text(node.id)])
+        try await audit(
+            transaction, organization: organization.id, actor: principal, action: "database.create",
+            target: "\(slug)/\(name)", detail: "database \(name) created in group \(groupName) on \(group.primary)")
+        return (
+            DatabaseRecord(
+                id: id, group: group, name: name, primaryNode: node, sizeLimitBytes: nil, blockReads: false,
+                blockWrites: false, deleteProtection: false), true
+        )
     }
 
     /// Removes a database row without checks or audit: undoes a creation whose placement failed.
@@ -347,16 +368,30 @@ extension Catalog {
             _ = try await location(registration.location, in: transaction)
             let now = now()
             let id: String
-            if let row = try await transaction.queryOne("SELECT id FROM nodes WHERE url = $1", [.text(base)]) {
+            let known = try await registration.id.asyncMap { id in
+                try await transaction.queryOne("SELECT id FROM nodes WHERE id = $1", [.text(id)])
+            }
+            var row = known ?? nil
+            if row == nil {
+                row = try await transaction.queryOne("SELECT id FROM nodes WHERE url = $1", [.text(base)])
+            }
+            if let row {
+                // A known node: same id, its current URL (a restart may have moved it).
                 id = try row.text(0)
-                try await transaction.query(
-                    "UPDATE nodes SET location = $1, admin_token = $2, last_heartbeat_at = $3 WHERE id = $4",
-                    [
-                        .text(registration.location), registration.adminToken.map(CatalogValue.text) ?? .null,
-                        .integer(now), .text(id),
-                    ])
+                do {
+                    try await transaction.query(
+                        "UPDATE nodes SET location = $1, admin_token = $2, last_heartbeat_at = $3, url = $4 WHERE id = $5",
+                        [
+                            .text(registration.location), registration.adminToken.map(CatalogValue.text) ?? .null,
+                            .integer(now), .text(base), .text(id),
+                        ])
+                } catch CatalogStoreError.uniqueViolation {
+                    throw ControlError.conflict(
+                        "another registered node already uses \(base); stop it or give this node another --advertise URL"
+                    )
+                }
             } else {
-                id = Self.newID()
+                id = registration.id ?? Self.newID()
                 try await transaction.query(
                     """
                     INSERT INTO nodes (id, location, url, admin_token, primaries, registered_at, last_heartbeat_at)

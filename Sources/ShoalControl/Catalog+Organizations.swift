@@ -212,7 +212,7 @@ extension Catalog {
             let organization = try await organization(slug, for: principal, in: transaction)
             let databases =
                 try await transaction.queryOne(
-                    "SELECT COUNT(*) FROM databases WHERE org_id = $1", [.text(organization.id)])?.integer(0) ?? 0
+                    "SELECT database_count FROM organizations WHERE id = $1", [.text(organization.id)])?.integer(0) ?? 0
             let groups =
                 try await transaction.queryOne(
                     "SELECT COUNT(*) FROM db_groups WHERE org_id = $1", [.text(organization.id)])?.integer(0) ?? 0

@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import ShoalModel
+import Synchronization
 
 /// The control plane's HTTP server: the Platform API over the catalog, node registration and
 /// heartbeats, the JWKS and the OpenAPI document. Stateless: every answer comes from the catalog,
@@ -13,6 +14,7 @@ public struct ControlPlane: Sendable {
     let nodes: NodeClient
     let logger: Logger
     let metrics = ControlMetrics()
+    let principals = PrincipalCache()
     /// The largest request body accepted.
     let maxRequestBytes = 1 << 20
     /// The version string `GET /version` reports.
@@ -84,9 +86,12 @@ public struct ControlPlane: Sendable {
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
             throw ControlError.unauthorized("the Authorization header must be Bearer <token>")
         }
-        guard let principal = try await catalog.authenticate(secret: String(parts[1])) else {
+        let secret = String(parts[1])
+        if let principal = principals.lookup(secret) { return principal }
+        guard let principal = try await catalog.authenticate(secret: secret) else {
             throw ControlError.unauthorized("the API token is not valid; create one or use the admin token")
         }
+        principals.store(principal, for: secret)
         return principal
     }
 
@@ -169,6 +174,36 @@ public struct ControlPlane: Sendable {
             }
         } catch {
             logger.warning("policy.push.failed", metadata: ["error": "\(error)"])
+        }
+    }
+}
+
+/// Recently authenticated API tokens, so a busy client costs one catalog lookup per half minute
+/// instead of one per request. API tokens cannot be deleted yet; when they can, deletion must clear
+/// this cache.
+final class PrincipalCache: Sendable {
+    private struct Entry {
+        let principal: Principal
+        let expires: ContinuousClock.Instant
+    }
+
+    private let entries = Mutex<[String: Entry]>([:])
+    private let lifetime: Duration = .seconds(30)
+    private let capacity = 10_000
+
+    func lookup(_ secret: String) -> Principal? {
+        let key = APISecret.hash(secret)
+        return entries.withLock { entries in
+            guard let entry = entries[key], entry.expires > .now else { return nil }
+            return entry.principal
+        }
+    }
+
+    func store(_ principal: Principal, for secret: String) {
+        let key = APISecret.hash(secret)
+        entries.withLock { entries in
+            if entries.count >= capacity { entries.removeAll() }
+            entries[key] = Entry(principal: principal, expires: .now + lifetime)
         }
     }
 }

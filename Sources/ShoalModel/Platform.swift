@@ -367,18 +367,22 @@ public enum Platform {
         public var url: String
         /// The secret of its admin API, for the control plane's calls.
         public var adminToken: String?
+        /// The id the control plane gave it before, so a restart on another URL keeps its databases.
+        public var id: String?
 
         /// A registration.
-        public init(location: String, url: String, adminToken: String?) {
+        public init(location: String, url: String, adminToken: String?, id: String? = nil) {
             self.location = location
             self.url = url
             self.adminToken = adminToken
+            self.id = id
         }
 
         enum CodingKeys: String, CodingKey {
             case location
             case url
             case adminToken = "admin_token"
+            case id
         }
     }
 

@@ -22,11 +22,15 @@ public struct ControlPlaneLink: Sendable {
         public var advertisedURL: String
         /// This node's admin token, given to the control plane for its calls.
         public var nodeAdminToken: String?
+        /// Where the node keeps the id the control plane gave it (so restarts keep their databases).
+        public var identityFile: String?
 
         /// A link configuration.
         public init(
-            controlURL: URL, controlToken: String, location: String, advertisedURL: String, nodeAdminToken: String?
+            controlURL: URL, controlToken: String, location: String, advertisedURL: String, nodeAdminToken: String?,
+            identityFile: String? = nil
         ) {
+            self.identityFile = identityFile
             self.controlURL = controlURL
             self.controlToken = controlToken
             self.location = location
@@ -71,11 +75,16 @@ public struct ControlPlaneLink: Sendable {
     /// Registers once; returns the node id and heartbeat interval. Throws with the control plane's
     /// answer when it refuses.
     public func register() async throws -> (id: String, interval: Duration) {
+        let known = configuration.identityFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }?
+            .trimmingCharacters(in: .whitespacesAndNewlines)
         let body = try JSONEncoder().encode(
             Platform.NodeRegistration(
                 location: configuration.location, url: configuration.advertisedURL,
-                adminToken: configuration.nodeAdminToken))
+                adminToken: configuration.nodeAdminToken, id: known?.isEmpty == false ? known : nil))
         let registered = try await call(Registered.self, path: "v1/nodes", body: body)
+        if let file = configuration.identityFile, registered.node.id != known {
+            try Data((registered.node.id + "\n").utf8).write(to: URL(fileURLWithPath: file), options: .atomic)
+        }
         try verifier?.update(with: registered.policy)
         logger.info(
             "control.registered",

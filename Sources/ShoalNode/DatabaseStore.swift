@@ -20,9 +20,12 @@ public final class DatabaseStore: Sendable {
             open: { namespace in
                 try await BlockingWork.run {
                     let directory = namespace.directory(in: dataDirectory)
+                    // A placed database has its settings (`config.json`) and, once opened, its log
+                    // (`meta.json`); the first open makes the database file.
                     guard
                         configuration.createOnFirstUse
                             || FileManager.default.fileExists(atPath: directory + "/meta.json")
+                            || FileManager.default.fileExists(atPath: directory + "/config.json")
                     else {
                         throw NodeError.notFound("database \(namespace) does not exist on this node; create it first")
                     }
@@ -36,18 +39,25 @@ public final class DatabaseStore: Sendable {
 
     /// Whether a database exists on disk.
     public func exists(_ namespace: Namespace) -> Bool {
-        FileManager.default.fileExists(atPath: namespace.directory(in: configuration.dataDirectory) + "/meta.json")
+        let directory = namespace.directory(in: configuration.dataDirectory)
+        return FileManager.default.fileExists(atPath: directory + "/meta.json")
+            || FileManager.default.fileExists(atPath: directory + "/config.json")
     }
 
-    /// Creates a database; throws `conflict` if it exists.
+    /// Creates a database; throws `conflict` if it exists. Only its directory and settings are
+    /// written (durably) here; the database file and its log are made when it is first opened,
+    /// which keeps provisioning cheap.
     public func create(_ namespace: Namespace, settings: DatabaseSettings? = nil) async throws {
         let directory = namespace.directory(in: configuration.dataDirectory)
         guard !exists(namespace) else { throw NodeError.conflict("database \(namespace) already exists") }
-        let configuration = self.configuration
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        let bytes = Array(try encoder.encode(settings ?? DatabaseSettings()))
         try await BlockingWork.run {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            try settings?.save(directory: directory)
-            try HostedDatabase(namespace: namespace, directory: directory, configuration: configuration).close()
+            try FileSystem.makeDirectory(directory)
+            try FileSystem.writeAtomically(bytes, to: directory + "/config.json", directory: directory)
+            // The new directory's own entry, so the placement survives a crash.
+            try FileSystem.syncDirectory((directory as NSString).deletingLastPathComponent)
         }
     }
 

@@ -93,10 +93,10 @@ final class PosixFile: @unchecked Sendable {
     }
 }
 
-/// File-system operations on paths.
-enum FileSystem {
+/// File-system operations on paths, durable where they say so.
+public enum FileSystem {
     /// Makes a directory and its parents; succeeds if it exists.
-    static func makeDirectory(_ path: String) throws {
+    public static func makeDirectory(_ path: String) throws {
         var prefix = path.hasPrefix("/") ? "" : "."
         for component in path.split(separator: "/") {
             prefix += "/" + component
@@ -115,7 +115,7 @@ enum FileSystem {
     }
 
     /// Syncs a directory's entries.
-    static func syncDirectory(_ path: String) throws {
+    public static func syncDirectory(_ path: String) throws {
         let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard descriptor >= 0 else {
             throw ReplicationError.io("cannot open directory \(path): \(String(cString: strerror(errno)))")
@@ -134,7 +134,7 @@ enum FileSystem {
     }
 
     /// Writes a whole file atomically: temporary file, fsync, rename, directory fsync.
-    static func writeAtomically(_ bytes: [UInt8], to path: String, directory: String) throws {
+    public static func writeAtomically(_ bytes: [UInt8], to path: String, directory: String) throws {
         let temporary = path + ".tmp"
         do {
             let file = try PosixFile(path: temporary, flags: O_WRONLY | O_CREAT | O_TRUNC)

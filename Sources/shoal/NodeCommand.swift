@@ -125,6 +125,7 @@ struct NodeCommand: AsyncParsableCommand {
         let controlURL = control.flatMap(URL.init(string:))
         let controlToken = self.controlToken ?? ProcessInfo.processInfo.environment["SHOAL_CONTROL_TOKEN"] ?? ""
         let advertise = self.advertise
+        let dataDirectory = data
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await node.runMaintenance() }
             if let controlURL {
@@ -136,7 +137,8 @@ struct NodeCommand: AsyncParsableCommand {
                     let link = ControlPlaneLink(
                         configuration: .init(
                             controlURL: controlURL, controlToken: controlToken, location: location,
-                            advertisedURL: advertise ?? "http://\(host):\(port)", nodeAdminToken: adminToken),
+                            advertisedURL: advertise ?? "http://\(host):\(port)", nodeAdminToken: adminToken,
+                            identityFile: dataDirectory + "/node-id"),
                         node: node)
                     await link.run()
                 }

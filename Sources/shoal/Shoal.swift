@@ -6,6 +6,6 @@ struct Shoal: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "shoal",
         abstract: "Shoal: thousands of SQLite databases, one per tenant, replicated into your app.",
-        subcommands: [ControlCommand.self, NodeCommand.self]
+        subcommands: [DevCommand.self, ControlCommand.self, NodeCommand.self]
     )
 }

@@ -40,6 +40,9 @@ CREATE TABLE organizations (
     slug TEXT NOT NULL UNIQUE,
     plan TEXT NOT NULL REFERENCES plans (name),
     region_rule TEXT,
+    -- Kept with every create and delete: taking this row's lock to bump it is what serializes
+    -- an organization's creates, so the quota holds under concurrency.
+    database_count BIGINT NOT NULL DEFAULT 0,
     created_at BIGINT NOT NULL
 );
 
