@@ -152,7 +152,7 @@ let package = Package(
         .testTarget(
             name: "ShoalControlTests",
             dependencies: [
-                "ShoalControl", "ShoalNode", "ShoalModel",
+                "ShoalControl", "ShoalNode", "ShoalModel", "ShoalClient", "ShoalSQLite",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

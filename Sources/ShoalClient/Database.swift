@@ -17,6 +17,15 @@ public final class Database: Sendable {
     let remote: RemoteDatabase
     /// Whether `execute` waits until the replica has applied the write.
     public let readYourWrites: Bool
+    /// The token its requests carry (replace it with `setAuthToken`).
+    let credentials: Credentials
+
+    /// Replaces the token of every later sync and write, without reopening the replica (a resolver
+    /// refreshing tokens before they expire uses this).
+    public func setAuthToken(_ token: String?) {
+        credentials.replace(with: token)
+    }
+
     /// When the last successful sync finished.
     private let lastSync = Mutex<ContinuousClock.Instant?>(nil)
 
@@ -39,9 +48,10 @@ public final class Database: Sendable {
             throw ClientError(
                 .corruptReplica, "the replica in \(directory) is damaged (\(error.message)); call Database.rebuild")
         }
+        credentials = Credentials(authToken)
         replicator = Replicator(
-            replica: replica, source: HTTPFrameSource(url: syncURL, token: authToken, session: session))
-        remote = RemoteDatabase(url: syncURL, token: authToken, session: session)
+            replica: replica, source: HTTPFrameSource(url: syncURL, credentials: credentials, session: session))
+        remote = RemoteDatabase(url: syncURL, credentials: credentials, session: session)
         self.readYourWrites = readYourWrites
     }
 

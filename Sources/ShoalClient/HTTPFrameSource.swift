@@ -11,7 +11,12 @@ public struct HTTPFrameSource: FrameSource {
 
     /// A source for the database at `url` (`http://host/db/org/database`), sending `token`.
     public init(url: URL, token: String?, session: URLSession = .shared) {
-        transport = HTTPTransport(baseURL: url, token: token, session: session)
+        self.init(url: url, credentials: Credentials(token), session: session)
+    }
+
+    /// A source for the database at `url` whose token may be replaced while it is in use.
+    public init(url: URL, credentials: Credentials, session: URLSession = .shared) {
+        transport = HTTPTransport(baseURL: url, credentials: credentials, session: session)
     }
 
     /// `GET /info`.

@@ -1,13 +1,29 @@
 import Foundation
+import Synchronization
 
 #if canImport(FoundationNetworking)
     import FoundationNetworking
 #endif
 
+/// The bearer token a database's requests carry; replaced in place when it is refreshed, so an
+/// open replica keeps working without being reopened.
+public final class Credentials: Sendable {
+    private let current: Mutex<String?>
+
+    /// Credentials holding `token`.
+    public init(_ token: String?) { current = Mutex(token) }
+
+    /// The token now in use.
+    public var token: String? { current.withLock { $0 } }
+
+    /// Replaces the token for every later request.
+    public func replace(with token: String?) { current.withLock { $0 = token } }
+}
+
 /// Requests to a node's database URL (`http://host/db/org/database`), with the bearer token.
 struct HTTPTransport: Sendable {
     let baseURL: URL
-    let token: String?
+    let credentials: Credentials
     let session: URLSession
 
     struct Answer {
@@ -26,7 +42,7 @@ struct HTTPTransport: Sendable {
         var request = URLRequest(url: url, timeoutInterval: timeout)
         request.httpMethod = method
         request.httpBody = body
-        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        if let token = credentials.token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         let (data, response) = try await session.data(for: request)
         guard let http = response as? HTTPURLResponse else {
             throw ClientError(.protocolViolation, "the server did not answer over HTTP")

@@ -35,7 +35,12 @@ public actor RemoteDatabase {
 
     /// A connection to the database at `url` (`http://host/db/org/database`).
     public init(url: URL, token: String?, session: URLSession = .shared) {
-        transport = HTTPTransport(baseURL: url, token: token, session: session)
+        self.init(url: url, credentials: Credentials(token), session: session)
+    }
+
+    /// A remote database whose token may be replaced while it is in use.
+    public init(url: URL, credentials: Credentials, session: URLSession = .shared) {
+        transport = HTTPTransport(baseURL: url, credentials: credentials, session: session)
     }
 
     /// Runs one statement on the primary.

@@ -47,10 +47,26 @@ public final class TenantPool: Sendable {
     /// The configuration in force.
     public let configuration: Configuration
     let pool: ResourcePool<String, Database>
+    /// Gives a tenant a new token when its current one is about to expire (nil: keep it).
+    let tokenRefresher: (@Sendable (String) async throws -> String?)?
 
-    /// A pool that finds tenants with `resolver`.
-    public init(configuration: Configuration, resolver: @escaping @Sendable (String) async throws -> TenantEndpoint) {
+    /// A pool whose tenants are databases of one organization on the control plane: `resolver`
+    /// finds them, issues tokens for the pool's location (the control plane refuses tenants whose
+    /// region rule excludes it) and refreshes tokens before they expire, without reopening.
+    public convenience init(configuration: Configuration, controlPlane resolver: ControlPlaneResolver) {
+        self.init(
+            configuration: configuration, resolver: { try await resolver.endpoint(for: $0) },
+            tokenRefresher: { try await resolver.refreshedToken(for: $0) })
+    }
+
+    /// A pool that finds tenants with `resolver`; `tokenRefresher`, when given, is asked before each
+    /// shared sync whether a tenant's token should be replaced.
+    public init(
+        configuration: Configuration, resolver: @escaping @Sendable (String) async throws -> TenantEndpoint,
+        tokenRefresher: (@Sendable (String) async throws -> String?)? = nil
+    ) {
         self.configuration = configuration
+        self.tokenRefresher = tokenRefresher
         pool = ResourcePool(
             configuration: .init(capacity: configuration.capacity, idleTimeout: configuration.idleTimeout),
             open: { tenant in
@@ -116,8 +132,16 @@ public final class TenantPool: Sendable {
     @discardableResult
     public func syncOpenReplicas() async -> Int {
         var synced = 0
+        let refresher = tokenRefresher
         for tenant in pool.openKeys {
-            if (try? await pool.withLease(tenant, { try await $0.sync() })) != nil { synced += 1 }
+            let done: Bool? = try? await pool.withLease(tenant) { database in
+                if let refresher, let token = try await refresher(tenant) {
+                    database.setAuthToken(token)
+                }
+                _ = try await database.sync()
+                return true
+            }
+            if done == true { synced += 1 }
         }
         return synced
     }

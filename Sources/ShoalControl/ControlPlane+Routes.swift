@@ -63,6 +63,17 @@ extension ControlPlane {
                     node: node, heartbeatSeconds: Self.heartbeatInterval.components.seconds,
                     policy: try await self.catalog.tokenPolicy()))
         }
+        routes.get(":id/databases/:org/:db") { request, context in
+            let principal = try await self.principal(request)
+            guard principal.isAdmin else { throw ControlError.forbidden("only an admin token can ask for placements") }
+            let database = try await self.catalog.database(
+                organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"),
+                for: principal)
+            guard database.primaryNode?.id == (try Self.parameter(context, "id")) else {
+                throw ControlError.notFound("that database is not placed on this node")
+            }
+            return try Self.json(try await self.settings(for: database))
+        }
         routes.post(":id/heartbeat") { request, context in
             guard try await self.principal(request).isAdmin else {
                 throw ControlError.forbidden("only an admin token can send heartbeats")
@@ -326,7 +337,7 @@ extension ControlPlane {
             let (database, created) = try await self.catalog.createDatabase(
                 organization: try Self.parameter(context, "org"), name: body.name, group: body.group,
                 ifNotExists: body.ifNotExists ?? false, by: principal)
-            if created, let node = database.primaryNode {
+            if created, self.eagerPlacement, let node = database.primaryNode {
                 do {
                     try await self.nodes.create(
                         database.namespace, settings: try await self.settings(for: database), on: node)

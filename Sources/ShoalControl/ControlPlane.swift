@@ -11,6 +11,10 @@ import Synchronization
 public struct ControlPlane: Sendable {
     /// The catalog in use.
     public let catalog: Catalog
+    /// Whether a new database's node is told at once (and a creation fails if it cannot be), or
+    /// learns of it on the database's first request by asking back (the default: a creation is then
+    /// a catalog transaction only).
+    public let eagerPlacement: Bool
     let nodes: NodeClient
     let logger: Logger
     let metrics = ControlMetrics()
@@ -23,8 +27,9 @@ public struct ControlPlane: Sendable {
     public static let heartbeatInterval: Duration = .seconds(5)
 
     /// A control plane over `catalog`.
-    public init(catalog: Catalog, logger: Logger = Logger(label: "shoal.control")) {
+    public init(catalog: Catalog, eagerPlacement: Bool = false, logger: Logger = Logger(label: "shoal.control")) {
         self.catalog = catalog
+        self.eagerPlacement = eagerPlacement
         self.logger = logger
         nodes = NodeClient()
     }

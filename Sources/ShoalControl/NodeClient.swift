@@ -48,12 +48,13 @@ struct NodeClient: Sendable {
         try require(status, namespace, node)
     }
 
-    /// Pushes new settings of a database to its node.
+    /// Pushes new settings of a database to its node (a node that has not seen the database yet
+    /// asks for them on its first request, so 404 is fine).
     func configure(_ namespace: String, settings: DatabaseSettings, on node: Catalog.NodeRecord) async throws {
-        try require(
-            try await send(
-                "POST", "/v1/namespaces/\(namespace)/config", body: try JSONEncoder().encode(settings), to: node),
-            namespace, node)
+        let status = try await send(
+            "POST", "/v1/namespaces/\(namespace)/config", body: try JSONEncoder().encode(settings), to: node)
+        if status == 404 { return }
+        try require(status, namespace, node)
     }
 
     /// Deletes a database from its node (a database the node no longer has counts as deleted).

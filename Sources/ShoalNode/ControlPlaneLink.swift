@@ -41,6 +41,7 @@ public struct ControlPlaneLink: Sendable {
 
     let configuration: Configuration
     let verifier: TokenVerifier?
+    let store: DatabaseStore
     let logger: Logger
     let session: URLSession
 
@@ -53,6 +54,7 @@ public struct ControlPlaneLink: Sendable {
             self.verifier = nil
         }
         logger = node.logger
+        store = node.store
         session = URLSession(configuration: .ephemeral)
     }
 
@@ -86,6 +88,8 @@ public struct ControlPlaneLink: Sendable {
             try Data((registered.node.id + "\n").utf8).write(to: URL(fileURLWithPath: file), options: .atomic)
         }
         try verifier?.update(with: registered.policy)
+        let id = registered.node.id
+        store.setPlacementSource { [self] namespace in try await placement(of: namespace, node: id) }
         logger.info(
             "control.registered",
             metadata: ["node.id": "\(registered.node.id)", "control.url": "\(configuration.controlURL)"])
@@ -113,6 +117,35 @@ public struct ControlPlaneLink: Sendable {
                 logger.warning("control.unreachable", metadata: ["error": "\(error)"])
                 try? await Task.sleep(for: .seconds(2))
             }
+        }
+    }
+
+    /// Asks the control plane whether `namespace` is placed on this node; its settings if so.
+    func placement(of namespace: Namespace, node id: String) async throws -> DatabaseSettings? {
+        var request = URLRequest(
+            url: configuration.controlURL.appendingPathComponent(
+                "v1/nodes/\(id)/databases/\(namespace.organization)/\(namespace.database)"),
+            timeoutInterval: 10)
+        request.setValue("Bearer \(configuration.controlToken)", forHTTPHeaderField: "Authorization")
+        let data: Data
+        let response: URLResponse
+        do {
+            (data, response) = try await session.data(for: request)
+        } catch {
+            throw NodeError.unavailable(
+                "database \(namespace) is not on this node yet and the control plane cannot be reached; try again")
+        }
+        switch (response as? HTTPURLResponse)?.statusCode ?? 0 {
+        case 200:
+            do {
+                return try JSONDecoder().decode(DatabaseSettings.self, from: data)
+            } catch {
+                throw NodeError.unavailable("the control plane's placement answer is not valid; try again")
+            }
+        case 404: return nil
+        case let status:
+            throw NodeError.unavailable(
+                "the control plane answered \(status) when asked about database \(namespace); try again")
         }
     }
 

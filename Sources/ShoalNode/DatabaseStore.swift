@@ -1,6 +1,7 @@
 import Foundation
 import ShoalPool
 import ShoalReplication
+import Synchronization
 
 /// The databases a node hosts: directories under the data directory, opened lazily into a bounded
 /// pool (least recently used closed first, idle ones closed after a while, none closed while a
@@ -9,27 +10,38 @@ public final class DatabaseStore: Sendable {
     /// The node's configuration.
     public let configuration: NodeConfiguration
     let pool: ResourcePool<Namespace, HostedDatabase>
+    private let placements = PlacementSourceBox()
+
+    /// Where a database that is not on disk may be placed: the control plane's answer (its settings),
+    /// or nil when it is not placed on this node.
+    public typealias PlacementSource = @Sendable (Namespace) async throws -> DatabaseSettings?
 
     /// A store over `configuration.dataDirectory`.
     public init(configuration: NodeConfiguration) {
         self.configuration = configuration
         let dataDirectory = configuration.dataDirectory
+        let placements = self.placements
         pool = ResourcePool(
             configuration: .init(
                 capacity: configuration.maxOpenDatabases, idleTimeout: configuration.databaseIdleTimeout),
             open: { namespace in
-                try await BlockingWork.run {
-                    let directory = namespace.directory(in: dataDirectory)
-                    // A placed database has its settings (`config.json`) and, once opened, its log
-                    // (`meta.json`); the first open makes the database file.
-                    guard
-                        configuration.createOnFirstUse
-                            || FileManager.default.fileExists(atPath: directory + "/meta.json")
-                            || FileManager.default.fileExists(atPath: directory + "/config.json")
-                    else {
+                let directory = namespace.directory(in: dataDirectory)
+                // A placed database has its settings (`config.json`) and, once opened, its log
+                // (`meta.json`); the first open makes the database file. A database the control
+                // plane placed here without telling the node yet is written down on first use.
+                let known =
+                    configuration.createOnFirstUse
+                    || FileManager.default.fileExists(atPath: directory + "/meta.json")
+                    || FileManager.default.fileExists(atPath: directory + "/config.json")
+                if !known {
+                    guard let source = placements.source, let settings = try await source(namespace) else {
                         throw NodeError.notFound("database \(namespace) does not exist on this node; create it first")
                     }
-                    return try HostedDatabase(namespace: namespace, directory: directory, configuration: configuration)
+                    try Self.checkRegion(settings, namespace: namespace, location: configuration.location)
+                    try await Self.writePlacement(settings, directory: directory)
+                }
+                return try await BlockingWork.run {
+                    try HostedDatabase(namespace: namespace, directory: directory, configuration: configuration)
                 }
             },
             close: { _, database in
@@ -50,15 +62,49 @@ public final class DatabaseStore: Sendable {
     public func create(_ namespace: Namespace, settings: DatabaseSettings? = nil) async throws {
         let directory = namespace.directory(in: configuration.dataDirectory)
         guard !exists(namespace) else { throw NodeError.conflict("database \(namespace) already exists") }
+        let settings = settings ?? DatabaseSettings()
+        try Self.checkRegion(settings, namespace: namespace, location: configuration.location)
+        try await Self.writePlacement(settings, directory: directory)
+    }
+
+    /// Defence in depth: a node never takes a database whose region rule leaves out its location.
+    static func checkRegion(_ settings: DatabaseSettings, namespace: Namespace, location: String) throws {
+        if let allowed = settings.allowedLocations, !allowed.contains(location) {
+            throw NodeError.forbidden(
+                "the region rule of database \(namespace) does not allow location \(location); it cannot be placed here"
+            )
+        }
+    }
+
+    /// Writes a placed database's directory and settings, durably (file, directory, parent).
+    static func writePlacement(_ settings: DatabaseSettings, directory: String) async throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys]
-        let bytes = Array(try encoder.encode(settings ?? DatabaseSettings()))
+        let bytes = Array(try encoder.encode(settings))
         try await BlockingWork.run {
             try FileSystem.makeDirectory(directory)
             try FileSystem.writeAtomically(bytes, to: directory + "/config.json", directory: directory)
             // The new directory's own entry, so the placement survives a crash.
             try FileSystem.syncDirectory((directory as NSString).deletingLastPathComponent)
         }
+    }
+
+    /// Writes down a database the control plane placed on this node but the node has not seen yet;
+    /// nothing when it is known, when there is no placement source, or when it is not placed here.
+    public func ensurePlaced(_ namespace: Namespace) async throws {
+        guard let source = placements.source, !configuration.createOnFirstUse, !exists(namespace) else { return }
+        guard let settings = try await source(namespace) else { return }
+        try Self.checkRegion(settings, namespace: namespace, location: configuration.location)
+        do {
+            try await Self.writePlacement(settings, directory: namespace.directory(in: configuration.dataDirectory))
+        } catch  where exists(namespace) {
+            // A concurrent first request wrote it down at the same moment.
+        }
+    }
+
+    /// Sets (or clears) where unknown databases are looked up (the control plane link does).
+    public func setPlacementSource(_ source: PlacementSource?) {
+        placements.set(source)
     }
 
     /// Deletes a database and its files; refused while it is in use.
@@ -95,4 +141,13 @@ public final class DatabaseStore: Sendable {
     public func close() async {
         await pool.close()
     }
+}
+
+/// The placement source, set after the node starts (once it has registered).
+final class PlacementSourceBox: Sendable {
+    private let current = Mutex<DatabaseStore.PlacementSource?>(nil)
+
+    var source: DatabaseStore.PlacementSource? { current.withLock { $0 } }
+
+    func set(_ source: DatabaseStore.PlacementSource?) { current.withLock { $0 = source } }
 }

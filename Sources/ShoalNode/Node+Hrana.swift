@@ -22,7 +22,7 @@ extension Node {
     /// `POST /v1/execute`: one statement on a fresh connection.
     func v1Execute(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let namespace = try self.namespace(request, context)
-        let access = try authorize(request, namespace)
+        let access = try await authorize(request, namespace)
         let body = try await decode(Hrana.ExecuteRequest.self, from: request)
         return try await runOnce(namespace, access: access) { executor in
             do {
@@ -38,7 +38,7 @@ extension Node {
     /// `POST /v1/batch`: a batch on a fresh connection.
     func v1Batch(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let namespace = try self.namespace(request, context)
-        let access = try authorize(request, namespace)
+        let access = try await authorize(request, namespace)
         let body = try await decode(Hrana.BatchRequest.self, from: request)
         return try await runOnce(namespace, access: access) { executor in
             guard case .ok(.batch(let result)) = try executor.run(.batch(body.batch), version: 1) else {
@@ -86,7 +86,7 @@ extension Node {
     /// `POST /v3/cursor`: a batch on a stream, answered as newline-delimited JSON entries.
     func cursor(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let namespace = try self.namespace(request, context)
-        let access = try authorize(request, namespace)
+        let access = try await authorize(request, namespace)
         let body = try await decode(Hrana.CursorRequest.self, from: request)
         let stream = try await self.stream(baton: body.baton, namespace: namespace)
         let batch = body.batch
@@ -123,7 +123,7 @@ extension Node {
 
     func pipeline(_ request: Request, _ context: BasicRequestContext, version: Int) async throws -> Response {
         let namespace = try self.namespace(request, context)
-        let access = try authorize(request, namespace)
+        let access = try await authorize(request, namespace)
         let body = try await decode(Hrana.PipelineRequest.self, from: request)
         let stream = try await self.stream(baton: body.baton, namespace: namespace)
         let requests = body.requests

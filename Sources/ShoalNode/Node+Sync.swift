@@ -8,7 +8,7 @@ extension Node {
     func addSyncRoutes(_ routes: some RouterMethods<BasicRequestContext>) {
         routes.get("info") { request, context in
             let namespace = try self.namespace(request, context)
-            let grant = try self.grant(request, namespace)
+            let grant = try await self.grant(request, namespace)
             return try await self.store.withDatabase(namespace) { database in
                 try Self.refuseIfBlocked(database)
                 try self.checkRegion(grant, database)
@@ -17,7 +17,7 @@ extension Node {
         }
         routes.get("export/:generation") { request, context in
             let namespace = try self.namespace(request, context)
-            let grant = try self.grant(request, namespace)
+            let grant = try await self.grant(request, namespace)
             let generation = try Self.number(context, "generation")
             return try await self.store.withDatabase(namespace) { database in
                 try Self.refuseIfBlocked(database)
@@ -34,7 +34,7 @@ extension Node {
         }
         routes.get("sync/:generation/:start/:end") { request, context in
             let namespace = try self.namespace(request, context)
-            let grant = try self.grant(request, namespace)
+            let grant = try await self.grant(request, namespace)
             let generation = try Self.number(context, "generation")
             let start = try Self.number(context, "start")
             let end = try Self.number(context, "end")

@@ -146,17 +146,20 @@ public final class Node: Sendable {
 
     /// What the request's bearer token allows on `namespace`. The database's group (for `gid`
     /// tokens) comes from its stored settings.
-    func authorize(_ request: Request, _ namespace: Namespace) throws -> Access {
-        try grant(request, namespace).access
+    func authorize(_ request: Request, _ namespace: Namespace) async throws -> Access {
+        try await grant(request, namespace).access
     }
 
-    func grant(_ request: Request, _ namespace: Namespace) throws -> Grant {
+    func grant(_ request: Request, _ namespace: Namespace) async throws -> Grant {
         guard case .tokens(let verifier, _) = configuration.authentication else {
             return Grant(access: .readWrite, location: nil)
         }
         guard let token = Self.bearer(request), !token.isEmpty, token != "None" else {
             throw NodeError.unauthorized("send the database's token as Authorization: Bearer <token>")
         }
+        // A database the control plane placed here but this node has not seen yet: fetch its
+        // settings first, since a group token is checked against them.
+        try await store.ensurePlaced(namespace)
         // The group lives in the database's settings; read them only for a group token.
         let dataDirectory = configuration.dataDirectory
         return try verifier.grant(token: token, to: namespace) {

@@ -31,6 +31,9 @@ struct ControlCommand: AsyncParsableCommand {
     @Option(help: "Seconds without a heartbeat before a node counts as down.")
     var nodeTimeoutSeconds = 15
 
+    @Flag(help: "Tell a new database's node at once (a creation fails if it cannot); default: on first use.")
+    var eagerPlacement = false
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
         guard nodeTimeoutSeconds > 0 else { throw ValidationError("--node-timeout-seconds must be positive") }
@@ -65,7 +68,9 @@ struct ControlCommand: AsyncParsableCommand {
             say("the catalog already has an admin token (the instance that started first wrote it to its --data)")
         }
         let host = self.host
-        let app = ControlPlane(catalog: catalog, logger: logger).application(host: host, port: port) { port in
+        let app = ControlPlane(catalog: catalog, eagerPlacement: eagerPlacement, logger: logger).application(
+            host: host, port: port
+        ) { port in
             say("shoal control listening on http://\(host):\(port)")
         }
         try await app.runService()

@@ -4,7 +4,7 @@ import ShoalMigrations
 import Testing
 
 /// Migrations and the API document stay in step with the code.
-@Suite("Catalog schema and API document")
+@Suite("Catalog schema and API document", .timeLimit(.minutes(5)))
 struct CatalogSchemaTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .deletingLastPathComponent()

@@ -4,7 +4,7 @@ import Testing
 
 /// Databases: creation and placement, names, pagination, configuration, instances, deletion and
 /// the quota under concurrency, on both catalog backends.
-@Suite("Platform API: databases", .serialized)
+@Suite("Platform API: databases", .serialized, .timeLimit(.minutes(5)))
 struct DatabaseContractTests {
     @Test(arguments: CatalogBackend.allCases)
     func createdDatabaseIsUsableOnItsNodeAtOnce(_ backend: CatalogBackend) async throws {
@@ -197,7 +197,7 @@ struct DatabaseContractTests {
     }
 
     @Test(arguments: CatalogBackend.allCases)
-    func placementUsesOnlyLiveNodesAndSpreadsPrimaries(_ backend: CatalogBackend) async throws {
+    func placementUsesOnlyLiveNodesAndNodesLearnTheirDatabasesOnFirstUse(_ backend: CatalogBackend) async throws {
         try await LiveCluster.with(backend) { cluster in
             try await cluster.makeGroup(organization: "acme", group: "default")
             try await cluster.makeGroup(organization: "acme", group: "tokyo", location: "nrt")
@@ -206,37 +206,76 @@ struct DatabaseContractTests {
             #expect(none.status == 503)
             #expect(none.errorCode == "no_node_available")
             #expect(none.errorMessage.contains("nrt"))
-            // One database on the real node, then a second fra node that never answers.
+            let fra = cluster.nodes["fra"]!.url
             let before = try await cluster.call(
                 "POST", "/v1/organizations/acme/databases", json: ["name": "before", "group": "default"])
             #expect(before.status == 200)
+            // A second fra node that never answers: registered, then silent. With fewer primaries it
+            // gets the next database, which only it could serve.
             let ghost = try await cluster.call(
                 "POST", "/v1/nodes", json: ["location": "fra", "url": "http://127.0.0.1:9", "admin_token": "x"])
             #expect(ghost.status == 200)
-            let first = try await cluster.call(
-                "POST", "/v1/organizations/acme/databases", json: ["name": "a", "group": "default"])
-            // Least-loaded is the ghost (0 primaries): placement fails cleanly and nothing remains.
-            #expect(first.status == 503)
-            #expect(first.errorCode == "placement_failed")
-            #expect(try await cluster.call("GET", "/v1/organizations/acme/databases/a").status == 404)
+            let onGhost = try await cluster.call(
+                "POST", "/v1/organizations/acme/databases", json: ["name": "lost", "group": "default"])
+            #expect(onGhost.status == 200)
+            let instances = try await cluster.call("GET", "/v1/organizations/acme/databases/lost/instances")
+            #expect(
+                (instances.json["instances"] as? [[String: Any]])?.first?["url"] as? String
+                    == "http://127.0.0.1:9/db/acme/lost")
+            // The real node refuses a database placed elsewhere (it asks the control plane).
+            let jwt = try #require(
+                try await cluster.call("POST", "/v1/organizations/acme/databases/lost/auth/tokens").json["jwt"]
+                    as? String)
+            #expect(try await LiveCluster.execute("SELECT 1", at: fra + "/db/acme/lost", token: jwt).status == 404)
             // Once its heartbeat is stale the ghost is down and skipped.
             cluster.time.advance(seconds: 60)
             _ = try await cluster.call(
-                "POST", "/v1/nodes",
-                json: ["location": "fra", "url": cluster.nodes["fra"]!.url, "admin_token": "node-admin-fra"])
+                "POST", "/v1/nodes", json: ["location": "fra", "url": fra, "admin_token": "node-admin-fra"])
             let placed = try await cluster.call(
-                "POST", "/v1/organizations/acme/databases", json: ["name": "a", "group": "default"])
+                "POST", "/v1/organizations/acme/databases", json: ["name": "b", "group": "default"])
             #expect(placed.status == 200, "\(placed.text)")
+            let token = try #require(
+                try await cluster.call("POST", "/v1/organizations/acme/databases/b/auth/tokens").json["jwt"]
+                    as? String)
+            // The node had not heard of b: it asks on the first request, then serves it.
+            #expect(!cluster.nodes["fra"]!.node.store.exists(try Namespace(organization: "acme", database: "b")))
+            let first = try await LiveCluster.execute("SELECT 42", at: fra + "/db/acme/b", token: token)
+            #expect(first.status == 200 && !first.pipelineFailed, "\(first.text)")
+            #expect(cluster.nodes["fra"]!.node.store.exists(try Namespace(organization: "acme", database: "b")))
             let nodes = try await cluster.call("GET", "/v1/nodes")
             let statuses = (nodes.json["nodes"] as? [[String: Any]] ?? []).map {
                 ($0["url"] as? String ?? "", $0["status"] as? String ?? "")
             }
             #expect(statuses.contains { $0.0 == "http://127.0.0.1:9" && $0.1 == "down" })
-            #expect(statuses.contains { $0.0 == cluster.nodes["fra"]!.url && $0.1 == "up" })
+            #expect(statuses.contains { $0.0 == fra && $0.1 == "up" })
             let notAdmin = try await cluster.call(
                 "POST", "/v1/organizations/acme/api-tokens", json: ["name": "app"])
             let secret = try #require(notAdmin.json["token"] as? String)
             #expect(try await cluster.call("GET", "/v1/nodes", token: secret).status == 403)
+            #expect(
+                try await cluster.call(
+                    "GET", "/v1/nodes/\(UUID().uuidString.lowercased())/databases/acme/b", token: secret
+                ).status == 403)
+        }
+    }
+
+    @Test(arguments: CatalogBackend.allCases)
+    func eagerPlacementUndoesACreationItsNodeCannotTake(_ backend: CatalogBackend) async throws {
+        try await LiveCluster.with(backend, eagerPlacement: true) { cluster in
+            try await cluster.makeGroup(organization: "acme", group: "default")
+            let before = try await cluster.call(
+                "POST", "/v1/organizations/acme/databases", json: ["name": "before", "group": "default"])
+            #expect(before.status == 200)
+            #expect(cluster.nodes["fra"]!.node.store.exists(try Namespace(organization: "acme", database: "before")))
+            _ = try await cluster.call(
+                "POST", "/v1/nodes", json: ["location": "fra", "url": "http://127.0.0.1:9", "admin_token": "x"])
+            let failed = try await cluster.call(
+                "POST", "/v1/organizations/acme/databases", json: ["name": "a", "group": "default"])
+            #expect(failed.status == 503)
+            #expect(failed.errorCode == "placement_failed")
+            #expect(try await cluster.call("GET", "/v1/organizations/acme/databases/a").status == 404)
+            let usage = try await cluster.call("GET", "/v1/organizations/acme/usage")
+            #expect((usage.json["usage"] as? [String: Any])?["databases"] as? Int == 1)
         }
     }
 }

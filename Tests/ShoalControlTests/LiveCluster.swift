@@ -72,7 +72,8 @@ struct LiveCluster: Sendable {
 
     /// Starts the cluster, runs `body`, stops everything.
     static func with(
-        _ backend: CatalogBackend, locations: [String] = ["fra"], _ body: @Sendable (LiveCluster) async throws -> Void
+        _ backend: CatalogBackend, locations: [String] = ["fra"], eagerPlacement: Bool = false,
+        _ body: @Sendable (LiveCluster) async throws -> Void
     ) async throws {
         let directory = FileManager.default.temporaryDirectory
             .appendingPathComponent("shoal-control-tests-\(UUID().uuidString)").path
@@ -88,7 +89,7 @@ struct LiveCluster: Sendable {
         }
         var logger = Logger(label: "shoal.control.test")
         logger.logLevel = .critical
-        let control = ControlPlane(catalog: catalog, logger: logger)
+        let control = ControlPlane(catalog: catalog, eagerPlacement: eagerPlacement, logger: logger)
         try await withThrowingTaskGroup(of: Void.self) { group in
             let controlPort = try await start(
                 { control.application(host: "127.0.0.1", port: 0, onRunning: $0) }, in: &group)
@@ -159,7 +160,7 @@ struct LiveCluster: Sendable {
     )
         async throws -> Answer
     {
-        var request = URLRequest(url: URL(string: url)!)
+        var request = URLRequest(url: URL(string: url)!, timeoutInterval: 30)
         request.httpMethod = method
         if let json {
             request.httpBody = try JSONSerialization.data(withJSONObject: json)
@@ -168,9 +169,17 @@ struct LiveCluster: Sendable {
             request.httpBody = rawBody
         }
         if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        let (data, response) = try await URLSession.shared.data(for: request)
+        let (data, response) = try await session.data(for: request)
         return Answer(status: (response as? HTTPURLResponse)?.statusCode ?? 0, data: data)
     }
+
+    /// One session for the tests' requests, with room for their concurrency.
+    static let session: URLSession = {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpMaximumConnectionsPerHost = 64
+        configuration.timeoutIntervalForRequest = 30
+        return URLSession(configuration: configuration)
+    }()
 
     /// Creates an organization and a group in `location`; returns nothing, throws on refusal.
     func makeGroup(

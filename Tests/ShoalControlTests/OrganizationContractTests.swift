@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// Organizations, API tokens, locations, plans, usage and the audit log, on both catalog backends.
-@Suite("Platform API: organizations, locations, plans", .serialized)
+@Suite("Platform API: organizations, locations, plans", .serialized, .timeLimit(.minutes(5)))
 struct OrganizationContractTests {
     @Test(arguments: CatalogBackend.allCases)
     func organizationsAreCreatedOnceWithValidSlugsAndSeenOnlyByTheirTokens(_ backend: CatalogBackend) async throws {
@@ -127,6 +127,21 @@ struct OrganizationContractTests {
                     "database.create", "database.create", "group.create", "organization.create",
                 ])
             #expect(rest.json["next_cursor"] is NSNull || rest.json["next_cursor"] == nil)
+        }
+    }
+
+    @Test func probesAnswerWithoutAToken() async throws {
+        try await LiveCluster.with(.sqlite) { cluster in
+            #expect(try await LiveCluster.send("GET", cluster.controlURL + "/health", token: nil).status == 200)
+            let version = try await LiveCluster.send("GET", cluster.controlURL + "/version", token: nil)
+            #expect(version.text.hasPrefix("shoal-control"))
+            _ = try await cluster.call("GET", "/v1/organizations")
+            _ = try await cluster.call("GET", "/v1/organizations", token: "wrong")
+            let metrics = try await LiveCluster.send("GET", cluster.controlURL + "/metrics", token: nil)
+            #expect(metrics.text.contains(#"shoal_control_requests_total{method="GET",status="2xx"}"#))
+            #expect(metrics.text.contains(#"shoal_control_requests_total{method="GET",status="4xx"}"#))
+            let plans = try await LiveCluster.send("GET", cluster.controlURL + "/v1/plans", token: nil)
+            #expect((plans.json["plans"] as? [Any])?.count == 2)
         }
     }
 }

@@ -2,7 +2,7 @@ import Foundation
 import Testing
 
 /// Groups and every path where a region rule refuses a change, on both catalog backends.
-@Suite("Platform API: groups and region rules", .serialized)
+@Suite("Platform API: groups and region rules", .serialized, .timeLimit(.minutes(5)))
 struct RegionRuleContractTests {
     @Test(arguments: CatalogBackend.allCases)
     func groupRuleRefusesLocationsOutsideIt(_ backend: CatalogBackend) async throws {

@@ -4,7 +4,7 @@ import ShoalControl
 import Testing
 
 /// Several stateless control-plane instances over one PostgreSQL catalog.
-@Suite("Control plane scale-out on PostgreSQL", .serialized)
+@Suite("Control plane scale-out on PostgreSQL", .serialized, .timeLimit(.minutes(5)))
 struct ScaleOutTests {
     @Test func twoInstancesCreateConcurrentlyWithoutDuplicatesOrLostRows() async throws {
         try await LiveCluster.with(.postgresql) { cluster in

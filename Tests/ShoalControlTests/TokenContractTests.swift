@@ -5,7 +5,7 @@ import Testing
 
 /// Database and group tokens: claims, signatures checked against the published JWKS, locations
 /// under region rules, revocation, rotation and signing-key rotation, on both catalog backends.
-@Suite("Platform API: tokens", .serialized)
+@Suite("Platform API: tokens", .serialized, .timeLimit(.minutes(5)))
 struct TokenContractTests {
     /// Verifies `jwt` against the JWKS the control plane publishes; returns the header and claims.
     static func verify(

@@ -1,0 +1,96 @@
+import Foundation
+import ShoalClient
+import ShoalSQLite
+import Testing
+
+/// `TenantPool` over the control plane: tenants resolved through the Platform API, signup on first
+/// use, region rules, and tokens refreshed in open replicas.
+@Suite("Tenant pool over the control plane", .serialized, .timeLimit(.minutes(5)))
+struct ControlPlaneResolverTests {
+    static func scratch() -> String {
+        FileManager.default.temporaryDirectory.appendingPathComponent("shoal-resolver-\(UUID().uuidString)").path
+    }
+
+    @Test func expiredTokenIsReplacedInTheOpenReplicaWithoutReopeningIt() async throws {
+        try await LiveCluster.with(.sqlite) { cluster in
+            try await cluster.makeGroup(
+                organization: "acme", group: "eu", location: "fra", rule: ["jurisdictions": ["eu"]])
+            let client = PlatformClient(baseURL: URL(string: cluster.controlURL)!, token: cluster.adminToken)
+            let resolver = ControlPlaneResolver(
+                client: client,
+                configuration: .init(
+                    organization: "acme", location: "ams", tokenLifetime: .seconds(2), refreshMargin: .zero,
+                    createInGroup: "eu"))
+            let directory = Self.scratch()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let pool = TenantPool(
+                configuration: .init(directory: directory, capacity: 10, location: "ams"), controlPlane: resolver)
+
+            // The tenant has no database yet: the resolver creates it (signup on first use).
+            try await pool.withDatabase("tenant-1") { database in
+                _ = try await database.execute("CREATE TABLE t (x)")
+                _ = try await database.execute("INSERT INTO t VALUES (1)")
+            }
+            let created = try await client.database(organization: "acme", name: "tenant-1")
+            #expect(created.group == "eu")
+            let first = try await pool.withDatabase("tenant-1") { try $0.queryOne("SELECT count(*) FROM t")?[0] }
+            #expect(first == .integer(1))
+
+            // Wait for the two-second token to lapse: a sync with it is refused.
+            var refused = false
+            for _ in 0..<100 where !refused {
+                do {
+                    _ = try await pool.withDatabase("tenant-1") { try await $0.sync() }
+                    try await Task.sleep(for: .milliseconds(100))
+                } catch let error as ClientError {
+                    #expect(error == .unauthorized, "\(error)")
+                    refused = true
+                }
+            }
+            #expect(refused)
+
+            // The shared sync asks the resolver, which issues a new token into the open replica.
+            #expect(await pool.syncOpenReplicas() == 1)
+            try await pool.withDatabase("tenant-1") { database in
+                _ = try await database.execute("INSERT INTO t VALUES (2)")
+            }
+            let second = try await pool.withDatabase("tenant-1") { try $0.queryOne("SELECT count(*) FROM t")?[0] }
+            #expect(second == .integer(2))
+            #expect(pool.statistics.opens == 1)
+            await pool.close()
+        }
+    }
+
+    @Test func regionLockedTenantIsRefusedOnAPoolInTheWrongLocation() async throws {
+        try await LiveCluster.with(.sqlite) { cluster in
+            try await cluster.makeGroup(
+                organization: "acme", group: "eu", location: "fra", rule: ["jurisdictions": ["eu"]])
+            let client = PlatformClient(baseURL: URL(string: cluster.controlURL)!, token: cluster.adminToken)
+            _ = try await client.createDatabase(organization: "acme", name: "gdpr", group: "eu")
+            let directory = Self.scratch()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let american = TenantPool(
+                configuration: .init(directory: directory + "/iad", location: "iad"),
+                controlPlane: ControlPlaneResolver(
+                    client: client, configuration: .init(organization: "acme", location: "iad")))
+            await #expect(throws: ClientError.forbidden) {
+                try await american.withDatabase("gdpr") { _ in 0 }
+            }
+            #expect(american.statistics.opens == 0)
+            #expect(!FileManager.default.fileExists(atPath: directory + "/iad/gdpr/data.db"))
+            // The same tenant opens in an EU process.
+            let european = TenantPool(
+                configuration: .init(directory: directory + "/ams", location: "ams"),
+                controlPlane: ControlPlaneResolver(
+                    client: client, configuration: .init(organization: "acme", location: "ams")))
+            let value = try await european.withDatabase("gdpr") { try $0.queryOne("SELECT 7")?[0] }
+            #expect(value == .integer(7))
+            // A tenant without a database and no signup group is a clear not-found.
+            await #expect(throws: ClientError.notFound) {
+                try await european.withDatabase("nobody") { _ in 0 }
+            }
+            await american.close()
+            await european.close()
+        }
+    }
+}
