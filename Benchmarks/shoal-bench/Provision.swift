@@ -91,6 +91,18 @@ struct Provision: AsyncParsableCommand {
                 bench: "provision", metric: "\(backend)_create_p99", value: stats.p99 / 1e6, unit: "ms",
                 baseline: baselineStats.p99 / 1e6, baselineName: "node_admin_create_p99"
             ).print()
+            // What placement on first use costs: the first request to a new database (the node asks
+            // the control plane, writes the settings, creates the file) beside a second request.
+            let first = DurationStats(nanoseconds: results.firstUse)
+            let second = DurationStats(nanoseconds: results.secondUse)
+            BenchResult(
+                bench: "provision", metric: "\(backend)_first_request_p50", value: first.median / 1e6, unit: "ms",
+                baseline: second.median / 1e6, baselineName: "second_request_p50"
+            ).print()
+            BenchResult(
+                bench: "provision", metric: "\(backend)_first_request_p99", value: first.p99 / 1e6, unit: "ms",
+                baseline: second.p99 / 1e6, baselineName: "second_request_p99"
+            ).print()
             group.cancelAll()
         }
         await node.shutdown()
@@ -102,6 +114,8 @@ struct Provision: AsyncParsableCommand {
         var latencies: [UInt64] = []
         var baselineRate = 0.0
         var baselineLatencies: [UInt64] = []
+        var firstUse: [UInt64] = []
+        var secondUse: [UInt64] = []
     }
 
     /// Blocking clients on threads of their own (the servers keep the cooperative pool).
@@ -128,6 +142,21 @@ struct Provision: AsyncParsableCommand {
             _ = try client.post(
                 "/v1/organizations/bench/databases",
                 body: Array(#"{"name":"tenant-\#(index)","group":"default"}"#.utf8), headers: auth)
+        }
+        // First and second requests to a sample of the new databases, one client, with a group token.
+        let token = try JSONSerialization.jsonObject(
+            with: Data(try setup.post("/v1/organizations/bench/groups/default/auth/tokens", body: [], headers: auth)))
+        guard let jwt = (token as? [String: Any])?["jwt"] as? String else { throw BenchError("no group token") }
+        let node = try LoopbackHTTPClient(port: nodePort)
+        let query = Array(#"{"requests":[{"type":"execute","stmt":{"sql":"SELECT 1"}},{"type":"close"}]}"#.utf8)
+        for index in stride(from: 0, to: databases, by: max(1, databases / 200)) {
+            for pass in 0..<2 {
+                let begin = shoal_bench_now_ns()
+                _ = try node.post(
+                    "/db/bench/tenant-\(index)/v2/pipeline", body: query, headers: ["Authorization": "Bearer \(jwt)"])
+                let elapsed = shoal_bench_now_ns() - begin
+                if pass == 0 { results.firstUse.append(elapsed) } else { results.secondUse.append(elapsed) }
+            }
         }
         // The baseline: the node's admin create alone, same count and concurrency.
         let nodeAuth = ["Authorization": "Bearer bench-node", "Content-Type": "application/json"]
