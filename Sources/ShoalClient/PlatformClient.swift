@@ -49,7 +49,10 @@ public struct PlatformClient: Sendable {
         }
     }
 
-    func send(_ method: String, _ path: String, query: [String: String], body: (any Encodable)?) async throws -> Data {
+    /// Sends a request and returns the answer's body as it came (for tools that print it).
+    public func send(
+        _ method: String, _ path: String, query: [String: String] = [:], body: (any Encodable)? = nil
+    ) async throws -> Data {
         guard var components = URLComponents(url: baseURL.appendingPathComponent(path), resolvingAgainstBaseURL: false)
         else { throw ClientError(.protocolViolation, "cannot build a URL for \(path)") }
         if !query.isEmpty {

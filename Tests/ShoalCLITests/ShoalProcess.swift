@@ -147,3 +147,47 @@ struct CLITestError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
 }
+
+/// One finished run of the binary.
+struct Finished {
+    let status: Int32
+    let output: String
+    let errors: String
+
+    /// Standard output as a JSON object.
+    var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(output.utf8))) as? [String: Any] ?? [:] }
+}
+
+extension ShoalProcess {
+    /// Runs `shoal arguments…` in `directory` with `environment` added, to the end (30 s at most).
+    static func run(
+        _ arguments: [String], in directory: String, environment: [String: String] = [:]
+    ) async throws
+        -> Finished
+    {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: ShoalBinary.path)
+        process.arguments = arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: directory)
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let output = Pipe()
+        let errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        try process.run()
+        // Read both pipes to the end on their own threads, so a full pipe never blocks the child.
+        async let out = Task.detached { output.fileHandleForReading.readDataToEndOfFile() }.value
+        async let err = Task.detached { errors.fileHandleForReading.readDataToEndOfFile() }.value
+        let (outData, errData) = await (out, err)
+        for _ in 0..<600 where process.isRunning {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        guard !process.isRunning else {
+            process.terminate()
+            throw CLITestError("shoal \(arguments.joined(separator: " ")) did not finish")
+        }
+        return Finished(
+            status: process.terminationStatus, output: String(decoding: outData, as: UTF8.self),
+            errors: String(decoding: errData, as: UTF8.self))
+    }
+}

@@ -1,0 +1,269 @@
+import ArgumentParser
+import Foundation
+import ShoalClient
+import Synchronization
+
+/// `shoal db`: databases and their tokens.
+struct DatabaseCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "db", abstract: "Create, list, show and destroy databases; issue and revoke tokens.",
+        subcommands: [Create.self, List.self, Show.self, Destroy.self, Tokens.self, CreateMany.self])
+
+    static let columns = ["Name", "group", "primaryRegion", "regions", "Hostname", "DbId"]
+
+    /// `shoal db create`.
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a database in a group.")
+        @OptionGroup var platform: PlatformOptions
+        @Argument(help: "The database's name: 1-64 of a-z, 0-9 and -.") var name: String
+        @Option(help: "The group it lives in.") var group: String
+        @Flag(help: "Succeed with the existing database if the name is taken in that group.") var ifNotExists = false
+
+        func run() async throws {
+            let org = try platform.organization()
+            let created = try await platform.run {
+                try await $0.createDatabase(organization: org, name: name, group: group, ifNotExists: ifNotExists)
+            }
+            if platform.json {
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = .sortedKeys
+                return say(String(decoding: try encoder.encode(["database": created]), as: UTF8.self))
+            }
+            say("created database \(created.name) (\(created.hostname), id \(created.id))")
+        }
+    }
+
+    /// `shoal db list`.
+    struct List: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "List the organization's databases (all pages).")
+        @OptionGroup var platform: PlatformOptions
+        @Option(help: "Only this group's databases.") var group: String?
+
+        func run() async throws {
+            let org = try platform.organization()
+            var rows: [[String: Any]] = []
+            var cursor: String?
+            repeat {
+                var query = ["limit": "1000"]
+                if let group { query["group"] = group }
+                if let cursor { query["cursor"] = cursor }
+                let data = try await platform.run {
+                    try await $0.send("GET", "v1/organizations/\(org)/databases", query: query)
+                }
+                let page = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
+                rows += page["databases"] as? [[String: Any]] ?? []
+                cursor = page["next_cursor"] as? String
+            } while cursor != nil
+            if platform.json {
+                let data = try JSONSerialization.data(withJSONObject: ["databases": rows], options: [.sortedKeys])
+                return say(String(decoding: data, as: UTF8.self))
+            }
+            say(Table.render(rows: rows, columns: DatabaseCommand.columns))
+        }
+    }
+
+    /// `shoal db show`.
+    struct Show: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Show a database and where it is served.")
+        @OptionGroup var platform: PlatformOptions
+        @Argument(help: "The database's name.") var name: String
+
+        func run() async throws {
+            let org = try platform.organization()
+            let (database, instances) = try await platform.run { client in
+                (
+                    try await client.send("GET", "v1/organizations/\(org)/databases/\(name)"),
+                    try await client.send("GET", "v1/organizations/\(org)/databases/\(name)/instances")
+                )
+            }
+            if platform.json {
+                let merged: [String: Any] = [
+                    "database": (try JSONSerialization.jsonObject(with: database) as? [String: Any])?["database"]
+                        ?? [:],
+                    "instances": (try JSONSerialization.jsonObject(with: instances) as? [String: Any])?["instances"]
+                        ?? [],
+                ]
+                return say(
+                    String(
+                        decoding: try JSONSerialization.data(withJSONObject: merged, options: [.sortedKeys]),
+                        as: UTF8.self))
+            }
+            try platform.print(database, list: "database", columns: DatabaseCommand.columns)
+            say("")
+            try platform.print(instances, list: "instances", columns: ["type", "region", "url"])
+        }
+    }
+
+    /// `shoal db destroy`.
+    struct Destroy: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Delete a database and its data.")
+        @OptionGroup var platform: PlatformOptions
+        @Argument(help: "The database's name.") var name: String
+        @Flag(help: "Confirm: the data is gone for good.") var yes = false
+
+        func run() async throws {
+            guard yes else { throw ValidationError("deleting database \(name) deletes its data; add --yes to confirm") }
+            let org = try platform.organization()
+            let data = try await platform.run {
+                try await $0.send("DELETE", "v1/organizations/\(org)/databases/\(name)")
+            }
+            if platform.json { return say(String(decoding: data, as: UTF8.self)) }
+            say("deleted database \(name)")
+        }
+    }
+
+    /// `shoal db tokens create|revoke`.
+    struct Tokens: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Issue and revoke database tokens.", subcommands: [Create.self, Revoke.self])
+
+        /// `shoal db tokens create`.
+        struct Create: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Issue a token for a database; prints it.")
+            @OptionGroup var platform: PlatformOptions
+            @Argument(help: "The database's name.") var name: String
+            @Flag(help: "A read-only token.") var readOnly = false
+            @Option(help: "How long it lives: never, or a number with s, m, h, d or w (7d).") var expiration = "never"
+            @Option(help: "Where its holder runs (checked against the region rule).") var location: String?
+
+            func run() async throws {
+                let org = try platform.organization()
+                let jwt = try await platform.run {
+                    try await $0.createToken(
+                        organization: org, database: name, expiration: expiration, readOnly: readOnly,
+                        location: location)
+                }
+                say(platform.json ? #"{"jwt":"\#(jwt)"}"# : jwt)
+            }
+        }
+
+        /// `shoal db tokens revoke`.
+        struct Revoke: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Revoke one token by its id (jti).")
+            @OptionGroup var platform: PlatformOptions
+            @Argument(help: "The database's name.") var name: String
+            @Argument(help: "The token's jti claim.") var jti: String
+
+            func run() async throws {
+                let org = try platform.organization()
+                let data = try await platform.run {
+                    try await $0.send(
+                        "POST", "v1/organizations/\(org)/databases/\(name)/auth/tokens/revoke", body: ["jti": jti])
+                }
+                if platform.json { return say(String(decoding: data, as: UTF8.self)) }
+                say("revoked \(jti)")
+            }
+        }
+    }
+
+    /// `shoal db create-many`.
+    struct CreateMany: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "create-many", abstract: "Create many databases at once, with progress and a summary.")
+        @OptionGroup var platform: PlatformOptions
+        @Option(help: "The group they live in.") var group: String
+        @Option(help: "How many.") var count: Int
+        @Option(help: "Names are PREFIX0001, PREFIX0002, ….") var prefix = "tenant-"
+        @Option(help: "Requests in flight at once.") var concurrency = 8
+
+        func validate() throws {
+            guard (1...1_000_000).contains(count) else { throw ValidationError("--count must be 1...1000000") }
+            guard (1...64).contains(concurrency) else { throw ValidationError("--concurrency must be 1...64") }
+        }
+
+        func run() async throws {
+            let org = try platform.organization()
+            let client = try platform.client()
+            let width = String(count).count
+            let names = (1...count).map {
+                prefix + String(repeating: "0", count: width - String($0).count) + String($0)
+            }
+            let started = ContinuousClock.now
+            var created = 0
+            var existing = 0
+            var failures: [String: Int] = [:]
+            let progress = Progress(total: count, quiet: platform.json)
+            try await withThrowingTaskGroup(of: String?.self) { tasks in
+                var next = 0
+                func launch() {
+                    guard next < names.count else { return }
+                    let name = names[next]
+                    next += 1
+                    tasks.addTask {
+                        do {
+                            _ = try await client.createDatabase(organization: org, name: name, group: group)
+                            return nil
+                        } catch let error as PlatformClient.APIError {
+                            return error.code
+                        }
+                    }
+                }
+                for _ in 0..<concurrency { launch() }
+                while let outcome = try await tasks.next() {
+                    switch outcome {
+                    case nil: created += 1
+                    case "conflict": existing += 1
+                    case let code?: failures[code, default: 0] += 1
+                    }
+                    progress.advance()
+                    launch()
+                }
+            }
+            progress.finish()
+            let elapsed = ContinuousClock.now - started
+            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let summary: [String: Any] = [
+                "created": created, "already_existed": existing, "failed": failures,
+                "seconds": (seconds * 100).rounded() / 100,
+                "per_second": (Double(created) / max(seconds, 0.001)).rounded(),
+            ]
+            if platform.json {
+                say(
+                    String(
+                        decoding: try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys]),
+                        as: UTF8.self))
+            } else {
+                say(
+                    "created \(created), already existed \(existing), failed \(failures.values.reduce(0, +))"
+                        + (failures.isEmpty
+                            ? "" : " (\(failures.map { "\($0.key): \($0.value)" }.joined(separator: ", ")))")
+                        + String(format: " in %.2f s (%.0f/s)", seconds, Double(created) / max(seconds, 0.001)))
+            }
+            if !failures.isEmpty { throw ExitCode(1) }
+        }
+    }
+}
+
+/// A progress bar on standard error (only on a terminal, unless forced off).
+final class Progress: Sendable {
+    private let total: Int
+    private let done = Mutex(0)
+    private let visible: Bool
+    private let quiet: Bool
+
+    init(total: Int, quiet: Bool) {
+        self.total = total
+        self.quiet = quiet
+        visible = !quiet && isatty(STDERR_FILENO) == 1
+    }
+
+    func advance() {
+        let count = done.withLock { value -> Int in
+            value += 1
+            return value
+        }
+        if visible {
+            guard count == total || count % max(1, total / 200) == 0 else { return }
+            let filled = count * 30 / max(total, 1)
+            let bar = String(repeating: "#", count: filled) + String(repeating: ".", count: 30 - filled)
+            FileHandle.standardError.write(Data("\r[\(bar)] \(count)/\(total)".utf8))
+        } else if !quiet, total >= 100, count % (total / 10) == 0 {
+            // Not a terminal (a log): a line every tenth.
+            FileHandle.standardError.write(Data("\(count)/\(total)\n".utf8))
+        }
+    }
+
+    func finish() {
+        if visible { FileHandle.standardError.write(Data("\n".utf8)) }
+    }
+}
