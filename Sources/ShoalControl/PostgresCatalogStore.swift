@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import PostgresNIO
 import ShoalMigrations
+import Synchronization
 
 /// The catalog in PostgreSQL: several stateless control-plane instances share it. Quotas hold
 /// through row locks on the organization (`SELECT … FOR UPDATE`); names stay unique through
@@ -11,6 +12,7 @@ public final class PostgresCatalogStore: CatalogStore {
     private let client: PostgresClient
     private let runner: Task<Void, Never>
     private let logger: Logger
+    private let running = Mutex(false)
     private let schema: String?
 
     /// Connects to `url` (`postgres://user[:password]@host[:port]/database[?schema=name]`); with
@@ -49,6 +51,7 @@ public final class PostgresCatalogStore: CatalogStore {
     public func transaction<T: Sendable>(
         _ body: @Sendable (any CatalogTransaction) async throws -> T
     ) async throws -> T {
+        try await waitUntilRunning()
         let logger = logger
         return try await client.withConnection { connection in
             let transaction = Transaction(connection: connection, logger: logger)
@@ -88,6 +91,56 @@ public final class PostgresCatalogStore: CatalogStore {
                     [.integer(Int64(migration.version)), .text(migration.name), .integer(WallClock.milliseconds())])
             }
         }
+    }
+
+    /// Waits until the pool serves leases. A lease asked for before the pool's `run()` has really
+    /// started can be lost (seen under load as a transaction that never starts), so the first one is
+    /// a probe, tried again when it does not come back within a few seconds.
+    private func waitUntilRunning() async throws {
+        if running.withLock({ $0 }) { return }
+        let client = client
+        for _ in 0..<10 {
+            let leased = await Self.finishes(within: .seconds(3)) {
+                try await client.withConnection { connection in
+                    _ = try await connection.query("SELECT 1", logger: Logger(label: "shoal.catalog.probe"))
+                }
+            }
+            if leased {
+                running.withLock { $0 = true }
+                return
+            }
+            logger.warning("catalog.postgres.lease_retry")
+        }
+        throw CatalogStoreError.backend("PostgreSQL does not answer; check the server and the URL")
+    }
+
+    /// Whether `work` finishes within `limit`; work that does not is left running on its own.
+    private static func finishes(
+        within limit: Duration, _ work: @escaping @Sendable () async throws -> Void
+    ) async
+        -> Bool
+    {
+        let outcome = FirstOutcome()
+        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
+            outcome.set(continuation)
+            Task {
+                let succeeded = (try? await work()) != nil
+                outcome.resume(succeeded)
+            }
+            Task {
+                try? await Task.sleep(for: limit)
+                outcome.resume(false)
+            }
+        }
+    }
+
+    /// Resumes a continuation once, with whichever outcome comes first.
+    private final class FirstOutcome: Sendable {
+        private let continuation = Mutex<CheckedContinuation<Bool, Never>?>(nil)
+
+        func set(_ continuation: CheckedContinuation<Bool, Never>) { self.continuation.withLock { $0 = continuation } }
+
+        func resume(_ value: Bool) { continuation.withLock { $0.take() }?.resume(returning: value) }
     }
 
     /// Closes the store (see `CatalogStore`).

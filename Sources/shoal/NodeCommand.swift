@@ -41,6 +41,9 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "A JWKS file whose OKP/Ed25519 keys are trusted.")
     var jwksFile: String?
 
+    @Option(help: "A JWKS URL whose OKP/Ed25519 keys are trusted (fetched at start, refreshed every 5 minutes).")
+    var jwksURL: String?
+
     @Option(help: "A token id (jti) to refuse; repeat for several.")
     var revokedJti: [String] = []
 
@@ -69,20 +72,23 @@ struct NodeCommand: AsyncParsableCommand {
                 throw ValidationError("--control must be a URL like http://127.0.0.1:8090")
             }
         }
-        guard noAuth || control != nil || !jwtPublicKey.isEmpty || jwksFile != nil else {
+        if let jwksURL, URL(string: jwksURL)?.host == nil {
+            throw ValidationError("--jwks-url must be an http(s) URL, like http://control:8090/.well-known/jwks.json")
+        }
+        guard noAuth || control != nil || !jwtPublicKey.isEmpty || jwksFile != nil || jwksURL != nil else {
             throw ValidationError(
                 "give --control URL (keys come from the control plane), --jwt-public-key or --jwks-file, "
                     + "or --no-auth for local development")
         }
-        guard !(noAuth && (!jwtPublicKey.isEmpty || jwksFile != nil)) else {
+        guard !(noAuth && (!jwtPublicKey.isEmpty || jwksFile != nil || jwksURL != nil)) else {
             throw ValidationError("--no-auth cannot be combined with keys; choose one")
         }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
         guard maxOpenDatabases > 0 else { throw ValidationError("--max-open-databases must be positive") }
     }
 
-    func authentication() throws -> NodeConfiguration.Authentication {
-        if noAuth { return .none }
+    /// The keys given on the command line (`--jwt-public-key`, `--jwks-file`).
+    func givenKeys() throws -> [String: [UInt8]] {
         var keys: [String: [UInt8]] = [:]
         for (index, text) in jwtPublicKey.enumerated() {
             guard let bytes = Base64URL.decode(text) else {
@@ -96,6 +102,12 @@ struct NodeCommand: AsyncParsableCommand {
             }
             keys.merge(try TokenVerifier.keys(fromJWKS: data)) { first, _ in first }
         }
+        return keys
+    }
+
+    func authentication(fetched: [String: [UInt8]] = [:]) throws -> NodeConfiguration.Authentication {
+        if noAuth { return .none }
+        let keys = try givenKeys().merging(fetched) { given, _ in given }
         return .tokens(
             try TokenVerifier(keys: keys, revoked: Set(revokedJti), allowNoKeys: control != nil),
             adminToken: adminToken ?? (control != nil ? Self.randomSecret() : nil))
@@ -108,12 +120,23 @@ struct NodeCommand: AsyncParsableCommand {
     func run() async throws {
         var logger = Logger(label: "shoal.node")
         logger.logLevel = .info
+        let jwks = jwksURL.flatMap(URL.init(string:)).map { JWKSSource(url: $0) }
+        var fetched: [String: [UInt8]] = [:]
+        if let jwks {
+            do {
+                fetched = try await jwks.fetch()
+            } catch {
+                throw ValidationError("\(error); the node needs its keys to start")
+            }
+        }
         let node = try Node(
             configuration: NodeConfiguration(
                 dataDirectory: data, location: location, maxOpenDatabases: maxOpenDatabases,
                 streamIdleTimeout: .seconds(streamIdleSeconds), createOnFirstUse: createOnFirstUse,
-                authentication: try authentication()),
+                authentication: try authentication(fetched: fetched)),
             logger: logger)
+        let givenKeys = try self.givenKeys()
+        let revoked = Set(revokedJti)
         let host = self.host
         let location = self.location
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
@@ -126,8 +149,14 @@ struct NodeCommand: AsyncParsableCommand {
         let controlToken = self.controlToken ?? ProcessInfo.processInfo.environment["SHOAL_CONTROL_TOKEN"] ?? ""
         let advertise = self.advertise
         let dataDirectory = data
+        let jwksLogger = logger
         try await withThrowingTaskGroup(of: Void.self) { group in
             group.addTask { await node.runMaintenance() }
+            if let jwks, case .tokens(let verifier, _) = node.configuration.authentication {
+                group.addTask {
+                    await jwks.keepFresh(verifier, extraKeys: givenKeys, revoked: revoked, logger: jwksLogger)
+                }
+            }
             if let controlURL {
                 group.addTask {
                     var iterator = ports.makeAsyncIterator()

@@ -89,4 +89,44 @@ struct ServerCommandTests {
         #expect(try await bad.waitForExit() != 0)
         #expect(bad.output.contains("drop --no-auth"))
     }
+
+    @Test func standaloneNodeTrustsTheKeysAtAJWKSURL() async throws {
+        let directory = try Scratch()
+        let control = try ShoalProcess(["control", "--data", directory.path + "/control", "--port", "0"])
+        let controlURL = try await control.waitForLine(prefix: "shoal control listening on ")
+        let admin = try String(contentsOfFile: directory.path + "/control/admin-token", encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let node = try ShoalProcess([
+            "node", "--data", directory.path + "/node", "--port", "0", "--location", "fra", "--create-on-first-use",
+            "--jwks-url", controlURL + "/.well-known/jwks.json", "--admin-token", "node-secret",
+        ])
+        let nodeURL = try await node.waitForLine(prefix: "shoal node (fra) listening on ")
+        // Not registered by itself: the operator enters it, so the control plane can place there.
+        let registered = try await HTTP.send(
+            "POST", controlURL + "/v1/nodes", json: ["location": "fra", "url": nodeURL, "admin_token": "node-secret"],
+            token: admin)
+        #expect(registered.status == 200)
+        _ = try await HTTP.send("POST", controlURL + "/v1/organizations", json: ["slug": "acme"], token: admin)
+        _ = try await HTTP.send(
+            "POST", controlURL + "/v1/organizations/acme/groups", json: ["name": "eu", "location": "fra"], token: admin)
+        _ = try await HTTP.send(
+            "POST", controlURL + "/v1/organizations/acme/databases", json: ["name": "shop", "group": "eu"], token: admin
+        )
+        let jwt = try #require(
+            try await HTTP.send(
+                "POST", controlURL + "/v1/organizations/acme/databases/shop/auth/tokens", token: admin
+            ).json["jwt"] as? String)
+        let answer = try await HTTP.execute("SELECT 40 + 2", at: nodeURL + "/db/acme/shop", token: jwt)
+        #expect(answer.text.contains("42"), "\(answer.text)")
+        #expect(try await HTTP.execute("SELECT 1", at: nodeURL + "/db/acme/shop", token: "forged").status == 401)
+        #expect(try await node.stop(signal: SIGTERM) == 0)
+        #expect(try await control.stop(signal: SIGTERM) == 0)
+
+        // Without its keys the node does not start, and says why.
+        let unreachable = try ShoalProcess([
+            "node", "--data", directory.path + "/other", "--port", "0", "--jwks-url", "http://127.0.0.1:9/jwks.json",
+        ])
+        #expect(try await unreachable.waitForExit() != 0)
+        #expect(unreachable.output.contains("cannot fetch the JWKS"))
+    }
 }
