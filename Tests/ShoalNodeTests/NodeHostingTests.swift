@@ -4,8 +4,13 @@ import Testing
 @testable import ShoalNode
 
 @Suite struct NodeHostingTests {
-    static func openDescriptors() throws -> Int {
-        try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count
+    /// Descriptors open on files under `directory` (other tests run in parallel in this process, so
+    /// only the node's own files are counted).
+    static func openDescriptors(under directory: String) throws -> Int {
+        try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").filter { name in
+            let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + name)
+            return target?.hasPrefix(directory) == true
+        }.count
     }
 
     @Test func manyDatabasesStayWithinTheOpenBound() async throws {
@@ -15,22 +20,23 @@ import Testing
             $0.createOnFirstUse = true
             $0.maxOpenDatabases = bound
         }) { node in
-            let baseline = try Self.openDescriptors()
+            let baseline = try Self.openDescriptors(under: node.dataDirectory)
             var peak = 0
             for index in 0..<count {
                 let answer = try await node.request(
                     "POST", "/db/acme/tenant-\(index)/v1/execute",
                     body: #"{"stmt":{"sql":"CREATE TABLE IF NOT EXISTS t (x)"}}"#)
                 #expect(answer.status == 200)
-                if index % 50 == 0 { peak = max(peak, try Self.openDescriptors()) }
+                if index % 50 == 0 { peak = max(peak, try Self.openDescriptors(under: node.dataDirectory)) }
             }
-            peak = max(peak, try Self.openDescriptors())
+            peak = max(peak, try Self.openDescriptors(under: node.dataDirectory))
             let statistics = node.node.store.pool.statistics
             #expect(statistics.open <= bound)
             #expect(statistics.evictions >= count - bound)
             // Each open database holds its file, WAL, shared memory and the log's WAL reader: at most
-            // a handful of descriptors; the rest is the test's own HTTP traffic.
-            #expect(peak - baseline <= bound * 6 + 64, "descriptors grew from \(baseline) to \(peak)")
+            // a handful of descriptors on the node's files.
+            #expect(peak > 0)
+            #expect(peak - baseline <= bound * 6, "descriptors on database files grew from \(baseline) to \(peak)")
             // Every database is still there and readable after eviction.
             let first = try await node.request(
                 "POST", "/db/acme/tenant-0/v1/execute", body: #"{"stmt":{"sql":"SELECT count(*) FROM t"}}"#)
