@@ -32,11 +32,16 @@ public final class TenantPool: Sendable {
         public var idleTimeout: Duration
         /// The location of this process; tenants whose region rule excludes it are refused.
         public var location: String?
+        /// The most bytes the replicas may take on disk; over it, closed tenants' files are deleted,
+        /// least recently used first (nil: no limit). A deleted tenant bootstraps again when reopened.
+        public var maxDiskBytes: Int64?
 
         /// A configuration.
         public init(
-            directory: String, capacity: Int = 100, idleTimeout: Duration = .seconds(300), location: String? = nil
+            directory: String, capacity: Int = 100, idleTimeout: Duration = .seconds(300), location: String? = nil,
+            maxDiskBytes: Int64? = nil
         ) {
+            self.maxDiskBytes = maxDiskBytes
             self.directory = directory
             self.capacity = capacity
             self.idleTimeout = idleTimeout
@@ -47,6 +52,16 @@ public final class TenantPool: Sendable {
     /// The configuration in force.
     public let configuration: Configuration
     let pool: ResourcePool<String, Database>
+    /// Enforces `maxDiskBytes`, when set.
+    let budget: DiskBudget?
+
+    /// Bytes the replicas took on disk after the last eviction, and how many closed replicas were
+    /// deleted to stay within `maxDiskBytes` (zeros without a budget).
+    public var diskUsage: (bytes: Int64, deletedReplicas: Int) {
+        guard let usage = budget?.usage else { return (0, 0) }
+        return (usage.bytes, usage.deletions)
+    }
+
     /// Gives a tenant a new token when its current one is about to expire (nil: keep it).
     let tokenRefresher: (@Sendable (String) async throws -> String?)?
 
@@ -67,6 +82,8 @@ public final class TenantPool: Sendable {
     ) {
         self.configuration = configuration
         self.tokenRefresher = tokenRefresher
+        let budget = configuration.maxDiskBytes.map { DiskBudget(limit: $0, root: configuration.directory) }
+        self.budget = budget
         pool = ResourcePool(
             configuration: .init(capacity: configuration.capacity, idleTimeout: configuration.idleTimeout),
             open: { tenant in
@@ -79,18 +96,28 @@ public final class TenantPool: Sendable {
                         )
                     }
                 }
-                let database = try Database(
-                    directory: try Self.directory(for: tenant, in: configuration.directory), syncURL: endpoint.url,
-                    authToken: endpoint.token)
+                let directory = try Self.directory(for: tenant, in: configuration.directory)
+                budget?.opening(tenant)
                 do {
-                    try await database.sync()
+                    let database = try Database(
+                        directory: directory, syncURL: endpoint.url, authToken: endpoint.token)
+                    do {
+                        try await database.sync()
+                    } catch {
+                        await database.close()
+                        throw error
+                    }
+                    budget?.opened()
+                    return database
                 } catch {
-                    await database.close()
+                    budget?.closed(tenant)
                     throw error
                 }
-                return database
             },
-            close: { _, database in await database.close() })
+            close: { tenant, database in
+                await database.close()
+                budget?.closed(tenant)
+            })
     }
 
     /// The directory of a tenant's replica; tenant ids are `[A-Za-z0-9_-]{1,128}`.

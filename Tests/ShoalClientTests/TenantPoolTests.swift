@@ -61,3 +61,48 @@ import Testing
         }
     }
 }
+
+@Suite("TenantPool disk budget")
+struct TenantPoolDiskBudgetTests {
+    static func bytes(under directory: String) -> Int64 {
+        let names = FileManager.default.enumerator(atPath: directory)?.allObjects as? [String] ?? []
+        return names.reduce(0) { total, name in
+            let attributes = try? FileManager.default.attributesOfItem(atPath: directory + "/" + name)
+            guard attributes?[.type] as? FileAttributeType == .typeRegular else { return total }
+            return total + ((attributes?[.size] as? NSNumber)?.int64Value ?? 0)
+        }
+    }
+
+    @Test func closedReplicasAreDeletedLeastRecentlyUsedFirstToStayWithinTheBudget() async throws {
+        try await withNode { url, directory in
+            @Sendable func endpoint(_ tenant: String) -> TenantEndpoint {
+                TenantEndpoint(url: URL(string: "\(url)/db/acme/\(tenant)")!)
+            }
+            // One replica's size, measured on a pool without a budget.
+            let probe = TenantPool(configuration: .init(directory: directory + "/probe", capacity: 4)) { endpoint($0) }
+            _ = try await probe.withDatabase("sizer") { try $0.queryOne("SELECT 1") }
+            await probe.close()
+            let size = Self.bytes(under: directory + "/probe/sizer")
+            #expect(size > 0)
+
+            // Room for two and a half replicas, one open at a time.
+            let root = directory + "/budget"
+            let pool = TenantPool(
+                configuration: .init(directory: root, capacity: 1, maxDiskBytes: size * 5 / 2)
+            ) { endpoint($0) }
+            for tenant in ["a", "b", "c"] {
+                _ = try await pool.withDatabase(tenant) { try $0.queryOne("SELECT 1") }
+            }
+            // c is open; a (closed first) went, b (closed last) stays.
+            let onDisk = Set(try FileManager.default.contentsOfDirectory(atPath: root))
+            #expect(onDisk == ["b", "c"])
+            #expect(pool.diskUsage.deletedReplicas == 1)
+            #expect(pool.diskUsage.bytes <= size * 5 / 2)
+            // A deleted tenant bootstraps again when it comes back.
+            let value = try await pool.withDatabase("a") { try $0.queryOne("SELECT 7")?[0] }
+            #expect(value == .integer(7))
+            #expect(Set(try FileManager.default.contentsOfDirectory(atPath: root)) == ["a", "c"])
+            await pool.close()
+        }
+    }
+}

@@ -1,0 +1,85 @@
+import Foundation
+import Synchronization
+
+/// Keeps the replicas under a pool's directory within a number of bytes: when a tenant's replica
+/// closes and the directory holds more, the files of closed tenants are deleted, least recently
+/// closed first. Open replicas are never touched; a tenant being opened is taken off the list first,
+/// under the same lock, so its files are never deleted under it.
+final class DiskBudget: Sendable {
+    private struct State {
+        /// Closed tenants on disk: their bytes and when they closed (a sequence number).
+        var closed: [String: (bytes: Int64, order: UInt64)] = [:]
+        /// Replicas of a tenant open now (a reopen can start before the last close finished).
+        var open: [String: Int] = [:]
+        var sequence: UInt64 = 0
+        var deletions = 0
+        var lastTotal: Int64 = 0
+    }
+
+    let limit: Int64
+    let root: String
+    private let state = Mutex(State())
+
+    init(limit: Int64, root: String) {
+        self.limit = limit
+        self.root = root
+    }
+
+    /// Called before a tenant's replica opens: its files are in use from now on.
+    func opening(_ tenant: String) {
+        state.withLock { state in
+            state.closed[tenant] = nil
+            state.open[tenant, default: 0] += 1
+        }
+    }
+
+    /// Called after a tenant's replica closed: counts it, then enforces the limit.
+    func closed(_ tenant: String) {
+        let bytes = Self.size(of: root + "/" + tenant)
+        state.withLock { state in
+            let stillOpen = (state.open[tenant] ?? 1) - 1
+            state.open[tenant] = stillOpen > 0 ? stillOpen : nil
+            guard stillOpen <= 0 else { return }
+            state.sequence += 1
+            state.closed[tenant] = (bytes, state.sequence)
+            enforce(&state)
+        }
+    }
+
+    /// Called after a replica opened (its files now exist): enforces the limit.
+    func opened() {
+        state.withLock { enforce(&$0) }
+    }
+
+    /// Deletes closed tenants' files, least recently closed first, while the directory holds more
+    /// than the limit.
+    private func enforce(_ state: inout State) {
+        var total = state.closed.values.reduce(0) { $0 + $1.bytes }
+        // Open tenants' directories count too (they are the ones not on the closed list).
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: root)) ?? [] where state.closed[name] == nil {
+            total += Self.size(of: root + "/" + name)
+        }
+        while total > limit, let oldest = state.closed.min(by: { $0.value.order < $1.value.order }) {
+            try? FileManager.default.removeItem(atPath: root + "/" + oldest.key)
+            state.closed[oldest.key] = nil
+            total -= oldest.value.bytes
+            state.deletions += 1
+        }
+        state.lastTotal = total
+    }
+
+    /// Bytes under the directory after the last enforcement, and how many replicas were deleted.
+    var usage: (bytes: Int64, deletions: Int) { state.withLock { ($0.lastTotal, $0.deletions) } }
+
+    static func size(of directory: String) -> Int64 {
+        guard let walker = FileManager.default.enumerator(atPath: directory) else { return 0 }
+        var total: Int64 = 0
+        while let name = walker.nextObject() as? String {
+            let attributes = try? FileManager.default.attributesOfItem(atPath: directory + "/" + name)
+            if attributes?[.type] as? FileAttributeType == .typeRegular {
+                total += (attributes?[.size] as? NSNumber)?.int64Value ?? 0
+            }
+        }
+        return total
+    }
+}
