@@ -30,11 +30,17 @@ struct NodeClient: Sendable {
     let timeout: TimeInterval
 
     init(timeout: TimeInterval = 10) {
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.httpMaximumConnectionsPerHost = 16
-        session = URLSession(configuration: configuration)
+        session = Self.shared
         self.timeout = timeout
     }
+
+    /// One session for every control plane in the process (sessions are never invalidated, and
+    /// FoundationNetworking keeps a transfer machinery per session).
+    static let shared: URLSession = {
+        let configuration = URLSessionConfiguration.ephemeral
+        configuration.httpMaximumConnectionsPerHost = 16
+        return URLSession(configuration: configuration)
+    }()
 
     /// Creates a database on its node with its settings (an existing one is updated instead).
     func create(_ namespace: String, settings: DatabaseSettings, on node: Catalog.NodeRecord) async throws {

@@ -55,8 +55,12 @@ public struct ControlPlaneLink: Sendable {
         }
         logger = node.logger
         store = node.store
-        session = URLSession(configuration: .ephemeral)
+        session = Self.sharedSession
     }
+
+    /// One session for every link in the process (FoundationNetworking keeps a transfer machinery
+    /// per session, and sessions here live as long as the process).
+    static let sharedSession = URLSession(configuration: .ephemeral)
 
     struct Registered: Decodable {
         struct Node: Decodable { let id: String }
