@@ -115,15 +115,7 @@ public struct ControlPlane: Sendable {
     }
 
     static func describe(_ error: any Error) -> String {
-        switch error {
-        case DecodingError.dataCorrupted(let context): context.debugDescription
-        case DecodingError.keyNotFound(let key, _): "missing field \(key.stringValue)"
-        case DecodingError.typeMismatch(let type, let context):
-            "\(context.codingPath.map(\.stringValue).joined(separator: ".")) is not a \(type)"
-        case DecodingError.valueNotFound(_, let context):
-            "\(context.codingPath.map(\.stringValue).joined(separator: ".")) is missing"
-        default: "\(error)"
-        }
+        DecodingFailure.describe(error)
     }
 
     static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {

@@ -221,15 +221,7 @@ public final class Node: Sendable {
     }
 
     static func describe(_ error: any Error) -> String {
-        switch error {
-        case DecodingError.dataCorrupted(let context): return context.debugDescription
-        case DecodingError.keyNotFound(let key, _): return "missing field \(key.stringValue)"
-        case DecodingError.typeMismatch(let type, let context):
-            return "\(context.codingPath.map(\.stringValue).joined(separator: ".")) is not a \(type)"
-        case DecodingError.valueNotFound(_, let context):
-            return "\(context.codingPath.map(\.stringValue).joined(separator: ".")) is missing"
-        default: return "\(error)"
-        }
+        DecodingFailure.describe(error)
     }
 
     static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
