@@ -26,6 +26,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
     ],
     targets: [
         // Layer 0: the C surface of the system libsqlite3.
@@ -50,6 +51,17 @@ let package = Package(
         .testTarget(
             name: "ShoalSQLiteTests",
             dependencies: ["ShoalSQLite"],
+            swiftSettings: strict
+        ),
+
+        // Layer 1: outbound HTTP (one NIO client per process, deadlines that always fire).
+        .target(
+            name: "ShoalHTTP",
+            dependencies: [
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
             swiftSettings: strict
         ),
 
@@ -86,13 +98,13 @@ let package = Package(
         // Layer 3: the client library (no HTTP server stack).
         .target(
             name: "ShoalClient",
-            dependencies: ["ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalPool"],
+            dependencies: ["ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalPool", "ShoalHTTP"],
             swiftSettings: strict
         ),
         .testTarget(
             name: "ShoalClientTests",
             dependencies: [
-                "ShoalClient", "ShoalNode", "ShoalSQLite",
+                "ShoalClient", "ShoalNode", "ShoalSQLite", "ShoalHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -103,7 +115,7 @@ let package = Package(
         .target(
             name: "ShoalNode",
             dependencies: [
-                "ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalPool",
+                "ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalPool", "ShoalHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -115,7 +127,7 @@ let package = Package(
         .testTarget(
             name: "ShoalNodeTests",
             dependencies: [
-                "ShoalNode", "ShoalModel", "ShoalReplication", "ShoalSQLite",
+                "ShoalNode", "ShoalModel", "ShoalReplication", "ShoalSQLite", "ShoalHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -139,7 +151,7 @@ let package = Package(
         .target(
             name: "ShoalControl",
             dependencies: [
-                "ShoalModel", "ShoalSQLite", "ShoalMigrations",
+                "ShoalModel", "ShoalSQLite", "ShoalMigrations", "ShoalHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
@@ -152,7 +164,7 @@ let package = Package(
         .testTarget(
             name: "ShoalControlTests",
             dependencies: [
-                "ShoalControl", "ShoalNode", "ShoalModel", "ShoalClient", "ShoalSQLite",
+                "ShoalControl", "ShoalNode", "ShoalModel", "ShoalClient", "ShoalSQLite", "ShoalHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -164,7 +176,7 @@ let package = Package(
         .executableTarget(
             name: "shoal",
             dependencies: [
-                "ShoalNode", "ShoalControl", "ShoalModel", "ShoalClient",
+                "ShoalNode", "ShoalControl", "ShoalModel", "ShoalClient", "ShoalHTTP",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -176,6 +188,7 @@ let package = Package(
         // The built `shoal` binary, run as users run it.
         .testTarget(
             name: "ShoalCLITests",
+            dependencies: ["ShoalHTTP"],
             swiftSettings: strict
         ),
 

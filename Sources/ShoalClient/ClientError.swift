@@ -1,7 +1,7 @@
 /// The one error type of ShoalClient: what went wrong and what to do.
 public struct ClientError: Error, Sendable, CustomStringConvertible, Equatable {
     enum Code: Sendable, Equatable {
-        case unauthorized, forbidden, notFound, server, protocolViolation, sql, corruptReplica, foreignReplica
+        case unauthorized, forbidden, notFound, server, unreachable, protocolViolation, sql, corruptReplica, foreignReplica
     }
 
     let code: Code
@@ -30,6 +30,8 @@ public struct ClientError: Error, Sendable, CustomStringConvertible, Equatable {
     public static let notFound = ClientError(.notFound, "not found")
     /// The server failed or answered something unexpected.
     public static let server = ClientError(.server, "server error")
+    /// The server could not be reached, or did not answer in time.
+    public static let unreachable = ClientError(.unreachable, "unreachable")
     /// The server broke the protocol.
     public static let protocolViolation = ClientError(.protocolViolation, "protocol violation")
     /// A SQL statement failed on the primary.

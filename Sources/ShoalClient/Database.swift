@@ -3,9 +3,6 @@ import ShoalReplication
 import ShoalSQLite
 import Synchronization
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 
 /// An embedded replica: a local copy of one database, kept in sync by pulling WAL frames from a
 /// node. Reads run locally (about a microsecond for a point read); writes go to the primary and,
@@ -33,8 +30,7 @@ public final class Database: Sendable {
     /// `syncURL` (`http://host/db/org/database`). Throws `foreignReplica` if the directory holds
     /// another database's replica and `corruptReplica` if its file is damaged.
     public init(
-        directory: String, syncURL: URL, authToken: String? = nil, readYourWrites: Bool = true,
-        session: URLSession = .shared
+        directory: String, syncURL: URL, authToken: String? = nil, readYourWrites: Bool = true
     ) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         try Self.checkSource(directory: directory, syncURL: syncURL)
@@ -50,8 +46,8 @@ public final class Database: Sendable {
         }
         credentials = Credentials(authToken)
         replicator = Replicator(
-            replica: replica, source: HTTPFrameSource(url: syncURL, credentials: credentials, session: session))
-        remote = RemoteDatabase(url: syncURL, credentials: credentials, session: session)
+            replica: replica, source: HTTPFrameSource(url: syncURL, credentials: credentials))
+        remote = RemoteDatabase(url: syncURL, credentials: credentials)
         self.readYourWrites = readYourWrites
     }
 
@@ -87,13 +83,11 @@ public final class Database: Sendable {
 
     /// Deletes the local replica in `directory` and opens and syncs a fresh one.
     public static func rebuild(
-        directory: String, syncURL: URL, authToken: String? = nil, readYourWrites: Bool = true,
-        session: URLSession = .shared
+        directory: String, syncURL: URL, authToken: String? = nil, readYourWrites: Bool = true
     ) async throws -> Database {
         try? FileManager.default.removeItem(atPath: directory)
         let database = try Database(
-            directory: directory, syncURL: syncURL, authToken: authToken, readYourWrites: readYourWrites,
-            session: session)
+            directory: directory, syncURL: syncURL, authToken: authToken, readYourWrites: readYourWrites)
         try await database.sync()
         return database
     }

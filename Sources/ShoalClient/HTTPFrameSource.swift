@@ -1,22 +1,18 @@
 import Foundation
 import ShoalReplication
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
 /// A frame source over a node's sync protocol (`/info`, `/export/{G}`, `/sync/{G}/{start}/{end}`).
 public struct HTTPFrameSource: FrameSource {
     let transport: HTTPTransport
 
     /// A source for the database at `url` (`http://host/db/org/database`), sending `token`.
-    public init(url: URL, token: String?, session: URLSession = .shared) {
-        self.init(url: url, credentials: Credentials(token), session: session)
+    public init(url: URL, token: String?) {
+        self.init(url: url, credentials: Credentials(token))
     }
 
     /// A source for the database at `url` whose token may be replaced while it is in use.
-    public init(url: URL, credentials: Credentials, session: URLSession = .shared) {
-        transport = HTTPTransport(baseURL: url, credentials: credentials, session: session)
+    public init(url: URL, credentials: Credentials) {
+        transport = HTTPTransport(baseURL: url, credentials: credentials)
     }
 
     /// `GET /info`.

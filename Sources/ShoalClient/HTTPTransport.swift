@@ -1,9 +1,6 @@
 import Foundation
+import ShoalHTTP
 import Synchronization
-
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 
 /// The bearer token a database's requests carry; replaced in place when it is refreshed, so an
 /// open replica keeps working without being reopened.
@@ -24,7 +21,6 @@ public final class Credentials: Sendable {
 struct HTTPTransport: Sendable {
     let baseURL: URL
     let credentials: Credentials
-    let session: URLSession
 
     struct Answer {
         let status: Int
@@ -39,19 +35,15 @@ struct HTTPTransport: Sendable {
     /// Sends to an absolute URL (one with a query string, say), with the bearer token.
     func send(_ method: String, url: URL?, body: Data? = nil, timeout: TimeInterval = 60) async throws -> Answer {
         guard let url else { throw ClientError(.protocolViolation, "could not build the request URL") }
-        var request = URLRequest(url: url, timeoutInterval: timeout)
-        request.httpMethod = method
-        request.httpBody = body
-        if let token = credentials.token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        let (data, response) = try await session.data(for: request)
-        guard let http = response as? HTTPURLResponse else {
-            throw ClientError(.protocolViolation, "the server did not answer over HTTP")
+        let call = HTTPCall(
+            method, url, bearer: credentials.token, body: body,
+            timeout: .milliseconds(Int64(timeout * 1000)))
+        do {
+            let answer = try await OutboundHTTP.send(call)
+            return Answer(status: answer.status, body: answer.body, headers: answer.headers)
+        } catch let error as HTTPCallError {
+            throw ClientError(.unreachable, error.description)
         }
-        var headers: [String: String] = [:]
-        for (name, value) in http.allHeaderFields {
-            headers[String(describing: name).lowercased()] = String(describing: value)
-        }
-        return Answer(status: http.statusCode, body: data, headers: headers)
     }
 
     /// Turns an unsuccessful answer into a clear error.

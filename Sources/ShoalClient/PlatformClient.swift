@@ -1,9 +1,6 @@
 import Foundation
+import ShoalHTTP
 import ShoalModel
-
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 
 /// A client of the control plane's Platform API (`/v1/…`), authenticated with an API token. Errors
 /// carry the API's code (`region_lock_violation`, `quota_exceeded`, …) and message.
@@ -11,13 +8,11 @@ public struct PlatformClient: Sendable {
     /// The control plane's base URL.
     public let baseURL: URL
     let token: String
-    let session: URLSession
 
     /// A client of the control plane at `baseURL` using the API token `token`.
-    public init(baseURL: URL, token: String, session: URLSession = .shared) {
+    public init(baseURL: URL, token: String) {
         self.baseURL = baseURL
         self.token = token
-        self.session = session
     }
 
     /// What the Platform API refused, with its code and message.
@@ -59,15 +54,10 @@ public struct PlatformClient: Sendable {
             components.queryItems = query.sorted { $0.key < $1.key }.map { URLQueryItem(name: $0.key, value: $0.value) }
         }
         guard let url = components.url else { throw ClientError(.protocolViolation, "cannot build a URL for \(path)") }
-        var request = URLRequest(url: url, timeoutInterval: 30)
-        request.httpMethod = method
-        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-        if let body {
-            request.httpBody = try JSONEncoder().encode(body)
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        }
-        let (data, response) = try await session.data(for: request)
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        let answer = try await OutboundHTTP.send(
+            HTTPCall(method, url, bearer: token, body: try body.map { try JSONEncoder().encode($0) }))
+        let status = answer.status
+        let data = answer.body
         guard (200..<300).contains(status) else {
             if let error = try? JSONDecoder().decode(Platform.ErrorBody.self, from: data) {
                 throw APIError(status: status, code: error.error.code, message: error.error.message)

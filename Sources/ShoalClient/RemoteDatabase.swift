@@ -2,9 +2,6 @@ import Foundation
 import ShoalModel
 import ShoalSQLite
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 
 /// The result of a statement run on the primary.
 public struct RemoteResult: Sendable, Equatable {
@@ -34,13 +31,13 @@ public actor RemoteDatabase {
     private var baton: String?
 
     /// A connection to the database at `url` (`http://host/db/org/database`).
-    public init(url: URL, token: String?, session: URLSession = .shared) {
-        self.init(url: url, credentials: Credentials(token), session: session)
+    public init(url: URL, token: String?) {
+        self.init(url: url, credentials: Credentials(token))
     }
 
     /// A remote database whose token may be replaced while it is in use.
-    public init(url: URL, credentials: Credentials, session: URLSession = .shared) {
-        transport = HTTPTransport(baseURL: url, credentials: credentials, session: session)
+    public init(url: URL, credentials: Credentials) {
+        transport = HTTPTransport(baseURL: url, credentials: credentials)
     }
 
     /// Runs one statement on the primary.

@@ -1,9 +1,6 @@
 import Foundation
+import ShoalHTTP
 import ShoalModel
-
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 
 /// Calls a node's admin API: create or delete a database, push its settings or the token policy.
 struct NodeClient: Sendable {
@@ -26,21 +23,11 @@ struct NodeClient: Sendable {
         }
     }
 
-    let session: URLSession
-    let timeout: TimeInterval
+    let timeout: Duration
 
-    init(timeout: TimeInterval = 10) {
-        session = Self.shared
+    init(timeout: Duration = .seconds(10)) {
         self.timeout = timeout
     }
-
-    /// One session for every control plane in the process (sessions are never invalidated, and
-    /// FoundationNetworking keeps a transfer machinery per session).
-    static let shared: URLSession = {
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.httpMaximumConnectionsPerHost = 16
-        return URLSession(configuration: configuration)
-    }()
 
     /// Creates a database on its node with its settings (an existing one is updated instead).
     func create(_ namespace: String, settings: DatabaseSettings, on node: Catalog.NodeRecord) async throws {
@@ -90,17 +77,12 @@ struct NodeClient: Sendable {
         guard let url = URL(string: node.url + path) else {
             throw ControlError.placementFailed("node URL \(node.url) is not valid")
         }
-        var request = URLRequest(url: url, timeoutInterval: timeout)
-        request.httpMethod = method
-        request.httpBody = body
-        if body != nil { request.setValue("application/json", forHTTPHeaderField: "Content-Type") }
-        if let token = node.adminToken { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
         do {
-            let (_, response) = try await session.data(for: request)
-            return (response as? HTTPURLResponse)?.statusCode ?? 0
-        } catch {
-            throw ControlError.placementFailed(
-                "node \(node.url) (\(node.location)) cannot be reached: \(error.localizedDescription)")
+            return try await OutboundHTTP.send(
+                HTTPCall(method, url, bearer: node.adminToken, body: body, timeout: timeout)
+            ).status
+        } catch let error as HTTPCallError {
+            throw ControlError.placementFailed("node \(node.url) (\(node.location)) cannot be reached: \(error)")
         }
     }
 }

@@ -1,10 +1,7 @@
 import Foundation
 import Logging
+import ShoalHTTP
 import ShoalModel
-
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 
 /// A node's tie to its control plane: registers the node (location, advertised URL, admin token),
 /// then sends heartbeats; every answer carries the token policy (keys, revoked ids, rotations),
@@ -43,7 +40,6 @@ public struct ControlPlaneLink: Sendable {
     let verifier: TokenVerifier?
     let store: DatabaseStore
     let logger: Logger
-    let session: URLSession
 
     /// A link for `node` (its verifier receives the policy).
     public init(configuration: Configuration, node: Node) {
@@ -55,12 +51,7 @@ public struct ControlPlaneLink: Sendable {
         }
         logger = node.logger
         store = node.store
-        session = Self.sharedSession
     }
-
-    /// One session for every link in the process (FoundationNetworking keeps a transfer machinery
-    /// per session, and sessions here live as long as the process).
-    static let sharedSession = URLSession(configuration: .ephemeral)
 
     struct Registered: Decodable {
         struct Node: Decodable { let id: String }
@@ -126,20 +117,18 @@ public struct ControlPlaneLink: Sendable {
 
     /// Asks the control plane whether `namespace` is placed on this node; its settings if so.
     func placement(of namespace: Namespace, node id: String) async throws -> DatabaseSettings? {
-        var request = URLRequest(
-            url: configuration.controlURL.appendingPathComponent(
-                "v1/nodes/\(id)/databases/\(namespace.organization)/\(namespace.database)"),
-            timeoutInterval: 10)
-        request.setValue("Bearer \(configuration.controlToken)", forHTTPHeaderField: "Authorization")
-        let data: Data
-        let response: URLResponse
+        let url = configuration.controlURL.appendingPathComponent(
+            "v1/nodes/\(id)/databases/\(namespace.organization)/\(namespace.database)")
+        let answer: HTTPAnswer
         do {
-            (data, response) = try await session.data(for: request)
-        } catch {
+            answer = try await OutboundHTTP.send(
+                HTTPCall("GET", url, bearer: configuration.controlToken, timeout: .seconds(10)))
+        } catch is HTTPCallError {
             throw NodeError.unavailable(
                 "database \(namespace) is not on this node yet and the control plane cannot be reached; try again")
         }
-        switch (response as? HTTPURLResponse)?.statusCode ?? 0 {
+        let data = answer.body
+        switch answer.status {
         case 200:
             do {
                 return try JSONDecoder().decode(DatabaseSettings.self, from: data)
@@ -167,13 +156,12 @@ public struct ControlPlaneLink: Sendable {
     }
 
     private func call<T: Decodable>(_ type: T.Type, path: String, body: Data) async throws -> T {
-        var request = URLRequest(url: configuration.controlURL.appendingPathComponent(path), timeoutInterval: 10)
-        request.httpMethod = "POST"
-        request.httpBody = body
-        request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        request.setValue("Bearer \(configuration.controlToken)", forHTTPHeaderField: "Authorization")
-        let (data, response) = try await session.data(for: request)
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        let answer = try await OutboundHTTP.send(
+            HTTPCall(
+                "POST", configuration.controlURL.appendingPathComponent(path), bearer: configuration.controlToken,
+                body: body, timeout: .seconds(10)))
+        let status = answer.status
+        let data = answer.body
         if status == 404 { throw LinkError.notFound }
         guard status == 200 else { throw LinkError.refused(status, String(decoding: data, as: UTF8.self)) }
         return try JSONDecoder().decode(T.self, from: data)

@@ -1,10 +1,7 @@
 import Foundation
 import Logging
+import ShoalHTTP
 import ShoalModel
-
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 
 /// Trusted keys published at a JWKS URL (a control plane's `/.well-known/jwks.json`, or any
 /// issuer's), fetched at start and refreshed periodically, for nodes that verify tokens without
@@ -12,24 +9,22 @@ import ShoalModel
 public struct JWKSSource: Sendable {
     /// Where the JWKS document is.
     public let url: URL
-    let session: URLSession
 
     /// A source reading `url`.
-    public init(url: URL, session: URLSession = .shared) {
+    public init(url: URL) {
         self.url = url
-        self.session = session
     }
 
     /// Fetches and parses the document's Ed25519 keys; throws with what went wrong.
     public func fetch() async throws -> [String: [UInt8]] {
-        let data: Data
-        let response: URLResponse
+        let answer: HTTPAnswer
         do {
-            (data, response) = try await session.data(for: URLRequest(url: url, timeoutInterval: 10))
-        } catch {
-            throw NodeError.unavailable("cannot fetch the JWKS at \(url): \(error.localizedDescription)")
+            answer = try await OutboundHTTP.send(HTTPCall("GET", url, timeout: .seconds(10)))
+        } catch let error as HTTPCallError {
+            throw NodeError.unavailable("cannot fetch the JWKS: \(error)")
         }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        let status = answer.status
+        let data = answer.body
         guard status == 200 else {
             throw NodeError.unavailable("the JWKS at \(url) answered HTTP \(status); check the URL")
         }

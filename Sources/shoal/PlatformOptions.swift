@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ShoalClient
+import ShoalHTTP
 
 /// Where the Platform API is and who is calling: flags, then `SHOAL_API_URL` / `SHOAL_API_TOKEN` /
 /// `SHOAL_ORG`, then the config file written by `shoal auth login`, then `.shoal/dev.json` of a
@@ -75,9 +76,8 @@ struct PlatformOptions: ParsableArguments {
         } catch let error as PlatformClient.APIError {
             FileHandle.standardError.write(Data("error: \(error.code): \(error.message)\n".utf8))
             throw ExitCode(error.status == 404 ? 3 : 1)
-        } catch let error as URLError {
-            FileHandle.standardError.write(
-                Data("error: cannot reach the control plane (\(error.localizedDescription)); is it running?\n".utf8))
+        } catch let error as HTTPCallError {
+            FileHandle.standardError.write(Data("error: \(error); is the control plane running?\n".utf8))
             throw ExitCode(4)
         }
     }

@@ -1,10 +1,6 @@
 import Foundation
 import Testing
 
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
-
 /// The built `shoal` binary's server commands, run as a user runs them: `shoal dev`, and
 /// `shoal control` with `shoal node --control`.
 @Suite("shoal dev, shoal control, shoal node --control", .serialized)

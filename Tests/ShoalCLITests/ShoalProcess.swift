@@ -1,10 +1,7 @@
 import Foundation
+import ShoalHTTP
 import Synchronization
 import Testing
-
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 
 /// The `shoal` binary under test: `SHOAL_BIN`, or the debug build next to the sources.
 enum ShoalBinary {
@@ -128,12 +125,9 @@ enum HTTP {
     }
 
     static func send(_ method: String, _ url: String, json: Any? = nil, token: String?) async throws -> Answer {
-        var request = URLRequest(url: URL(string: url)!)
-        request.httpMethod = method
-        if let json { request.httpBody = try JSONSerialization.data(withJSONObject: json) }
-        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        let (data, response) = try await URLSession.shared.data(for: request)
-        return Answer(status: (response as? HTTPURLResponse)?.statusCode ?? 0, data: data)
+        let body = try json.map { try JSONSerialization.data(withJSONObject: $0) }
+        let answer = try await OutboundHTTP.send(HTTPCall(method, URL(string: url)!, bearer: token, body: body))
+        return Answer(status: answer.status, data: answer.body)
     }
 
     static func execute(_ sql: String, at base: String, token: String) async throws -> Answer {

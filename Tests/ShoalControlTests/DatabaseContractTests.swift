@@ -1,4 +1,6 @@
 import Foundation
+import HTTPTypes
+import Hummingbird
 import ShoalNode
 import Testing
 
@@ -256,6 +258,39 @@ struct DatabaseContractTests {
                 try await cluster.call(
                     "GET", "/v1/nodes/\(UUID().uuidString.lowercased())/databases/acme/b", token: secret
                 ).status == 403)
+        }
+    }
+
+    @Test(arguments: CatalogBackend.allCases)
+    func eagerPlacementUndoesACreationItsNodeCannotTake(_ backend: CatalogBackend) async throws {
+        try await LiveCluster.with(backend, eagerPlacement: true) { cluster in
+            try await cluster.makeGroup(organization: "acme", group: "default")
+            let before = try await cluster.call(
+                "POST", "/v1/organizations/acme/databases", json: ["name": "before", "group": "default"])
+            #expect(before.status == 200)
+            #expect(cluster.nodes["fra"]!.node.store.exists(try Namespace(organization: "acme", database: "before")))
+            // A second fra node that answers every call with 503 (a node that cannot take databases).
+            let router = Router()
+            router.post("**") { _, _ -> HTTPResponse.Status in .serviceUnavailable }
+            try await withThrowingTaskGroup(of: Void.self) { servers in
+                let port = try await LiveCluster.start(
+                    { onRunning in
+                        Application(
+                            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+                            onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) })
+                    }, in: &servers)
+                _ = try await cluster.call(
+                    "POST", "/v1/nodes",
+                    json: ["location": "fra", "url": "http://127.0.0.1:\(port)", "admin_token": "x"])
+                let failed = try await cluster.call(
+                    "POST", "/v1/organizations/acme/databases", json: ["name": "a", "group": "default"])
+                #expect(failed.status == 503)
+                #expect(failed.errorCode == "placement_failed")
+                #expect(try await cluster.call("GET", "/v1/organizations/acme/databases/a").status == 404)
+                let usage = try await cluster.call("GET", "/v1/organizations/acme/usage")
+                #expect((usage.json["usage"] as? [String: Any])?["databases"] as? Int == 1)
+                servers.cancelAll()
+            }
         }
     }
 }

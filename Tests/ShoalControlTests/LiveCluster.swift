@@ -1,4 +1,5 @@
 import Foundation
+import ShoalHTTP
 import Hummingbird
 import Logging
 import ShoalControl
@@ -6,10 +7,6 @@ import ShoalModel
 import ShoalNode
 import Synchronization
 import Testing
-
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 
 /// The two catalog backends every contract test runs against.
 enum CatalogBackend: String, CaseIterable, CustomTestStringConvertible, Sendable {
@@ -160,26 +157,10 @@ struct LiveCluster: Sendable {
     )
         async throws -> Answer
     {
-        var request = URLRequest(url: URL(string: url)!, timeoutInterval: 30)
-        request.httpMethod = method
-        if let json {
-            request.httpBody = try JSONSerialization.data(withJSONObject: json)
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        } else if let rawBody {
-            request.httpBody = rawBody
-        }
-        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
-        let (data, response) = try await session.data(for: request)
-        return Answer(status: (response as? HTTPURLResponse)?.statusCode ?? 0, data: data)
+        let body = try json.map { try JSONSerialization.data(withJSONObject: $0) } ?? rawBody
+        let answer = try await OutboundHTTP.send(HTTPCall(method, URL(string: url)!, bearer: token, body: body))
+        return Answer(status: answer.status, data: answer.body)
     }
-
-    /// One session for the tests' requests, with room for their concurrency.
-    static let session: URLSession = {
-        let configuration = URLSessionConfiguration.ephemeral
-        configuration.httpMaximumConnectionsPerHost = 64
-        configuration.timeoutIntervalForRequest = 30
-        return URLSession(configuration: configuration)
-    }()
 
     /// Creates an organization and a group in `location`; returns nothing, throws on refusal.
     func makeGroup(

@@ -1,11 +1,8 @@
 import Foundation
+import ShoalHTTP
 import Hummingbird
 import Logging
 import ShoalNode
-
-#if canImport(FoundationNetworking)
-    import FoundationNetworking
-#endif
 
 /// A real node on a loopback port chosen by the kernel, for one test.
 struct LiveNode {
@@ -57,17 +54,10 @@ struct LiveNode {
     func requestData(
         _ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:]
     ) async throws -> (status: Int, body: Data, headers: [String: String]) {
-        var request = URLRequest(url: URL(string: url + path)!)
-        request.httpMethod = method
-        request.httpBody = body
-        for (name, value) in headers { request.setValue(value, forHTTPHeaderField: name) }
-        let (data, response) = try await URLSession.shared.data(for: request)
-        let http = response as! HTTPURLResponse
-        var fields: [String: String] = [:]
-        for (name, value) in http.allHeaderFields {
-            fields[String(describing: name).lowercased()] = String(describing: value)
-        }
-        return (http.statusCode, data, fields)
+        var call = HTTPCall(method, URL(string: url + path)!, body: body)
+        call.headers = headers.map { (name: $0.key, value: $0.value) }
+        let answer = try await OutboundHTTP.send(call)
+        return (answer.status, answer.body, answer.headers)
     }
 
     /// Posts a pipeline and decodes the JSON answer.
