@@ -115,7 +115,7 @@ let package = Package(
         .target(
             name: "ShoalNode",
             dependencies: [
-                "ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalPool", "ShoalHTTP",
+                "ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalPool", "ShoalHTTP", "ShoalClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -127,7 +127,7 @@ let package = Package(
         .testTarget(
             name: "ShoalNodeTests",
             dependencies: [
-                "ShoalNode", "ShoalModel", "ShoalReplication", "ShoalSQLite", "ShoalHTTP",
+                "ShoalNode", "ShoalModel", "ShoalReplication", "ShoalSQLite", "ShoalHTTP", "ShoalClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,7 +1,8 @@
 /// The one error type of ShoalClient: what went wrong and what to do.
 public struct ClientError: Error, Sendable, CustomStringConvertible, Equatable {
     enum Code: Sendable, Equatable {
-        case unauthorized, forbidden, notFound, server, unreachable, protocolViolation, sql, corruptReplica, foreignReplica
+        case unauthorized, forbidden, notFound, server, unreachable, protocolViolation, sql, corruptReplica,
+            foreignReplica
     }
 
     let code: Code

@@ -3,7 +3,6 @@ import ShoalReplication
 import ShoalSQLite
 import Synchronization
 
-
 /// An embedded replica: a local copy of one database, kept in sync by pulling WAL frames from a
 /// node. Reads run locally (about a microsecond for a point read); writes go to the primary and,
 /// with read-your-writes, return once the local copy has them.

@@ -2,7 +2,6 @@ import Foundation
 import ShoalModel
 import ShoalSQLite
 
-
 /// The result of a statement run on the primary.
 public struct RemoteResult: Sendable, Equatable {
     /// Column names.

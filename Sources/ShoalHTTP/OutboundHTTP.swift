@@ -126,7 +126,8 @@ public enum OutboundHTTP {
                     headers[key] = headers[key].map { "\($0), \(value)" } ?? value
                 }
                 let buffer = try await response.body.collect(upTo: limit)
-                return HTTPAnswer(status: Int(response.status.code), headers: headers, body: Data(buffer.readableBytesView))
+                return HTTPAnswer(
+                    status: Int(response.status.code), headers: headers, body: Data(buffer.readableBytesView))
             }
             group.addTask {
                 try await Task.sleep(for: timeout)

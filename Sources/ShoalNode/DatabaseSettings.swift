@@ -15,12 +15,20 @@ public struct DatabaseSettings: Sendable, Codable, Equatable {
     /// nil for no rule. Sync requests (`/info`, `/export`, `/sync`) then need a token whose `loc`
     /// is one of these.
     public var allowedLocations: [String]?
+    /// Set on a replica: the database's URL on its primary node (`http://host/db/org/name`). The
+    /// node then keeps a replica that follows it, serves reads locally and forwards writes.
+    public var primaryURL: String?
+    /// The token a replica sends to its primary's sync protocol (a read-only token for this
+    /// database whose `loc` is this node's location); nil when the primary does not check tokens.
+    public var syncToken: String?
 
     /// Settings that block nothing and set no limit.
     public init(
         blockReads: Bool = false, blockWrites: Bool = false, maxSizeBytes: Int64? = nil, group: String? = nil,
-        allowedLocations: [String]? = nil
+        allowedLocations: [String]? = nil, primaryURL: String? = nil, syncToken: String? = nil
     ) {
+        self.primaryURL = primaryURL
+        self.syncToken = syncToken
         self.blockReads = blockReads
         self.blockWrites = blockWrites
         self.maxSizeBytes = maxSizeBytes
@@ -34,6 +42,8 @@ public struct DatabaseSettings: Sendable, Codable, Equatable {
         case maxSizeBytes = "max_size_bytes"
         case group
         case allowedLocations = "allowed_locations"
+        case primaryURL = "primary_url"
+        case syncToken = "sync_token"
     }
 
     /// Decodes settings; absent keys keep their defaults.
@@ -44,6 +54,8 @@ public struct DatabaseSettings: Sendable, Codable, Equatable {
         maxSizeBytes = try container.decodeIfPresent(Int64.self, forKey: .maxSizeBytes)
         group = try container.decodeIfPresent(String.self, forKey: .group)
         allowedLocations = try container.decodeIfPresent([String].self, forKey: .allowedLocations)
+        primaryURL = try container.decodeIfPresent(String.self, forKey: .primaryURL)
+        syncToken = try container.decodeIfPresent(String.self, forKey: .syncToken)
         if let maxSizeBytes, maxSizeBytes < 4096 {
             throw DecodingError.dataCorruptedError(
                 forKey: .maxSizeBytes, in: container, debugDescription: "max_size_bytes must be at least 4096")

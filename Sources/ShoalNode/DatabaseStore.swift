@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import ShoalPool
 import ShoalReplication
 import Synchronization
@@ -17,7 +18,7 @@ public final class DatabaseStore: Sendable {
     public typealias PlacementSource = @Sendable (Namespace) async throws -> DatabaseSettings?
 
     /// A store over `configuration.dataDirectory`.
-    public init(configuration: NodeConfiguration) {
+    public init(configuration: NodeConfiguration, logger: Logger = Logger(label: "shoal.node")) {
         self.configuration = configuration
         let dataDirectory = configuration.dataDirectory
         let placements = self.placements
@@ -40,8 +41,18 @@ public final class DatabaseStore: Sendable {
                     try Self.checkRegion(settings, namespace: namespace, location: configuration.location)
                     try await Self.writePlacement(settings, directory: directory)
                 }
+                // A replica whose primary refuses its sync token asks the control plane again.
+                let renew: @Sendable () async -> String? = {
+                    guard let source = placements.source, let settings = try? await source(namespace),
+                        let token = settings.syncToken
+                    else { return nil }
+                    try? await Self.writePlacement(settings, directory: directory)
+                    return token
+                }
                 return try await BlockingWork.run {
-                    try HostedDatabase(namespace: namespace, directory: directory, configuration: configuration)
+                    try HostedDatabase(
+                        namespace: namespace, directory: directory, configuration: configuration, logger: logger,
+                        renewSyncToken: renew)
                 }
             },
             close: { _, database in

@@ -1,26 +1,72 @@
 import Foundation
+import Logging
 import ShoalReplication
 import ShoalSQLite
 import Synchronization
 
-/// One database hosted by the node: its primary log, from which streams get their connections.
+/// One database hosted by the node: either its primary (the log streams write to, frames for
+/// `/sync`) or a replica of a primary on another node (local reads, writes forwarded).
 public final class HostedDatabase: Sendable {
+    /// What this node holds of the database.
+    public enum Role: Sendable {
+        /// The primary: the log every write goes through.
+        case primary(PrimaryLog)
+        /// A replica following the primary at another node.
+        case replica(ReplicaCopy)
+    }
+
     /// Its name.
     public let namespace: Namespace
-    /// The primary log (frames for `/sync`, the base for `/export`).
-    public let log: PrimaryLog
+    /// Primary or replica.
+    public let role: Role
     let configuration: NodeConfiguration
     /// Its directory.
     let directory: String
     private let currentSettings: Mutex<DatabaseSettings>
 
-    init(namespace: Namespace, directory: String, configuration: NodeConfiguration) throws {
+    init(
+        namespace: Namespace, directory: String, configuration: NodeConfiguration, logger: Logger,
+        renewSyncToken: @escaping @Sendable () async -> String? = { nil }
+    ) throws {
         self.namespace = namespace
         self.configuration = configuration
         self.directory = directory
-        log = try PrimaryLog(
-            directory: directory, configuration: .init(rollThresholdBytes: configuration.rollThresholdBytes))
-        currentSettings = Mutex(try DatabaseSettings.load(directory: directory))
+        let settings = try DatabaseSettings.load(directory: directory)
+        currentSettings = Mutex(settings)
+        if let primary = settings.primaryURL {
+            guard let url = URL(string: primary), url.scheme == "http" || url.scheme == "https" else {
+                throw NodeError.badRequest("primary_url \(primary) of database \(namespace) is not an http(s) URL")
+            }
+            let copy = try ReplicaCopy(
+                directory: directory, primaryURL: url, syncToken: settings.syncToken,
+                longPoll: configuration.replicaLongPoll, logger: logger,
+                prepareReader: { connection in try Sandbox.apply(to: connection, configuration: configuration) },
+                renewToken: renewSyncToken)
+            copy.start()
+            role = .replica(copy)
+        } else {
+            role = .primary(
+                try PrimaryLog(
+                    directory: directory, configuration: .init(rollThresholdBytes: configuration.rollThresholdBytes)))
+        }
+    }
+
+    /// The primary log; throws for a replica (whose writes go to the primary node).
+    public var log: PrimaryLog {
+        get throws(NodeError) {
+            switch role {
+            case .primary(let log): return log
+            case .replica(let copy):
+                throw NodeError.badRequest(
+                    "database \(namespace) is a replica on this node; its primary is \(copy.primaryURL)")
+            }
+        }
+    }
+
+    /// The replica, when this node holds one.
+    public var replica: ReplicaCopy? {
+        if case .replica(let copy) = role { return copy }
+        return nil
     }
 
     /// The settings in force.
@@ -30,9 +76,10 @@ public final class HostedDatabase: Sendable {
     func update(_ settings: DatabaseSettings) throws {
         try settings.save(directory: directory)
         currentSettings.withLock { $0 = settings }
+        if let copy = replica, let token = settings.syncToken { copy.credentials.replace(with: token) }
     }
 
-    /// A new connection for a stream, sandboxed, with the size limit applied.
+    /// A new connection for a stream, sandboxed, with the size limit applied (primaries only).
     func makeConnection() throws -> Connection {
         let connection = try log.makeConnection()
         if let maxSize = settings.maxSizeBytes {
@@ -43,6 +90,9 @@ public final class HostedDatabase: Sendable {
     }
 
     func close() {
-        log.close()
+        switch role {
+        case .primary(let log): log.close()
+        case .replica(let copy): copy.close()
+        }
     }
 }

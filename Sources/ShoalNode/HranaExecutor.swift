@@ -8,19 +8,35 @@ import ShoalSQLite
 final class HranaExecutor {
     let database: HostedDatabase
     let connection: Connection
-    private var storedSQL: [Int32: String] = [:]
+    /// The primary log whose write permit writing statements hold; nil on a replica's reader.
+    private let log: PrimaryLog?
+    /// A replica's reader belongs to the replica, which keeps it open.
+    private let borrowed: Bool
+    var storedSQL: [Int32: String] = [:]
     private var holdsWritePermit = false
     /// What the current request's token allows; statements that write are refused when read-only.
     var access: Access = .readWrite
     private var configuration: NodeConfiguration { database.configuration }
 
+    /// An executor on a new connection to the database's primary log.
     init(database: HostedDatabase) throws {
         self.database = database
         connection = try database.makeConnection()
+        log = try database.log
+        borrowed = false
+    }
+
+    /// An executor on a replica's read connection (lent for one request; it stays open).
+    init(database: HostedDatabase, reader: Connection) {
+        self.database = database
+        connection = reader
+        log = nil
+        borrowed = true
     }
 
     /// Rolls back what is open, gives the write permit back and closes the connection.
     func close() {
+        guard !borrowed else { return }
         if !connection.isAutocommit { try? connection.execute("ROLLBACK") }
         releasePermitIfDone(force: true)
         try? connection.close()
@@ -266,8 +282,8 @@ final class HranaExecutor {
     /// A statement that writes holds the primary log's write permit until the connection is back in
     /// autocommit mode, so a generation roll never races a commit.
     private func acquirePermit() {
-        guard !holdsWritePermit else { return }
-        database.log.acquireWritePermit()
+        guard !holdsWritePermit, let log else { return }
+        log.acquireWritePermit()
         holdsWritePermit = true
     }
 
@@ -279,7 +295,7 @@ final class HranaExecutor {
     private func releasePermitIfDone(force: Bool = false) {
         guard holdsWritePermit, force || connection.isAutocommit else { return }
         holdsWritePermit = false
-        database.log.releaseWritePermit()
+        log?.releaseWritePermit()
     }
 
     // MARK: Values and errors

@@ -12,11 +12,19 @@ final class HranaStream: @unchecked Sendable {
     private var executor: HranaExecutor?
     let lease: ResourcePool<Namespace, HostedDatabase>.Lease
     let namespace: Namespace
+    /// On a replica: what the stream keeps between requests (it holds no connection; reads lease
+    /// one of the replica's readers per request, writes go to a stream on the primary).
+    let forwarding: ForwardingState?
 
     init(lease: ResourcePool<Namespace, HostedDatabase>.Lease) throws {
         self.lease = lease
         namespace = lease.key
-        executor = try HranaExecutor(database: lease.resource)
+        if lease.resource.replica != nil {
+            forwarding = ForwardingState()
+        } else {
+            forwarding = nil
+            executor = try HranaExecutor(database: lease.resource)
+        }
     }
 
     /// Runs requests in order; returns the results and whether the stream closed.

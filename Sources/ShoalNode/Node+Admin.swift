@@ -56,23 +56,36 @@ extension Node {
             try self.authorizeAdmin(request)
             let namespace = try Self.adminNamespace(context)
             return try await self.store.withDatabase(namespace) { database in
-                let position = database.log.position
+                var settings = database.settings
+                settings.syncToken = nil
+                if let copy = database.replica {
+                    let position = copy.position
+                    return try Self.json(
+                        DatabaseStats(
+                            database: namespace.description, role: "replica", generation: position?.generation ?? 0,
+                            frame: position?.frame ?? 0, baseSizeBytes: nil, walBytes: nil, settings: settings,
+                            replica: copy.status))
+                }
+                let log = try database.log
+                let position = log.position
                 let size = try await BlockingWork.run { () -> Int64 in
-                    let attributes = try FileManager.default.attributesOfItem(atPath: database.log.databasePath)
+                    let attributes = try FileManager.default.attributesOfItem(atPath: log.databasePath)
                     return (attributes[.size] as? Int64) ?? 0
                 }
                 return try Self.json(
                     DatabaseStats(
-                        database: namespace.description, generation: position.generation, frame: position.frame,
-                        baseSizeBytes: size, walBytes: position.frame == 0 ? 0 : Int64(32 + position.frame * 4120),
-                        settings: database.settings))
+                        database: namespace.description, role: "primary", generation: position.generation,
+                        frame: position.frame, baseSizeBytes: size,
+                        walBytes: position.frame == 0 ? 0 : Int64(32 + position.frame * 4120),
+                        settings: settings, replica: nil))
             }
         }
         routes.post("checkpoint") { request, context in
             try self.authorizeAdmin(request)
             let namespace = try Self.adminNamespace(context)
             return try await self.store.withDatabase(namespace) { database in
-                let rolled = try await BlockingWork.run { try database.log.rollGeneration() }
+                let log = try database.log
+                let rolled = try await BlockingWork.run { try log.rollGeneration() }
                 return try Self.json(["rolled": rolled])
             }
         }
@@ -81,14 +94,16 @@ extension Node {
     /// What `GET …/stats` reports.
     struct DatabaseStats: Encodable {
         let database: String
+        let role: String
         let generation: UInt64
         let frame: UInt64
-        let baseSizeBytes: Int64
-        let walBytes: Int64
+        let baseSizeBytes: Int64?
+        let walBytes: Int64?
         let settings: DatabaseSettings
+        let replica: ReplicaCopy.Status?
 
         enum CodingKeys: String, CodingKey {
-            case database, generation, frame, settings
+            case database, role, generation, frame, settings, replica
             case baseSizeBytes = "base_size_bytes"
             case walBytes = "wal_bytes"
         }

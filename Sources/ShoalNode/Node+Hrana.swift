@@ -23,8 +23,11 @@ extension Node {
     func v1Execute(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let namespace = try self.namespace(request, context)
         let access = try await authorize(request, namespace)
-        let body = try await decode(Hrana.ExecuteRequest.self, from: request)
-        return try await runOnce(namespace, access: access) { executor in
+        let bytes = try await self.body(of: request)
+        let body = try decode(Hrana.ExecuteRequest.self, from: bytes)
+        return try await runOnce(
+            namespace, access: access, request: request, path: "v1/execute", body: bytes, check: .execute(body.stmt)
+        ) { executor in
             do {
                 return try Self.json(Hrana.ResultEnvelope(result: try executor.execute(body.stmt)))
             } catch let failure as Hrana.Failure {
@@ -39,8 +42,11 @@ extension Node {
     func v1Batch(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let namespace = try self.namespace(request, context)
         let access = try await authorize(request, namespace)
-        let body = try await decode(Hrana.BatchRequest.self, from: request)
-        return try await runOnce(namespace, access: access) { executor in
+        let bytes = try await self.body(of: request)
+        let body = try decode(Hrana.BatchRequest.self, from: bytes)
+        return try await runOnce(
+            namespace, access: access, request: request, path: "v1/batch", body: bytes, check: .batch(body.batch)
+        ) { executor in
             guard case .ok(.batch(let result)) = try executor.run(.batch(body.batch), version: 1) else {
                 throw NodeError.badRequest("the batch could not run")
             }
@@ -48,20 +54,41 @@ extension Node {
         }
     }
 
-    /// Runs `body` with a fresh executor (HTTP API v1: one connection per request).
+    /// Runs `body` with a fresh executor (HTTP API v1: one connection per request); on a replica,
+    /// with one of its readers, or relayed to the primary when `check` must run there.
     func runOnce(
-        _ namespace: Namespace, access: Access, _ body: @escaping @Sendable (HranaExecutor) throws -> Response
+        _ namespace: Namespace, access: Access, request: Request, path: String, body bytes: [UInt8],
+        check: Hrana.StreamRequest, _ body: @escaping @Sendable (HranaExecutor) throws -> Response
     ) async throws
         -> Response
     {
         try await store.withDatabase(namespace) { database in
-            try await BlockingWork.run {
+            if let copy = database.replica {
+                try await waitForReplica(copy, namespace)
+                return try await replicaV1(
+                    request, database: database, copy: copy, path: path, body: bytes, check: check, access: access,
+                    local: body)
+            }
+            return try await BlockingWork.run {
                 let executor = try HranaExecutor(database: database)
                 executor.access = access
                 defer { executor.close() }
-                return try body(executor)
+                var response = try body(executor)
+                let position = try database.log.position
+                response.headers[HTTPField.Name("x-shoal-frame")!] = "\(position.generation)/\(position.frame)"
+                return response
             }
         }
+    }
+
+    /// Before a replica just opened serves reads, it catches up with its primary (bounded).
+    func waitForReplica(_ copy: ReplicaCopy, _ namespace: Namespace) async throws {
+        guard await !copy.waitUntilSynced(timeout: configuration.replicaCatchUpTimeout) else { return }
+        guard copy.position != nil else {
+            throw NodeError.unavailable(
+                "the replica of \(namespace) has not reached its primary at \(copy.primaryURL) yet; try again")
+        }
+        logger.warning("replica.stale", metadata: ["db.namespace": "\(namespace)", "primary": "\(copy.primaryURL)"])
     }
 
     /// The stream a baton names (checked against the database), or a new one.
@@ -76,6 +103,7 @@ extension Node {
         }
         let lease = try await store.acquire(namespace)
         do {
+            if let copy = lease.resource.replica { try await waitForReplica(copy, namespace) }
             return try await BlockingWork.run { try HranaStream(lease: lease) }
         } catch {
             await store.release(lease)
@@ -87,8 +115,21 @@ extension Node {
     func cursor(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let namespace = try self.namespace(request, context)
         let access = try await authorize(request, namespace)
-        let body = try await decode(Hrana.CursorRequest.self, from: request)
+        let bytes = try await self.body(of: request)
+        let body = try decode(Hrana.CursorRequest.self, from: bytes)
         let stream = try await self.stream(baton: body.baton, namespace: namespace)
+        if let copy = stream.lease.resource.replica {
+            do {
+                if let response = try await replicaCursor(
+                    request, stream: stream, copy: copy, cursor: body, body: bytes, access: access)
+                {
+                    return response
+                }
+            } catch {
+                await close(stream)
+                throw error
+            }
+        }
         let batch = body.batch
         let result: Hrana.BatchResult
         do {
@@ -124,9 +165,20 @@ extension Node {
     func pipeline(_ request: Request, _ context: BasicRequestContext, version: Int) async throws -> Response {
         let namespace = try self.namespace(request, context)
         let access = try await authorize(request, namespace)
-        let body = try await decode(Hrana.PipelineRequest.self, from: request)
+        let bytes = try await self.body(of: request)
+        let body = try decode(Hrana.PipelineRequest.self, from: bytes)
         let stream = try await self.stream(baton: body.baton, namespace: namespace)
         let requests = body.requests
+        if let copy = stream.lease.resource.replica {
+            do {
+                return try await replicaPipeline(
+                    request, stream: stream, copy: copy, requests: requests, body: bytes, version: version,
+                    access: access)
+            } catch {
+                await close(stream)
+                throw error
+            }
+        }
         let outcome: (results: [Hrana.StreamResult], closed: Bool)
         do {
             outcome = try await BlockingWork.run { try stream.run(requests, version: version, access: access) }
@@ -135,7 +187,7 @@ extension Node {
             throw error
         }
         // The primary's position after the requests: a replica that reaches it sees their writes.
-        let position = stream.lease.resource.log.position
+        let position = try stream.lease.resource.log.position
         var baton: String?
         if outcome.closed {
             await store.release(stream.lease)

@@ -12,7 +12,8 @@ extension Node {
             return try await self.store.withDatabase(namespace) { database in
                 try Self.refuseIfBlocked(database)
                 try self.checkRegion(grant, database)
-                return try Self.json(["current_generation": database.log.generation])
+                if let copy = database.replica { return try await self.relaySync(request, copy: copy, path: "info") }
+                return try Self.json(["current_generation": try database.log.generation])
             }
         }
         routes.get("export/:generation") { request, context in
@@ -22,9 +23,13 @@ extension Node {
             return try await self.store.withDatabase(namespace) { database in
                 try Self.refuseIfBlocked(database)
                 try self.checkRegion(grant, database)
+                if let copy = database.replica {
+                    return try await self.relaySync(request, copy: copy, path: "export/\(generation)")
+                }
+                let log = try database.log
                 let bytes = try await Self.readingLog { () -> [UInt8] in
                     var bytes: [UInt8] = []
-                    try database.log.exportBase(generation: generation) { bytes += $0 }
+                    try log.exportBase(generation: generation) { bytes += $0 }
                     return bytes
                 }
                 return Response(
@@ -46,7 +51,10 @@ extension Node {
             return try await self.store.withDatabase(namespace) { database in
                 try Self.refuseIfBlocked(database)
                 try self.checkRegion(grant, database)
-                let log = database.log
+                if let copy = database.replica {
+                    return try await self.relaySync(request, copy: copy, path: "sync/\(generation)/\(start)/\(end)")
+                }
+                let log = try database.log
                 let maxFrames = Int(min(end - start, 4096))
                 var read = try await Self.readingLog {
                     try log.readFrames(generation: generation, start: start, maxFrames: maxFrames)

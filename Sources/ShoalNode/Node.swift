@@ -24,7 +24,7 @@ public final class Node: Sendable {
             atPath: configuration.dataDirectory + "/databases", withIntermediateDirectories: true)
         self.configuration = configuration
         self.logger = logger
-        store = DatabaseStore(configuration: configuration)
+        store = DatabaseStore(configuration: configuration, logger: logger)
         streams = StreamRegistry(idleTimeout: configuration.streamIdleTimeout)
     }
 
@@ -96,6 +96,9 @@ public final class Node: Sendable {
 
     func close(_ stream: HranaStream) async {
         _ = try? await BlockingWork.run { stream.close() }
+        if let state = stream.forwarding, let copy = stream.lease.resource.replica {
+            await closePrimaryStream(state, copy: copy)
+        }
         await store.release(stream.lease)
     }
 
@@ -207,14 +210,21 @@ public final class Node: Sendable {
     // MARK: Bodies
 
     func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
-        let buffer: ByteBuffer
+        try decode(type, from: try await body(of: request))
+    }
+
+    /// The request's body, refused past the size limit.
+    func body(of request: Request) async throws -> [UInt8] {
         do {
-            buffer = try await request.body.collect(upTo: configuration.maxRequestBytes)
+            return Array(try await request.body.collect(upTo: configuration.maxRequestBytes).readableBytesView)
         } catch {
             throw NodeError.tooLarge("the request body is larger than \(configuration.maxRequestBytes) bytes")
         }
+    }
+
+    func decode<T: Decodable>(_ type: T.Type, from bytes: [UInt8]) throws -> T {
         do {
-            return try JSONDecoder().decode(type, from: Data(buffer.readableBytesView))
+            return try JSONDecoder().decode(type, from: Data(bytes))
         } catch {
             throw NodeError.badRequest("the request body is not valid: \(Self.describe(error))")
         }

@@ -28,6 +28,14 @@ public struct NodeConfiguration: Sendable {
     public var rollThresholdBytes: Int64
     /// How requests prove what they may do.
     public var authentication: Authentication
+    /// How long a replica's long-poll of its primary's `/sync` waits for new frames.
+    public var replicaLongPoll: Duration = .seconds(5)
+    /// How long a replica waits, after forwarding a write, until it has applied the write (the
+    /// answer then says `x-shoal-read-your-writes: timeout` instead of pretending).
+    public var readYourWritesTimeout: Duration = .seconds(5)
+    /// How long the first read of a replica just opened waits for it to catch up with its primary
+    /// (after that it serves what it has, and says so in the log).
+    public var replicaCatchUpTimeout: Duration = .seconds(5)
 
     /// How a node authenticates requests.
     public enum Authentication: Sendable {

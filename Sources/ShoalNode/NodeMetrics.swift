@@ -44,7 +44,14 @@ final class NodeMetrics: Sendable {
         var durationSum: [Route: Double] = [:]
         var durationCount: [Route: Int] = [:]
         var framesServed = 0
+        /// Replica lag seen by forwarded writes: counts per bucket of `lagBuckets`, then +Inf.
+        var lagCounts = [Int](repeating: 0, count: NodeMetrics.lagBuckets.count + 1)
+        var lagSum = 0.0
+        var lagTimeouts = 0
     }
+
+    /// Upper bounds (seconds) of the replica lag histogram.
+    static let lagBuckets: [Double] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5]
 
     private let state = Mutex(State())
 
@@ -58,6 +65,18 @@ final class NodeMetrics: Sendable {
 
     func framesServed(_ count: Int) {
         state.withLock { $0.framesServed += count }
+    }
+
+    /// A forwarded write's wait on a replica: from the primary's answer until the replica applied
+    /// it (the lag between commit on the primary and visibility here, for that write).
+    func replicaWait(_ duration: Duration, applied: Bool) {
+        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        state.withLock { state in
+            let bucket = Self.lagBuckets.firstIndex { seconds <= $0 } ?? Self.lagBuckets.count
+            state.lagCounts[bucket] += 1
+            state.lagSum += seconds
+            if !applied { state.lagTimeouts += 1 }
+        }
     }
 
     /// The Prometheus text exposition of every metric.
@@ -85,6 +104,22 @@ final class NodeMetrics: Sendable {
             lines.append("shoal_node_request_duration_seconds_count{route=\"\(route.rawValue)\"} \(count)")
         }
         lines += [
+            "# HELP shoal_node_replica_lag_seconds On replicas: from a forwarded write's commit on the primary until it was applied here.",
+            "# TYPE shoal_node_replica_lag_seconds histogram",
+        ]
+        var cumulative = 0
+        for (index, bound) in Self.lagBuckets.enumerated() {
+            cumulative += snapshot.lagCounts[index]
+            lines.append("shoal_node_replica_lag_seconds_bucket{le=\"\(bound)\"} \(cumulative)")
+        }
+        cumulative += snapshot.lagCounts[Self.lagBuckets.count]
+        lines += [
+            "shoal_node_replica_lag_seconds_bucket{le=\"+Inf\"} \(cumulative)",
+            "shoal_node_replica_lag_seconds_sum \(snapshot.lagSum)",
+            "shoal_node_replica_lag_seconds_count \(cumulative)",
+            "# HELP shoal_node_read_your_writes_timeouts_total Forwarded writes answered before the replica applied them.",
+            "# TYPE shoal_node_read_your_writes_timeouts_total counter",
+            "shoal_node_read_your_writes_timeouts_total \(snapshot.lagTimeouts)",
             "# HELP shoal_node_frames_served_total WAL frames sent to replicas.",
             "# TYPE shoal_node_frames_served_total counter",
             "shoal_node_frames_served_total \(snapshot.framesServed)",

@@ -31,16 +31,20 @@ public final class Replica: Sendable {
         /// Mapping keeps the first reads after an apply cheap: SQLite drops a reader's page cache
         /// whenever the file changes, and refilling it from the map costs no system call.
         public var readerMmapSize: Int
+        /// Runs on each new read connection before its first use (a server installs its sandbox
+        /// here: authorizer, limits).
+        public var prepareReader: (@Sendable (Connection) throws -> Void)?
 
         /// Defaults: no fsync, 4 readers, 5 s, readers map up to 1 GiB.
         public init(
             durability: Durability = .none, maxReaders: Int = 4, applyTimeout: Duration = .seconds(5),
-            readerMmapSize: Int = 1 << 30
+            readerMmapSize: Int = 1 << 30, prepareReader: (@Sendable (Connection) throws -> Void)? = nil
         ) {
             self.durability = durability
             self.maxReaders = maxReaders
             self.applyTimeout = applyTimeout
             self.readerMmapSize = readerMmapSize
+            self.prepareReader = prepareReader
         }
     }
 
@@ -85,9 +89,11 @@ public final class Replica: Sendable {
     private func readerOpener() -> () throws -> Connection {
         let path = databasePath
         let mmapSize = configuration.readerMmapSize
+        let prepare = configuration.prepareReader
         return {
             let connection = try Connection(path: path, configuration: .init(flags: [.readOnly, .noMutex]))
             if mmapSize > 0 { try connection.execute("PRAGMA mmap_size = \(mmapSize)") }
+            try prepare?(connection)
             return connection
         }
     }

@@ -1,8 +1,8 @@
 import Foundation
-import ShoalHTTP
 import Hummingbird
 import Logging
 import ShoalClient
+import ShoalHTTP
 import ShoalNode
 import ShoalSQLite
 import Testing

@@ -1,8 +1,8 @@
 import Foundation
-import ShoalHTTP
 import Hummingbird
 import Logging
 import ShoalControl
+import ShoalHTTP
 import ShoalModel
 import ShoalNode
 import Synchronization

@@ -1,7 +1,7 @@
 import Foundation
-import ShoalHTTP
 import Hummingbird
 import Logging
+import ShoalHTTP
 import ShoalNode
 
 /// A real node on a loopback port chosen by the kernel, for one test.

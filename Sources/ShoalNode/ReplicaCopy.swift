@@ -1,0 +1,208 @@
+import Foundation
+import Logging
+import ShoalClient
+import ShoalReplication
+import ShoalSQLite
+import Synchronization
+
+/// A database this node holds as a replica of its primary on another node: the replication
+/// engine's replica (gated readers) kept current by one follower task that long-polls the
+/// primary's `/sync`, so lag under steady load is one round trip. Survives restarts (the replica's
+/// position is on disk), follows generation rolls and bootstraps again when too far behind.
+public final class ReplicaCopy: Sendable {
+    /// The database URL on the primary node (`http://host/db/org/name`).
+    public let primaryURL: URL
+    /// The replica: local reads go through its gated readers.
+    let replica: Replica
+    let credentials: Credentials
+    private let replicator: Replicator
+    private let state = Mutex(State())
+    private let logger: Logger
+    /// Asks for a fresh sync token when the primary refuses the current one (nil: none available).
+    private let renewToken: @Sendable () async -> String?
+
+    private struct Waiter {
+        let target: ReplicationPosition
+        let continuation: CheckedContinuation<Bool, Never>
+    }
+
+    private struct State {
+        var task: Task<Void, Never>?
+        var waiters: [UInt64: Waiter] = [:]
+        var nextWaiter: UInt64 = 0
+        /// Pulls that reached the primary's end.
+        var syncs = 0
+        var lastCaughtUp: ContinuousClock.Instant?
+        var lastError: String?
+        /// The primary's last position this node heard of (sync answers, forwarded writes).
+        var primaryPosition: ReplicationPosition?
+        var closed = false
+    }
+
+    /// What the stats endpoint shows about the replica.
+    public struct Status: Sendable, Encodable {
+        let primaryURL: String
+        let generation: UInt64?
+        let frame: UInt64?
+        let primaryFrame: UInt64?
+        let lagFrames: UInt64?
+        let millisecondsSinceCaughtUp: Int64?
+        let lastError: String?
+
+        enum CodingKeys: String, CodingKey {
+            case primaryURL = "primary_url"
+            case generation, frame
+            case primaryFrame = "primary_frame"
+            case lagFrames = "lag_frames"
+            case millisecondsSinceCaughtUp = "ms_since_caught_up"
+            case lastError = "last_error"
+        }
+    }
+
+    init(
+        directory: String, primaryURL: URL, syncToken: String?, longPoll: Duration, logger: Logger,
+        prepareReader: @escaping @Sendable (Connection) throws -> Void,
+        renewToken: @escaping @Sendable () async -> String?
+    ) throws {
+        self.primaryURL = primaryURL
+        self.logger = logger
+        self.renewToken = renewToken
+        replica = try Replica(
+            directory: directory, configuration: .init(durability: .perBatch, prepareReader: prepareReader))
+        credentials = Credentials(syncToken)
+        replicator = Replicator(
+            replica: replica, source: HTTPFrameSource(url: primaryURL, credentials: credentials),
+            configuration: .init(longPoll: longPoll))
+    }
+
+    /// The position readers see (nil before the first bootstrap).
+    public var position: ReplicationPosition? { replica.position }
+
+    /// Starts following the primary.
+    func start() {
+        state.withLock { state in
+            guard state.task == nil, !state.closed else { return }
+            state.task = Task { [self] in await follow() }
+        }
+    }
+
+    /// Stops following and closes the replica's files.
+    func close() {
+        let (task, waiters) = state.withLock { state in
+            state.closed = true
+            defer {
+                state.task = nil
+                state.waiters = [:]
+            }
+            return (state.task, Array(state.waiters.values))
+        }
+        task?.cancel()
+        for waiter in waiters { waiter.continuation.resume(returning: false) }
+        replica.close()
+    }
+
+    private func follow() async {
+        var backoff = Duration.milliseconds(100)
+        var wait: Duration? = nil
+        while !Task.isCancelled {
+            do {
+                let result = try await replicator.pull(wait: wait)
+                wait = replicator.configuration.longPoll
+                backoff = .milliseconds(100)
+                caughtUp(at: result.position)
+            } catch is CancellationError {
+                return
+            } catch let error as ClientError where error == .unauthorized {
+                state.withLock { $0.lastError = error.message }
+                if let token = await renewToken() {
+                    credentials.replace(with: token)
+                    continue
+                }
+                logger.warning("replica.sync.refused", metadata: ["primary": "\(primaryURL)", "error": "\(error)"])
+                try? await Task.sleep(for: .seconds(5))
+            } catch {
+                if Task.isCancelled { return }
+                state.withLock { $0.lastError = "\(error)" }
+                logger.warning("replica.sync.failed", metadata: ["primary": "\(primaryURL)", "error": "\(error)"])
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(5))
+            }
+        }
+    }
+
+    private func caughtUp(at position: ReplicationPosition) {
+        let ready: [Waiter] = state.withLock { state in
+            state.syncs += 1
+            state.lastCaughtUp = .now
+            state.lastError = nil
+            state.primaryPosition = max(state.primaryPosition ?? position, position)
+            let done = state.waiters.filter { position >= $0.value.target }
+            for key in done.keys { state.waiters[key] = nil }
+            return Array(done.values)
+        }
+        for waiter in ready { waiter.continuation.resume(returning: true) }
+    }
+
+    /// Records a position the primary reported (a forwarded write's answer).
+    func heard(of position: ReplicationPosition) {
+        state.withLock { state in
+            state.primaryPosition = max(state.primaryPosition ?? position, position)
+        }
+    }
+
+    /// Waits until the replica has applied `target` (true), or `timeout` passes (false).
+    func waitUntilApplied(_ target: ReplicationPosition, timeout: Duration) async -> Bool {
+        if let position = replica.position, position >= target { return true }
+        let id = state.withLock { state -> UInt64 in
+            state.nextWaiter += 1
+            return state.nextWaiter
+        }
+        let timer = Task { [self] in
+            try? await Task.sleep(for: timeout)
+            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
+            waiter?.continuation.resume(returning: false)
+        }
+        defer { timer.cancel() }
+        return await withCheckedContinuation { continuation in
+            let resumeNow: Bool? = state.withLock { state in
+                if state.closed { return false }
+                if let position = replica.position, position >= target { return true }
+                state.waiters[id] = Waiter(target: target, continuation: continuation)
+                return nil
+            }
+            if let resumeNow { continuation.resume(returning: resumeNow) }
+        }
+    }
+
+    /// Waits (up to `timeout`) for the first pull since opening to reach the primary's end; true
+    /// when it did. Reads wait for this so a replica opened after a while is not served stale.
+    func waitUntilSynced(timeout: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if state.withLock({ $0.syncs > 0 || $0.closed }) { return state.withLock { $0.syncs > 0 } }
+            try? await Task.sleep(for: .milliseconds(2))
+        }
+        return false
+    }
+
+    /// The replica's state for the stats endpoint.
+    var status: Status {
+        let position = replica.position
+        return state.withLock { state in
+            Status(
+                primaryURL: primaryURL.absoluteString, generation: position?.generation, frame: position?.frame,
+                primaryFrame: state.primaryPosition?.frame,
+                lagFrames: {
+                    guard let position, let primary = state.primaryPosition,
+                        primary.generation == position.generation
+                    else { return nil }
+                    return primary.frame > position.frame ? primary.frame - position.frame : 0
+                }(),
+                millisecondsSinceCaughtUp: state.lastCaughtUp.map {
+                    let elapsed = ContinuousClock.now - $0
+                    return elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+                },
+                lastError: state.lastError)
+        }
+    }
+}
