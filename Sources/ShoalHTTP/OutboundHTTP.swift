@@ -71,6 +71,7 @@ public struct HTTPCallError: Error, Sendable, CustomStringConvertible {
     /// The underlying cause, for logs and messages.
     public let detail: String
 
+    /// What went wrong, for people.
     public var description: String {
         switch kind {
         case .unreachable: return "\(url) cannot be reached (\(detail))"
