@@ -13,6 +13,11 @@ extension Catalog {
             primaries: try row.integer(offset + 5))
     }
 
+    /// A registered node.
+    func node(id: String) async throws -> NodeRecord? {
+        try await read { transaction in try await self.node(id: id, in: transaction) }
+    }
+
     func node(id: String?, in transaction: any CatalogTransaction) async throws -> NodeRecord? {
         guard let id else { return nil }
         return try await transaction.queryOne("SELECT \(Self.nodeColumns) FROM nodes WHERE id = $1", [.text(id)])
@@ -339,15 +344,25 @@ extension Catalog {
             "size_limit '\(text.prefix(40))' is not a size: use bytes or a number with kb, mb, gb or tb")
     }
 
-    /// Where the database is served: its primary (and, once replica nodes exist, its replicas).
-    func instances(of database: DatabaseRecord) -> [Platform.Instance] {
-        guard let node = database.primaryNode else { return [] }
-        return [
+    /// Where the database is served: its primary, and a replica on every live node of the
+    /// group's other locations (each keeps one once the database is first used there).
+    func instances(of database: DatabaseRecord) async throws -> [Platform.Instance] {
+        guard let primary = database.primaryNode else { return [] }
+        let path = "/db/\(database.organization.slug)/\(database.name)"
+        var instances = [
             Platform.Instance(
-                uuid: node.id, name: node.location, type: "primary", region: node.location,
-                hostname: hostname(database),
-                url: "\(node.url)/db/\(database.organization.slug)/\(database.name)")
+                uuid: primary.id, name: primary.location, type: "primary", region: primary.location,
+                hostname: hostname(database), url: primary.url + path)
         ]
+        let replicaLocations = Set(database.group.locations).subtracting([database.group.primary])
+        for node in try await liveNodes().sorted(by: { ($0.location, $0.url) < ($1.location, $1.url) })
+        where replicaLocations.contains(node.location) {
+            instances.append(
+                Platform.Instance(
+                    uuid: node.id, name: node.location, type: "replica", region: node.location,
+                    hostname: hostname(database), url: node.url + path))
+        }
+        return instances
     }
 
     // MARK: - Nodes

@@ -103,6 +103,19 @@ extension Catalog {
         }
     }
 
+    /// The token a replica node in `location` syncs `database` with: read-only, for that database
+    /// only, `loc` = the node's location (so the primary's region check applies), valid 7 days;
+    /// the node asks for its placement again when the primary refuses it.
+    func replicaSyncToken(for database: DatabaseRecord, location: String) async throws -> String {
+        try await store.transaction { transaction in
+            let (kid, key) = try await signingKey(in: transaction)
+            let claims = Claims(
+                id: database.namespace, gid: nil, a: "ro", exp: now() / 1000 + 7 * 86_400, iat: Double(now()) / 1000,
+                jti: Self.newID(), loc: location)
+            return try Self.sign(claims, kid: kid, key: key)
+        }
+    }
+
     static func sign(_ claims: Claims, kid: String, key: Curve25519.Signing.PrivateKey) throws -> String {
         struct Header: Encodable {
             let alg = "EdDSA"

@@ -69,10 +69,23 @@ extension ControlPlane {
             let database = try await self.catalog.database(
                 organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"),
                 for: principal)
-            guard database.primaryNode?.id == (try Self.parameter(context, "id")) else {
+            let id = try Self.parameter(context, "id")
+            if database.primaryNode?.id == id {
+                return try Self.json(try await self.settings(for: database))
+            }
+            // A node in one of the group's replica locations keeps a replica that follows the primary.
+            guard let node = try await self.catalog.node(id: id), let primary = database.primaryNode,
+                node.location != database.group.primary, database.group.locations.contains(node.location)
+            else {
                 throw ControlError.notFound("that database is not placed on this node")
             }
-            return try Self.json(try await self.settings(for: database))
+            var settings = try await self.settings(for: database)
+            if let allowed = settings.allowedLocations, !allowed.contains(node.location) {
+                throw ControlError.notFound("the database's region rule keeps it out of \(node.location)")
+            }
+            settings.primaryURL = "\(primary.url)/db/\(database.organization.slug)/\(database.name)"
+            settings.syncToken = try await self.catalog.replicaSyncToken(for: database, location: node.location)
+            return try Self.json(settings)
         }
         routes.post(":id/heartbeat") { request, context in
             guard try await self.principal(request).isAdmin else {
@@ -399,13 +412,14 @@ extension ControlPlane {
                 try await self.nodes.configure(
                     database.namespace, settings: try await self.settings(for: database), on: node)
             }
+            await self.pushToReplicas(database)
             return try Self.json(self.catalog.configuration(of: database))
         }
         routes.get(":db/instances") { request, context in
             let database = try await self.catalog.database(
                 organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"),
                 for: try await self.principal(request))
-            return try Self.json(["instances": self.catalog.instances(of: database)])
+            return try Self.json(["instances": try await self.catalog.instances(of: database)])
         }
         routes.post(":db/auth/tokens") { request, context in
             try await self.issueToken(request, context, target: .database(try Self.parameter(context, "db")))
@@ -433,18 +447,48 @@ extension ControlPlane {
                     "database.settings.push_failed",
                     metadata: ["db.namespace": "\(database.namespace)", "node.url": "\(node.url)", "error": "\(error)"])
             }
+            await pushToReplicas(database)
         }
     }
 
-    /// Tells a deleted database's node; a node that is down keeps an orphan directory (logged).
+    /// The live nodes of the group's replica locations (each may hold a replica of `database`).
+    func replicaNodes(of database: Catalog.DatabaseRecord) async -> [Catalog.NodeRecord] {
+        let locations = Set(database.group.locations).subtracting([database.group.primary])
+        guard !locations.isEmpty else { return [] }
+        return ((try? await catalog.liveNodes()) ?? []).filter { locations.contains($0.location) }
+    }
+
+    /// Sends a database's settings to the replica nodes that hold it (with the primary's URL and
+    /// a fresh sync token; a node that has not seen the database answers 404, which is fine).
+    func pushToReplicas(_ database: Catalog.DatabaseRecord) async {
+        guard let primary = database.primaryNode else { return }
+        for node in await replicaNodes(of: database) {
+            do {
+                var settings = try await settings(for: database)
+                settings.primaryURL = "\(primary.url)/db/\(database.organization.slug)/\(database.name)"
+                settings.syncToken = try await catalog.replicaSyncToken(for: database, location: node.location)
+                try await nodes.configure(database.namespace, settings: settings, on: node)
+            } catch {
+                logger.warning(
+                    "database.settings.push_failed",
+                    metadata: ["db.namespace": "\(database.namespace)", "node.url": "\(node.url)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Tells a deleted database's nodes (primary and replicas); a node that is down keeps an
+    /// orphan directory (logged).
     func removeFromNode(_ database: Catalog.DatabaseRecord) async {
-        guard let node = database.primaryNode else { return }
-        do {
-            try await nodes.delete(database.namespace, on: node)
-        } catch {
-            logger.warning(
-                "database.delete.node_failed",
-                metadata: ["db.namespace": "\(database.namespace)", "node.url": "\(node.url)", "error": "\(error)"])
+        var targets = await replicaNodes(of: database)
+        if let node = database.primaryNode { targets.insert(node, at: 0) }
+        for node in targets {
+            do {
+                try await nodes.delete(database.namespace, on: node)
+            } catch {
+                logger.warning(
+                    "database.delete.node_failed",
+                    metadata: ["db.namespace": "\(database.namespace)", "node.url": "\(node.url)", "error": "\(error)"])
+            }
         }
     }
 }

@@ -13,6 +13,10 @@ struct NodeClient: Sendable {
         let group: String
         /// Locations whose tokens may sync it; nil when no rule applies.
         let allowedLocations: [String]?
+        /// For a replica node: the database's URL on its primary node.
+        var primaryURL: String? = nil
+        /// For a replica node: the token it syncs from the primary with.
+        var syncToken: String? = nil
 
         enum CodingKeys: String, CodingKey {
             case blockReads = "block_reads"
@@ -20,6 +24,8 @@ struct NodeClient: Sendable {
             case maxSizeBytes = "max_size_bytes"
             case group
             case allowedLocations = "allowed_locations"
+            case primaryURL = "primary_url"
+            case syncToken = "sync_token"
         }
     }
 

@@ -74,6 +74,15 @@ public final class HostedDatabase: Sendable {
 
     /// Stores new settings; they apply to connections opened from now on (and blocks at once).
     func update(_ settings: DatabaseSettings) throws {
+        var settings = settings
+        if let copy = replica {
+            // The role never changes through a settings change: a replica stays one.
+            settings.primaryURL = settings.primaryURL ?? copy.primaryURL.absoluteString
+            settings.syncToken = settings.syncToken ?? self.settings.syncToken
+        } else if settings.primaryURL != nil {
+            throw NodeError.conflict(
+                "database \(namespace) is a primary on this node; it cannot become a replica through its settings")
+        }
         try settings.save(directory: directory)
         currentSettings.withLock { $0 = settings }
         if let copy = replica, let token = settings.syncToken { copy.credentials.replace(with: token) }
