@@ -206,6 +206,7 @@ let package = Package(
                 "ShoalNode",
                 "ShoalClient",
                 "ShoalControl",
+                "ShoalHTTP",
                 "CBenchBaseline",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -39,7 +39,7 @@ public final class HostedDatabase: Sendable {
             }
             let copy = try ReplicaCopy(
                 directory: directory, primaryURL: url, syncToken: settings.syncToken,
-                longPoll: configuration.replicaLongPoll, logger: logger,
+                longPoll: configuration.replicaLongPoll, durability: configuration.replicaDurability, logger: logger,
                 prepareReader: { connection in try Sandbox.apply(to: connection, configuration: configuration) },
                 renewToken: renewSyncToken)
             copy.start()

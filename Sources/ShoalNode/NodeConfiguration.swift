@@ -1,3 +1,5 @@
+import ShoalReplication
+
 /// How a node runs.
 public struct NodeConfiguration: Sendable {
     /// Where database directories live.
@@ -36,6 +38,10 @@ public struct NodeConfiguration: Sendable {
     /// How long the first read of a replica just opened waits for it to catch up with its primary
     /// (after that it serves what it has, and says so in the log).
     public var replicaCatchUpTimeout: Duration = .seconds(5)
+    /// Whether replicas fsync each applied batch (`perBatch`) or not (`none`, the default: survives
+    /// a killed process, and a replica left open when the machine went down bootstraps again from
+    /// its primary). Fsync per batch costs tens of milliseconds of lag on ordinary disks.
+    public var replicaDurability: Replica.Durability = .none
 
     /// How a node authenticates requests.
     public enum Authentication: Sendable {

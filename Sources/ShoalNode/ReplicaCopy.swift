@@ -60,7 +60,8 @@ public final class ReplicaCopy: Sendable {
     }
 
     init(
-        directory: String, primaryURL: URL, syncToken: String?, longPoll: Duration, logger: Logger,
+        directory: String, primaryURL: URL, syncToken: String?, longPoll: Duration, durability: Replica.Durability,
+        logger: Logger,
         prepareReader: @escaping @Sendable (Connection) throws -> Void,
         renewToken: @escaping @Sendable () async -> String?
     ) throws {
@@ -68,7 +69,7 @@ public final class ReplicaCopy: Sendable {
         self.logger = logger
         self.renewToken = renewToken
         replica = try Replica(
-            directory: directory, configuration: .init(durability: .perBatch, prepareReader: prepareReader))
+            directory: directory, configuration: .init(durability: durability, prepareReader: prepareReader))
         credentials = Credentials(syncToken)
         replicator = Replicator(
             replica: replica, source: HTTPFrameSource(url: primaryURL, credentials: credentials),
@@ -151,7 +152,7 @@ public final class ReplicaCopy: Sendable {
     }
 
     /// Waits until the replica has applied `target` (true), or `timeout` passes (false).
-    func waitUntilApplied(_ target: ReplicationPosition, timeout: Duration) async -> Bool {
+    public func waitUntilApplied(_ target: ReplicationPosition, timeout: Duration) async -> Bool {
         if let position = replica.position, position >= target { return true }
         let id = state.withLock { state -> UInt64 in
             state.nextWaiter += 1

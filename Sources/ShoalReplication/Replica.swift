@@ -15,7 +15,9 @@ public final class Replica: Sendable {
     public enum Durability: Sendable {
         /// Sync the redo log, the database and the position for every batch.
         case perBatch
-        /// Never sync: survives process crashes, not power loss (a lost replica is rebuilt).
+        /// Never sync while applying: survives process crashes. A replica left open unsynced when
+        /// the machine went down (its boot id changed) is wiped at the next open and bootstraps
+        /// again, so a power loss costs a download, never a torn file.
         case none
     }
 
@@ -78,6 +80,7 @@ public final class Replica: Sendable {
         self.directory = directory
         self.configuration = configuration
         try FileSystem.makeDirectory(directory)
+        try Self.guardAgainstLostWrites(directory: directory, durability: configuration.durability)
         readers = ReaderPool(maxConnections: max(1, configuration.maxReaders))
         let applier = try Applier(directory: directory)
         let position = try applier.recover(durable: configuration.durability == .perBatch)
@@ -103,13 +106,56 @@ public final class Replica: Sendable {
         currentPosition.withLock { $0 }
     }
 
-    /// Closes every connection and file. Leased readers must have been returned.
+    /// Closes every connection and file. Leased readers must have been returned. An unsynced
+    /// replica is synced to disk here, so a clean close never needs a new bootstrap.
     public func close() {
         _ = readers.closeGate(timeout: configuration.applyTimeout)
         readers.closeIdleConnections()
         readers.setOpener(nil)
         applier.withLock { $0.close() }
         readers.openGate()
+        if configuration.durability == .none { try? Self.settle(directory: directory) }
+    }
+
+    // MARK: Unsynced replicas and power loss
+
+    /// The marker an unsynced replica keeps while open: the boot id of the machine it runs on.
+    static func markerPath(_ directory: String) -> String { directory + "/unsynced-boot" }
+
+    /// This boot of the machine (Linux); a fixed value elsewhere, where no reboot is detected.
+    static let bootID: String = {
+        (try? String(contentsOfFile: "/proc/sys/kernel/random/boot_id", encoding: .utf8))?
+            .trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
+    }()
+
+    /// A replica that was open unsynced during another boot may have lost writes the page cache
+    /// held: wipe it (it bootstraps again). Then mark it for this boot when it runs unsynced.
+    static func guardAgainstLostWrites(directory: String, durability: Durability) throws {
+        let marker = markerPath(directory)
+        if let recorded = try? String(contentsOfFile: marker, encoding: .utf8) {
+            if recorded != bootID {
+                for name in ["data.db", "data.db-journal", "position", "redo"] {
+                    try FileSystem.remove(directory + "/" + name)
+                }
+                try FileSystem.remove(marker)
+                try FileSystem.syncDirectory(directory)
+            } else if durability == .perBatch {
+                try settle(directory: directory)
+            }
+        }
+        if durability == .none {
+            try FileSystem.writeAtomically(Array(bootID.utf8), to: marker, directory: directory)
+        }
+    }
+
+    /// Syncs an unsynced replica's files and removes its marker.
+    static func settle(directory: String) throws {
+        for name in ["data.db", "position", "redo"] {
+            guard let file = try? PosixFile(path: directory + "/" + name, flags: O_RDONLY) else { continue }
+            try file.syncData()
+        }
+        try FileSystem.remove(markerPath(directory))
+        try FileSystem.syncDirectory(directory)
     }
 
     // MARK: Reading

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 
 /// A replica node as its own process: killed with SIGKILL while writes flow, restarted on its
@@ -40,24 +41,27 @@ struct ReplicaProcessTests {
 
         // Writes through the replica until it dies; every acknowledged one must survive.
         let writeURL = replicaURL + "/db/acme/load"
+        let progress = Progress()
         let acknowledged = try await withThrowingTaskGroup(of: [Int].self) { group in
             group.addTask {
-                var done: [Int] = []
-                for value in 1...2_000 {
+                for value in 1...100_000 {
                     guard
                         let answer = try? await HTTP.execute(
                             "INSERT INTO t VALUES (\(value))", at: writeURL, token: ""),
                         answer.status == 200, !answer.pipelineFailed
                     else { break }
-                    done.append(value)
+                    progress.done.withLock { $0.append(value) }
                 }
-                return done
+                return progress.done.withLock { $0 }
             }
-            try await Task.sleep(for: .milliseconds(400))
+            // Kill it mid-load, once writes are flowing through it.
+            for _ in 0..<1_200 where progress.done.withLock({ $0.count }) < 50 {
+                try await Task.sleep(for: .milliseconds(50))
+            }
             _ = try await replica.stop(signal: SIGKILL)
             return try await group.next() ?? []
         }
-        #expect(acknowledged.count > 10, "too few writes went through before the kill")
+        #expect(acknowledged.count >= 50, "too few writes went through before the kill")
         // The primary keeps taking writes while the replica is down.
         for value in 10_001...10_050 {
             #expect(
@@ -95,4 +99,9 @@ struct ReplicaProcessTests {
         #expect(try await replica.stop(signal: SIGTERM) == 0)
         #expect(try await primary.stop(signal: SIGTERM) == 0)
     }
+}
+
+/// Writes acknowledged so far, shared with the writing task.
+final class Progress: Sendable {
+    let done = Mutex<[Int]>([])
 }

@@ -234,3 +234,35 @@ import Testing
         #expect(replica.position == nil)
     }
 }
+
+@Suite struct UnsyncedReplicaTests {
+    @Test func anUnsyncedReplicaOpenDuringAnotherBootIsWipedAndOneFromThisBootIsKept() async throws {
+        let pair = try ReplicaTests.Pair()
+        try pair.write("CREATE TABLE t (x); INSERT INTO t VALUES (1)")
+        try await pair.syncAndCompare()
+        let directory = pair.replica.directory
+        let marker = directory + "/unsynced-boot"
+        #expect(FileManager.default.fileExists(atPath: marker))
+        // A crash of the process (no close): same boot, so the page cache kept every write.
+        let sameBoot = try Replica(directory: directory)
+        #expect(sameBoot.position == pair.log.position)
+        // The machine went down while it was open unsynced: the next open starts over.
+        try Data("another-boot".utf8).write(to: URL(fileURLWithPath: marker))
+        let afterReboot = try Replica(directory: directory)
+        #expect(afterReboot.position == nil)
+        #expect(!FileManager.default.fileExists(atPath: directory + "/data.db"))
+        afterReboot.close()
+        // A clean close syncs and removes the marker; a later open keeps the data.
+        let fresh = try Replica(directory: directory)
+        let replicator = Replicator(replica: fresh, source: PrimaryLogSource(log: pair.log))
+        try await replicator.sync()
+        fresh.close()
+        #expect(!FileManager.default.fileExists(atPath: marker))
+        let reopened = try Replica(directory: directory, configuration: .init(durability: .perBatch))
+        #expect(reopened.position == pair.log.position)
+        #expect(try reopened.read { try $0.query("SELECT sum(x) FROM t").map { $0[0] } } == [.integer(1)])
+        reopened.close()
+        sameBoot.close()
+        pair.close()
+    }
+}
