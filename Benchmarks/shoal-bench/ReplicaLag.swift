@@ -23,6 +23,9 @@ struct ReplicaLag: AsyncParsableCommand {
     @Option(help: "Target writes per second.")
     var rate = 1_000
 
+    @Option(help: "Concurrent writers sharing the schedule.")
+    var writers = 4
+
     @Flag(help: "The replica fsyncs every applied batch (the node's default does not; see NodeConfiguration).")
     var fsync = false
 
@@ -42,13 +45,13 @@ struct ReplicaLag: AsyncParsableCommand {
                 configuration.replicaDurability = fsync ? .perBatch : .none
                 return configuration
             }(), logger: logger)
-        let (writes, rate) = (self.writes, self.rate)
+        let (writes, rate, writers) = (self.writes, self.rate, max(1, self.writers))
         try await withThrowingTaskGroup(of: Void.self) { group in
             let primaryPort = try await Self.start(primary, in: &group)
             let replicaPort = try await Self.start(replica, in: &group)
             try await Self.measure(
                 primary: "http://127.0.0.1:\(primaryPort)", replica: "http://127.0.0.1:\(replicaPort)",
-                replicaNode: replica, writes: writes, rate: rate)
+                replicaNode: replica, writes: writes, rate: rate, writers: writers)
             group.cancelAll()
         }
         await replica.shutdown()
@@ -72,7 +75,9 @@ struct ReplicaLag: AsyncParsableCommand {
         return answer
     }
 
-    static func measure(primary: String, replica: String, replicaNode: Node, writes: Int, rate: Int) async throws {
+    static func measure(
+        primary: String, replica: String, replicaNode: Node, writes: Int, rate: Int, writers: Int
+    ) async throws {
         let database = primary + "/db/bench/lag"
         _ = try await call(
             database + "/v3/pipeline",
@@ -94,38 +99,46 @@ struct ReplicaLag: AsyncParsableCommand {
         }
 
         let samples = LagSamples(count: writes)
-        var roundTrips = [UInt64](repeating: 0, count: writes)
         let interval = 1_000_000_000 / UInt64(max(1, rate))
         let begin = shoal_bench_now_ns()
-        try await withThrowingTaskGroup(of: Void.self) { waiters in
-            for index in 0..<writes {
-                let slot = begin + UInt64(index) * interval
-                let now = shoal_bench_now_ns()
-                if slot > now { try await Task.sleep(for: .nanoseconds(Int64(slot - now))) }
-                let start = shoal_bench_now_ns()
-                let answer = try await call(
-                    database + "/v3/pipeline",
-                    #"{"baton":null,"requests":[{"type":"execute","stmt":{"sql":"INSERT INTO t (at) VALUES (\#(index))"}},{"type":"close"}]}"#
-                )
-                let acknowledged = shoal_bench_now_ns()
-                roundTrips[index] = acknowledged - start
-                guard let header = answer.headers["x-shoal-frame"], case let parts = header.split(separator: "/"),
-                    parts.count == 2, let generation = UInt64(parts[0]), let frame = UInt64(parts[1])
-                else { throw BenchError("the primary's answer has no x-shoal-frame header") }
-                let target = ReplicationPosition(generation: generation, frame: frame)
-                waiters.addTask {
-                    let applied = await copy.waitUntilApplied(target, timeout: .seconds(10))
-                    let lag = shoal_bench_now_ns() - acknowledged
-                    samples.record(index, lag: lag, applied: applied)
+        // Several writers share the schedule (write i is due at begin + i × interval), so the rate
+        // does not depend on one connection's round trip.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<writers {
+                group.addTask {
+                    try await withThrowingTaskGroup(of: Void.self) { waiters in
+                        for index in stride(from: writer, to: writes, by: writers) {
+                            let slot = begin + UInt64(index) * interval
+                            let now = shoal_bench_now_ns()
+                            if slot > now { try await Task.sleep(for: .nanoseconds(Int64(slot - now))) }
+                            let start = shoal_bench_now_ns()
+                            let answer = try await call(
+                                database + "/v3/pipeline",
+                                #"{"baton":null,"requests":[{"type":"execute","stmt":{"sql":"INSERT INTO t (at) VALUES (\#(index))"}},{"type":"close"}]}"#
+                            )
+                            let acknowledged = shoal_bench_now_ns()
+                            samples.recordRoundTrip(index, acknowledged - start)
+                            guard let header = answer.headers["x-shoal-frame"],
+                                case let parts = header.split(separator: "/"),
+                                parts.count == 2, let generation = UInt64(parts[0]), let frame = UInt64(parts[1])
+                            else { throw BenchError("the primary's answer has no x-shoal-frame header") }
+                            let target = ReplicationPosition(generation: generation, frame: frame)
+                            waiters.addTask {
+                                let applied = await copy.waitUntilApplied(target, timeout: .seconds(10))
+                                samples.record(index, lag: shoal_bench_now_ns() - acknowledged, applied: applied)
+                            }
+                        }
+                        try await waiters.waitForAll()
+                    }
                 }
             }
-            try await waiters.waitForAll()
+            try await group.waitForAll()
         }
         let seconds = Double(shoal_bench_now_ns() - begin) / 1e9
         let (lags, missed) = samples.result
         guard missed == 0 else { throw BenchError("\(missed) writes were not applied on the replica within 10 s") }
         let lag = DurationStats(nanoseconds: lags)
-        let write = DurationStats(nanoseconds: roundTrips)
+        let write = DurationStats(nanoseconds: samples.roundTrips)
         for (metric, value, baseline) in [("p50", lag.median, write.median), ("p99", lag.p99, write.p99)] {
             BenchResult(
                 bench: "replica-lag", metric: "commit_to_replica_\(metric)", value: value / 1e6, unit: "ms",
@@ -142,8 +155,16 @@ struct ReplicaLag: AsyncParsableCommand {
 /// Lag samples written by the waiting tasks.
 final class LagSamples: Sendable {
     private let state: Mutex<(lags: [UInt64], missed: Int)>
+    private let trips: Mutex<[UInt64]>
 
-    init(count: Int) { state = Mutex(([UInt64](repeating: 0, count: count), 0)) }
+    init(count: Int) {
+        state = Mutex(([UInt64](repeating: 0, count: count), 0))
+        trips = Mutex([UInt64](repeating: 0, count: count))
+    }
+
+    func recordRoundTrip(_ index: Int, _ nanoseconds: UInt64) { trips.withLock { $0[index] = nanoseconds } }
+
+    var roundTrips: [UInt64] { trips.withLock { $0 } }
 
     func record(_ index: Int, lag: UInt64, applied: Bool) {
         state.withLock { state in

@@ -380,20 +380,6 @@ extension Node {
         return response
     }
 
-    // MARK: Sync protocol
-
-    /// `/info`, `/export/{G}`, `/sync/…` on a replica: relayed to the primary as they are.
-    func relaySync(_ request: Request, copy: ReplicaCopy, path: String) async throws -> Response {
-        var url = copy.primaryURL.appendingPathComponent(path).absoluteString
-        if let query = request.uri.query, !query.isEmpty { url += "?" + query }
-        guard let target = URL(string: url) else { throw NodeError.badRequest("cannot build the primary's URL") }
-        var call = HTTPCall("GET", target, timeout: .seconds(660))
-        if let authorization = request.headers[.authorization] {
-            call.headers.append((name: "Authorization", value: authorization))
-        }
-        return Self.relayed(try await send(call, copy: copy))
-    }
-
     // MARK: Calling the primary
 
     func forward(_ copy: ReplicaCopy, path: String, body: [UInt8], authorization: String?) async throws -> HTTPAnswer {

@@ -12,7 +12,13 @@ extension Node {
             return try await self.store.withDatabase(namespace) { database in
                 try Self.refuseIfBlocked(database)
                 try self.checkRegion(grant, database)
-                if let copy = database.replica { return try await self.relaySync(request, copy: copy, path: "info") }
+                if let copy = database.replica {
+                    try await self.waitForReplica(copy, namespace)
+                    guard let position = copy.position else {
+                        throw NodeError.unavailable("the replica of \(namespace) has no data yet; try again")
+                    }
+                    return try Self.json(["current_generation": position.generation])
+                }
                 return try Self.json(["current_generation": try database.log.generation])
             }
         }
@@ -23,14 +29,20 @@ extension Node {
             return try await self.store.withDatabase(namespace) { database in
                 try Self.refuseIfBlocked(database)
                 try self.checkRegion(grant, database)
+                let bytes: [UInt8]
                 if let copy = database.replica {
-                    return try await self.relaySync(request, copy: copy, path: "export/\(generation)")
-                }
-                let log = try database.log
-                let bytes = try await Self.readingLog { () -> [UInt8] in
-                    var bytes: [UInt8] = []
-                    try log.exportBase(generation: generation) { bytes += $0 }
-                    return bytes
+                    try await self.waitForReplica(copy, namespace)
+                    bytes = try await Self.readingLog {
+                        let path = try copy.archive.exportBase(generation: generation, applied: copy.position)
+                        return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+                    }
+                } else {
+                    let log = try database.log
+                    bytes = try await Self.readingLog { () -> [UInt8] in
+                        var bytes: [UInt8] = []
+                        try log.exportBase(generation: generation) { bytes += $0 }
+                        return bytes
+                    }
                 }
                 return Response(
                     status: .ok, headers: [.contentType: "application/octet-stream"],
@@ -51,21 +63,40 @@ extension Node {
             return try await self.store.withDatabase(namespace) { database in
                 try Self.refuseIfBlocked(database)
                 try self.checkRegion(grant, database)
-                if let copy = database.replica {
-                    return try await self.relaySync(request, copy: copy, path: "sync/\(generation)/\(start)/\(end)")
-                }
-                let log = try database.log
                 let maxFrames = Int(min(end - start, 4096))
-                var read = try await Self.readingLog {
-                    try log.readFrames(generation: generation, start: start, maxFrames: maxFrames)
-                }
-                if let wait, wait > 0, case .upToDate(let current, _) = read, current == generation {
-                    _ = await log.waitForFrame(after: start - 1, generation: generation, timeout: .milliseconds(wait))
+                var read: FrameRead
+                let position: ReplicationPosition
+                if let copy = database.replica {
+                    // A replica serves what it has applied, numbered as on the primary.
+                    try await self.waitForReplica(copy, namespace)
+                    let archive = copy.archive
+                    read = try await Self.readingLog {
+                        try archive.readFrames(
+                            generation: generation, start: start, maxFrames: maxFrames, applied: copy.position)
+                    }
+                    if let wait, wait > 0, case .upToDate(let current, _) = read, current == generation {
+                        _ = await copy.waitUntilApplied(
+                            ReplicationPosition(generation: generation, frame: start), timeout: .milliseconds(wait))
+                        read = try await Self.readingLog {
+                            try archive.readFrames(
+                                generation: generation, start: start, maxFrames: maxFrames, applied: copy.position)
+                        }
+                    }
+                    position = copy.position ?? ReplicationPosition(generation: generation, frame: 0)
+                } else {
+                    let log = try database.log
                     read = try await Self.readingLog {
                         try log.readFrames(generation: generation, start: start, maxFrames: maxFrames)
                     }
+                    if let wait, wait > 0, case .upToDate(let current, _) = read, current == generation {
+                        _ = await log.waitForFrame(
+                            after: start - 1, generation: generation, timeout: .milliseconds(wait))
+                        read = try await Self.readingLog {
+                            try log.readFrames(generation: generation, start: start, maxFrames: maxFrames)
+                        }
+                    }
+                    position = log.position
                 }
-                let position = log.position
                 var headers: HTTPFields = [HTTPField.Name("x-shoal-frame")!: "\(position.generation)/\(position.frame)"]
                 switch read {
                 case .frames(let chunk):

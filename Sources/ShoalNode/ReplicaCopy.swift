@@ -15,21 +15,17 @@ public final class ReplicaCopy: Sendable {
     /// The replica: local reads go through its gated readers.
     let replica: Replica
     let credentials: Credentials
+    /// What the replica applied, kept to serve `/info`, `/export` and `/sync` from this node.
+    let archive: FrameArchive
     private let replicator: Replicator
+    private let waiters = PositionWaiters()
     private let state = Mutex(State())
     private let logger: Logger
     /// Asks for a fresh sync token when the primary refuses the current one (nil: none available).
     private let renewToken: @Sendable () async -> String?
 
-    private struct Waiter {
-        let target: ReplicationPosition
-        let continuation: CheckedContinuation<Bool, Never>
-    }
-
     private struct State {
         var task: Task<Void, Never>?
-        var waiters: [UInt64: Waiter] = [:]
-        var nextWaiter: UInt64 = 0
         /// Pulls that reached the primary's end.
         var syncs = 0
         var lastCaughtUp: ContinuousClock.Instant?
@@ -68,12 +64,34 @@ public final class ReplicaCopy: Sendable {
         self.primaryURL = primaryURL
         self.logger = logger
         self.renewToken = renewToken
-        replica = try Replica(
+        let archive = try FrameArchive(directory: directory + "/archive")
+        // A replica whose archive lost its base (or never had one) starts over, so that what it
+        // serves and what it applied always agree.
+        if FileManager.default.fileExists(atPath: directory + "/position"),
+            !(try FileManager.default.contentsOfDirectory(atPath: archive.directory)).contains(where: {
+                $0.hasSuffix(".base")
+            })
+        {
+            for name in ["data.db", "data.db-journal", "position", "redo"] {
+                try? FileManager.default.removeItem(atPath: directory + "/" + name)
+            }
+        }
+        let replica = try Replica(
             directory: directory, configuration: .init(durability: durability, prepareReader: prepareReader))
+        if replica.position == nil { try archive.wipe() }
+        self.replica = replica
+        self.archive = archive
         credentials = Credentials(syncToken)
+        let waiters = self.waiters
         replicator = Replicator(
-            replica: replica, source: HTTPFrameSource(url: primaryURL, credentials: credentials),
-            configuration: .init(longPoll: longPoll))
+            replica: replica,
+            source: ArchivingSource(HTTPFrameSource(url: primaryURL, credentials: credentials), archive: archive),
+            configuration: .init(
+                longPoll: longPoll,
+                onPosition: { position in waiters.reached(position) },
+                onGenerationEnd: { generation, lastFrame in
+                    try archive.advance(from: generation, lastFrame: lastFrame, replicaFile: replica.databasePath)
+                }))
     }
 
     /// The position readers see (nil before the first bootstrap).
@@ -89,16 +107,13 @@ public final class ReplicaCopy: Sendable {
 
     /// Stops following and closes the replica's files.
     func close() {
-        let (task, waiters) = state.withLock { state in
+        let task = state.withLock { state in
             state.closed = true
-            defer {
-                state.task = nil
-                state.waiters = [:]
-            }
-            return (state.task, Array(state.waiters.values))
+            defer { state.task = nil }
+            return state.task
         }
         task?.cancel()
-        for waiter in waiters { waiter.continuation.resume(returning: false) }
+        waiters.close()
         replica.close()
     }
 
@@ -132,16 +147,13 @@ public final class ReplicaCopy: Sendable {
     }
 
     private func caughtUp(at position: ReplicationPosition) {
-        let ready: [Waiter] = state.withLock { state in
+        state.withLock { state in
             state.syncs += 1
             state.lastCaughtUp = .now
             state.lastError = nil
             state.primaryPosition = max(state.primaryPosition ?? position, position)
-            let done = state.waiters.filter { position >= $0.value.target }
-            for key in done.keys { state.waiters[key] = nil }
-            return Array(done.values)
         }
-        for waiter in ready { waiter.continuation.resume(returning: true) }
+        waiters.reached(position)
     }
 
     /// Records a position the primary reported (a forwarded write's answer).
@@ -153,26 +165,7 @@ public final class ReplicaCopy: Sendable {
 
     /// Waits until the replica has applied `target` (true), or `timeout` passes (false).
     public func waitUntilApplied(_ target: ReplicationPosition, timeout: Duration) async -> Bool {
-        if let position = replica.position, position >= target { return true }
-        let id = state.withLock { state -> UInt64 in
-            state.nextWaiter += 1
-            return state.nextWaiter
-        }
-        let timer = Task { [self] in
-            try? await Task.sleep(for: timeout)
-            let waiter = state.withLock { $0.waiters.removeValue(forKey: id) }
-            waiter?.continuation.resume(returning: false)
-        }
-        defer { timer.cancel() }
-        return await withCheckedContinuation { continuation in
-            let resumeNow: Bool? = state.withLock { state in
-                if state.closed { return false }
-                if let position = replica.position, position >= target { return true }
-                state.waiters[id] = Waiter(target: target, continuation: continuation)
-                return nil
-            }
-            if let resumeNow { continuation.resume(returning: resumeNow) }
-        }
+        await waiters.wait(for: target, timeout: timeout) { [replica] in replica.position }
     }
 
     /// Waits (up to `timeout`) for the first pull since opening to reach the primary's end; true
@@ -204,6 +197,82 @@ public final class ReplicaCopy: Sendable {
                     return elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
                 },
                 lastError: state.lastError)
+        }
+    }
+}
+
+/// Tasks waiting for a replica to reach a position, woken as soon as it applies it.
+final class PositionWaiters: Sendable {
+    private struct Waiter {
+        let target: ReplicationPosition
+        let continuation: CheckedContinuation<Bool, Never>
+    }
+
+    private struct State {
+        var waiters: [UInt64: Waiter] = [:]
+        var next: UInt64 = 0
+        var reached: ReplicationPosition?
+        var closed = false
+        /// Waits whose time ran out before they were registered.
+        var expired: Set<UInt64> = []
+    }
+
+    private let state = Mutex(State())
+
+    /// The replica is at `position`: wake everyone waiting for it or less.
+    func reached(_ position: ReplicationPosition) {
+        let ready: [Waiter] = state.withLock { state in
+            state.reached = max(state.reached ?? position, position)
+            let done = state.waiters.filter { position >= $0.value.target }
+            for key in done.keys { state.waiters[key] = nil }
+            return Array(done.values)
+        }
+        for waiter in ready { waiter.continuation.resume(returning: true) }
+    }
+
+    /// Wakes every waiter with false; later waits return false at once.
+    func close() {
+        let all = state.withLock { state in
+            state.closed = true
+            defer { state.waiters = [:] }
+            return Array(state.waiters.values)
+        }
+        for waiter in all { waiter.continuation.resume(returning: false) }
+    }
+
+    /// Waits until `target` is reached (true) or `timeout` passes (false); `current` reads the
+    /// replica's position.
+    func wait(
+        for target: ReplicationPosition, timeout: Duration, current: @Sendable () -> ReplicationPosition?
+    ) async -> Bool {
+        if let position = current(), position >= target { return true }
+        let id = state.withLock { state -> UInt64 in
+            state.next += 1
+            return state.next
+        }
+        let timer = Task { [self] in
+            guard (try? await Task.sleep(for: timeout)) != nil else { return }
+            let waiter = state.withLock { state in
+                guard let waiter = state.waiters.removeValue(forKey: id) else {
+                    state.expired.insert(id)
+                    return nil as Waiter?
+                }
+                return waiter
+            }
+            waiter?.continuation.resume(returning: false)
+        }
+        defer {
+            timer.cancel()
+            state.withLock { _ = $0.expired.remove(id) }
+        }
+        return await withCheckedContinuation { continuation in
+            let now: Bool? = state.withLock { state in
+                if state.closed || state.expired.contains(id) { return false }
+                if let position = current(), position >= target { return true }
+                state.waiters[id] = Waiter(target: target, continuation: continuation)
+                return nil
+            }
+            if let now { continuation.resume(returning: now) }
         }
     }
 }

@@ -12,12 +12,24 @@ public final class Replicator: Sendable {
         public var longPoll: Duration
         /// Where base files are staged while downloading (defaults to the replica's directory).
         public var stagingDirectory: String?
+        /// Called after every change of the replica's position (an applied batch, a bootstrap, a
+        /// generation move), before the replicator asks for more: waiters can wake at once.
+        public var onPosition: (@Sendable (ReplicationPosition) -> Void)?
+        /// Called when the replica moves past a generation (`generation`, its `lastFrame`), before
+        /// anything of the next one is applied: the replica's file is then the next one's base.
+        public var onGenerationEnd: (@Sendable (_ generation: UInt64, _ lastFrame: UInt64) throws -> Void)?
 
         /// Defaults: 1,024 frames per request, 5 s long-polls.
-        public init(framesPerRequest: Int = 1024, longPoll: Duration = .seconds(5), stagingDirectory: String? = nil) {
+        public init(
+            framesPerRequest: Int = 1024, longPoll: Duration = .seconds(5), stagingDirectory: String? = nil,
+            onPosition: (@Sendable (ReplicationPosition) -> Void)? = nil,
+            onGenerationEnd: (@Sendable (_ generation: UInt64, _ lastFrame: UInt64) throws -> Void)? = nil
+        ) {
             self.framesPerRequest = framesPerRequest
             self.longPoll = longPoll
             self.stagingDirectory = stagingDirectory
+            self.onPosition = onPosition
+            self.onGenerationEnd = onGenerationEnd
         }
     }
 
@@ -94,6 +106,7 @@ public final class Replicator: Sendable {
                 let applied = try replica.apply(combined)
                 result.framesApplied += applied.framesApplied
                 result.position = applied.position
+                if applied.framesApplied > 0 { configuration.onPosition?(applied.position) }
                 let rest = combined.count - applied.framesApplied
                 pending.withLock { pending in
                     pending =
@@ -113,6 +126,8 @@ public final class Replicator: Sendable {
                 if position.frame == lastFrame, current > position.generation {
                     try replica.advanceGeneration(lastFrameOfCurrent: lastFrame)
                     result.position = replica.position ?? result.position
+                    try configuration.onGenerationEnd?(position.generation, lastFrame)
+                    configuration.onPosition?(result.position)
                 } else {
                     // The replica claims frames its generation never had: start over from a base.
                     try await bootstrap(&result)
@@ -137,5 +152,6 @@ public final class Replicator: Sendable {
         try replica.bootstrap(generation: generation, baseFile: staging)
         result.bootstrapped = true
         result.position = ReplicationPosition(generation: generation, frame: 0)
+        configuration.onPosition?(result.position)
     }
 }

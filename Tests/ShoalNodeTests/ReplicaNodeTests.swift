@@ -68,6 +68,13 @@ extension LiveNode {
         return rows?.first?.first?["value"] as? String
     }
 
+    /// Frames the node has sent over `/sync` so far.
+    func framesServed() async throws -> Int {
+        let metrics = try await request("GET", "/metrics").body
+        return metrics.split(separator: "\n").first { $0.hasPrefix("shoal_node_frames_served_total ") }
+            .flatMap { Int($0.split(separator: " ").last ?? "") } ?? -1
+    }
+
     /// Pipeline requests counted by the node's metrics so far.
     func pipelineRequests() async throws -> Int {
         let metrics = try await request("GET", "/metrics").body
@@ -235,6 +242,50 @@ struct ReplicaNodeTests {
             try await database.execute("INSERT INTO t VALUES (2)")
             #expect(try database.queryOne("SELECT sum(x) FROM t")?[0] == .integer(3))
             #expect(try await nodes.fra.scalar("acme/edge", "SELECT sum(x) FROM t") == "3")
+            await database.close()
+        }
+    }
+
+    @Test func aReplicaNodeServesTheSyncProtocolFromWhatItApplied() async throws {
+        try await ThreeNodes.with { nodes in
+            try await nodes.create("near")
+            _ = try await nodes.fra.run("acme/near", ["CREATE TABLE t (x)", "INSERT INTO t VALUES (1)"])
+            // The replica node has caught up once a read through it answers.
+            #expect(try await nodes.ams.scalar("acme/near", "SELECT sum(x) FROM t") == "1")
+            let servedBefore = try await nodes.fra.framesServed()
+            let directory = nodes.ams.dataDirectory + "-near"
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let database = try Database(directory: directory, syncURL: URL(string: nodes.ams.url + "/db/acme/near")!)
+            let first = try await database.sync()
+            #expect(first.bootstrapped)
+            #expect(try database.queryOne("SELECT sum(x) FROM t")?[0] == .integer(1))
+            // Only the replica node answered: the primary sent no frame for this client.
+            #expect(try await nodes.fra.framesServed() == servedBefore)
+            // Frame numbers are the primary's, so the client could switch nodes.
+            let info = try await nodes.ams.request("GET", "/db/acme/near/info")
+            #expect(info.body.contains(#""current_generation":1"#))
+
+            // Across a roll on the primary: the replica node keeps the new generation's base.
+            _ = try await nodes.fra.run("acme/near", ["INSERT INTO t VALUES (2)"])
+            #expect(try await nodes.fra.request("POST", "/v1/namespaces/acme/near/checkpoint").body.contains("true"))
+            _ = try await nodes.fra.run("acme/near", ["INSERT INTO t VALUES (3)"])
+            #expect(try await nodes.ams.scalar("acme/near", "SELECT sum(x) FROM t") != nil)
+            var synced: Int64?
+            for _ in 0..<200 {
+                try await database.sync()
+                if case .integer(let sum) = try database.queryOne("SELECT sum(x) FROM t")?[0] { synced = sum }
+                if synced == 6 { break }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(synced == 6)
+            #expect(database.replica.position?.generation == 2)
+            // A fresh client bootstraps from the replica node's base of generation 2.
+            let fresh = try Database(
+                directory: directory + "-fresh", syncURL: URL(string: nodes.ams.url + "/db/acme/near")!)
+            defer { try? FileManager.default.removeItem(atPath: directory + "-fresh") }
+            #expect(try await fresh.sync().position.generation == 2)
+            #expect(try fresh.queryOne("SELECT sum(x) FROM t")?[0] == .integer(6))
+            await fresh.close()
             await database.close()
         }
     }
