@@ -176,7 +176,7 @@ let package = Package(
         .executableTarget(
             name: "shoal",
             dependencies: [
-                "ShoalNode", "ShoalControl", "ShoalModel", "ShoalClient", "ShoalHTTP",
+                "ShoalNode", "ShoalControl", "ShoalModel", "ShoalClient", "ShoalHTTP", "ShoalSQLite", "ShoalReplication",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),

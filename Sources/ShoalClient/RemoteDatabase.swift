@@ -73,6 +73,29 @@ public actor RemoteDatabase {
             primaryPosition: HTTPTransport.position(answer.headers))
     }
 
+    /// Runs several `;`-separated statements on the primary in one request (Hrana `sequence`),
+    /// ignoring their rows: the fast way to load data.
+    public func executeScript(_ sql: String) async throws {
+        let body: [String: Any] = [
+            "baton": baton as Any? ?? NSNull(), "requests": [["type": "sequence", "sql": sql]],
+        ]
+        let answer = try await transport.send(
+            "POST", "v3/pipeline", body: try JSONSerialization.data(withJSONObject: body))
+        guard answer.status == 200 else {
+            baton = nil
+            throw transport.failure(answer, doing: "running SQL on the primary")
+        }
+        guard let object = try JSONSerialization.jsonObject(with: answer.body) as? [String: Any],
+            let first = (object["results"] as? [[String: Any]])?.first
+        else { throw ClientError(.protocolViolation, "the node's pipeline answer has no results") }
+        baton = object["baton"] as? String
+        if first["type"] as? String == "error" {
+            let error = first["error"] as? [String: Any]
+            throw ClientError(
+                .sql, error?["message"] as? String ?? "the statements failed", sqlCode: error?["code"] as? String)
+        }
+    }
+
     /// Closes the stream (rolling back an open transaction).
     public func close() async {
         guard let baton else { return }

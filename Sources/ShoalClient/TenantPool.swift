@@ -54,6 +54,8 @@ public final class TenantPool: Sendable {
     let pool: ResourcePool<String, Database>
     /// Enforces `maxDiskBytes`, when set.
     let budget: DiskBudget?
+    /// How long opens took (resolve, open the files, first sync).
+    let openLatency = LatencyRecorder()
 
     /// Bytes the replicas took on disk after the last eviction, and how many closed replicas were
     /// deleted to stay within `maxDiskBytes` (zeros without a budget).
@@ -84,9 +86,12 @@ public final class TenantPool: Sendable {
         self.tokenRefresher = tokenRefresher
         let budget = configuration.maxDiskBytes.map { DiskBudget(limit: $0, root: configuration.directory) }
         self.budget = budget
+        let latency = openLatency
         pool = ResourcePool(
             configuration: .init(capacity: configuration.capacity, idleTimeout: configuration.idleTimeout),
             open: { tenant in
+                let started = ContinuousClock.now
+                defer { latency.record(ContinuousClock.now - started) }
                 let endpoint = try await resolver(tenant)
                 if let allowed = endpoint.allowedLocations {
                     guard let location = configuration.location, allowed.contains(location) else {
@@ -149,6 +154,61 @@ public final class TenantPool: Sendable {
 
     /// Pool counters (hits, misses, opens, evictions, open now).
     public var statistics: ResourcePool<String, Database>.Statistics { pool.statistics }
+
+    /// Everything the pool counts, for an application's own metrics.
+    public struct Metrics: Sendable {
+        /// Leases served by an open replica.
+        public let hits: Int
+        /// Leases that had to open one (or wait for its opening).
+        public let misses: Int
+        /// Replicas opened.
+        public let opens: Int
+        /// Opens that failed.
+        public let failedOpens: Int
+        /// Replicas closed to make room or because they were idle.
+        public let evictions: Int
+        /// Replicas open now.
+        public let openReplicas: Int
+        /// Bytes the replicas took on disk at the last eviction (0 without `maxDiskBytes`).
+        public let bytesOnDisk: Int64
+        /// Closed replicas deleted to stay within `maxDiskBytes`.
+        public let deletedReplicas: Int
+        /// Open latency: how many were timed, their median and 99th percentile (over the last
+        /// 1,024 opens), and the slowest ever.
+        public let openLatency: LatencyRecorder.Summary
+
+        /// The metrics in the Prometheus text format, named `shoal_pool_*`.
+        public var prometheusText: String {
+            func seconds(_ duration: Duration) -> Double {
+                Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+            }
+            return [
+                "# TYPE shoal_pool_hits_total counter", "shoal_pool_hits_total \(hits)",
+                "# TYPE shoal_pool_misses_total counter", "shoal_pool_misses_total \(misses)",
+                "# TYPE shoal_pool_opens_total counter", "shoal_pool_opens_total \(opens)",
+                "# TYPE shoal_pool_failed_opens_total counter", "shoal_pool_failed_opens_total \(failedOpens)",
+                "# TYPE shoal_pool_evictions_total counter", "shoal_pool_evictions_total \(evictions)",
+                "# TYPE shoal_pool_open_replicas gauge", "shoal_pool_open_replicas \(openReplicas)",
+                "# TYPE shoal_pool_disk_bytes gauge", "shoal_pool_disk_bytes \(bytesOnDisk)",
+                "# TYPE shoal_pool_deleted_replicas_total counter",
+                "shoal_pool_deleted_replicas_total \(deletedReplicas)",
+                "# TYPE shoal_pool_open_seconds summary",
+                "shoal_pool_open_seconds{quantile=\"0.5\"} \(seconds(openLatency.median))",
+                "shoal_pool_open_seconds{quantile=\"0.99\"} \(seconds(openLatency.p99))",
+                "shoal_pool_open_seconds_count \(openLatency.count)",
+            ].joined(separator: "\n") + "\n"
+        }
+    }
+
+    /// The pool's metrics now.
+    public var metrics: Metrics {
+        let statistics = pool.statistics
+        let disk = diskUsage
+        return Metrics(
+            hits: statistics.hits, misses: statistics.misses, opens: statistics.opens,
+            failedOpens: statistics.failedOpens, evictions: statistics.evictions, openReplicas: statistics.open,
+            bytesOnDisk: disk.bytes, deletedReplicas: disk.deletedReplicas, openLatency: openLatency.summary)
+    }
 
     /// Closes replicas idle past the timeout.
     public func evictIdle() async {

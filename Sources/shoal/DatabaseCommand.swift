@@ -7,7 +7,10 @@ import Synchronization
 struct DatabaseCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "db", abstract: "Create, list, show and destroy databases; issue and revoke tokens.",
-        subcommands: [Create.self, List.self, Show.self, Destroy.self, Tokens.self, CreateMany.self])
+        subcommands: [
+            Create.self, List.self, Show.self, Destroy.self, Tokens.self, CreateMany.self, Shell.self, Import.self,
+            Export.self,
+        ])
 
     static let columns = ["Name", "group", "primaryRegion", "regions", "Hostname", "DbId"]
 

@@ -142,6 +142,15 @@ struct CLITestError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
+extension ShoalProcess {
+    /// Reads a handle to its end on a dispatch thread.
+    static func readToEnd(_ handle: FileHandle) async -> Data {
+        await withCheckedContinuation { continuation in
+            DispatchQueue.global().async { continuation.resume(returning: handle.readDataToEndOfFile()) }
+        }
+    }
+}
+
 /// One finished run of the binary.
 struct Finished {
     let status: Int32
@@ -155,12 +164,13 @@ struct Finished {
 extension ShoalProcess {
     /// Runs `shoal arguments…` in `directory` with `environment` added, to the end (30 s at most).
     static func run(
-        _ arguments: [String], in directory: String, environment: [String: String] = [:]
+        _ arguments: [String], in directory: String, environment: [String: String] = [:], input: String? = nil,
+        executable: String = ShoalBinary.path
     ) async throws
         -> Finished
     {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: ShoalBinary.path)
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         process.currentDirectoryURL = URL(fileURLWithPath: directory)
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
@@ -168,10 +178,17 @@ extension ShoalProcess {
         let errors = Pipe()
         process.standardOutput = output
         process.standardError = errors
+        let stdin = Pipe()
+        process.standardInput = input == nil ? FileHandle.nullDevice : stdin
         try process.run()
-        // Read both pipes to the end on their own threads, so a full pipe never blocks the child.
-        async let out = Task.detached { output.fileHandleForReading.readDataToEndOfFile() }.value
-        async let err = Task.detached { errors.fileHandleForReading.readDataToEndOfFile() }.value
+        if let input {
+            stdin.fileHandleForWriting.write(Data(input.utf8))
+            try stdin.fileHandleForWriting.close()
+        }
+        // Read both pipes to the end on threads of their own (not the cooperative pool, which a
+        // long-running child would otherwise starve), so a full pipe never blocks the child.
+        async let out = Self.readToEnd(output.fileHandleForReading)
+        async let err = Self.readToEnd(errors.fileHandleForReading)
         let (outData, errData) = await (out, err)
         for _ in 0..<600 where process.isRunning {
             try await Task.sleep(for: .milliseconds(50))

@@ -32,6 +32,16 @@ import Testing
             _ = try await pool.withDatabase("t3") { try $0.queryOne("SELECT name FROM t") }
             #expect(pool.statistics.open == 2)
             #expect(pool.statistics.evictions == 1)
+            // The metrics an application exports: counters, open replicas, open latency.
+            let metrics = pool.metrics
+            #expect(metrics.opens == 3)
+            #expect(metrics.hits + metrics.misses == 22)
+            #expect(metrics.openReplicas == 2)
+            #expect(metrics.openLatency.count == 3)
+            #expect(metrics.openLatency.median > .zero)
+            #expect(metrics.openLatency.max >= metrics.openLatency.median)
+            #expect(metrics.prometheusText.contains("shoal_pool_opens_total 3\n"))
+            #expect(metrics.prometheusText.contains("shoal_pool_open_seconds_count 3\n"))
             // A write made elsewhere reaches the open replicas through the shared sync.
             let remote = RemoteDatabase(url: URL(string: "\(url)/db/acme/t3")!, token: nil)
             try await remote.execute("INSERT INTO t VALUES ('later')")
