@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import ShoalReplication
+import Synchronization
 
 extension Node {
     /// The sync protocol of libSQL's embedded replicas, served from the primary log.
@@ -29,24 +30,40 @@ extension Node {
             return try await self.store.withDatabase(namespace) { database in
                 try Self.refuseIfBlocked(database)
                 try self.checkRegion(grant, database)
-                let bytes: [UInt8]
+                // The base goes out from a file, a megabyte at a time: memory stays bounded
+                // whatever the database's size. A primary's base is copied to a scratch file first
+                // (the copy cannot change while it is made; the stream then needs no lock).
+                let file: FileHandle
                 if let copy = database.replica {
                     try await self.waitForReplica(copy, namespace)
-                    bytes = try await Self.readingLog {
+                    file = try await Self.readingLog {
                         let path = try copy.archive.exportBase(generation: generation, applied: copy.position)
-                        return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+                        // Opened now: a later roll may delete the path, the open file stays readable.
+                        return try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
                     }
                 } else {
                     let log = try database.log
-                    bytes = try await Self.readingLog { () -> [UInt8] in
-                        var bytes: [UInt8] = []
-                        try log.exportBase(generation: generation) { bytes += $0 }
-                        return bytes
+                    let scratch = self.configuration.dataDirectory + "/tmp/export-\(UUID().uuidString)"
+                    file = try await Self.readingLog {
+                        try FileManager.default.createDirectory(
+                            atPath: self.configuration.dataDirectory + "/tmp", withIntermediateDirectories: true)
+                        defer { try? FileManager.default.removeItem(atPath: scratch) }
+                        try log.exportBase(generation: generation, to: scratch)
+                        return try FileHandle(forReadingFrom: URL(fileURLWithPath: scratch))
                     }
                 }
+                let size = Int(try file.seekToEnd())
+                try file.seek(toOffset: 0)
+                let reader = ExportReader(file)
                 return Response(
                     status: .ok, headers: [.contentType: "application/octet-stream"],
-                    body: .init(byteBuffer: ByteBuffer(bytes: bytes)))
+                    body: ResponseBody(contentLength: size) { writer in
+                        defer { reader.close() }
+                        while let chunk = try await reader.next() {
+                            try await writer.write(ByteBuffer(bytes: chunk))
+                        }
+                        try await writer.finish(nil)
+                    })
             }
         }
         routes.get("sync/:generation/:start/:end") { request, context in
@@ -147,5 +164,29 @@ extension Node {
             throw NodeError.badRequest("\(name) must be a non-negative integer")
         }
         return value
+    }
+}
+
+/// Reads an exported base file in chunks off the event loops; closes it once.
+final class ExportReader: Sendable {
+    private let file: Mutex<FileHandle?>
+
+    init(_ file: FileHandle) { self.file = Mutex(file) }
+
+    /// The next megabyte, or nil at the end.
+    func next() async throws -> [UInt8]? {
+        try await BlockingWork.run {
+            try self.file.withLock { file -> [UInt8]? in
+                guard let file, let data = try file.read(upToCount: 1 << 20), !data.isEmpty else { return nil }
+                return Array(data)
+            }
+        }
+    }
+
+    func close() {
+        file.withLock { file in
+            try? file?.close()
+            file = nil
+        }
     }
 }

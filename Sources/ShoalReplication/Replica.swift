@@ -15,9 +15,9 @@ public final class Replica: Sendable {
     public enum Durability: Sendable {
         /// Sync the redo log, the database and the position for every batch.
         case perBatch
-        /// Never sync while applying: survives process crashes. A replica left open unsynced when
-        /// the machine went down (its boot id changed) is wiped at the next open and bootstraps
-        /// again, so a power loss costs a download, never a torn file.
+        /// Never sync while applying: survives process crashes. A replica used unsynced during an
+        /// earlier boot of the machine is wiped at its next open and bootstraps again, so a power
+        /// loss (or any reboot) costs a download, never a torn file.
         case none
     }
 
@@ -106,20 +106,20 @@ public final class Replica: Sendable {
         currentPosition.withLock { $0 }
     }
 
-    /// Closes every connection and file. Leased readers must have been returned. An unsynced
-    /// replica is synced to disk here, so a clean close never needs a new bootstrap.
+    /// Closes every connection and file. Leased readers must have been returned.
     public func close() {
         _ = readers.closeGate(timeout: configuration.applyTimeout)
         readers.closeIdleConnections()
         readers.setOpener(nil)
         applier.withLock { $0.close() }
         readers.openGate()
-        if configuration.durability == .none { try? Self.settle(directory: directory) }
     }
 
     // MARK: Unsynced replicas and power loss
 
-    /// The marker an unsynced replica keeps while open: the boot id of the machine it runs on.
+    /// The marker of a replica used unsynced: the boot id of the machine it was used on. It stays
+    /// (a clean close does not make unsynced writes durable either); it is written, durably, once
+    /// per boot.
     static func markerPath(_ directory: String) -> String { directory + "/unsynced-boot" }
 
     /// This boot of the machine (Linux); a fixed value elsewhere, where no reboot is detected.
@@ -128,34 +128,29 @@ public final class Replica: Sendable {
             .trimmingCharacters(in: .whitespacesAndNewlines) ?? "unknown"
     }()
 
-    /// A replica that was open unsynced during another boot may have lost writes the page cache
-    /// held: wipe it (it bootstraps again). Then mark it for this boot when it runs unsynced.
+    /// A replica used unsynced during another boot may have lost writes the page cache held: wipe
+    /// it (it bootstraps again). Then mark it for this boot when it runs unsynced; one that turns
+    /// to syncing is synced first and loses its marker.
     static func guardAgainstLostWrites(directory: String, durability: Durability) throws {
         let marker = markerPath(directory)
-        if let recorded = try? String(contentsOfFile: marker, encoding: .utf8) {
-            if recorded != bootID {
-                for name in ["data.db", "data.db-journal", "position", "redo"] {
-                    try FileSystem.remove(directory + "/" + name)
-                }
-                try FileSystem.remove(marker)
-                try FileSystem.syncDirectory(directory)
-            } else if durability == .perBatch {
-                try settle(directory: directory)
+        let recorded = try? String(contentsOfFile: marker, encoding: .utf8)
+        if let recorded, recorded != bootID {
+            for name in ["data.db", "data.db-journal", "position", "redo"] {
+                try FileSystem.remove(directory + "/" + name)
             }
+            try FileSystem.remove(marker)
+            try FileSystem.syncDirectory(directory)
+        } else if recorded != nil, durability == .perBatch {
+            for name in ["data.db", "position", "redo"] {
+                guard let file = try? PosixFile(path: directory + "/" + name, flags: O_RDONLY) else { continue }
+                try file.syncData()
+            }
+            try FileSystem.remove(marker)
+            try FileSystem.syncDirectory(directory)
         }
-        if durability == .none {
+        if durability == .none, recorded != bootID {
             try FileSystem.writeAtomically(Array(bootID.utf8), to: marker, directory: directory)
         }
-    }
-
-    /// Syncs an unsynced replica's files and removes its marker.
-    static func settle(directory: String) throws {
-        for name in ["data.db", "position", "redo"] {
-            guard let file = try? PosixFile(path: directory + "/" + name, flags: O_RDONLY) else { continue }
-            try file.syncData()
-        }
-        try FileSystem.remove(markerPath(directory))
-        try FileSystem.syncDirectory(directory)
     }
 
     // MARK: Reading

@@ -5,7 +5,7 @@ import Foundation
 struct GroupCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "group", abstract: "Create, list, show and destroy groups; add and remove locations.",
-        subcommands: [Create.self, List.self, Show.self, Destroy.self, Locations.self])
+        subcommands: [Create.self, List.self, Show.self, Destroy.self, Locations.self, Tokens.self])
 
     static let columns = ["name", "primary", "locations", "region_rule", "delete_protection"]
 
@@ -126,6 +126,52 @@ struct GroupCommand: AsyncParsableCommand {
                     try await $0.send("DELETE", "v1/organizations/\(org)/groups/\(group)/locations/\(location)")
                 }
                 try platform.print(data, list: "group", columns: GroupCommand.columns)
+            }
+        }
+    }
+
+    /// `shoal group tokens create|rotate`: tokens for every database of a group.
+    struct Tokens: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Issue group tokens (valid for every database of the group) and invalidate them all.",
+            subcommands: [Create.self, Rotate.self])
+
+        /// `shoal group tokens create`.
+        struct Create: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(abstract: "Issue a group token; prints it.")
+            @OptionGroup var platform: PlatformOptions
+            @Argument(help: "The group's name.") var group: String
+            @Flag(help: "A read-only token.") var readOnly = false
+            @Option(help: "How long it lives: never, or a number with s, m, h, d or w (7d).") var expiration = "never"
+            @Option(help: "Where its holder runs (checked against the region rule).") var location: String?
+
+            func run() async throws {
+                let org = try platform.organization()
+                var query = ["expiration": expiration, "authorization": readOnly ? "read-only" : "full-access"]
+                if let location { query["location"] = location }
+                let data = try await platform.run {
+                    try await $0.send("POST", "v1/organizations/\(org)/groups/\(group)/auth/tokens", query: query)
+                }
+                if platform.json { return say(String(decoding: data, as: UTF8.self)) }
+                let object = try JSONSerialization.jsonObject(with: data) as? [String: Any]
+                say(object?["jwt"] as? String ?? String(decoding: data, as: UTF8.self))
+            }
+        }
+
+        /// `shoal group tokens rotate`.
+        struct Rotate: AsyncParsableCommand {
+            static let configuration = CommandConfiguration(
+                abstract: "Invalidate every token issued so far for the group and its databases.")
+            @OptionGroup var platform: PlatformOptions
+            @Argument(help: "The group's name.") var group: String
+
+            func run() async throws {
+                let org = try platform.organization()
+                let data = try await platform.run {
+                    try await $0.send("POST", "v1/organizations/\(org)/groups/\(group)/auth/rotate")
+                }
+                if platform.json { return say(String(decoding: data, as: UTF8.self)) }
+                say("rotated: tokens of group \(group) issued before now are refused")
             }
         }
     }

@@ -53,6 +53,24 @@ struct PlatformCommandTests {
         #expect(locked.status == 1)
         #expect(locked.errors.contains("region_lock_violation"))
 
+        // Group tokens cover every database of the group; rotating the group refuses them all.
+        let groupToken = try await shoal("group", "tokens", "create", "eu", "--expiration", "1h")
+        #expect(groupToken.status == 0, "\(groupToken.errors)")
+        let groupJWT = groupToken.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let viaGroup = try await HTTP.execute("SELECT 6 * 7", at: file.nodes["fra"]! + "/db/dev/shop", token: groupJWT)
+        #expect(viaGroup.text.contains("42"), "\(viaGroup.text)")
+        let rotated = try await shoal("group", "tokens", "rotate", "eu")
+        #expect(rotated.status == 0, "\(rotated.errors)")
+        var afterRotation = 0
+        for _ in 0..<40 {
+            afterRotation = try await HTTP.execute(
+                "SELECT 1", at: file.nodes["fra"]! + "/db/dev/shop", token: groupJWT
+            ).status
+            if afterRotation == 401 { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        #expect(afterRotation == 401)
+
         let many = try await shoal("db", "create-many", "--group", "eu", "--count", "25", "--prefix", "t-", "--json")
         #expect(many.status == 0, "\(many.errors)")
         #expect(many.json["created"] as? Int == 25)
