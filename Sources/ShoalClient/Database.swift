@@ -25,6 +25,9 @@ public final class Database: Sendable {
     /// When the last successful sync finished.
     private let lastSync = Mutex<ContinuousClock.Instant?>(nil)
 
+    /// When the last successful `sync()` of this instance finished (nil before the first).
+    public var lastSynced: ContinuousClock.Instant? { lastSync.withLock { $0 } }
+
     /// Opens (bootstrapping on first `sync()`) the replica in `directory` of the database at
     /// `syncURL` (`http://host/db/org/database`). Throws `foreignReplica` if the directory holds
     /// another database's replica and `corruptReplica` if its file is damaged.

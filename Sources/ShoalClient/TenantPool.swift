@@ -1,5 +1,6 @@
 import Foundation
 import ShoalPool
+import Synchronization
 
 /// Where a tenant's database lives and how to reach it.
 public struct TenantEndpoint: Sendable, Equatable {
@@ -35,13 +36,17 @@ public final class TenantPool: Sendable {
         /// The most bytes the replicas may take on disk; over it, closed tenants' files are deleted,
         /// least recently used first (nil: no limit). A deleted tenant bootstraps again when reopened.
         public var maxDiskBytes: Int64?
+        /// A replica reopened within this long of its last sync is served as it is, without a
+        /// sync first (the shared sync loop catches it up); older ones sync before their first use.
+        public var reuseWithin: Duration
 
         /// A configuration.
         public init(
             directory: String, capacity: Int = 100, idleTimeout: Duration = .seconds(300), location: String? = nil,
-            maxDiskBytes: Int64? = nil
+            maxDiskBytes: Int64? = nil, reuseWithin: Duration = .seconds(1)
         ) {
             self.maxDiskBytes = maxDiskBytes
+            self.reuseWithin = reuseWithin
             self.directory = directory
             self.capacity = capacity
             self.idleTimeout = idleTimeout
@@ -56,6 +61,8 @@ public final class TenantPool: Sendable {
     let budget: DiskBudget?
     /// How long opens took (resolve, open the files, first sync).
     let openLatency = LatencyRecorder()
+    /// When replicas closed recently had last synced (for `reuseWithin`).
+    let recentSyncs = RecentSyncs()
 
     /// Bytes the replicas took on disk after the last eviction, and how many closed replicas were
     /// deleted to stay within `maxDiskBytes` (zeros without a budget).
@@ -87,6 +94,7 @@ public final class TenantPool: Sendable {
         let budget = configuration.maxDiskBytes.map { DiskBudget(limit: $0, root: configuration.directory) }
         self.budget = budget
         let latency = openLatency
+        let recent = recentSyncs
         pool = ResourcePool(
             configuration: .init(capacity: configuration.capacity, idleTimeout: configuration.idleTimeout),
             open: { tenant in
@@ -107,12 +115,13 @@ public final class TenantPool: Sendable {
                     let database = try Database(
                         directory: directory, syncURL: endpoint.url, authToken: endpoint.token)
                     do {
-                        try await database.sync()
+                        let fresh = recent.take(tenant).map { ContinuousClock.now - $0 < configuration.reuseWithin }
+                        if fresh != true || database.replica.position == nil { try await database.sync() }
                     } catch {
                         await database.close()
                         throw error
                     }
-                    budget?.opened()
+                    budget?.opened(tenant)
                     return database
                 } catch {
                     budget?.closed(tenant)
@@ -120,6 +129,9 @@ public final class TenantPool: Sendable {
                 }
             },
             close: { tenant, database in
+                if let synced = database.lastSynced {
+                    recent.record(tenant, synced, keep: configuration.reuseWithin, limit: 4 * configuration.capacity)
+                }
                 await database.close()
                 budget?.closed(tenant)
             })
@@ -149,7 +161,16 @@ public final class TenantPool: Sendable {
     /// Runs `body` with the tenant's replica, opening (and syncing) it on first use.
     public func withDatabase<T: Sendable>(_ tenant: String, _ body: (Database) async throws -> T) async throws -> T {
         try Self.validate(tenant)
-        return try await pool.withLease(tenant, body)
+        // A hit takes the pool's fast path (specialized, no suspension); anything else the full one.
+        guard let lease = pool.leaseIfOpen(tenant) else { return try await pool.withLease(tenant, body) }
+        do {
+            let result = try await body(lease.resource)
+            if !pool.releaseIfUncontended(lease) { await pool.release(lease) }
+            return result
+        } catch {
+            if !pool.releaseIfUncontended(lease) { await pool.release(lease) }
+            throw error
+        }
     }
 
     /// Pool counters (hits, misses, opens, evictions, open now).
@@ -246,5 +267,26 @@ public final class TenantPool: Sendable {
     /// Closes every replica.
     public func close() async {
         await pool.close()
+    }
+}
+
+/// When recently closed replicas last synced, so that one reopened soon after skips its first sync.
+final class RecentSyncs: Sendable {
+    private let entries = Mutex<[String: ContinuousClock.Instant]>([:])
+
+    func record(_ tenant: String, _ instant: ContinuousClock.Instant, keep: Duration, limit: Int) {
+        entries.withLock { entries in
+            entries[tenant] = instant
+            if entries.count > limit {
+                let now = ContinuousClock.now
+                entries = entries.filter { now - $0.value < keep }
+                // Still too many (a burst of closes): forget them; those reopen with a sync.
+                if entries.count > limit { entries.removeAll() }
+            }
+        }
+    }
+
+    func take(_ tenant: String) -> ContinuousClock.Instant? {
+        entries.withLock { $0.removeValue(forKey: tenant) }
     }
 }

@@ -48,7 +48,7 @@ extension Node {
                         try FileManager.default.createDirectory(
                             atPath: self.configuration.dataDirectory + "/tmp", withIntermediateDirectories: true)
                         defer { try? FileManager.default.removeItem(atPath: scratch) }
-                        try log.exportBase(generation: generation, to: scratch)
+                        try log.exportBase(generation: generation, to: scratch, durable: false)
                         return try FileHandle(forReadingFrom: URL(fileURLWithPath: scratch))
                     }
                 }

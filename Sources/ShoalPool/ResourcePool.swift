@@ -45,18 +45,28 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
         public let key: Key
         /// The resource.
         public let resource: Resource
+
+        @usableFromInline
+        init(key: Key, resource: Resource) {
+            self.key = key
+            self.resource = resource
+        }
     }
 
-    private enum Slot {
+    @usableFromInline
+    enum Slot {
         case opening(waiters: [CheckedContinuation<Void, Never>])
         case open(resource: Resource, leases: Int, lastUsed: ContinuousClock.Instant)
     }
 
-    private struct State {
-        var slots: [Key: Slot] = [:]
-        var capacityWaiters: [CheckedContinuation<Void, Never>] = []
-        var statistics = Statistics()
-        var closed = false
+    @usableFromInline
+    struct State {
+        @usableFromInline var slots: [Key: Slot] = [:]
+        @usableFromInline var capacityWaiters: [CheckedContinuation<Void, Never>] = []
+        @usableFromInline var statistics = Statistics()
+        @usableFromInline var closed = false
+
+        @usableFromInline init() {}
     }
 
     private enum Step {
@@ -68,10 +78,10 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
 
     /// The configuration in force.
     public let configuration: Configuration
-    private let state = Mutex(State())
+    @usableFromInline let state = Mutex(State())
     private let openResource: @Sendable (Key) async throws -> Resource
     private let closeResource: @Sendable (Key, Resource) async -> Void
-    private let now: @Sendable () -> ContinuousClock.Instant
+    @usableFromInline let now: @Sendable () -> ContinuousClock.Instant
 
     /// Creates a pool that opens resources with `open` and closes them with `close`; `now` is the
     /// clock used for idleness (injectable for tests).
@@ -181,6 +191,36 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
             // Waiters try again: the next one opens anew (an error is not cached).
             for waiter in waiters { waiter.resume() }
             throw error
+        }
+    }
+
+    /// The fast path of a hit: leases the resource for `key` if it is open, without suspending;
+    /// nil when it is not (then `acquire`). Inlined into the caller, so it runs specialized.
+    @inlinable
+    public func leaseIfOpen(_ key: Key) -> Lease? {
+        let instant = now()
+        return state.withLock { state -> Lease? in
+            guard !state.closed, case .open(let resource, let leases, _) = state.slots[key] else { return nil }
+            state.slots[key] = .open(resource: resource, leases: leases + 1, lastUsed: instant)
+            state.statistics.hits += 1
+            state.statistics.leased += 1
+            return Lease(key: key, resource: resource)
+        }
+    }
+
+    /// The fast path of giving a lease back: done without suspending when nobody waits for
+    /// capacity and the pool is not closing (true); otherwise nothing is done (false) and
+    /// `release` must be called.
+    @inlinable
+    public func releaseIfUncontended(_ lease: Lease) -> Bool {
+        let instant = now()
+        return state.withLock { state -> Bool in
+            guard !state.closed, state.capacityWaiters.isEmpty,
+                case .open(let resource, let leases, _) = state.slots[lease.key]
+            else { return false }
+            state.slots[lease.key] = .open(resource: resource, leases: leases - 1, lastUsed: instant)
+            state.statistics.leased -= 1
+            return true
         }
     }
 

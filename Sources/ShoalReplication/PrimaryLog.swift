@@ -280,8 +280,9 @@ public final class PrimaryLog: Sendable {
         }
     }
 
-    /// Writes the base file of the current generation to `path` (atomically).
-    public func exportBase(generation: UInt64, to path: String) throws {
+    /// Writes the base file of the current generation to `path` (atomically); with `durable`,
+    /// synced to disk too (a scratch copy about to be streamed and deleted need not be).
+    public func exportBase(generation: UInt64, to path: String, durable: Bool = true) throws {
         let temporary = path + ".tmp"
         let file = try PosixFile(path: temporary, flags: O_WRONLY | O_CREAT | O_TRUNC)
         var offset: Int64 = 0
@@ -289,7 +290,11 @@ public final class PrimaryLog: Sendable {
             try file.write(chunk, at: offset)
             offset += Int64(chunk.count)
         }
-        try file.syncData()
-        try FileSystem.rename(temporary, to: path, syncing: (path as NSString).deletingLastPathComponent)
+        if durable {
+            try file.syncData()
+            try FileSystem.rename(temporary, to: path, syncing: (path as NSString).deletingLastPathComponent)
+        } else if Glibc.rename(temporary, path) != 0 {
+            throw ReplicationError.io("cannot rename \(temporary) to \(path): \(String(cString: strerror(errno)))")
+        }
     }
 }

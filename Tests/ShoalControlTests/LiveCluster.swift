@@ -95,11 +95,12 @@ struct LiveCluster: Sendable {
             var started: [Node] = []
             for location in locations {
                 let nodeAdmin = "node-admin-\(location)"
-                let node = try Node(
-                    configuration: NodeConfiguration(
-                        dataDirectory: directory + "/node-\(location)", location: location,
-                        authentication: .tokens(try TokenVerifier(keys: [:], allowNoKeys: true), adminToken: nodeAdmin)),
-                    logger: logger)
+                var configuration = NodeConfiguration(
+                    dataDirectory: directory + "/node-\(location)", location: location,
+                    authentication: .tokens(try TokenVerifier(keys: [:], allowNoKeys: true), adminToken: nodeAdmin))
+                // A loaded test machine can take seconds to bootstrap a replica.
+                configuration.replicaCatchUpTimeout = .seconds(30)
+                let node = try Node(configuration: configuration, logger: logger)
                 started.append(node)
                 let port = try await start({ node.application(host: "127.0.0.1", port: 0, onRunning: $0) }, in: &group)
                 let url = "http://127.0.0.1:\(port)"

@@ -14,16 +14,21 @@ struct ThreeNodes {
         _ configure: @escaping @Sendable (inout NodeConfiguration) -> Void = { _ in },
         _ body: @Sendable (ThreeNodes) async throws -> Void
     ) async throws {
+        // A loaded test machine can take seconds to bootstrap a replica; the default catch-up wait
+        // (5 s) is for production.
         try await LiveNode.with({
             $0.location = "fra"
+            $0.replicaCatchUpTimeout = .seconds(30)
             configure(&$0)
         }) { fra in
             try await LiveNode.with({
                 $0.location = "ams"
+                $0.replicaCatchUpTimeout = .seconds(30)
                 configure(&$0)
             }) { ams in
                 try await LiveNode.with({
                     $0.location = "lhr"
+                    $0.replicaCatchUpTimeout = .seconds(30)
                     configure(&$0)
                 }) { lhr in
                     try await body(ThreeNodes(fra: fra, ams: ams, lhr: lhr))
