@@ -43,26 +43,8 @@ public actor RemoteDatabase {
     @discardableResult
     public func execute(_ sql: String, _ arguments: [SQLiteValue] = []) async throws -> RemoteResult {
         let statement: [String: Any] = ["sql": sql, "args": arguments.map(Self.encode)]
-        let body: [String: Any] = [
-            "baton": baton as Any? ?? NSNull(), "requests": [["type": "execute", "stmt": statement]],
-        ]
-        let answer = try await transport.send(
-            "POST", "v3/pipeline", body: try JSONSerialization.data(withJSONObject: body))
-        guard answer.status == 200 else {
-            baton = nil
-            throw transport.failure(answer, doing: "running SQL on the primary")
-        }
-        guard let object = try JSONSerialization.jsonObject(with: answer.body) as? [String: Any],
-            let results = object["results"] as? [[String: Any]], let first = results.first
-        else { throw ClientError(.protocolViolation, "the node's pipeline answer has no results") }
-        baton = object["baton"] as? String
-        if first["type"] as? String == "error" {
-            let error = first["error"] as? [String: Any]
-            throw ClientError(
-                .sql, error?["message"] as? String ?? "the statement failed", sqlCode: error?["code"] as? String)
-        }
-        guard let response = first["response"] as? [String: Any], let result = response["result"] as? [String: Any]
-        else {
+        let (response, headers) = try await run(["type": "execute", "stmt": statement])
+        guard let result = response["result"] as? [String: Any] else {
             throw ClientError(.protocolViolation, "the node's execute answer has no result")
         }
         let columns = (result["cols"] as? [[String: Any]] ?? []).map { $0["name"] as? String ?? "" }
@@ -70,15 +52,19 @@ public actor RemoteDatabase {
         return RemoteResult(
             columns: columns, rows: rows, affectedRowCount: (result["affected_row_count"] as? NSNumber)?.intValue ?? 0,
             lastInsertRowID: (result["last_insert_rowid"] as? String).flatMap { Int64($0) },
-            primaryPosition: HTTPTransport.position(answer.headers))
+            primaryPosition: HTTPTransport.position(headers))
     }
 
     /// Runs several `;`-separated statements on the primary in one request (Hrana `sequence`),
     /// ignoring their rows: the fast way to load data.
     public func executeScript(_ sql: String) async throws {
-        let body: [String: Any] = [
-            "baton": baton as Any? ?? NSNull(), "requests": [["type": "sequence", "sql": sql]],
-        ]
+        _ = try await run(["type": "sequence", "sql": sql])
+    }
+
+    /// Sends one request on the stream, carrying the baton; returns its response and the answer's
+    /// headers, or throws the SQL error it reports.
+    private func run(_ request: [String: Any]) async throws -> (response: [String: Any], headers: [String: String]) {
+        let body: [String: Any] = ["baton": baton as Any? ?? NSNull(), "requests": [request]]
         let answer = try await transport.send(
             "POST", "v3/pipeline", body: try JSONSerialization.data(withJSONObject: body))
         guard answer.status == 200 else {
@@ -92,8 +78,9 @@ public actor RemoteDatabase {
         if first["type"] as? String == "error" {
             let error = first["error"] as? [String: Any]
             throw ClientError(
-                .sql, error?["message"] as? String ?? "the statements failed", sqlCode: error?["code"] as? String)
+                .sql, error?["message"] as? String ?? "the statement failed", sqlCode: error?["code"] as? String)
         }
+        return (first["response"] as? [String: Any] ?? [:], answer.headers)
     }
 
     /// Closes the stream (rolling back an open transaction).

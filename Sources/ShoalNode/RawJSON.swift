@@ -5,33 +5,18 @@ enum RawJSON {
     /// The ranges of the elements of the array under `key` in the top-level object of `bytes`;
     /// nil when the text is not such an object.
     static func arrayElements(_ key: String, in bytes: [UInt8]) -> [Range<Int>]? {
-        var index = 0
-        skipSpace(bytes, &index)
-        guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return nil }
-        index += 1
-        let wanted = Array(key.utf8)
-        while true {
-            skipSpace(bytes, &index)
-            guard index < bytes.count else { return nil }
-            if bytes[index] == UInt8(ascii: "}") { return nil }
-            if bytes[index] == UInt8(ascii: ",") {
-                index += 1
-                continue
-            }
-            guard let name = string(bytes, &index) else { return nil }
-            skipSpace(bytes, &index)
-            guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return nil }
-            index += 1
-            skipSpace(bytes, &index)
-            if Array(bytes[name.lowerBound + 1..<name.upperBound - 1]) == wanted {
-                return elements(bytes, &index)
-            }
-            guard value(bytes, &index) != nil else { return nil }
-        }
+        guard var index = memberStart(key, in: bytes) else { return nil }
+        return elements(bytes, &index)
     }
 
     /// The range of the value under `key` in the top-level object (nil if absent or malformed).
     static func member(_ key: String, in bytes: [UInt8]) -> Range<Int>? {
+        guard var index = memberStart(key, in: bytes) else { return nil }
+        return value(bytes, &index)
+    }
+
+    /// Where the value under `key` in the top-level object starts.
+    private static func memberStart(_ key: String, in bytes: [UInt8]) -> Int? {
         var index = 0
         skipSpace(bytes, &index)
         guard index < bytes.count, bytes[index] == UInt8(ascii: "{") else { return nil }
@@ -49,8 +34,8 @@ enum RawJSON {
             guard index < bytes.count, bytes[index] == UInt8(ascii: ":") else { return nil }
             index += 1
             skipSpace(bytes, &index)
-            guard let range = value(bytes, &index) else { return nil }
-            if Array(bytes[name.lowerBound + 1..<name.upperBound - 1]) == wanted { return range }
+            if Array(bytes[name.lowerBound + 1..<name.upperBound - 1]) == wanted { return index }
+            guard value(bytes, &index) != nil else { return nil }
         }
     }
 
