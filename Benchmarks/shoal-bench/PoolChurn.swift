@@ -23,27 +23,12 @@ struct PoolChurn: AsyncParsableCommand {
 
     func run() async throws {
         let (tenants, capacity, concurrency, diskMib) = (self.tenants, self.capacity, self.concurrency, self.diskMib)
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("shoal-bench-churn-\(ProcessInfo.processInfo.processIdentifier)").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
-        var logger = Logger(label: "shoal.bench")
-        logger.logLevel = .critical
-        var configuration = NodeConfiguration(dataDirectory: directory + "/node", createOnFirstUse: true)
-        configuration.maxOpenDatabases = min(64, capacity)
-        let node = try Node(configuration: configuration, logger: logger)
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = node.application(host: "127.0.0.1", port: 0) { continuation.yield($0) }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await app.run() }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next() else { throw BenchError("the node did not start") }
-            group.addTask { await node.runMaintenance() }
+        try await InProcessNode.run(name: "churn", configure: { $0.maxOpenDatabases = min(64, capacity) }) {
+            port, directory in
             try await Self.churn(
                 url: "http://127.0.0.1:\(port)", directory: directory + "/tenants", tenants: tenants,
                 capacity: capacity, concurrency: concurrency, diskBytes: Int64(diskMib) << 20)
-            group.cancelAll()
         }
-        await node.shutdown()
     }
 
     static func churn(
