@@ -54,10 +54,11 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Layer 1: outbound HTTP (one NIO client per process, deadlines that always fire).
+        // Layer 1: outbound HTTP (one NIO client per process, deadlines that always fire); uses ShoalPool's sleep.
         .target(
             name: "ShoalHTTP",
             dependencies: [
+                "ShoalPool",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -65,7 +66,7 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Layer 1: the generic bounded pool of per-tenant resources.
+        // Layer 1: the generic bounded pool of per-tenant resources, and sleeps that let go when cancelled.
         .target(
             name: "ShoalPool",
             swiftSettings: strict
@@ -79,7 +80,7 @@ let package = Package(
         // Layer 2: generations and the WAL as the log on primaries, apply on replicas.
         .target(
             name: "ShoalReplication",
-            dependencies: ["ShoalSQLite"],
+            dependencies: ["ShoalSQLite", "ShoalPool"],
             swiftSettings: strict
         ),
         .testTarget(

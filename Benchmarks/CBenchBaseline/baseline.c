@@ -1,5 +1,6 @@
 #include "CBenchBaseline.h"
 
+#include <malloc.h>
 #include <sqlite3.h>
 #include <time.h>
 
@@ -45,3 +46,12 @@ done:
     sqlite3_close(db);
     return rc;
 }
+
+void shoal_bench_heap(int64_t *in_use, int64_t *held, int64_t *sqlite) {
+    struct mallinfo2 info = mallinfo2();
+    *in_use = (int64_t)(info.uordblks + info.hblkhd);
+    *held = (int64_t)(info.arena + info.hblkhd);
+    *sqlite = (int64_t)sqlite3_memory_used();
+}
+
+int shoal_bench_heap_trim(void) { return malloc_trim(0); }

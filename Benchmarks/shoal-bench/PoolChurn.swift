@@ -1,4 +1,5 @@
 import ArgumentParser
+import CBenchBaseline
 import Foundation
 import Hummingbird
 import Logging
@@ -7,10 +8,11 @@ import ShoalNode
 import Synchronization
 
 /// `pool-churn`: many distinct tenants through a `TenantPool` of bounded capacity, each opened
-/// (bootstrapped from a node in this process), read once and evicted later. Open file descriptors
-/// and resident memory are sampled as it goes; the baseline is their value once the pool has
-/// turned over once (2 × capacity tenants: the pool and the node's own pool both full), measured
-/// in the same run.
+/// (bootstrapped from a node), read once and evicted later. Open file descriptors, resident memory
+/// and the C heap of this process are sampled as it goes; the baseline is their value once the pool
+/// has turned over once (2 × capacity tenants: the pool and the node's own pool both full), measured
+/// in the same run. The node runs in a child process by default, so that what is measured is the
+/// pool's process alone (the node's resident memory is sampled beside it).
 struct PoolChurn: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "pool-churn",
@@ -20,25 +22,48 @@ struct PoolChurn: AsyncParsableCommand {
     @Option(help: "The pool's capacity.") var capacity = 1_000
     @Option(help: "Tenants opened at once.") var concurrency = 8
     @Option(help: "The pool's disk budget in MiB (closed replicas deleted beyond it).") var diskMib = 512
+    @Option(help: "A running node that creates databases on first use (default: one in a child process).")
+    var node: String?
+    @Flag(help: "Run the node in this process instead of a child (its memory then counts too).")
+    var inProcessNode = false
 
     func run() async throws {
         let (tenants, capacity, concurrency, diskMib) = (self.tenants, self.capacity, self.concurrency, self.diskMib)
-        try await InProcessNode.run(name: "churn", configure: { $0.maxOpenDatabases = min(64, capacity) }) {
-            port, directory in
-            try await Self.churn(
-                url: "http://127.0.0.1:\(port)", directory: directory + "/tenants", tenants: tenants,
-                capacity: capacity, concurrency: concurrency, diskBytes: Int64(diskMib) << 20)
+        let maxOpen = min(64, capacity)
+        let scratch = FileManager.default.temporaryDirectory
+            .appendingPathComponent("shoal-bench-churn-\(ProcessInfo.processInfo.processIdentifier)").path
+        if inProcessNode {
+            try await InProcessNode.run(name: "churn", configure: { $0.maxOpenDatabases = maxOpen }) {
+                port, directory in
+                try await Self.churn(
+                    url: "http://127.0.0.1:\(port)", nodeProcess: nil, directory: directory + "/tenants",
+                    tenants: tenants, capacity: capacity, concurrency: concurrency, diskBytes: Int64(diskMib) << 20)
+            }
+            return
         }
+        defer { try? FileManager.default.removeItem(atPath: scratch) }
+        if let node {
+            try await Self.churn(
+                url: node, nodeProcess: nil, directory: scratch + "/tenants", tenants: tenants, capacity: capacity,
+                concurrency: concurrency, diskBytes: Int64(diskMib) << 20)
+            return
+        }
+        let child = try ChildNode(maxOpen: maxOpen)
+        defer { child.stop() }
+        try await Self.churn(
+            url: "http://127.0.0.1:\(child.port)", nodeProcess: child.pid, directory: scratch + "/tenants",
+            tenants: tenants, capacity: capacity, concurrency: concurrency, diskBytes: Int64(diskMib) << 20)
     }
 
     static func churn(
-        url: String, directory: String, tenants: Int, capacity: Int, concurrency: Int, diskBytes: Int64
+        url: String, nodeProcess: Int32?, directory: String, tenants: Int, capacity: Int, concurrency: Int,
+        diskBytes: Int64
     ) async throws {
         let pool = TenantPool(
             configuration: .init(
                 directory: directory, capacity: capacity, idleTimeout: .seconds(3600), maxDiskBytes: diskBytes),
             resolver: { tenant in TenantEndpoint(url: URL(string: "\(url)/db/bench/\(tenant)")!) })
-        let samples = ChurnSamples()
+        let samples = ChurnSamples(nodeProcess: nodeProcess)
         let next = Counter()
         let begin = ContinuousClock.now
         let step = max(1, tenants / 100)
@@ -65,22 +90,23 @@ struct PoolChurn: AsyncParsableCommand {
         let metrics = pool.metrics
         await pool.close()
         let (atCapacity, end, maxAfter) = samples.summary(from: 2 * capacity)
-        BenchResult(
-            bench: "pool-churn", metric: "open_fds_max_after_full", value: Double(maxAfter.fds), unit: "fds",
-            baseline: Double(atCapacity.fds), baselineName: "open_fds_after_one_turnover"
-        ).print()
-        BenchResult(
-            bench: "pool-churn", metric: "open_fds_end", value: Double(end.fds), unit: "fds",
-            baseline: Double(atCapacity.fds), baselineName: "open_fds_after_one_turnover"
-        ).print()
-        BenchResult(
-            bench: "pool-churn", metric: "rss_max_after_full", value: Double(maxAfter.rss) / 1_048_576, unit: "MiB",
-            baseline: Double(atCapacity.rss) / 1_048_576, baselineName: "rss_after_one_turnover"
-        ).print()
-        BenchResult(
-            bench: "pool-churn", metric: "rss_end", value: Double(end.rss) / 1_048_576, unit: "MiB",
-            baseline: Double(atCapacity.rss) / 1_048_576, baselineName: "rss_after_one_turnover"
-        ).print()
+        func result(_ metric: String, _ value: Double, _ unit: String, _ baseline: Double) {
+            BenchResult(
+                bench: "pool-churn", metric: metric, value: value, unit: unit, baseline: baseline,
+                baselineName: "after_one_turnover"
+            ).print()
+        }
+        let mib = 1_048_576.0
+        result("open_fds_max_after_full", Double(maxAfter.fds), "fds", Double(atCapacity.fds))
+        result("open_fds_end", Double(end.fds), "fds", Double(atCapacity.fds))
+        result("rss_max_after_full", Double(maxAfter.rss) / mib, "MiB", Double(atCapacity.rss) / mib)
+        result("rss_end", Double(end.rss) / mib, "MiB", Double(atCapacity.rss) / mib)
+        result("heap_in_use_end", Double(end.heapInUse) / mib, "MiB", Double(atCapacity.heapInUse) / mib)
+        result("heap_held_end", Double(end.heapHeld) / mib, "MiB", Double(atCapacity.heapHeld) / mib)
+        result("sqlite_memory_end", Double(end.sqlite) / mib, "MiB", Double(atCapacity.sqlite) / mib)
+        if nodeProcess != nil {
+            result("node_rss_end", Double(end.nodeRSS) / mib, "MiB", Double(atCapacity.nodeRSS) / mib)
+        }
         BenchResult(
             bench: "pool-churn", metric: "tenants_per_second", value: Double(tenants) / seconds, unit: "1/s",
             baseline: nil, baselineName: nil
@@ -92,21 +118,105 @@ struct PoolChurn: AsyncParsableCommand {
     }
 }
 
-/// Open descriptors and resident memory of this process over the run.
+/// A node in a child process (`shoal-bench churn-node`), creating databases on first use; it stops
+/// when its standard input closes.
+final class ChildNode: Sendable {
+    let process: Process
+    let input: Pipe
+    let port: Int
+    var pid: Int32 { process.processIdentifier }
+
+    init(maxOpen: Int) throws {
+        let process = Process()
+        process.executableURL = URL(
+            fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+        process.arguments = ["churn-node", "--max-open", String(maxOpen)]
+        let input = Pipe()
+        let output = Pipe()
+        process.standardInput = input
+        process.standardOutput = output
+        try process.run()
+        // The child prints its port on its first line.
+        var line = Data()
+        while line.last != UInt8(ascii: "\n") {
+            let byte = output.fileHandleForReading.readData(ofLength: 1)
+            guard !byte.isEmpty else {
+                process.waitUntilExit()
+                throw BenchError("the node process exited (status \(process.terminationStatus)) before it listened")
+            }
+            line.append(byte)
+        }
+        guard let port = Int(String(decoding: line.dropLast(), as: UTF8.self)) else {
+            process.terminate()
+            throw BenchError("the node process printed \(String(decoding: line, as: UTF8.self).debugDescription)")
+        }
+        self.process = process
+        self.input = input
+        self.port = port
+    }
+
+    func stop() {
+        try? input.fileHandleForWriting.close()
+        process.waitUntilExit()
+    }
+}
+
+/// `churn-node`: the node of `pool-churn` when it runs in its own process.
+struct ChurnNode: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "churn-node", abstract: "The node of pool-churn (internal).", shouldDisplay: false)
+
+    @Option(help: "The most databases open at once.") var maxOpen = 64
+
+    func run() async throws {
+        try await InProcessNode.run(name: "churn-node", configure: { [maxOpen] in $0.maxOpenDatabases = maxOpen }) {
+            port, _ in
+            FileHandle.standardOutput.write(Data("\(port)\n".utf8))
+            // Until the parent closes our standard input (or exits).
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                DispatchQueue.global().async {
+                    _ = FileHandle.standardInput.readDataToEndOfFile()
+                    done.resume()
+                }
+            }
+        }
+    }
+}
+
+/// Open descriptors, resident memory and heap of this process (and the node's resident memory, when
+/// it runs in a child) over the run.
 final class ChurnSamples: Sendable {
     struct Sample: Sendable {
         let index: Int
         let fds: Int
         let rss: Int
+        let heapInUse: Int
+        let heapHeld: Int
+        let sqlite: Int
+        let nodeRSS: Int
     }
 
     private let samples = Mutex<[Sample]>([])
+    let nodeProcess: Int32?
+
+    init(nodeProcess: Int32?) {
+        self.nodeProcess = nodeProcess
+    }
+
+    static func residentBytes(of process: String) -> Int {
+        let statm = (try? String(contentsOfFile: "/proc/\(process)/statm", encoding: .utf8)) ?? ""
+        let pages = statm.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+        return pages * Int(getpagesize())
+    }
 
     func take(at index: Int) {
         let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? -1
-        let statm = (try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8)) ?? ""
-        let pages = statm.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
-        samples.withLock { $0.append(Sample(index: index, fds: fds, rss: pages * Int(getpagesize()))) }
+        var (inUse, held, sqlite): (Int64, Int64, Int64) = (0, 0, 0)
+        shoal_bench_heap(&inUse, &held, &sqlite)
+        let sample = Sample(
+            index: index, fds: fds, rss: Self.residentBytes(of: "self"), heapInUse: Int(inUse), heapHeld: Int(held),
+            sqlite: Int(sqlite), nodeRSS: nodeProcess.map { Self.residentBytes(of: String($0)) } ?? 0)
+        samples.withLock { $0.append(sample) }
     }
 
     func summary(from start: Int) -> (atCapacity: Sample, end: Sample, maxAfter: Sample) {
@@ -115,7 +225,11 @@ final class ChurnSamples: Sendable {
         let after = all.filter { $0.index >= atCapacity.index }
         let maxFDs = after.max { $0.fds < $1.fds } ?? atCapacity
         let maxRSS = after.max { $0.rss < $1.rss } ?? atCapacity
-        return (atCapacity, all.last!, Sample(index: maxFDs.index, fds: maxFDs.fds, rss: maxRSS.rss))
+        return (
+            atCapacity, all.last!,
+            Sample(
+                index: maxFDs.index, fds: maxFDs.fds, rss: maxRSS.rss, heapInUse: 0, heapHeld: 0, sqlite: 0, nodeRSS: 0)
+        )
     }
 }
 

@@ -13,6 +13,8 @@ public final class PostgresCatalogStore: CatalogStore {
     private let runner: Task<Void, Never>
     private let logger: Logger
     private let running = Mutex(false)
+    /// Whether `close()` has begun, and how many transactions are running.
+    private let activity = Mutex((closed: false, transactions: 0))
     private let schema: String?
 
     /// Connects to `url` (`postgres://user[:password]@host[:port]/database[?schema=name]`); with
@@ -51,6 +53,12 @@ public final class PostgresCatalogStore: CatalogStore {
     public func transaction<T: Sendable>(
         _ body: @Sendable (any CatalogTransaction) async throws -> T
     ) async throws -> T {
+        // A transaction after `close()` would wait forever for a connection from the stopped pool.
+        try activity.withLock { activity in
+            guard !activity.closed else { throw CatalogStoreError.backend("the catalog is closed") }
+            activity.transactions += 1
+        }
+        defer { activity.withLock { $0.transactions -= 1 } }
         try await waitUntilRunning()
         let logger = logger
         return try await client.withConnection { connection in
@@ -143,11 +151,17 @@ public final class PostgresCatalogStore: CatalogStore {
         func resume(_ value: Bool) { continuation.withLock { $0.take() }?.resume(returning: value) }
     }
 
-    /// Closes the store (see `CatalogStore`): the pool is told to shut down and given 10 seconds
-    /// to close its connections. A pool that has not stopped by then (seen in tests: a connection
-    /// request that never came back keeps the pool's `run()` waiting) is left to stop on its own,
-    /// and the log says so, so that a shutdown never hangs on it.
+    /// Closes the store (see `CatalogStore`): transactions begun from now on fail at once (one that
+    /// asked the stopped pool for a connection would wait forever, and with it the server request
+    /// that ran it), running ones get up to 10 seconds to finish, then the pool is told to shut down
+    /// and given 10 seconds to close its connections. A pool that has not stopped by then is left
+    /// to stop on its own, and the log says so, so that a shutdown never hangs on it.
     public func close() async {
+        // New transactions are refused from now on; running ones get up to 10 s to finish first.
+        activity.withLock { $0.closed = true }
+        for _ in 0..<1_000 where activity.withLock({ $0.transactions }) > 0 {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
         runner.cancel()
         let runner = runner
         let stopped = await Self.finishes(within: .seconds(10)) { await runner.value }

@@ -2,10 +2,13 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import ShoalPool
+import Synchronization
 
 /// A request Shoal sends: to a node, to the control plane, to a JWKS URL. Every call has a
-/// deadline that covers the whole exchange, body included, and is enforced by a timer on an
-/// event loop, so a call always ends — with the answer or with `HTTPCallError`.
+/// deadline that covers the whole exchange, body included, and is enforced by a timer that does
+/// not wait for the exchange to stop, so a call always ends — with the answer or with
+/// `HTTPCallError`.
 public struct HTTPCall: Sendable {
     /// `GET`, `POST`, …
     public var method: String
@@ -118,8 +121,12 @@ public enum OutboundHTTP {
         let timeout = call.timeout
         let limit = call.maxBodyBytes
         let deadline = NIODeadline.now() + TimeAmount(timeout)
-        return try await withThrowingTaskGroup(of: HTTPAnswer?.self) { group in
-            group.addTask {
+        // The exchange and the deadline race as two tasks; the first to finish answers and the
+        // other is cancelled but not awaited, so a call ends at its deadline even if the client
+        // library is slow to give up on the exchange.
+        let race = Race<HTTPAnswer>()
+        let exchange = Task {
+            do {
                 let response = try await client.execute(prepared, deadline: deadline)
                 var headers: [String: String] = [:]
                 for (name, value) in response.headers {
@@ -127,30 +134,41 @@ public enum OutboundHTTP {
                     headers[key] = headers[key].map { "\($0), \(value)" } ?? value
                 }
                 let buffer = try await response.body.collect(upTo: limit)
-                return HTTPAnswer(
-                    status: Int(response.status.code), headers: headers, body: Data(buffer.readableBytesView))
-            }
-            group.addTask {
-                try await Task.sleep(for: timeout)
-                return nil
-            }
-            do {
-                guard let first = try await group.next(), let answer = first else {
-                    group.cancelAll()
-                    throw HTTPCallError(kind: .timedOut, url: url, detail: "\(timeout)")
-                }
-                group.cancelAll()
-                return answer
-            } catch let error as HTTPCallError {
-                throw error
-            } catch let error as HTTPClientError where error == .cancelled && Task.isCancelled {
-                throw CancellationError()
-            } catch is CancellationError {
-                throw CancellationError()
+                race.finish(
+                    .success(
+                        HTTPAnswer(
+                            status: Int(response.status.code), headers: headers,
+                            body: Data(buffer.readableBytesView))))
             } catch {
-                group.cancelAll()
-                throw classify(error, url: url, timeout: timeout, limit: limit)
+                race.finish(.failure(error))
             }
+        }
+        let timer = Task {
+            // Not `Task.sleep`: cancelled, it would hold its memory until the deadline.
+            if await CancellableSleep.sleep(for: timeout) {
+                race.finish(.failure(HTTPCallError(kind: .timedOut, url: url, detail: "\(timeout)")))
+            }
+        }
+        defer {
+            exchange.cancel()
+            timer.cancel()
+        }
+        let result = await withTaskCancellationHandler {
+            await race.result()
+        } onCancel: {
+            race.finish(.failure(CancellationError()))
+        }
+        switch result {
+        case .success(let answer):
+            return answer
+        case .failure(let error as HTTPCallError):
+            throw error
+        case .failure(is CancellationError):
+            throw CancellationError()
+        case .failure(let error as HTTPClientError) where error == .cancelled && Task.isCancelled:
+            throw CancellationError()
+        case .failure(let error):
+            throw classify(error, url: url, timeout: timeout, limit: limit)
         }
     }
 
@@ -180,5 +198,43 @@ extension TimeAmount {
     init(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
         self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}
+
+/// The first of several finishers wins: its result is handed to the one waiter, later ones are
+/// dropped.
+final class Race<Value: Sendable>: Sendable {
+    private enum State {
+        case open(waiter: CheckedContinuation<Result<Value, any Error>, Never>?)
+        case finished(Result<Value, any Error>?)
+    }
+
+    private let state = Mutex<State>(.open(waiter: nil))
+
+    /// Ends the race with `result`, unless it already ended.
+    func finish(_ result: Result<Value, any Error>) {
+        let waiter = state.withLock { state -> CheckedContinuation<Result<Value, any Error>, Never>? in
+            guard case .open(let waiter) = state else { return nil }
+            state = .finished(waiter == nil ? result : nil)
+            return waiter
+        }
+        waiter?.resume(returning: result)
+    }
+
+    /// Waits for the race's result (called once).
+    func result() async -> Result<Value, any Error> {
+        await withCheckedContinuation { continuation in
+            let ready = state.withLock { state -> Result<Value, any Error>? in
+                switch state {
+                case .open:
+                    state = .open(waiter: continuation)
+                    return nil
+                case .finished(let result):
+                    state = .finished(nil)
+                    return result
+                }
+            }
+            if let ready { continuation.resume(returning: ready) }
+        }
     }
 }

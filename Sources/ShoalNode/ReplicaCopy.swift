@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import ShoalClient
+import ShoalPool
 import ShoalReplication
 import ShoalSQLite
 import Synchronization
@@ -251,7 +252,7 @@ final class PositionWaiters: Sendable {
             return state.next
         }
         let timer = Task { [self] in
-            guard (try? await Task.sleep(for: timeout)) != nil else { return }
+            guard await CancellableSleep.sleep(for: timeout) else { return }
             let waiter = state.withLock { state in
                 guard let waiter = state.waiters.removeValue(forKey: id) else {
                     state.expired.insert(id)

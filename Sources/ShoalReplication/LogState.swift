@@ -1,3 +1,4 @@
+import ShoalPool
 import Synchronization
 
 /// The primary log's shared, mutable state: generation, committed frames and long-poll waiters.
@@ -125,7 +126,7 @@ final class LogState: Sendable {
                 }
             }
             group.addTask {
-                try? await Task.sleep(for: timeout)
+                await CancellableSleep.sleep(for: timeout)
                 self.resolve(id)
             }
             await group.next()

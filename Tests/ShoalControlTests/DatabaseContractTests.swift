@@ -274,6 +274,7 @@ struct DatabaseContractTests {
             router.post("**") { _, _ -> HTTPResponse.Status in .serviceUnavailable }
             try await withThrowingTaskGroup(of: Void.self) { servers in
                 let port = try await LiveCluster.start(
+                    "refusing node",
                     { onRunning in
                         Application(
                             router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),

@@ -87,9 +87,30 @@ struct LiveCluster: Sendable {
         var logger = Logger(label: "shoal.control.test")
         logger.logLevel = .critical
         let control = ControlPlane(catalog: catalog, eagerPlacement: eagerPlacement, logger: logger)
+        let pending = PendingWork()
+        defer { pending.watch.withLock { $0?.cancel() } }
+        // The servers stop first (their requests may still use the catalog), then the catalog.
+        do {
+            try await serve(
+                control: control, catalog: catalog, adminToken: adminToken, time: time, locations: locations,
+                directory: directory, schema: String(schema), backend: backend, pending: pending, logger: logger,
+                body)
+        } catch {
+            await pending.run("catalog store close") { await store.close() }
+            throw error
+        }
+        await pending.run("catalog store close") { await store.close() }
+    }
+
+    private static func serve(
+        control: ControlPlane, catalog: Catalog, adminToken: String, time: TestTime, locations: [String],
+        directory: String, schema: String, backend: CatalogBackend, pending: PendingWork, logger: Logger,
+        _ body: @Sendable (LiveCluster) async throws -> Void
+    ) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
             let controlPort = try await start(
-                { control.application(host: "127.0.0.1", port: 0, onRunning: $0) }, in: &group)
+                "control plane server", { control.application(host: "127.0.0.1", port: 0, onRunning: $0) },
+                in: &group, pending: pending)
             let controlURL = "http://127.0.0.1:\(controlPort)"
             var nodes: [String: LiveClusterNode] = [:]
             var started: [Node] = []
@@ -102,7 +123,9 @@ struct LiveCluster: Sendable {
                 configuration.replicaCatchUpTimeout = .seconds(30)
                 let node = try Node(configuration: configuration, logger: logger)
                 started.append(node)
-                let port = try await start({ node.application(host: "127.0.0.1", port: 0, onRunning: $0) }, in: &group)
+                let port = try await start(
+                    "node server \(location)", { node.application(host: "127.0.0.1", port: 0, onRunning: $0) },
+                    in: &group, pending: pending)
                 let url = "http://127.0.0.1:\(port)"
                 let link = ControlPlaneLink(
                     configuration: .init(
@@ -110,34 +133,38 @@ struct LiveCluster: Sendable {
                         advertisedURL: url, nodeAdminToken: nodeAdmin),
                     node: node)
                 _ = try await link.register()
-                group.addTask { await link.run() }
+                group.addTask { await pending.run("control link \(location)") { await link.run() } }
                 nodes[location] = LiveClusterNode(url: url, node: node)
             }
             let cluster = LiveCluster(
                 controlURL: controlURL, adminToken: adminToken, catalog: catalog, time: time, nodes: nodes,
-                schema: String(schema), backend: backend)
+                schema: schema, backend: backend)
+            func tearDown() async {
+                pending.report(after: .seconds(30), of: "LiveCluster(\(backend)) teardown")
+                group.cancelAll()
+                for (index, node) in started.enumerated() {
+                    await pending.run("node.shutdown \(locations[index])") { await node.shutdown() }
+                }
+            }
             do {
                 try await body(cluster)
             } catch {
-                group.cancelAll()
-                for node in started { await node.shutdown() }
-                await store.close()
+                await tearDown()
                 throw error
             }
-            group.cancelAll()
-            for node in started { await node.shutdown() }
-            await store.close()
+            await tearDown()
         }
     }
 
     /// Runs `app` in `group`; returns its port once it listens.
     static func start(
+        _ name: String,
         _ makeApp: (@escaping @Sendable (Int) -> Void) -> Application<RouterResponder<BasicRequestContext>>,
-        in group: inout ThrowingTaskGroup<Void, any Error>
+        in group: inout ThrowingTaskGroup<Void, any Error>, pending: PendingWork = PendingWork()
     ) async throws -> Int {
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let app = makeApp { continuation.yield($0) }
-        group.addTask { try await app.run() }
+        group.addTask { try await pending.run(name) { try await app.run() } }
         var iterator = ports.makeAsyncIterator()
         guard let port = await iterator.next() else { throw ClusterError("a server did not start") }
         return port
@@ -212,4 +239,34 @@ struct Answer: Sendable {
 struct ClusterError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// The named pieces of work of a test fixture still running; a teardown that takes too long says
+/// which (a hanging test then names what it waits for instead of hanging silently).
+final class PendingWork: Sendable {
+    private let running = Mutex<[String: Int]>([:])
+    /// The report's timer, cancelled when the teardown is over.
+    let watch = Mutex<Task<Void, Never>?>(nil)
+
+    func run<T>(_ name: String, _ body: () async throws -> T) async rethrows -> T {
+        running.withLock { $0[name, default: 0] += 1 }
+        defer {
+            running.withLock { running in
+                let left = (running[name] ?? 1) - 1
+                running[name] = left > 0 ? left : nil
+            }
+        }
+        return try await body()
+    }
+
+    /// After `delay`, unless cancelled first, prints to standard error what is still running.
+    func report(after delay: Duration, of what: String) {
+        let task = Task.detached { [self] in
+            guard (try? await Task.sleep(for: delay)) != nil else { return }
+            let names = running.withLock { $0.keys.sorted() }
+            FileHandle.standardError.write(
+                Data("\(what) still waits after \(delay) for: \(names.joined(separator: ", "))\n".utf8))
+        }
+        watch.withLock { $0 = task }
+    }
 }

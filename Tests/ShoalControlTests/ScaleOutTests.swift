@@ -19,6 +19,7 @@ struct ScaleOutTests {
             let second = ControlPlane(catalog: Catalog(store: store, now: { cluster.time.now() }), logger: logger)
             try await withThrowingTaskGroup(of: Void.self) { servers in
                 let port = try await LiveCluster.start(
+                    "second control plane",
                     { second.application(host: "127.0.0.1", port: 0, onRunning: $0) }, in: &servers)
                 let instances = [cluster.controlURL, "http://127.0.0.1:\(port)"]
                 // 150 names, each asked for through both instances at once.

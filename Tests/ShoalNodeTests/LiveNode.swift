@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import ShoalHTTP
 import ShoalNode
+import Synchronization
 
 /// A real node on a loopback port chosen by the kernel, for one test.
 struct LiveNode {
@@ -25,18 +26,37 @@ struct LiveNode {
         let node = try Node(configuration: configuration, logger: logger)
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let app = node.application(host: "127.0.0.1", port: 0) { continuation.yield($0) }
+        let state = TeardownState()
+        defer { state.watch.withLock { $0?.cancel() } }
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await app.run() }
+            group.addTask {
+                state.serving.withLock { $0 = true }
+                defer { state.serving.withLock { $0 = false } }
+                try await app.run()
+            }
             var iterator = ports.makeAsyncIterator()
             guard let port = await iterator.next() else { throw NodeTestError("the server did not start") }
             let live = LiveNode(url: "http://127.0.0.1:\(port)", node: node, dataDirectory: directory)
+            func tearDown() async {
+                // A teardown that hangs says so, and whether the server or the node is what waits.
+                state.watch.withLock {
+                    $0 = Task.detached {
+                        guard (try? await Task.sleep(for: .seconds(30))) != nil else { return }
+                        FileHandle.standardError.write(
+                            Data(
+                                "LiveNode teardown still waits after 30 s: server running \(state.serving.withLock { $0 }), node shut down \(state.shutDown.withLock { $0 })\n"
+                                    .utf8))
+                    }
+                }
+                group.cancelAll()
+                await node.shutdown()
+                state.shutDown.withLock { $0 = true }
+            }
             do {
                 try await body(live)
-                group.cancelAll()
-                await node.shutdown()
+                await tearDown()
             } catch {
-                group.cancelAll()
-                await node.shutdown()
+                await tearDown()
                 throw error
             }
         }
@@ -68,6 +88,13 @@ struct LiveNode {
         let object = (try? JSONSerialization.jsonObject(with: Data(body.utf8))) as? [String: Any] ?? ["text": body]
         return (status, object)
     }
+}
+
+/// What a LiveNode's teardown has done, for the report of one that hangs.
+final class TeardownState: Sendable {
+    let serving = Mutex(false)
+    let shutDown = Mutex(false)
+    let watch = Mutex<Task<Void, Never>?>(nil)
 }
 
 struct NodeTestError: Error, CustomStringConvertible {

@@ -14,4 +14,12 @@ uint64_t shoal_bench_now_ns(void);
 int shoal_bench_c_point_reads(const char *path, const char *sql, const int64_t *keys, int64_t count,
                               int held_transaction, uint64_t *durations_ns, int64_t *checksum);
 
+/// Memory the C heap (glibc malloc, every arena) holds for the process: `in_use` bytes handed out
+/// and not freed, `held` bytes taken from the system (in use, free chunks, mmapped blocks).
+/// `sqlite` is what SQLite's allocator counts as in use (sqlite3_memory_used).
+void shoal_bench_heap(int64_t *in_use, int64_t *held, int64_t *sqlite);
+
+/// Returns free heap memory to the system (malloc_trim(0)); returns whether any was released.
+int shoal_bench_heap_trim(void);
+
 #endif
