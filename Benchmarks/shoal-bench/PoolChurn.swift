@@ -26,6 +26,8 @@ struct PoolChurn: AsyncParsableCommand {
     var node: String?
     @Flag(help: "Run the node in this process instead of a child (its memory then counts too).")
     var inProcessNode = false
+    @Flag(help: "Also print every sample (each 1 % of the run) as a JSON line.")
+    var series = false
 
     func run() async throws {
         let (tenants, capacity, concurrency, diskMib) = (self.tenants, self.capacity, self.concurrency, self.diskMib)
@@ -37,7 +39,8 @@ struct PoolChurn: AsyncParsableCommand {
                 port, directory in
                 try await Self.churn(
                     url: "http://127.0.0.1:\(port)", nodeProcess: nil, directory: directory + "/tenants",
-                    tenants: tenants, capacity: capacity, concurrency: concurrency, diskBytes: Int64(diskMib) << 20)
+                    tenants: tenants, capacity: capacity, concurrency: concurrency, diskBytes: Int64(diskMib) << 20,
+                    series: series)
             }
             return
         }
@@ -45,19 +48,20 @@ struct PoolChurn: AsyncParsableCommand {
         if let node {
             try await Self.churn(
                 url: node, nodeProcess: nil, directory: scratch + "/tenants", tenants: tenants, capacity: capacity,
-                concurrency: concurrency, diskBytes: Int64(diskMib) << 20)
+                concurrency: concurrency, diskBytes: Int64(diskMib) << 20, series: series)
             return
         }
         let child = try ChildNode(maxOpen: maxOpen)
         defer { child.stop() }
         try await Self.churn(
             url: "http://127.0.0.1:\(child.port)", nodeProcess: child.pid, directory: scratch + "/tenants",
-            tenants: tenants, capacity: capacity, concurrency: concurrency, diskBytes: Int64(diskMib) << 20)
+            tenants: tenants, capacity: capacity, concurrency: concurrency, diskBytes: Int64(diskMib) << 20,
+                    series: series)
     }
 
     static func churn(
         url: String, nodeProcess: Int32?, directory: String, tenants: Int, capacity: Int, concurrency: Int,
-        diskBytes: Int64
+        diskBytes: Int64, series: Bool = false
     ) async throws {
         let pool = TenantPool(
             configuration: .init(
@@ -90,6 +94,7 @@ struct PoolChurn: AsyncParsableCommand {
         let metrics = pool.metrics
         await pool.close()
         let (atCapacity, end, maxAfter) = samples.summary(from: 2 * capacity)
+        let half = samples.summary(from: tenants / 2).atCapacity
         func result(_ metric: String, _ value: Double, _ unit: String, _ baseline: Double) {
             BenchResult(
                 bench: "pool-churn", metric: metric, value: value, unit: unit, baseline: baseline,
@@ -106,6 +111,25 @@ struct PoolChurn: AsyncParsableCommand {
         result("sqlite_memory_end", Double(end.sqlite) / mib, "MiB", Double(atCapacity.sqlite) / mib)
         if nodeProcess != nil {
             result("node_rss_end", Double(end.nodeRSS) / mib, "MiB", Double(atCapacity.nodeRSS) / mib)
+        }
+        // The second half of the run against its middle: growth that goes on with the tenants.
+        func fromHalf(_ metric: String, _ value: Double, _ baseline: Double) {
+            BenchResult(
+                bench: "pool-churn", metric: metric, value: value / mib, unit: "MiB", baseline: baseline / mib,
+                baselineName: "at_half_of_the_tenants"
+            ).print()
+        }
+        fromHalf("rss_end_vs_half", Double(end.rss), Double(half.rss))
+        fromHalf("heap_in_use_end_vs_half", Double(end.heapInUse), Double(half.heapInUse))
+        if series {
+            for sample in samples.all {
+                let line: [String: Int] = [
+                    "tenants": sample.index, "fds": sample.fds, "rss": sample.rss, "heap_in_use": sample.heapInUse,
+                    "heap_held": sample.heapHeld, "sqlite": sample.sqlite, "node_rss": sample.nodeRSS,
+                ]
+                let data = try JSONSerialization.data(withJSONObject: line, options: [.sortedKeys])
+                print("{\"bench\":\"pool-churn\",\"sample\":\(String(decoding: data, as: UTF8.self))}")
+            }
         }
         BenchResult(
             bench: "pool-churn", metric: "tenants_per_second", value: Double(tenants) / seconds, unit: "1/s",
@@ -218,6 +242,8 @@ final class ChurnSamples: Sendable {
             sqlite: Int(sqlite), nodeRSS: nodeProcess.map { Self.residentBytes(of: String($0)) } ?? 0)
         samples.withLock { $0.append(sample) }
     }
+
+    var all: [Sample] { samples.withLock { $0 }.sorted { $0.index < $1.index } }
 
     func summary(from start: Int) -> (atCapacity: Sample, end: Sample, maxAfter: Sample) {
         let all = samples.withLock { $0 }.sorted { $0.index < $1.index }
