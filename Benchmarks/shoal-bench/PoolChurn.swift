@@ -56,7 +56,7 @@ struct PoolChurn: AsyncParsableCommand {
         try await Self.churn(
             url: "http://127.0.0.1:\(child.port)", nodeProcess: child.pid, directory: scratch + "/tenants",
             tenants: tenants, capacity: capacity, concurrency: concurrency, diskBytes: Int64(diskMib) << 20,
-                    series: series)
+            series: series)
     }
 
     static func churn(
