@@ -68,7 +68,9 @@ struct ReplicaProcessTests {
             progress.stopped.withLock { $0 = true }
             return try await group.next() ?? []
         }
-        #expect(acknowledged.count >= 50, "too few writes went through before the kill")
+        // Up to 50 are waited for; a loaded machine (the whole suite in parallel) may get fewer
+        // through in the minute allowed, but never so few that the check below says nothing.
+        #expect(acknowledged.count >= 10, "too few writes went through before the kill")
         // The primary keeps taking writes while the replica is down.
         for value in 10_001...10_050 {
             #expect(
