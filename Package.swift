@@ -54,7 +54,7 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Layer 1: outbound HTTP (one NIO client per process, deadlines that always fire); uses ShoalPool's sleep.
+        // Layer 1: outbound HTTP (one NIO client per process, deadlines that always fire, through ShoalPool's withDeadline).
         .target(
             name: "ShoalHTTP",
             dependencies: [
@@ -66,7 +66,7 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Layer 1: the generic bounded pool of per-tenant resources, and sleeps that let go when cancelled.
+        // Layer 1: the generic bounded pool of per-tenant resources; sleeps and deadlines that let go when cancelled.
         .target(
             name: "ShoalPool",
             swiftSettings: strict
@@ -152,7 +152,7 @@ let package = Package(
         .target(
             name: "ShoalControl",
             dependencies: [
-                "ShoalModel", "ShoalSQLite", "ShoalMigrations", "ShoalHTTP",
+                "ShoalModel", "ShoalSQLite", "ShoalMigrations", "ShoalHTTP", "ShoalPool",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),

@@ -45,28 +45,24 @@ struct PoolBench: AsyncParsableCommand {
             }
             // Misses: capacity 1 and two tenants taken in turn, so every lease reopens a tenant whose
             // files exist (open the replica, one pull that finds nothing new).
-            _ = try await pool.withDatabase("b", work)
-            var reopen = [UInt64](repeating: 0, count: misses)
-            for index in 0..<misses {
-                let tenant = index % 2 == 0 ? "a" : "b"
-                let start = shoal_bench_now_ns()
-                _ = try await pool.withDatabase(tenant, work)
-                reopen[index] = shoal_bench_now_ns() - start
+            func alternate(_ pool: TenantPool) async throws -> [UInt64] {
+                _ = try await pool.withDatabase("b", work)
+                var durations = [UInt64](repeating: 0, count: misses)
+                for index in 0..<misses {
+                    let start = shoal_bench_now_ns()
+                    _ = try await pool.withDatabase(index % 2 == 0 ? "a" : "b", work)
+                    durations[index] = shoal_bench_now_ns() - start
+                }
+                return durations
             }
+            let reopen = try await alternate(pool)
             guard pool.statistics.opens >= misses else { throw BenchError("misses did not reopen tenants") }
             // The same with the reuse window off: every reopen pulls once before its first use.
             let pulling = TenantPool(
                 configuration: .init(directory: directory + "/tenants", capacity: 1, reuseWithin: .zero),
                 resolver: { tenant in TenantEndpoint(url: URL(string: "\(base)/\(tenant)")!) })
             await pool.close()
-            _ = try await pulling.withDatabase("b", work)
-            var reopenPulling = [UInt64](repeating: 0, count: misses)
-            for index in 0..<misses {
-                let tenant = index % 2 == 0 ? "a" : "b"
-                let start = shoal_bench_now_ns()
-                _ = try await pulling.withDatabase(tenant, work)
-                reopenPulling[index] = shoal_bench_now_ns() - start
-            }
+            let reopenPulling = try await alternate(pulling)
             await pulling.close()
             let missPulling = DurationStats(nanoseconds: reopenPulling)
             let hit = DurationStats(nanoseconds: pooled)

@@ -93,36 +93,33 @@ struct PoolChurn: AsyncParsableCommand {
             + Double((ContinuousClock.now - begin).components.attoseconds) / 1e18
         let metrics = pool.metrics
         await pool.close()
-        let (atCapacity, end, maxAfter) = samples.summary(from: 2 * capacity)
-        let half = samples.summary(from: tenants / 2).atCapacity
-        func result(_ metric: String, _ value: Double, _ unit: String, _ baseline: Double) {
+        let all = samples.all
+        let turnover = all.first { $0.index >= 2 * capacity } ?? all.last!
+        let half = all.first { $0.index >= tenants / 2 } ?? all.last!
+        let end = all.last!
+        let afterTurnover = all.filter { $0.index >= turnover.index }
+        func result(_ metric: String, _ value: Int, _ baseline: Int, unit: String = "MiB", from: String) {
+            let scale = unit == "MiB" ? 1_048_576.0 : 1
             BenchResult(
-                bench: "pool-churn", metric: metric, value: value, unit: unit, baseline: baseline,
-                baselineName: "after_one_turnover"
+                bench: "pool-churn", metric: metric, value: Double(value) / scale, unit: unit,
+                baseline: Double(baseline) / scale, baselineName: from
             ).print()
         }
-        let mib = 1_048_576.0
-        result("open_fds_max_after_full", Double(maxAfter.fds), "fds", Double(atCapacity.fds))
-        result("open_fds_end", Double(end.fds), "fds", Double(atCapacity.fds))
-        result("rss_max_after_full", Double(maxAfter.rss) / mib, "MiB", Double(atCapacity.rss) / mib)
-        result("rss_end", Double(end.rss) / mib, "MiB", Double(atCapacity.rss) / mib)
-        result("heap_in_use_end", Double(end.heapInUse) / mib, "MiB", Double(atCapacity.heapInUse) / mib)
-        result("heap_held_end", Double(end.heapHeld) / mib, "MiB", Double(atCapacity.heapHeld) / mib)
-        result("sqlite_memory_end", Double(end.sqlite) / mib, "MiB", Double(atCapacity.sqlite) / mib)
-        if nodeProcess != nil {
-            result("node_rss_end", Double(end.nodeRSS) / mib, "MiB", Double(atCapacity.nodeRSS) / mib)
-        }
+        let fromTurnover = "after_one_turnover"
+        result(
+            "open_fds_max_after_full", afterTurnover.map(\.fds).max()!, turnover.fds, unit: "fds", from: fromTurnover)
+        result("open_fds_end", end.fds, turnover.fds, unit: "fds", from: fromTurnover)
+        result("rss_max_after_full", afterTurnover.map(\.rss).max()!, turnover.rss, from: fromTurnover)
+        result("rss_end", end.rss, turnover.rss, from: fromTurnover)
+        result("heap_in_use_end", end.heapInUse, turnover.heapInUse, from: fromTurnover)
+        result("heap_held_end", end.heapHeld, turnover.heapHeld, from: fromTurnover)
+        result("sqlite_memory_end", end.sqlite, turnover.sqlite, from: fromTurnover)
+        if nodeProcess != nil { result("node_rss_end", end.nodeRSS, turnover.nodeRSS, from: fromTurnover) }
         // The second half of the run against its middle: growth that goes on with the tenants.
-        func fromHalf(_ metric: String, _ value: Double, _ baseline: Double) {
-            BenchResult(
-                bench: "pool-churn", metric: metric, value: value / mib, unit: "MiB", baseline: baseline / mib,
-                baselineName: "at_half_of_the_tenants"
-            ).print()
-        }
-        fromHalf("rss_end_vs_half", Double(end.rss), Double(half.rss))
-        fromHalf("heap_in_use_end_vs_half", Double(end.heapInUse), Double(half.heapInUse))
+        result("rss_end_vs_half", end.rss, half.rss, from: "at_half_of_the_tenants")
+        result("heap_in_use_end_vs_half", end.heapInUse, half.heapInUse, from: "at_half_of_the_tenants")
         if series {
-            for sample in samples.all {
+            for sample in all {
                 let line: [String: Int] = [
                     "tenants": sample.index, "fds": sample.fds, "rss": sample.rss, "heap_in_use": sample.heapInUse,
                     "heap_held": sample.heapHeld, "sqlite": sample.sqlite, "node_rss": sample.nodeRSS,
@@ -244,19 +241,6 @@ final class ChurnSamples: Sendable {
     }
 
     var all: [Sample] { samples.withLock { $0 }.sorted { $0.index < $1.index } }
-
-    func summary(from start: Int) -> (atCapacity: Sample, end: Sample, maxAfter: Sample) {
-        let all = samples.withLock { $0 }.sorted { $0.index < $1.index }
-        let atCapacity = all.first { $0.index >= start } ?? all.last!
-        let after = all.filter { $0.index >= atCapacity.index }
-        let maxFDs = after.max { $0.fds < $1.fds } ?? atCapacity
-        let maxRSS = after.max { $0.rss < $1.rss } ?? atCapacity
-        return (
-            atCapacity, all.last!,
-            Sample(
-                index: maxFDs.index, fds: maxFDs.fds, rss: maxRSS.rss, heapInUse: 0, heapHeld: 0, sqlite: 0, nodeRSS: 0)
-        )
-    }
 }
 
 /// Hands out 0, 1, 2, … to concurrent workers.

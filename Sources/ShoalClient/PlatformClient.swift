@@ -117,11 +117,26 @@ public struct PlatformClient: Sendable {
         organization: String, database: String, expiration: String = "never", readOnly: Bool = false,
         location: String? = nil
     ) async throws -> String {
+        try await issueToken(
+            "v1/organizations/\(organization)/databases/\(database)/auth/tokens", expiration: expiration,
+            readOnly: readOnly, location: location)
+    }
+
+    /// Issues a group token (valid for every database of the group) and returns the JWT.
+    public func createGroupToken(
+        organization: String, group: String, expiration: String = "never", readOnly: Bool = false,
+        location: String? = nil
+    ) async throws -> String {
+        try await issueToken(
+            "v1/organizations/\(organization)/groups/\(group)/auth/tokens", expiration: expiration,
+            readOnly: readOnly, location: location)
+    }
+
+    private func issueToken(
+        _ path: String, expiration: String, readOnly: Bool, location: String?
+    ) async throws -> String {
         var query = ["expiration": expiration, "authorization": readOnly ? "read-only" : "full-access"]
         if let location { query["location"] = location }
-        return try await call(
-            "POST", "v1/organizations/\(organization)/databases/\(database)/auth/tokens", query: query,
-            as: TokenAnswer.self
-        ).jwt
+        return try await call("POST", path, query: query, as: TokenAnswer.self).jwt
     }
 }

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import PostgresNIO
 import ShoalMigrations
+import ShoalPool
 import Synchronization
 
 /// The catalog in PostgreSQL: several stateless control-plane instances share it. Quotas hold
@@ -125,30 +126,8 @@ public final class PostgresCatalogStore: CatalogStore {
     /// Whether `work` finishes within `limit`; work that does not is left running on its own.
     private static func finishes(
         within limit: Duration, _ work: @escaping @Sendable () async throws -> Void
-    ) async
-        -> Bool
-    {
-        let outcome = FirstOutcome()
-        return await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
-            outcome.set(continuation)
-            Task {
-                let succeeded = (try? await work()) != nil
-                outcome.resume(succeeded)
-            }
-            Task {
-                try? await Task.sleep(for: limit)
-                outcome.resume(false)
-            }
-        }
-    }
-
-    /// Resumes a continuation once, with whichever outcome comes first.
-    private final class FirstOutcome: Sendable {
-        private let continuation = Mutex<CheckedContinuation<Bool, Never>?>(nil)
-
-        func set(_ continuation: CheckedContinuation<Bool, Never>) { self.continuation.withLock { $0 = continuation } }
-
-        func resume(_ value: Bool) { continuation.withLock { $0.take() }?.resume(returning: value) }
+    ) async -> Bool {
+        (try? await withDeadline(limit, work)) != nil
     }
 
     /// Closes the store (see `CatalogStore`): transactions begun from now on fail at once (one that
@@ -159,7 +138,8 @@ public final class PostgresCatalogStore: CatalogStore {
     public func close() async {
         // New transactions are refused from now on; running ones get up to 10 s to finish first.
         activity.withLock { $0.closed = true }
-        for _ in 0..<1_000 where activity.withLock({ $0.transactions }) > 0 {
+        let drained = ContinuousClock.now + .seconds(10)
+        while activity.withLock({ $0.transactions }) > 0, ContinuousClock.now < drained {
             try? await Task.sleep(for: .milliseconds(10))
         }
         runner.cancel()

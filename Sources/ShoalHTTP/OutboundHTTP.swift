@@ -3,7 +3,6 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import ShoalPool
-import Synchronization
 
 /// A request Shoal sends: to a node, to the control plane, to a JWKS URL. Every call has a
 /// deadline that covers the whole exchange, body included, and is enforced by a timer that does
@@ -121,12 +120,10 @@ public enum OutboundHTTP {
         let timeout = call.timeout
         let limit = call.maxBodyBytes
         let deadline = NIODeadline.now() + TimeAmount(timeout)
-        // The exchange and the deadline race as two tasks; the first to finish answers and the
-        // other is cancelled but not awaited, so a call ends at its deadline even if the client
-        // library is slow to give up on the exchange.
-        let race = Race<HTTPAnswer>()
-        let exchange = Task {
-            do {
+        // The deadline does not wait for the exchange to stop (see `withDeadline`).
+        let answer: HTTPAnswer?
+        do {
+            answer = try await withDeadline(timeout) {
                 let response = try await client.execute(prepared, deadline: deadline)
                 var headers: [String: String] = [:]
                 for (name, value) in response.headers {
@@ -134,42 +131,18 @@ public enum OutboundHTTP {
                     headers[key] = headers[key].map { "\($0), \(value)" } ?? value
                 }
                 let buffer = try await response.body.collect(upTo: limit)
-                race.finish(
-                    .success(
-                        HTTPAnswer(
-                            status: Int(response.status.code), headers: headers,
-                            body: Data(buffer.readableBytesView))))
-            } catch {
-                race.finish(.failure(error))
+                return HTTPAnswer(
+                    status: Int(response.status.code), headers: headers, body: Data(buffer.readableBytesView))
             }
-        }
-        let timer = Task {
-            // Not `Task.sleep`: cancelled, it would hold its memory until the deadline.
-            if await CancellableSleep.sleep(for: timeout) {
-                race.finish(.failure(HTTPCallError(kind: .timedOut, url: url, detail: "\(timeout)")))
-            }
-        }
-        defer {
-            exchange.cancel()
-            timer.cancel()
-        }
-        let result = await withTaskCancellationHandler {
-            await race.result()
-        } onCancel: {
-            race.finish(.failure(CancellationError()))
-        }
-        switch result {
-        case .success(let answer):
-            return answer
-        case .failure(let error as HTTPCallError):
-            throw error
-        case .failure(is CancellationError):
+        } catch is CancellationError {
             throw CancellationError()
-        case .failure(let error as HTTPClientError) where error == .cancelled && Task.isCancelled:
+        } catch let error as HTTPClientError where error == .cancelled && Task.isCancelled {
             throw CancellationError()
-        case .failure(let error):
+        } catch {
             throw classify(error, url: url, timeout: timeout, limit: limit)
         }
+        guard let answer else { throw HTTPCallError(kind: .timedOut, url: url, detail: "\(timeout)") }
+        return answer
     }
 
     static func classify(_ error: any Error, url: String, timeout: Duration, limit: Int) -> HTTPCallError {
@@ -198,43 +171,5 @@ extension TimeAmount {
     init(_ duration: Duration) {
         let (seconds, attoseconds) = duration.components
         self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
-    }
-}
-
-/// The first of several finishers wins: its result is handed to the one waiter, later ones are
-/// dropped.
-final class Race<Value: Sendable>: Sendable {
-    private enum State {
-        case open(waiter: CheckedContinuation<Result<Value, any Error>, Never>?)
-        case finished(Result<Value, any Error>?)
-    }
-
-    private let state = Mutex<State>(.open(waiter: nil))
-
-    /// Ends the race with `result`, unless it already ended.
-    func finish(_ result: Result<Value, any Error>) {
-        let waiter = state.withLock { state -> CheckedContinuation<Result<Value, any Error>, Never>? in
-            guard case .open(let waiter) = state else { return nil }
-            state = .finished(waiter == nil ? result : nil)
-            return waiter
-        }
-        waiter?.resume(returning: result)
-    }
-
-    /// Waits for the race's result (called once).
-    func result() async -> Result<Value, any Error> {
-        await withCheckedContinuation { continuation in
-            let ready = state.withLock { state -> Result<Value, any Error>? in
-                switch state {
-                case .open:
-                    state = .open(waiter: continuation)
-                    return nil
-                case .finished(let result):
-                    state = .finished(nil)
-                    return result
-                }
-            }
-            if let ready { continuation.resume(returning: ready) }
-        }
     }
 }

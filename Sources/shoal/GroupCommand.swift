@@ -147,14 +147,12 @@ struct GroupCommand: AsyncParsableCommand {
 
             func run() async throws {
                 let org = try platform.organization()
-                var query = ["expiration": expiration, "authorization": readOnly ? "read-only" : "full-access"]
-                if let location { query["location"] = location }
-                let data = try await platform.run {
-                    try await $0.send("POST", "v1/organizations/\(org)/groups/\(group)/auth/tokens", query: query)
+                let jwt = try await platform.run {
+                    try await $0.createGroupToken(
+                        organization: org, group: group, expiration: expiration, readOnly: readOnly,
+                        location: location)
                 }
-                if platform.json { return say(String(decoding: data, as: UTF8.self)) }
-                let object = try JSONSerialization.jsonObject(with: data) as? [String: Any]
-                say(object?["jwt"] as? String ?? String(decoding: data, as: UTF8.self))
+                say(platform.json ? #"{"jwt":"\#(jwt)"}"# : jwt)
             }
         }
 

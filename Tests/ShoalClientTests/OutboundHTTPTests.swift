@@ -59,27 +59,24 @@ struct ClientTestError: Error, CustomStringConvertible {
 
 @Suite("OutboundHTTP deadlines")
 struct OutboundHTTPTests {
-    @Test func aServerThatNeverAnswersTimesOut() async throws {
-        let server = try QuietServer()
-        let call = HTTPCall("GET", URL(string: "http://127.0.0.1:\(server.port)/")!, timeout: .milliseconds(300))
+    /// Calls the server and expects `.timedOut`.
+    func expectTimeout(_ server: QuietServer, within timeout: Duration) async {
+        let call = HTTPCall("GET", URL(string: "http://127.0.0.1:\(server.port)/")!, timeout: timeout)
         await #expect {
             _ = try await OutboundHTTP.send(call)
         } throws: { error in
             (error as? HTTPCallError)?.kind == .timedOut
         }
-        withExtendedLifetime(server) {}
+    }
+
+    @Test func aServerThatNeverAnswersTimesOut() async throws {
+        await expectTimeout(try QuietServer(), within: .milliseconds(300))
     }
 
     @Test func aBodyThatStopsHalfwayTimesOut() async throws {
         let server = try QuietServer()
         server.acceptAndSend("HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nhalf of it")
-        let call = HTTPCall("GET", URL(string: "http://127.0.0.1:\(server.port)/")!, timeout: .milliseconds(500))
-        await #expect {
-            _ = try await OutboundHTTP.send(call)
-        } throws: { error in
-            (error as? HTTPCallError)?.kind == .timedOut
-        }
-        withExtendedLifetime(server) {}
+        await expectTimeout(server, within: .milliseconds(500))
     }
 
     @Test func aCancelledCallEndsWithCancellation() async throws {
