@@ -55,7 +55,7 @@ public struct PlatformClient: Sendable {
         }
         guard let url = components.url else { throw ClientError(.protocolViolation, "cannot build a URL for \(path)") }
         let answer = try await OutboundHTTP.send(
-            HTTPCall(method, url, bearer: token, body: try body.map { try JSONEncoder().encode($0) }))
+            HTTPCall(method, url, bearer: token, body: try body.map { try WireJSON.encoder().encode($0) }))
         let status = answer.status
         let data = answer.body
         guard (200..<300).contains(status) else {

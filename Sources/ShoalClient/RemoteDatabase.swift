@@ -66,7 +66,8 @@ public actor RemoteDatabase {
     private func run(_ request: [String: Any]) async throws -> (response: [String: Any], headers: [String: String]) {
         let body: [String: Any] = ["baton": baton as Any? ?? NSNull(), "requests": [request]]
         let answer = try await transport.send(
-            "POST", "v3/pipeline", body: try JSONSerialization.data(withJSONObject: body))
+            "POST", "v3/pipeline",
+            body: try JSONSerialization.data(withJSONObject: body, options: .withoutEscapingSlashes))
         guard answer.status == 200 else {
             baton = nil
             throw transport.failure(answer, doing: "running SQL on the primary")
@@ -88,7 +89,9 @@ public actor RemoteDatabase {
         guard let baton else { return }
         self.baton = nil
         let body: [String: Any] = ["baton": baton, "requests": [["type": "close"]]]
-        _ = try? await transport.send("POST", "v3/pipeline", body: try JSONSerialization.data(withJSONObject: body))
+        _ = try? await transport.send(
+            "POST", "v3/pipeline",
+            body: try JSONSerialization.data(withJSONObject: body, options: .withoutEscapingSlashes))
     }
 
     static func encode(_ value: SQLiteValue) -> [String: Any] {

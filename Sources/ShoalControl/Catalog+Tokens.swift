@@ -122,8 +122,7 @@ extension Catalog {
             let typ = "JWT"
             let kid: String
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
+        let encoder = WireJSON.encoder([.sortedKeys])
         let header = Base64URL.encode(Array(try encoder.encode(Header(kid: kid))))
         let payload = Base64URL.encode(Array(try encoder.encode(claims)))
         let signature = try key.signature(for: Data("\(header).\(payload)".utf8))

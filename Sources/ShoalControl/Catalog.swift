@@ -112,8 +112,7 @@ public struct Catalog: Sendable {
 
     static func encode(_ rule: Platform.RegionRule?) -> CatalogValue {
         guard let rule, rule.jurisdictions != nil || rule.locations != nil else { return .null }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
+        let encoder = WireJSON.encoder([.sortedKeys])
         return .text(String(decoding: (try? encoder.encode(rule)) ?? Data("{}".utf8), as: UTF8.self))
     }
 

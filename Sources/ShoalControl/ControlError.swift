@@ -65,7 +65,7 @@ public struct ControlError: Error, Sendable, CustomStringConvertible, HTTPRespon
 
     /// `{"error":{"code","message"}}` with the mapped status.
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        let body = try JSONEncoder().encode(Platform.ErrorBody(code: code.rawValue, message: message))
+        let body = try WireJSON.encoder().encode(Platform.ErrorBody(code: code.rawValue, message: message))
         return Response(
             status: status, headers: [.contentType: "application/json"],
             body: .init(byteBuffer: ByteBuffer(bytes: body)))

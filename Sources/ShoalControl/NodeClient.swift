@@ -37,7 +37,7 @@ struct NodeClient: Sendable {
 
     /// Creates a database on its node with its settings (an existing one is updated instead).
     func create(_ namespace: String, settings: DatabaseSettings, on node: Catalog.NodeRecord) async throws {
-        let body = try JSONEncoder().encode(settings)
+        let body = try WireJSON.encoder().encode(settings)
         let status = try await send("POST", "/v1/namespaces/\(namespace)/create", body: body, to: node)
         if status == 409 {
             _ = try await require(
@@ -51,7 +51,7 @@ struct NodeClient: Sendable {
     /// asks for them on its first request, so 404 is fine).
     func configure(_ namespace: String, settings: DatabaseSettings, on node: Catalog.NodeRecord) async throws {
         let status = try await send(
-            "POST", "/v1/namespaces/\(namespace)/config", body: try JSONEncoder().encode(settings), to: node)
+            "POST", "/v1/namespaces/\(namespace)/config", body: try WireJSON.encoder().encode(settings), to: node)
         if status == 404 { return }
         try require(status, namespace, node)
     }
@@ -66,7 +66,8 @@ struct NodeClient: Sendable {
     /// Pushes the token policy to a node.
     func push(_ policy: Platform.TokenPolicy, to node: Catalog.NodeRecord) async throws {
         try require(
-            try await send("POST", "/v1/auth/policy", body: try JSONEncoder().encode(policy), to: node), "policy", node)
+            try await send("POST", "/v1/auth/policy", body: try WireJSON.encoder().encode(policy), to: node), "policy",
+            node)
     }
 
     @discardableResult

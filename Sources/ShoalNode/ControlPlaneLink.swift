@@ -74,7 +74,7 @@ public struct ControlPlaneLink: Sendable {
     public func register() async throws -> (id: String, interval: Duration) {
         let known = configuration.identityFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }?
             .trimmingCharacters(in: .whitespacesAndNewlines)
-        let body = try JSONEncoder().encode(
+        let body = try WireJSON.encoder().encode(
             Platform.NodeRegistration(
                 location: configuration.location, url: configuration.advertisedURL,
                 adminToken: configuration.nodeAdminToken, id: known?.isEmpty == false ? known : nil))

@@ -1,4 +1,5 @@
 import Foundation
+import ShoalModel
 
 /// Per-database settings the control plane (or an operator) sets through the admin API; stored in
 /// the database's directory as `config.json` and applied when the database opens.
@@ -70,8 +71,7 @@ public struct DatabaseSettings: Sendable, Codable, Equatable {
     }
 
     func save(directory: String) throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        let encoder = WireJSON.encoder([.sortedKeys])
         try encoder.encode(self).write(to: URL(fileURLWithPath: directory + "/config.json"), options: .atomic)
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ShoalModel
 import ShoalPool
 import ShoalReplication
 import Synchronization
@@ -89,8 +90,7 @@ public final class DatabaseStore: Sendable {
 
     /// Writes a placed database's directory and settings, durably (file, directory, parent).
     static func writePlacement(_ settings: DatabaseSettings, directory: String) async throws {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys]
+        let encoder = WireJSON.encoder([.sortedKeys])
         let bytes = Array(try encoder.encode(settings))
         try await BlockingWork.run {
             try FileSystem.makeDirectory(directory)

@@ -138,7 +138,7 @@ extension Node {
             await close(stream)
             throw error
         }
-        let encoder = JSONEncoder()
+        let encoder = WireJSON.encoder()
         var lines = [try encoder.encode(Hrana.CursorHeader(baton: streams.park(stream)))]
         for step in result.stepResults.indices {
             if let failure = result.stepErrors[step] {

@@ -199,7 +199,7 @@ extension Node {
         }
         for (id, sql) in state.storedSQL.sorted(by: { $0.key < $1.key }) where state.primaryStored[id] != sql {
             if state.primaryStored[id] != nil { requests.append(#"{"type":"close_sql","sql_id":\#(id)}"#) }
-            let text = String(decoding: (try? JSONEncoder().encode(sql)) ?? Data("\"\"".utf8), as: UTF8.self)
+            let text = String(decoding: (try? WireJSON.encoder().encode(sql)) ?? Data("\"\"".utf8), as: UTF8.self)
             requests.append(#"{"type":"store_sql","sql_id":\#(id),"sql":\#(text)}"#)
         }
         return requests
@@ -207,7 +207,7 @@ extension Node {
 
     static func pipelineBody(baton: String?, requests: [[UInt8]]) -> [UInt8] {
         var body = Array(#"{"baton":"#.utf8)
-        body += baton.map { Array((try? JSONEncoder().encode($0)) ?? Data("null".utf8)) } ?? Array("null".utf8)
+        body += baton.map { Array((try? WireJSON.encoder().encode($0)) ?? Data("null".utf8)) } ?? Array("null".utf8)
         body += Array(#","requests":["#.utf8)
         for (index, request) in requests.enumerated() {
             if index > 0 { body.append(UInt8(ascii: ",")) }
@@ -233,7 +233,7 @@ extension Node {
             baton = streams.park(stream)
         }
         guard !forwarded.isEmpty else { return try Self.json(Hrana.PipelineResponse(baton: baton, results: results)) }
-        let encoder = JSONEncoder()
+        let encoder = WireJSON.encoder()
         var body = Array(#"{"baton":"#.utf8)
         body += Array(try encoder.encode(baton))
         body += Array(#","base_url":null,"results":["#.utf8)
@@ -302,7 +302,7 @@ extension Node {
         }
         var forwardedBody = Array(#"{"baton":"#.utf8)
         forwardedBody +=
-            state.primaryBaton.map { Array((try? JSONEncoder().encode($0)) ?? Data("null".utf8)) }
+            state.primaryBaton.map { Array((try? WireJSON.encoder().encode($0)) ?? Data("null".utf8)) }
             ?? Array("null".utf8)
         forwardedBody += Array(#","batch":"#.utf8) + Array(body[batch]) + Array("}".utf8)
         let answer = try await forward(copy, path: "v3/cursor", body: forwardedBody, authorization: state.authorization)
@@ -327,7 +327,7 @@ extension Node {
         } else {
             state.inTransaction = false
         }
-        var out = Array(try JSONEncoder().encode(Hrana.CursorHeader(baton: streams.park(stream))))
+        var out = Array(try WireJSON.encoder().encode(Hrana.CursorHeader(baton: streams.park(stream))))
         out += bytes[newline...]
         var response = Response(
             status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: ByteBuffer(bytes: out)))
@@ -336,7 +336,7 @@ extension Node {
     }
 
     func cursorResponse(baton: String, result: Hrana.BatchResult) throws -> Response {
-        let encoder = JSONEncoder()
+        let encoder = WireJSON.encoder()
         var buffer = ByteBuffer()
         func line(_ value: some Encodable) throws {
             buffer.writeBytes(try encoder.encode(value))

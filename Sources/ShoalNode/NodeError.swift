@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import ShoalModel
 
 /// The one error type of the node: what went wrong for the caller, mapped to HTTP in one place.
 public struct NodeError: Error, Sendable, CustomStringConvertible, HTTPResponseError {
@@ -56,13 +57,13 @@ public struct NodeError: Error, Sendable, CustomStringConvertible, HTTPResponseE
         switch code {
         case .streamExpired:
             headers[.contentType] = "application/json"
-            body = Array(try JSONEncoder().encode(["message": message, "code": "STREAM_EXPIRED"]))
+            body = Array(try WireJSON.encoder().encode(["message": message, "code": "STREAM_EXPIRED"]))
         case .invalidBaton, .badRequest:
             headers[.contentType] = "text/plain; charset=utf-8"
             body = Array(message.utf8)
         default:
             headers[.contentType] = "application/json"
-            body = Array(try JSONEncoder().encode(["error": message]))
+            body = Array(try WireJSON.encoder().encode(["error": message]))
         }
         return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
     }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ShoalModel
 
 /// `shoal auth`: where the Platform API is and which token to use.
 struct AuthCommand: AsyncParsableCommand {
@@ -27,8 +28,7 @@ struct AuthCommand: AsyncParsableCommand {
             let path = PlatformOptions.configPath
             try FileManager.default.createDirectory(
                 atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            let encoder = WireJSON.encoder([.prettyPrinted, .sortedKeys])
             let data = try encoder.encode(PlatformOptions.Login(url: url, token: token, org: org))
             guard FileManager.default.createFile(atPath: path, contents: data, attributes: [.posixPermissions: 0o600])
             else { throw ValidationError("cannot write \(path)") }

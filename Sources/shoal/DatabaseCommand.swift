@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import ShoalClient
+import ShoalModel
 import Synchronization
 
 /// `shoal db`: databases and their tokens.
@@ -28,8 +29,7 @@ struct DatabaseCommand: AsyncParsableCommand {
                 try await $0.createDatabase(organization: org, name: name, group: group, ifNotExists: ifNotExists)
             }
             if platform.json {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = .sortedKeys
+                let encoder = WireJSON.encoder([.sortedKeys])
                 return say(String(decoding: try encoder.encode(["database": created]), as: UTF8.self))
             }
             say("created database \(created.name) (\(created.hostname), id \(created.id))")
@@ -58,7 +58,8 @@ struct DatabaseCommand: AsyncParsableCommand {
                 cursor = page["next_cursor"] as? String
             } while cursor != nil
             if platform.json {
-                let data = try JSONSerialization.data(withJSONObject: ["databases": rows], options: [.sortedKeys])
+                let data = try JSONSerialization.data(
+                    withJSONObject: ["databases": rows], options: [.sortedKeys, .withoutEscapingSlashes])
                 return say(String(decoding: data, as: UTF8.self))
             }
             say(Table.render(rows: rows, columns: DatabaseCommand.columns))
@@ -88,7 +89,8 @@ struct DatabaseCommand: AsyncParsableCommand {
                 ]
                 return say(
                     String(
-                        decoding: try JSONSerialization.data(withJSONObject: merged, options: [.sortedKeys]),
+                        decoding: try JSONSerialization.data(
+                            withJSONObject: merged, options: [.sortedKeys, .withoutEscapingSlashes]),
                         as: UTF8.self))
             }
             try platform.print(database, list: "database", columns: DatabaseCommand.columns)
@@ -223,7 +225,8 @@ struct DatabaseCommand: AsyncParsableCommand {
             if platform.json {
                 say(
                     String(
-                        decoding: try JSONSerialization.data(withJSONObject: summary, options: [.sortedKeys]),
+                        decoding: try JSONSerialization.data(
+                            withJSONObject: summary, options: [.sortedKeys, .withoutEscapingSlashes]),
                         as: UTF8.self))
             } else {
                 say(

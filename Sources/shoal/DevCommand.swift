@@ -106,8 +106,7 @@ struct DevCommand: AsyncParsableCommand {
             }
             try await Self.prepareOrganization(catalog: catalog, admin: admin, primary: locationList[0])
             let file = DevFile(apiURL: apiURL, adminToken: adminToken, org: "dev", nodes: nodeURLs)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+            let encoder = WireJSON.encoder([.prettyPrinted, .sortedKeys])
             let devPath = data + "/dev.json"
             _ = FileManager.default.createFile(
                 atPath: devPath, contents: try encoder.encode(file), attributes: [.posixPermissions: 0o600])

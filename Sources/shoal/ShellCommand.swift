@@ -312,7 +312,9 @@ final class SQLShell {
             let objects = result.rows.map { row in
                 Dictionary(uniqueKeysWithValues: zip(result.columns, row.map(Self.json)))
             }
-            let data = (try? JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys])) ?? Data("[]".utf8)
+            let data =
+                (try? JSONSerialization.data(withJSONObject: objects, options: [.sortedKeys, .withoutEscapingSlashes]))
+                ?? Data("[]".utf8)
             say(String(decoding: data, as: UTF8.self))
         case .line:
             let width = result.columns.map(\.count).max() ?? 0

@@ -29,6 +29,27 @@ import Testing
         }
     }
 
+    /// The Rust libSQL clients read a blob's base64 as a borrowed string, which `\/` breaks;
+    /// x'0001ff' is AAH/ in base64.
+    @Test func blobAnswersNeverEscapeASlash() async throws {
+        try await LiveNode.with({ $0.createOnFirstUse = true }) { node in
+            let select = #"{"sql":"SELECT x'0001ff' AS b, '/a/b' AS t"}"#
+            let pipeline = try await node.request(
+                "POST", "/db/acme/blobs/v3/pipeline",
+                body: #"{"baton":null,"requests":[{"type":"execute","stmt":\#(select)},{"type":"close"}]}"#)
+            let cursor = try await node.request(
+                "POST", "/db/acme/blobs/v3/cursor",
+                body: #"{"baton":null,"batch":{"steps":[{"stmt":\#(select)}]}}"#)
+            let v1 = try await node.request("POST", "/db/acme/blobs/v1/execute", body: #"{"stmt":\#(select)}"#)
+            for answer in [pipeline, cursor, v1] {
+                #expect(answer.status == 200)
+                #expect(answer.body.contains(#""AAH/""#), "\(answer.body)")
+                #expect(answer.body.contains(#""/a/b""#))
+                #expect(!answer.body.contains(#"\/"#))
+            }
+        }
+    }
+
     @Test func streamKeepsItsTransactionAcrossRequestsWithSingleUseBatons() async throws {
         try await LiveNode.with({ $0.createOnFirstUse = true }) { node in
             let first = try await node.pipeline(
