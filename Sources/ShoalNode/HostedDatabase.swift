@@ -89,13 +89,12 @@ public final class HostedDatabase: Sendable {
     }
 
     /// A new connection for a stream, sandboxed, with the size limit applied (primaries only).
-    func makeConnection() throws -> Connection {
+    func makeSandboxedConnection() throws -> (Connection, Sandbox) {
         let connection = try log.makeConnection()
         if let maxSize = settings.maxSizeBytes {
             try connection.execute("PRAGMA max_page_count = \(max(1, maxSize / 4096))")
         }
-        try Sandbox.apply(to: connection, configuration: configuration)
-        return connection
+        return (connection, try Sandbox.apply(to: connection, configuration: configuration))
     }
 
     func close() {

@@ -14,14 +14,20 @@ final class HranaExecutor {
     private let borrowed: Bool
     var storedSQL: [Int32: String] = [:]
     private var holdsWritePermit = false
-    /// What the current request's token allows; statements that write are refused when read-only.
-    var access: Access = .readWrite
+    /// The allow-list on a stream's own connection; nil on a replica's reader (which is opened
+    /// read-only and has its own).
+    private let sandbox: Sandbox?
+    /// What the current request's token allows; statements that write are refused when read-only,
+    /// by the sandbox (write actions refused, `query_only` on) as well as by the executor.
+    var access: Access = .readWrite {
+        didSet { sandbox?.readOnly = access == .readOnly }
+    }
     private var configuration: NodeConfiguration { database.configuration }
 
     /// An executor on a new connection to the database's primary log.
     init(database: HostedDatabase) throws {
         self.database = database
-        connection = try database.makeConnection()
+        (connection, sandbox) = try database.makeSandboxedConnection()
         log = try database.log
         borrowed = false
     }
@@ -30,6 +36,7 @@ final class HranaExecutor {
     init(database: HostedDatabase, reader: Connection) {
         self.database = database
         connection = reader
+        sandbox = nil
         log = nil
         borrowed = true
     }
@@ -112,10 +119,7 @@ final class HranaExecutor {
     func execute(_ request: Hrana.Statement) throws -> Hrana.StatementResult {
         try refuseIfBlocked()
         let sql = try resolve(sql: request.sql, sqlID: request.sqlID)
-        if Sandbox.isVacuumInto(sql) {
-            throw Hrana.Failure(
-                message: "SQLite error: VACUUM INTO is not allowed: it writes another file", code: "SQLITE_AUTH")
-        }
+        try sandbox?.enforceAccess(on: connection)
         guard let statement = try connection.prepareFirst(sql) else {
             throw Hrana.Failure(message: "SQL string does not contain any statement", code: "SQL_NO_STATEMENT")
         }
@@ -124,7 +128,7 @@ final class HranaExecutor {
             throw Hrana.Failure(message: "SQL string contains more than one statement", code: "SQL_MANY_STATEMENTS")
         }
         try bind(request, to: statement)
-        if !statement.isReadOnly {
+        if writes(statement) {
             try refuseIfReadOnly()
             acquirePermit()
         }
@@ -228,14 +232,11 @@ final class HranaExecutor {
 
     private func sequence(_ sql: String) throws {
         try refuseIfBlocked()
-        if Sandbox.isVacuumInto(sql) {
-            throw Hrana.Failure(
-                message: "SQLite error: VACUUM INTO is not allowed: it writes another file", code: "SQLITE_AUTH")
-        }
+        try sandbox?.enforceAccess(on: connection)
         var remaining = sql
         while let statement = try connection.prepareFirst(remaining) {
             defer { statement.finalize() }
-            if !statement.isReadOnly {
+            if writes(statement) {
                 try refuseIfReadOnly()
                 acquirePermit()
             }
@@ -259,6 +260,13 @@ final class HranaExecutor {
                 Hrana.Column(name: statement.columnNames[$0], declaredType: statement.declaredType(at: $0))
             },
             isExplain: statement.isExplain, isReadOnly: statement.isReadOnly)
+    }
+
+    /// Whether a statement needs the write permit: SQLite says it writes, or the sandbox saw it
+    /// write behind SQLite's back (`PRAGMA optimize`).
+    private func writes(_ statement: Statement) -> Bool {
+        let hidden = sandbox?.takeHiddenWrite() ?? false
+        return !statement.isReadOnly || hidden
     }
 
     private func refuseIfBlocked() throws {
@@ -339,9 +347,6 @@ final class HranaExecutor {
     static func failure(_ error: SQLiteError) -> Hrana.Failure {
         let name = primaryNames[error.code.primary.rawValue] ?? "UNKNOWN"
         var message = "SQLite error: \(error.message)"
-        if error.code.primary == .authorization {
-            message += " (Shoal does not allow ATTACH, DETACH, extensions or changing how the database is stored)"
-        }
         if error.code.primary == .interrupt {
             message += " (the statement ran longer than the node's time limit)"
         }

@@ -175,6 +175,8 @@ extension Connection {
         public static let doubleQuotedStringsInDML = ConfigSwitch(code: SQLITE_DBCONFIG_DQS_DML)
         /// Whether double-quoted strings are accepted in DDL.
         public static let doubleQuotedStringsInDDL = ConfigSwitch(code: SQLITE_DBCONFIG_DQS_DDL)
+        /// Whether the two-argument `fts3_tokenizer()` (which takes a native pointer) is allowed.
+        public static let enableFTS3Tokenizer = ConfigSwitch(code: SQLITE_DBCONFIG_ENABLE_FTS3_TOKENIZER)
     }
 
     /// Sets a `sqlite3_db_config` switch and returns the setting now in force.

@@ -5,7 +5,7 @@ internal import CSQLite
 struct HookBoxes {
     var busy: Box<(Int32) -> Bool>?
     var progress: Box<() -> Bool>?
-    var authorizer: Box<(AuthorizerAction) -> AuthorizerDecision>?
+    var authorizer: AuthorizerBox?
     var wal: Box<(String, Int) -> Void>?
     var commit: Box<() -> Bool>?
     var rollback: Box<() -> Void>?
@@ -23,6 +23,20 @@ final class Box<Value> {
 
     static func from(_ context: UnsafeMutableRawPointer?) -> Box<Value> {
         Unmanaged<Box<Value>>.fromOpaque(context!).takeUnretainedValue()
+    }
+}
+
+/// The authorizer's closure and the reason it last gave for a refusal, which the error of the
+/// statement it refused reports (SQLite's own message is only "not authorized").
+final class AuthorizerBox {
+    let decide: (AuthorizerAction) -> AuthorizerDecision
+    var refusal: String?
+    init(_ decide: @escaping (AuthorizerAction) -> AuthorizerDecision) { self.decide = decide }
+
+    var context: UnsafeMutableRawPointer { Unmanaged.passUnretained(self).toOpaque() }
+
+    static func from(_ context: UnsafeMutableRawPointer?) -> AuthorizerBox {
+        Unmanaged<AuthorizerBox>.fromOpaque(context!).takeUnretainedValue()
     }
 }
 
@@ -85,6 +99,36 @@ public struct AuthorizerActionCode: RawRepresentable, Sendable, Hashable {
     public static let alterTable = AuthorizerActionCode(rawValue: SQLITE_ALTER_TABLE)
     /// A recursive CTE.
     public static let recursive = AuthorizerActionCode(rawValue: SQLITE_RECURSIVE)
+    /// CREATE INDEX on a TEMP table.
+    public static let createTempIndex = AuthorizerActionCode(rawValue: SQLITE_CREATE_TEMP_INDEX)
+    /// CREATE TEMP TABLE.
+    public static let createTempTable = AuthorizerActionCode(rawValue: SQLITE_CREATE_TEMP_TABLE)
+    /// CREATE TEMP TRIGGER.
+    public static let createTempTrigger = AuthorizerActionCode(rawValue: SQLITE_CREATE_TEMP_TRIGGER)
+    /// CREATE TEMP VIEW.
+    public static let createTempView = AuthorizerActionCode(rawValue: SQLITE_CREATE_TEMP_VIEW)
+    /// DROP INDEX.
+    public static let dropIndex = AuthorizerActionCode(rawValue: SQLITE_DROP_INDEX)
+    /// DROP INDEX of a TEMP table's index.
+    public static let dropTempIndex = AuthorizerActionCode(rawValue: SQLITE_DROP_TEMP_INDEX)
+    /// DROP TABLE of a TEMP table.
+    public static let dropTempTable = AuthorizerActionCode(rawValue: SQLITE_DROP_TEMP_TABLE)
+    /// DROP TRIGGER of a TEMP trigger.
+    public static let dropTempTrigger = AuthorizerActionCode(rawValue: SQLITE_DROP_TEMP_TRIGGER)
+    /// DROP VIEW of a TEMP view.
+    public static let dropTempView = AuthorizerActionCode(rawValue: SQLITE_DROP_TEMP_VIEW)
+    /// DROP TRIGGER.
+    public static let dropTrigger = AuthorizerActionCode(rawValue: SQLITE_DROP_TRIGGER)
+    /// DROP VIEW.
+    public static let dropView = AuthorizerActionCode(rawValue: SQLITE_DROP_VIEW)
+    /// REINDEX.
+    public static let reindex = AuthorizerActionCode(rawValue: SQLITE_REINDEX)
+    /// ANALYZE (also run by `PRAGMA optimize`).
+    public static let analyze = AuthorizerActionCode(rawValue: SQLITE_ANALYZE)
+    /// DROP TABLE of a virtual table.
+    public static let dropVirtualTable = AuthorizerActionCode(rawValue: SQLITE_DROP_VTABLE)
+    /// The unused `SQLITE_COPY` code.
+    public static let copy = AuthorizerActionCode(rawValue: SQLITE_COPY)
 }
 
 /// What the authorizer answers.
@@ -93,6 +137,9 @@ public enum AuthorizerDecision: Sendable {
     case allow
     /// Fail the statement with `ResultCode.authorization` ("not authorized").
     case deny
+    /// Fail the statement with `ResultCode.authorization`; its error message says "not authorized:"
+    /// and this reason (which should name what was refused and why).
+    case refuse(String)
     /// Allow the statement but read NULL for the column (or skip the action).
     case ignore
 }
@@ -149,7 +196,9 @@ extension Connection {
         try setProgressHandler(every: instructions) { clock.now >= deadline }
     }
 
-    /// Installs an authorizer consulted while statements are prepared. Pass nil to remove.
+    /// Installs an authorizer consulted while statements are prepared (and while a table-valued
+    /// `pragma_*` function runs its pragma). Pass nil to remove. Installing one expires every
+    /// prepared statement of the connection.
     public func setAuthorizer(_ authorizer: ((AuthorizerAction) -> AuthorizerDecision)?) throws {
         let db = try openHandle()
         guard let authorizer else {
@@ -157,7 +206,7 @@ extension Connection {
             hooks.authorizer = nil
             return
         }
-        let box = Box(authorizer)
+        let box = AuthorizerBox(authorizer)
         try check(
             sqlite3_set_authorizer(
                 db,
@@ -168,9 +217,13 @@ extension Connection {
                         second: second.map { String(cString: $0) },
                         database: database.map { String(cString: $0) },
                         trigger: trigger.map { String(cString: $0) })
-                    switch Box<(AuthorizerAction) -> AuthorizerDecision>.from(context).value(action) {
+                    let box = AuthorizerBox.from(context)
+                    switch box.decide(action) {
                     case .allow: return SQLITE_OK
                     case .deny: return SQLITE_DENY
+                    case .refuse(let reason):
+                        box.refusal = reason
+                        return SQLITE_DENY
                     case .ignore: return SQLITE_IGNORE
                     }
                 }, box.context))

@@ -91,6 +91,16 @@ public final class Connection {
     /// The error for a failed call on this connection, with SQLite's current message.
     func lastError(_ rc: Int32, sql: String? = nil) -> SQLiteError {
         let message = handle.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
+        defer { hooks.authorizer?.refusal = nil }
+        // A refusal surfaces as SQLITE_AUTH ("not authorized", "access to t.c is prohibited"), as
+        // SQLITE_ERROR for a function ("not authorized to use function"), or inside another
+        // message when a table-valued pragma's own statement was refused: whichever, it is
+        // reported as SQLITE_AUTH with the authorizer's reason.
+        if let reason = hooks.authorizer?.refusal,
+            rc & 0xff == SQLITE_AUTH || message.contains("not authorized") || message.contains("prohibited")
+        {
+            return SQLiteError(code: .authorization, message: "not authorized: \(reason)", sql: sql)
+        }
         return SQLiteError(code: ResultCode(rawValue: rc), message: message, sql: sql)
     }
 
@@ -115,6 +125,7 @@ public final class Connection {
     /// Prepares the first statement of `sql`, or returns nil if it holds none.
     public func prepareFirst(_ sql: String, persistent: Bool = false) throws -> Statement? {
         let db = try openHandle()
+        hooks.authorizer?.refusal = nil
         var text = sql
         return try text.withUTF8 { utf8 -> Statement? in
             guard let base = utf8.baseAddress else { return nil }

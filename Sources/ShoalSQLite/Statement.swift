@@ -57,6 +57,7 @@ public final class Statement {
     }
 
     private func error(_ rc: Int32) -> SQLiteError {
+        if let connection { return connection.lastError(rc, sql: sql) }
         let db = handle.flatMap { sqlite3_db_handle($0) }
         let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
         return SQLiteError(code: ResultCode(rawValue: rc), message: message, sql: sql)
