@@ -14,13 +14,21 @@ public enum CatalogMigrations {
     public static let sqlite: [CatalogMigration] = [
         CatalogMigration(
             version: 1, name: "v0001_initial.sqlite.sql",
-            sql: String(decoding: PackageResources.v0001_initial_sqlite_sql, as: UTF8.self))
+            sql: String(decoding: PackageResources.v0001_initial_sqlite_sql, as: UTF8.self)),
+        CatalogMigration(
+            version: 2, name: "v0002_issued_tokens_and_operator_limits.sqlite.sql",
+            sql: String(
+                decoding: PackageResources.v0002_issued_tokens_and_operator_limits_sqlite_sql, as: UTF8.self)),
     ]
 
     /// The PostgreSQL schema versions, in order.
     public static let postgresql: [CatalogMigration] = [
         CatalogMigration(
             version: 1, name: "v0001_initial.postgresql.sql",
-            sql: String(decoding: PackageResources.v0001_initial_postgresql_sql, as: UTF8.self))
+            sql: String(decoding: PackageResources.v0001_initial_postgresql_sql, as: UTF8.self)),
+        CatalogMigration(
+            version: 2, name: "v0002_issued_tokens_and_operator_limits.postgresql.sql",
+            sql: String(
+                decoding: PackageResources.v0002_issued_tokens_and_operator_limits_postgresql_sql, as: UTF8.self)),
     ]
 }

@@ -3,7 +3,11 @@ import ShoalModel
 
 extension Catalog {
     static let databaseColumns =
-        "d.id, d.name, d.group_id, d.primary_node, d.size_limit_bytes, d.block_reads, d.block_writes, d.delete_protection"
+        "d.id, d.name, d.group_id, d.primary_node, d.size_limit_bytes, d.block_reads, d.block_writes, "
+        + "d.delete_protection, d.size_limit_by_operator"
+    /// The smallest size limit accepted: 16 pages of 4096 bytes. Nodes refuse a limit under one page,
+    /// and a database needs a few pages for its schema before it holds any data.
+    static let minimumSizeLimit: Int64 = 64 << 10
     static let nodeColumns = "id, location, url, admin_token, last_heartbeat_at, primaries"
 
     func nodeRecord(_ row: CatalogRow, offset: Int = 0) throws -> NodeRecord {
@@ -30,8 +34,8 @@ extension Catalog {
         DatabaseRecord(
             id: try row.text(0), group: group, name: try row.text(1),
             primaryNode: try await node(id: try row.optionalText(3), in: transaction),
-            sizeLimitBytes: try row.optionalInteger(4), blockReads: try row.flag(5), blockWrites: try row.flag(6),
-            deleteProtection: try row.flag(7))
+            sizeLimitBytes: try row.optionalInteger(4), sizeLimitByOperator: try row.flag(8),
+            blockReads: try row.flag(5), blockWrites: try row.flag(6), deleteProtection: try row.flag(7))
     }
 
     func database(
@@ -176,8 +180,8 @@ extension Catalog {
             target: "\(slug)/\(name)", detail: "database \(name) created in group \(groupName) on \(group.primary)")
         return (
             DatabaseRecord(
-                id: id, group: group, name: name, primaryNode: node, sizeLimitBytes: nil, blockReads: false,
-                blockWrites: false, deleteProtection: false), true
+                id: id, group: group, name: name, primaryNode: node, sizeLimitBytes: nil, sizeLimitByOperator: false,
+                blockReads: false, blockWrites: false, deleteProtection: false), true
         )
     }
 
@@ -296,28 +300,42 @@ extension Catalog {
             blockWrites: database.blockWrites, deleteProtection: database.deleteProtection)
     }
 
-    /// Changes a database's settings; fields left nil stay as they are.
+    /// Changes a database's settings; fields left nil stay as they are. `block_reads` and
+    /// `block_writes` are the platform operator's (an admin token's) to change, and so is a size limit
+    /// the operator set; an organization's token may change its own size limit and delete protection.
     func updateConfiguration(
         organization slug: String, name: String, patch: Platform.DatabaseConfiguration, by principal: Principal
     ) async throws -> DatabaseRecord {
-        let sizeLimit: Int64?? = try patch.sizeLimit.map { try Self.parseSize($0) }
+        let sizeLimit: Int64?? = try patch.sizeLimit.map { try Self.parseSizeLimit($0) }
         return try await audited(
             organization: slug, actor: principal, action: "database.configure", target: "\(slug)/\(name)"
         ) { transaction in
             let organization = try await organization(slug, for: principal, in: transaction)
             let database = try await database(name, of: organization, in: transaction)
+            if !principal.isAdmin {
+                try Self.requireTenantMayApply(patch, sizeLimit: sizeLimit, to: database)
+            }
+            // An operator's size limit is theirs until they clear it; a tenant never changes who owns it
+            // (it may only send the operator's value unchanged).
+            var sizeLimitByOperator = database.sizeLimitByOperator
+            if let sizeLimit, principal.isAdmin {
+                sizeLimitByOperator = sizeLimit != nil
+            }
             let updated = DatabaseRecord(
                 id: database.id, group: database.group, name: database.name, primaryNode: database.primaryNode,
-                sizeLimitBytes: sizeLimit ?? database.sizeLimitBytes,
+                sizeLimitBytes: sizeLimit ?? database.sizeLimitBytes, sizeLimitByOperator: sizeLimitByOperator,
                 blockReads: patch.blockReads ?? database.blockReads,
                 blockWrites: patch.blockWrites ?? database.blockWrites,
                 deleteProtection: patch.deleteProtection ?? database.deleteProtection)
             try await transaction.query(
-                "UPDATE databases SET size_limit_bytes = $1, block_reads = $2, block_writes = $3, delete_protection = $4 WHERE id = $5",
+                """
+                UPDATE databases SET size_limit_bytes = $1, block_reads = $2, block_writes = $3, delete_protection = $4,
+                    size_limit_by_operator = $5 WHERE id = $6
+                """,
                 [
                     updated.sizeLimitBytes.map(CatalogValue.integer) ?? .null, .integer(updated.blockReads ? 1 : 0),
                     .integer(updated.blockWrites ? 1 : 0), .integer(updated.deleteProtection ? 1 : 0),
-                    .text(database.id),
+                    .integer(updated.sizeLimitByOperator ? 1 : 0), .text(database.id),
                 ])
             try await audit(
                 transaction, organization: organization.id, actor: principal, action: "database.configure",
@@ -327,6 +345,36 @@ extension Catalog {
             )
             return updated
         }
+    }
+
+    /// Refuses what an organization's token may not change: `block_reads`, `block_writes`, and a size
+    /// limit the operator set. Sending the current value is not a change.
+    static func requireTenantMayApply(
+        _ patch: Platform.DatabaseConfiguration, sizeLimit: Int64??, to database: DatabaseRecord
+    ) throws {
+        let changesReads = patch.blockReads.map { $0 != database.blockReads } ?? false
+        let changesWrites = patch.blockWrites.map { $0 != database.blockWrites } ?? false
+        if changesReads || changesWrites {
+            throw ControlError.forbidden(
+                "block_reads and block_writes are set by the platform operator; an organization's API token cannot "
+                    + "change them (leave them out of the request, or ask the operator)")
+        }
+        if let sizeLimit, sizeLimit != database.sizeLimitBytes, database.sizeLimitByOperator {
+            throw ControlError.forbidden(
+                "this database's size_limit was set by the platform operator; an organization's API token cannot "
+                    + "change it (leave it out of the request, or ask the operator)")
+        }
+    }
+
+    /// Parses a size limit (see `parseSize`) and refuses one below `minimumSizeLimit`, before anything
+    /// is stored: a node refuses a limit under one page, and a database under a few pages is unusable.
+    static func parseSizeLimit(_ text: String) throws -> Int64? {
+        guard let bytes = try parseSize(text) else { return nil }
+        guard bytes >= minimumSizeLimit else {
+            throw ControlError.badRequest(
+                "size_limit must be 64kb (\(minimumSizeLimit) bytes) or more; use \"\" or \"0\" for no limit")
+        }
+        return bytes
     }
 
     /// Parses `"500mb"`, `"2gb"`, `"64kb"` or a byte count; `""` or `"0"` means no limit.

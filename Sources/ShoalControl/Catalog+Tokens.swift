@@ -54,9 +54,13 @@ extension Catalog {
         return (kid, key)
     }
 
+    /// How long after its token's expiry a revocation is still sent to nodes: a node whose clock is
+    /// behind the control plane's would otherwise accept a revoked token for a while.
+    static let revocationClockMargin: Int64 = 10 * 60 * 1000
+
     /// Issues a database or group token: Ed25519-signed JWT with `id`/`gid`, `a`, `exp`, `iat`,
     /// `jti` and, when given, `loc` — refused when the group's or organization's rule forbids that
-    /// location.
+    /// location. Its `jti` is recorded as issued to the organization, which may then revoke it.
     public func issueToken(
         organization slug: String, target: TokenTarget, expiresIn: Duration?, readOnly: Bool, location: String?,
         by principal: Principal
@@ -93,6 +97,12 @@ extension Catalog {
             }
             let (kid, key) = try await signingKey(in: transaction)
             let token = try Self.sign(claims, kid: kid, key: key)
+            try await transaction.query(
+                "INSERT INTO issued_tokens (jti, org_id, expires_at, issued_at) VALUES ($1, $2, $3, $4)",
+                [
+                    .text(claims.jti), .text(organization.id),
+                    claims.exp.map { CatalogValue.integer($0 * 1000) } ?? .null, .integer(now()),
+                ])
             try await audit(
                 transaction, organization: organization.id, actor: principal, action: "token.create",
                 target: targetName,
@@ -105,7 +115,8 @@ extension Catalog {
 
     /// The token a replica node in `location` syncs `database` with: read-only, for that database
     /// only, `loc` = the node's location (so the primary's region check applies), valid 7 days;
-    /// the node asks for its placement again when the primary refuses it.
+    /// the node asks for its placement again when the primary refuses it. Not recorded as issued to
+    /// the organization: it is the platform's, and rotating the database's tokens covers it.
     func replicaSyncToken(for database: DatabaseRecord, location: String) async throws -> String {
         try await store.transaction { transaction in
             let (kid, key) = try await signingKey(in: transaction)
@@ -129,16 +140,39 @@ extension Catalog {
         return "\(header).\(payload).\(Base64URL.encode(Array(signature)))"
     }
 
-    /// Revokes one token by its `jti` (nodes refuse it once the policy reaches them).
+    /// Revokes one token by its `jti` (nodes refuse it once the policy reaches them). Only a token
+    /// issued to the organization can be revoked; the revocation lapses with the token's expiry, and
+    /// lapsed revocations (and records of expired tokens) are removed here, so the list nodes get
+    /// holds only tokens that could still be used.
     public func revoke(organization slug: String, jti: String, by principal: Principal) async throws {
         guard !jti.isEmpty, jti.count <= 128 else {
             throw ControlError.badRequest("give the token's jti (1 to 128 characters) as {\"jti\": …}")
         }
         try await audited(organization: slug, actor: principal, action: "token.revoke", target: jti) { transaction in
             let organization = try await organization(slug, for: principal, in: transaction)
+            guard
+                let issued = try await transaction.queryOne(
+                    "SELECT expires_at FROM issued_tokens WHERE jti = $1 AND org_id = $2",
+                    [.text(jti), .text(organization.id)])
+            else {
+                throw ControlError.notFound(
+                    "no token with that jti was issued to this organization; give the jti of one of its tokens")
+            }
+            let expiresAt = try issued.optionalInteger(0)
+            let lapsedBefore = now() - Self.revocationClockMargin
             try await transaction.query(
-                "INSERT INTO revoked_tokens (jti, org_id, revoked_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING",
-                [.text(jti), .text(organization.id), .integer(now())])
+                "DELETE FROM revoked_tokens WHERE expires_at IS NOT NULL AND expires_at < $1", [.integer(lapsedBefore)])
+            try await transaction.query(
+                "DELETE FROM issued_tokens WHERE expires_at IS NOT NULL AND expires_at < $1", [.integer(lapsedBefore)])
+            // A token that has expired needs no revocation: nodes refuse it anyway.
+            if expiresAt.map({ $0 >= lapsedBefore }) ?? true {
+                try await transaction.query(
+                    """
+                    INSERT INTO revoked_tokens (jti, org_id, revoked_at, expires_at) VALUES ($1, $2, $3, $4)
+                    ON CONFLICT (jti) DO NOTHING
+                    """,
+                    [.text(jti), .text(organization.id), .integer(now()), expiresAt.map(CatalogValue.integer) ?? .null])
+            }
             try await audit(
                 transaction, organization: organization.id, actor: principal, action: "token.revoke", target: jti,
                 detail: "token \(jti) revoked")
@@ -202,13 +236,15 @@ extension Catalog {
         ).map { Platform.JSONWebKey(kid: try $0.text(0), x: try $0.text(1)) }
     }
 
-    /// What nodes enforce: keys, revoked ids and rotations.
+    /// What nodes enforce: keys, revoked ids and rotations. Revocations of tokens that have expired
+    /// (beyond `revocationClockMargin`) are left out: nodes refuse expired tokens anyway.
     public func tokenPolicy() async throws -> Platform.TokenPolicy {
         try await read { transaction in
             let keys = try await publicKeys(in: transaction)
-            let revoked = try await transaction.query("SELECT jti FROM revoked_tokens ORDER BY jti", []).map {
-                try $0.text(0)
-            }
+            let revoked = try await transaction.query(
+                "SELECT jti FROM revoked_tokens WHERE expires_at IS NULL OR expires_at >= $1 ORDER BY jti",
+                [.integer(now() - Self.revocationClockMargin)]
+            ).map { try $0.text(0) }
             var notBefore: [String: Int64] = [:]
             for row in try await transaction.query(
                 """

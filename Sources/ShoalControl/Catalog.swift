@@ -97,6 +97,9 @@ public struct Catalog: Sendable {
         let name: String
         let primaryNode: NodeRecord?
         let sizeLimitBytes: Int64?
+        /// Whether the platform operator (an admin token) set the size limit; an organization's
+        /// token may not change it then.
+        let sizeLimitByOperator: Bool
         let blockReads: Bool
         let blockWrites: Bool
         let deleteProtection: Bool

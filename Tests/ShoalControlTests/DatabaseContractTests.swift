@@ -200,7 +200,8 @@ struct DatabaseContractTests {
 
     @Test(arguments: CatalogBackend.allCases)
     func placementUsesOnlyLiveNodesAndNodesLearnTheirDatabasesOnFirstUse(_ backend: CatalogBackend) async throws {
-        try await LiveCluster.with(backend) { cluster in
+        // The test moves the control plane's clock a minute ahead: the node allows for that much skew.
+        try await LiveCluster.with(backend, tokenLeeway: 120) { cluster in
             try await cluster.makeGroup(organization: "acme", group: "default")
             try await cluster.makeGroup(organization: "acme", group: "tokyo", location: "nrt")
             let none = try await cluster.call(
@@ -292,6 +293,107 @@ struct DatabaseContractTests {
                 #expect((usage.json["usage"] as? [String: Any])?["databases"] as? Int == 1)
                 servers.cancelAll()
             }
+        }
+    }
+
+    /// An organization's API token for `acme` and the path of database `name`'s configuration.
+    static func tenant(_ cluster: LiveCluster, database name: String) async throws -> (token: String, path: String) {
+        try await cluster.makeGroup(organization: "acme", group: "default")
+        let created = try await cluster.call(
+            "POST", "/v1/organizations/acme/databases", json: ["name": name, "group": "default"])
+        try #require(created.status == 200, "\(created.text)")
+        let token = try #require(
+            try await cluster.call("POST", "/v1/organizations/acme/api-tokens", json: ["name": "app"]).json["token"]
+                as? String)
+        return (token, "/v1/organizations/acme/databases/\(name)/configuration")
+    }
+
+    @Test(arguments: CatalogBackend.allCases)
+    func onlyTheOperatorCanChangeBlockReadsAndBlockWrites(_ backend: CatalogBackend) async throws {
+        try await LiveCluster.with(backend) { cluster in
+            let (tenant, path) = try await Self.tenant(cluster, database: "ledger")
+            for field in ["block_reads", "block_writes"] {
+                let refused = try await cluster.call("PATCH", path, json: [field: true], token: tenant)
+                #expect(refused.status == 403, "\(field)")
+                #expect(refused.errorCode == "forbidden")
+                #expect(refused.errorMessage.contains("platform operator"))
+            }
+            // The operator blocks the database; its tenant cannot lift either block.
+            let blocked = try await cluster.call("PATCH", path, json: ["block_reads": true, "block_writes": true])
+            #expect(blocked.status == 200)
+            for field in ["block_reads", "block_writes"] {
+                let refused = try await cluster.call("PATCH", path, json: [field: false], token: tenant)
+                #expect(refused.status == 403, "\(field)")
+                #expect(refused.errorMessage.contains("platform operator"))
+            }
+            let shown = try await cluster.call("GET", path, token: tenant)
+            #expect(shown.json["block_reads"] as? Bool == true)
+            #expect(shown.json["block_writes"] as? Bool == true)
+            // Sending the values as they are is no change; the tenant keeps its own delete protection.
+            let unchanged = try await cluster.call(
+                "PATCH", path, json: ["block_reads": true, "block_writes": true, "delete_protection": true],
+                token: tenant)
+            #expect(unchanged.status == 200, "\(unchanged.text)")
+            #expect(unchanged.json["delete_protection"] as? Bool == true)
+            let lifted = try await cluster.call("PATCH", path, json: ["block_reads": false, "block_writes": false])
+            #expect(lifted.status == 200)
+            #expect(lifted.json["block_reads"] as? Bool == false)
+        }
+    }
+
+    @Test(arguments: CatalogBackend.allCases)
+    func tenantCannotChangeASizeLimitTheOperatorSet(_ backend: CatalogBackend) async throws {
+        try await LiveCluster.with(backend) { cluster in
+            let (tenant, path) = try await Self.tenant(cluster, database: "ledger")
+            // A limit the tenant set is the tenant's to change or remove.
+            #expect(try await cluster.call("PATCH", path, json: ["size_limit": "10mb"], token: tenant).status == 200)
+            #expect(try await cluster.call("PATCH", path, json: ["size_limit": "20mb"], token: tenant).status == 200)
+            #expect(try await cluster.call("PATCH", path, json: ["size_limit": ""], token: tenant).status == 200)
+
+            // A limit the operator set is not.
+            #expect(try await cluster.call("PATCH", path, json: ["size_limit": "64mb"]).status == 200)
+            for size in ["1gb", "1mb", "", "0"] {
+                let refused = try await cluster.call("PATCH", path, json: ["size_limit": size], token: tenant)
+                #expect(refused.status == 403, "size \(size)")
+                #expect(refused.errorCode == "forbidden")
+                #expect(refused.errorMessage.contains("platform operator"))
+            }
+            #expect(try await cluster.call("GET", path).json["size_limit"] as? String == "\(64 << 20)")
+            let unchanged = try await cluster.call(
+                "PATCH", path, json: ["size_limit": "64mb", "delete_protection": true], token: tenant)
+            #expect(unchanged.status == 200, "\(unchanged.text)")
+
+            // Once the operator removes it, the tenant may set one again.
+            #expect(try await cluster.call("PATCH", path, json: ["size_limit": ""]).status == 200)
+            let own = try await cluster.call("PATCH", path, json: ["size_limit": "5mb"], token: tenant)
+            #expect(own.status == 200, "\(own.text)")
+            #expect(own.json["size_limit"] as? String == "\(5 << 20)")
+        }
+    }
+
+    @Test(arguments: CatalogBackend.allCases)
+    func sizeLimitUnderSixtyFourKibibytesIsRefusedBeforeItIsStored(_ backend: CatalogBackend) async throws {
+        try await LiveCluster.with(backend) { cluster in
+            let (_, path) = try await Self.tenant(cluster, database: "ledger")
+            let jwt = try #require(
+                try await cluster.call("POST", "/v1/organizations/acme/databases/ledger/auth/tokens").json["jwt"]
+                    as? String)
+            let url = cluster.nodes["fra"]!.url + "/db/acme/ledger"
+            #expect(!(try await LiveCluster.execute("CREATE TABLE t (x)", at: url, token: jwt).pipelineFailed))
+            for size in ["1", "4095b", "4096", "4kb", "65535", "63kb"] {
+                let refused = try await cluster.call("PATCH", path, json: ["size_limit": size])
+                #expect(refused.status == 400, "size \(size)")
+                #expect(refused.errorCode == "bad_request")
+                #expect(refused.errorMessage.contains("64kb (65536 bytes) or more"))
+            }
+            #expect(try await cluster.call("GET", path).json["size_limit"] as? String == "")
+            #expect(!(try await LiveCluster.execute("INSERT INTO t VALUES (1)", at: url, token: jwt).pipelineFailed))
+
+            let smallest = try await cluster.call("PATCH", path, json: ["size_limit": "64kb"])
+            #expect(smallest.status == 200, "\(smallest.text)")
+            #expect(smallest.json["size_limit"] as? String == "65536")
+            let read = try await LiveCluster.execute("SELECT count(*) FROM t", at: url, token: jwt)
+            #expect(read.status == 200 && !read.pipelineFailed, "\(read.text)")
         }
     }
 }

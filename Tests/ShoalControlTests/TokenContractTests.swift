@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import ShoalControl
 import ShoalModel
 import Testing
 
@@ -184,14 +185,115 @@ struct TokenContractTests {
             let later = try await LiveCluster.send("GET", cluster.controlURL + "/.well-known/jwks.json", token: nil)
             #expect((later.json["keys"] as? [Any])?.count == 1)
             // The node's heartbeat is stale after the jump: it registers again, then the policy is
-            // pushed (as a heartbeat would bring it) by an organization-scoped revoke of nothing.
+            // pushed (as a heartbeat would bring it) by revoking a token issued for the purpose.
             _ = try await cluster.call(
                 "POST", "/v1/nodes",
                 json: ["location": "fra", "url": cluster.nodes["fra"]!.url, "admin_token": "node-admin-fra"])
-            _ = try await cluster.call(
-                "POST", "/v1/organizations/acme/auth/tokens/revoke", json: ["jti": "unused"])
+            let spare = try #require(
+                try await cluster.call("POST", "/v1/organizations/acme/databases/app/auth/tokens").json["jwt"]
+                    as? String)
+            let spareJTI = try #require(try await Self.verify(spare, cluster: cluster).claims["jti"] as? String)
+            let pushed = try await cluster.call(
+                "POST", "/v1/organizations/acme/auth/tokens/revoke", json: ["jti": spareJTI])
+            #expect(pushed.status == 200)
             #expect(try await LiveCluster.execute("SELECT 1", at: url, token: old).status == 401)
             #expect(try await LiveCluster.execute("SELECT 1", at: url, token: new).status == 200)
+        }
+    }
+
+    @Test(arguments: CatalogBackend.allCases)
+    func organizationCanRevokeOnlyTokensIssuedToIt(_ backend: CatalogBackend) async throws {
+        try await LiveCluster.with(backend) { cluster in
+            try await cluster.makeGroup(organization: "acme", group: "default")
+            try await cluster.makeGroup(organization: "rival", group: "default")
+            _ = try await cluster.call(
+                "POST", "/v1/organizations/acme/databases", json: ["name": "app", "group": "default"])
+            let url = cluster.nodes["fra"]!.url + "/db/acme/app"
+            let jwt = try #require(
+                try await cluster.call("POST", "/v1/organizations/acme/databases/app/auth/tokens").json["jwt"]
+                    as? String)
+            let jti = try #require(try await Self.verify(jwt, cluster: cluster).claims["jti"] as? String)
+            func apiToken(_ organization: String) async throws -> String {
+                try #require(
+                    try await cluster.call(
+                        "POST", "/v1/organizations/\(organization)/api-tokens", json: ["name": "ops"]
+                    ).json["token"] as? String)
+            }
+            let rival = try await apiToken("rival")
+
+            // Another organization cannot revoke it: not through its own organization (the jti was not
+            // issued to it), not through the token's.
+            let foreign = try await cluster.call(
+                "POST", "/v1/organizations/rival/auth/tokens/revoke", json: ["jti": jti], token: rival)
+            #expect(foreign.status == 404)
+            #expect(foreign.errorCode == "not_found")
+            #expect(foreign.errorMessage.contains("no token with that jti was issued to this organization"))
+            let acrossOrganizations = try await cluster.call(
+                "POST", "/v1/organizations/acme/databases/app/auth/tokens/revoke", json: ["jti": jti], token: rival)
+            #expect(acrossOrganizations.status == 403)
+            // An id no token was issued with is refused too, even for the admin: the list cannot grow
+            // with made-up ids.
+            let invented = try await cluster.call(
+                "POST", "/v1/organizations/acme/auth/tokens/revoke", json: ["jti": "made-up"])
+            #expect(invented.status == 404)
+            #expect(invented.errorCode == "not_found")
+            #expect(try await cluster.catalog.tokenPolicy().revokedJti == [])
+            #expect(try await LiveCluster.execute("SELECT 1", at: url, token: jwt).status == 200)
+
+            // The organization's own API token revokes it; a group token of its own can be revoked too.
+            let own = try await cluster.call(
+                "POST", "/v1/organizations/acme/databases/app/auth/tokens/revoke", json: ["jti": jti],
+                token: try await apiToken("acme"))
+            #expect(own.status == 200, "\(own.text)")
+            #expect(try await LiveCluster.execute("SELECT 1", at: url, token: jwt).status == 401)
+            let groupJWT = try #require(
+                try await cluster.call("POST", "/v1/organizations/acme/groups/default/auth/tokens").json["jwt"]
+                    as? String)
+            let groupJTI = try #require(try await Self.verify(groupJWT, cluster: cluster).claims["jti"] as? String)
+            let group = try await cluster.call(
+                "POST", "/v1/organizations/acme/groups/default/auth/tokens/revoke", json: ["jti": groupJTI])
+            #expect(group.status == 200, "\(group.text)")
+            #expect(try await cluster.catalog.tokenPolicy().revokedJti.sorted() == [jti, groupJTI].sorted())
+        }
+    }
+
+    @Test(arguments: CatalogBackend.allCases)
+    func policySentToNodesOmitsRevocationsOfExpiredTokens(_ backend: CatalogBackend) async throws {
+        try await LiveCluster.with(backend) { cluster in
+            try await cluster.makeGroup(organization: "acme", group: "default")
+            _ = try await cluster.call(
+                "POST", "/v1/organizations/acme/databases", json: ["name": "app", "group": "default"])
+            func issueAndRevoke(_ path: String, expiration: String) async throws -> String {
+                let jwt = try #require(
+                    try await cluster.call(
+                        "POST", "/v1/organizations/acme/\(path)/auth/tokens?expiration=\(expiration)"
+                    ).json["jwt"] as? String)
+                let jti = try #require(try await Self.verify(jwt, cluster: cluster).claims["jti"] as? String)
+                let revoked = try await cluster.call(
+                    "POST", "/v1/organizations/acme/auth/tokens/revoke", json: ["jti": jti])
+                #expect(revoked.status == 200, "\(revoked.text)")
+                return jti
+            }
+            let hour = try await issueAndRevoke("databases/app", expiration: "1h")
+            let groupHour = try await issueAndRevoke("groups/default", expiration: "1h")
+            let forever = try await issueAndRevoke("databases/app", expiration: "never")
+            #expect(try await cluster.catalog.tokenPolicy().revokedJti.sorted() == [hour, groupHour, forever].sorted())
+
+            // Two hours on, the one-hour tokens have expired: nodes refuse them anyway, so their
+            // revocations are no longer sent.
+            cluster.time.advance(seconds: 2 * 3600)
+            #expect(try await cluster.catalog.tokenPolicy().revokedJti == [forever])
+            // The next revocation removes the lapsed ones from the catalog too.
+            let later = try await issueAndRevoke("databases/app", expiration: "1h")
+            #expect(try await cluster.catalog.tokenPolicy().revokedJti.sorted() == [forever, later].sorted())
+            let stored = try await cluster.store.transaction { transaction in
+                try await transaction.query("SELECT jti FROM revoked_tokens", []).map { try $0.text(0) }
+            }
+            #expect(stored.sorted() == [forever, later].sorted())
+            // The record of an expired token goes with its revocation: revoking it again is refused.
+            let lapsed = try await cluster.call(
+                "POST", "/v1/organizations/acme/auth/tokens/revoke", json: ["jti": hour])
+            #expect(lapsed.status == 404)
         }
     }
 }
