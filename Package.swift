@@ -144,6 +144,8 @@ let package = Package(
             resources: [
                 .embedInCode("sqlite/v0001_initial.sqlite.sql"),
                 .embedInCode("postgresql/v0001_initial.postgresql.sql"),
+                .embedInCode("sqlite/v0002_issued_tokens_and_operator_limits.sqlite.sql"),
+                .embedInCode("postgresql/v0002_issued_tokens_and_operator_limits.postgresql.sql"),
             ],
             swiftSettings: strict
         ),
@@ -182,6 +184,7 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
             ],
             swiftSettings: strict
         ),

@@ -21,13 +21,17 @@ public struct ControlPlaneLink: Sendable {
         public var nodeAdminToken: String?
         /// Where the node keeps the id the control plane gave it (so restarts keep their databases).
         public var identityFile: String?
+        /// How long the node remembers that the control plane said a database is not placed here
+        /// (requests for it meanwhile are answered 404 without asking again).
+        public var unknownDatabaseLifetime: Duration
 
         /// A link configuration.
         public init(
             controlURL: URL, controlToken: String, location: String, advertisedURL: String, nodeAdminToken: String?,
-            identityFile: String? = nil
+            identityFile: String? = nil, unknownDatabaseLifetime: Duration = DatabaseStore.unknownDatabaseLifetime
         ) {
             self.identityFile = identityFile
+            self.unknownDatabaseLifetime = unknownDatabaseLifetime
             self.controlURL = controlURL
             self.controlToken = controlToken
             self.location = location
@@ -84,7 +88,9 @@ public struct ControlPlaneLink: Sendable {
         }
         try verifier?.update(with: registered.policy)
         let id = registered.node.id
-        store.setPlacementSource { [self] namespace in try await placement(of: namespace, node: id) }
+        store.setPlacementSource(
+            { [self] namespace in try await placement(of: namespace, node: id) },
+            unknownLifetime: configuration.unknownDatabaseLifetime)
         logger.info(
             "control.registered",
             metadata: ["node.id": "\(registered.node.id)", "control.url": "\(configuration.controlURL)"])

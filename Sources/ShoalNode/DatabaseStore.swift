@@ -12,11 +12,17 @@ public final class DatabaseStore: Sendable {
     /// The node's configuration.
     public let configuration: NodeConfiguration
     let pool: ResourcePool<Namespace, HostedDatabase>
-    private let placements = PlacementSourceBox()
+    private let placements = PlacementLookup()
 
     /// Where a database that is not on disk may be placed: the control plane's answer (its settings),
     /// or nil when it is not placed on this node.
     public typealias PlacementSource = @Sendable (Namespace) async throws -> DatabaseSettings?
+
+    /// How long the node remembers that the control plane said a database is not placed here, so
+    /// that requests for it do not each ask again.
+    public static let unknownDatabaseLifetime: Duration = .seconds(5)
+    /// The most such databases remembered at once.
+    public static let unknownDatabaseCapacity = 10_000
 
     /// A store over `configuration.dataDirectory`.
     public init(configuration: NodeConfiguration, logger: Logger = Logger(label: "shoal.node")) {
@@ -36,7 +42,7 @@ public final class DatabaseStore: Sendable {
                     || FileManager.default.fileExists(atPath: directory + "/meta.json")
                     || FileManager.default.fileExists(atPath: directory + "/config.json")
                 if !known {
-                    guard let source = placements.source, let settings = try await source(namespace) else {
+                    guard let settings = try await placements.placement(of: namespace) else {
                         throw NodeError.notFound("database \(namespace) does not exist on this node; create it first")
                     }
                     try Self.checkRegion(settings, namespace: namespace, location: configuration.location)
@@ -77,6 +83,7 @@ public final class DatabaseStore: Sendable {
         let settings = settings ?? DatabaseSettings()
         try Self.checkRegion(settings, namespace: namespace, location: configuration.location)
         try await Self.writePlacement(settings, directory: directory)
+        placements.forget(namespace)
     }
 
     /// Defence in depth: a node never takes a database whose region rule leaves out its location.
@@ -101,10 +108,11 @@ public final class DatabaseStore: Sendable {
     }
 
     /// Writes down a database the control plane placed on this node but the node has not seen yet;
-    /// nothing when it is known, when there is no placement source, or when it is not placed here.
+    /// nothing when it is known, when there is no placement source, or when it is not placed here
+    /// (an answer remembered for a while: see `setPlacementSource`).
     public func ensurePlaced(_ namespace: Namespace) async throws {
-        guard let source = placements.source, !configuration.createOnFirstUse, !exists(namespace) else { return }
-        guard let settings = try await source(namespace) else { return }
+        guard !configuration.createOnFirstUse, !exists(namespace) else { return }
+        guard let settings = try await placements.placement(of: namespace) else { return }
         try Self.checkRegion(settings, namespace: namespace, location: configuration.location)
         do {
             try await Self.writePlacement(settings, directory: namespace.directory(in: configuration.dataDirectory))
@@ -113,9 +121,14 @@ public final class DatabaseStore: Sendable {
         }
     }
 
-    /// Sets (or clears) where unknown databases are looked up (the control plane link does).
-    public func setPlacementSource(_ source: PlacementSource?) {
-        placements.set(source)
+    /// Sets (or clears) where unknown databases are looked up (the control plane link does). A
+    /// database the source says is not placed here is remembered as such for `unknownLifetime`
+    /// (at most `unknownCapacity` of them), so that requests for it do not each ask again.
+    public func setPlacementSource(
+        _ source: PlacementSource?, unknownLifetime: Duration = DatabaseStore.unknownDatabaseLifetime,
+        unknownCapacity: Int = DatabaseStore.unknownDatabaseCapacity
+    ) {
+        placements.set(source, remembering: UnknownDatabases(lifetime: unknownLifetime, capacity: unknownCapacity))
     }
 
     /// Deletes a database and its files; refused while it is in use.
@@ -154,11 +167,77 @@ public final class DatabaseStore: Sendable {
     }
 }
 
-/// The placement source, set after the node starts (once it has registered).
-final class PlacementSourceBox: Sendable {
+/// Where unknown databases are looked up: the placement source, set after the node starts (once it
+/// has registered), and the databases it said are not placed here, remembered for a short while.
+final class PlacementLookup: Sendable {
     private let current = Mutex<DatabaseStore.PlacementSource?>(nil)
+    private let unknown = Mutex(
+        UnknownDatabases(
+            lifetime: DatabaseStore.unknownDatabaseLifetime, capacity: DatabaseStore.unknownDatabaseCapacity))
 
     var source: DatabaseStore.PlacementSource? { current.withLock { $0 } }
 
-    func set(_ source: DatabaseStore.PlacementSource?) { current.withLock { $0 = source } }
+    func set(_ source: DatabaseStore.PlacementSource?, remembering remembered: UnknownDatabases) {
+        current.withLock { $0 = source }
+        unknown.withLock { $0 = remembered }
+    }
+
+    /// The source's answer for `namespace`: its settings, or nil when there is no source or the
+    /// database is not placed here (then remembered, and not asked again for a while). A failed
+    /// question is not remembered.
+    func placement(of namespace: Namespace) async throws -> DatabaseSettings? {
+        guard let source else { return nil }
+        if unknown.withLock({ $0.contains(namespace, at: .now) }) { return nil }
+        let settings = try await source(namespace)
+        if settings == nil {
+            unknown.withLock { $0.insert(namespace, at: .now) }
+        }
+        return settings
+    }
+
+    /// Forgets that `namespace` was unknown (it was just created here).
+    func forget(_ namespace: Namespace) {
+        unknown.withLock { $0.remove(namespace) }
+    }
+}
+
+/// Databases a placement source said are not placed on this node, each remembered for `lifetime`;
+/// at most `capacity` of them (when full, the expired ones go first, then the oldest).
+struct UnknownDatabases: Sendable {
+    /// How long an answer is remembered.
+    let lifetime: Duration
+    /// The most databases remembered at once.
+    let capacity: Int
+    private var expiries: [Namespace: ContinuousClock.Instant] = [:]
+
+    init(lifetime: Duration, capacity: Int) {
+        self.lifetime = lifetime
+        self.capacity = capacity
+    }
+
+    /// How many databases are remembered (expired ones included until they are dropped).
+    var count: Int { expiries.count }
+
+    /// Whether `namespace` was said to be unknown less than `lifetime` before `now`.
+    func contains(_ namespace: Namespace, at now: ContinuousClock.Instant) -> Bool {
+        guard let expiry = expiries[namespace] else { return false }
+        return now < expiry
+    }
+
+    /// Remembers, as of `now`, that `namespace` is not placed here.
+    mutating func insert(_ namespace: Namespace, at now: ContinuousClock.Instant) {
+        guard capacity > 0, lifetime > .zero else { return }
+        if expiries[namespace] == nil, expiries.count >= capacity {
+            expiries = expiries.filter { $0.value > now }
+            if expiries.count >= capacity, let oldest = expiries.min(by: { $0.value < $1.value })?.key {
+                expiries[oldest] = nil
+            }
+        }
+        expiries[namespace] = now + lifetime
+    }
+
+    /// Forgets `namespace`.
+    mutating func remove(_ namespace: Namespace) {
+        expiries[namespace] = nil
+    }
 }

@@ -160,12 +160,16 @@ public final class Node: Sendable {
         guard let token = Self.bearer(request), !token.isEmpty, token != "None" else {
             throw NodeError.unauthorized("send the database's token as Authorization: Bearer <token>")
         }
+        // The signature, time claims and scope first: a garbage, expired or foreign token costs one
+        // signature check and never a question to the control plane.
+        let claims = try verifier.verify(token)
+        try verifier.checkScope(claims, for: namespace)
         // A database the control plane placed here but this node has not seen yet: fetch its
-        // settings first, since a group token is checked against them.
+        // settings, since a group token is checked against them.
         try await store.ensurePlaced(namespace)
         // The group lives in the database's settings; read them only for a group token.
         let dataDirectory = configuration.dataDirectory
-        return try verifier.grant(token: token, to: namespace) {
+        return try verifier.grant(claims, to: namespace) {
             let settings = try? DatabaseSettings.load(directory: namespace.directory(in: dataDirectory))
             return settings?.group.map { "\(namespace.organization)/\($0)" }
         }

@@ -21,9 +21,34 @@ public struct Grant: Sendable, Equatable {
 
 /// Verifies database tokens offline: JWTs signed with Ed25519 (`alg: EdDSA`) by the control plane,
 /// checked against configured public keys. Claims: `id` (the database, `org/database`) or `gid`
-/// (its group, `org/group`), `a` (`ro` or `rw`, default `rw`), `exp` (seconds since 1970,
-/// enforced), `jti` (refused if revoked), `loc` (the bearer's location, for region rules).
+/// (its group, `org/group`), `a` (`ro` or `rw`, default `rw`), `exp`, `nbf` and `iat` (seconds
+/// since 1970, enforced with `leeway` for clocks that disagree), `jti` (refused if revoked), `loc`
+/// (the bearer's location, for region rules).
 public struct TokenVerifier: Sendable {
+    /// How far the node's clock and the issuer's may disagree, in seconds: a token expired less
+    /// than this long ago, or valid or issued less than this far in the future, is accepted.
+    public static let defaultLeeway: TimeInterval = 60
+
+    /// A token's claims, read once its signature matched a trusted key.
+    struct Claims: Decodable, Sendable {
+        /// The database, `org/database`.
+        let id: String?
+        /// `ro` or `rw`.
+        let a: String?
+        /// Expiry, seconds since 1970.
+        let exp: Double?
+        /// Not valid before, seconds since 1970.
+        let nbf: Double?
+        /// The token's id, for revocation.
+        let jti: String?
+        /// The group, `org/group`.
+        let gid: String?
+        /// The bearer's location.
+        let loc: String?
+        /// Issued at, seconds since 1970.
+        let iat: Double?
+    }
+
     /// What the verifier trusts and refuses; replaced as a whole when the control plane sends a
     /// new policy.
     struct Policy: Sendable {
@@ -44,18 +69,22 @@ public struct TokenVerifier: Sendable {
 
     private let box: PolicyBox
     let now: @Sendable () -> Date
+    /// How far clocks may disagree, in seconds (see `defaultLeeway`).
+    let leeway: TimeInterval
 
     /// A verifier trusting `keys` (raw 32-byte Ed25519 public keys by key id). With no keys (a node
     /// waiting for its control plane's policy) every token is refused until `update` brings some.
+    /// `leeway` (seconds) is how far the issuer's clock and `now` may disagree.
     public init(
         keys: [String: [UInt8]], revoked: Set<String> = [], allowNoKeys: Bool = false,
-        now: @escaping @Sendable () -> Date = { Date() }
+        leeway: TimeInterval = TokenVerifier.defaultLeeway, now: @escaping @Sendable () -> Date = { Date() }
     ) throws {
         let parsed = try Self.validated(keys)
         guard !parsed.isEmpty || allowNoKeys else {
             throw NodeError.badRequest("give at least one Ed25519 public key")
         }
         box = PolicyBox(Policy(keys: parsed, revoked: revoked, notBefore: [:]))
+        self.leeway = max(0, leeway)
         self.now = now
     }
 
@@ -125,6 +154,13 @@ public struct TokenVerifier: Sendable {
     /// What a bearer token grants on `namespace`. `group` gives the database's group (`org/group`);
     /// it is only asked for when the token names a group instead of the database.
     public func grant(token: String, to namespace: Namespace, group: () -> String?) throws -> Grant {
+        try grant(try verify(token), to: namespace, group: group)
+    }
+
+    /// The claims of `token` once its signature matches a trusted key, its time claims hold and it
+    /// is not revoked; throws `unauthorized` with the reason. Costs one signature check, no I/O:
+    /// it comes before anything that costs more.
+    func verify(_ token: String) throws -> Claims {
         let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         guard parts.count == 3, let headerBytes = Base64URL.decode(String(parts[0])),
             let payloadBytes = Base64URL.decode(String(parts[1])), let signature = Base64URL.decode(String(parts[2]))
@@ -132,15 +168,6 @@ public struct TokenVerifier: Sendable {
         struct Header: Decodable {
             let alg: String
             let kid: String?
-        }
-        struct Claims: Decodable {
-            let id: String?
-            let a: String?
-            let exp: Double?
-            let jti: String?
-            let gid: String?
-            let loc: String?
-            let iat: Double?
         }
         guard let header = try? JSONDecoder().decode(Header.self, from: Data(headerBytes)), header.alg == "EdDSA" else {
             throw NodeError.unauthorized("the token must be signed with EdDSA (Ed25519)")
@@ -158,19 +185,37 @@ public struct TokenVerifier: Sendable {
         guard let claims = try? JSONDecoder().decode(Claims.self, from: Data(payloadBytes)) else {
             throw NodeError.unauthorized("the token's claims are not valid JSON")
         }
-        if let exp = claims.exp, now().timeIntervalSince1970 >= exp {
+        let time = self.now().timeIntervalSince1970
+        if let exp = claims.exp, time >= exp + leeway {
             throw NodeError.unauthorized("the token expired; ask for a new one")
+        }
+        if let nbf = claims.nbf, nbf > time + leeway {
+            throw NodeError.unauthorized("the token is not valid yet")
+        }
+        if let iat = claims.iat, iat > time + leeway {
+            throw NodeError.unauthorized("the token was issued in the future; check the clocks")
         }
         if let jti = claims.jti, policy.revoked.contains(jti) {
             throw NodeError.unauthorized("the token was revoked")
         }
+        return claims
+    }
+
+    /// Throws `forbidden` unless the token can cover `namespace`: it names the database, or a group
+    /// of the database's organization (which group the database is in is for `grant` to check).
+    func checkScope(_ claims: Claims, for namespace: Namespace) throws {
+        guard claims.id == namespace.description || claims.gid?.hasPrefix(namespace.organization + "/") == true
+        else { throw Self.notFor(claims, namespace) }
+    }
+
+    /// What verified `claims` grant on `namespace`. `group` gives the database's group
+    /// (`org/group`); it is only asked for when the token names a group instead of the database.
+    func grant(_ claims: Claims, to namespace: Namespace, group: () -> String?) throws -> Grant {
+        let policy = box.policy.withLock { $0 }
         let coversDatabase = claims.id == namespace.description
         let databaseGroup = coversDatabase ? nil : group()
         let coversGroup = !coversDatabase && claims.gid != nil && claims.gid == databaseGroup
-        guard coversDatabase || coversGroup else {
-            throw NodeError.forbidden(
-                "the token is for \(claims.id ?? claims.gid.map { "group " + $0 } ?? "no database"), not \(namespace)")
-        }
+        guard coversDatabase || coversGroup else { throw Self.notFor(claims, namespace) }
         if !policy.notBefore.isEmpty {
             // A database's rotation covers its tokens; a group's covers the group's tokens and the
             // tokens of its databases.
@@ -192,5 +237,10 @@ public struct TokenVerifier: Sendable {
         case let other: throw NodeError.unauthorized("the token's access \(other) is neither ro nor rw")
         }
         return Grant(access: access, location: claims.loc)
+    }
+
+    private static func notFor(_ claims: Claims, _ namespace: Namespace) -> NodeError {
+        NodeError.forbidden(
+            "the token is for \(claims.id ?? claims.gid.map { "group " + $0 } ?? "no database"), not \(namespace)")
     }
 }

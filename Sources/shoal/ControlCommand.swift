@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import NIOCore
 import ShoalControl
 
 /// `shoal control`: runs the control plane (Platform API) over a SQLite or PostgreSQL catalog.
@@ -73,8 +74,44 @@ struct ControlCommand: AsyncParsableCommand {
         ) { port in
             say("shoal control listening on http://\(host):\(port)")
         }
-        try await app.runService()
+        do {
+            try await ListenFailure.explaining(host: host, port: port) { try await app.runService() }
+        } catch {
+            await store.close()
+            throw error
+        }
         await store.close()
+    }
+}
+
+/// A server that could not listen on its address, said so that the user knows what to do.
+struct ListenFailure: Error, CustomStringConvertible {
+    /// What happened and what to do.
+    let description: String
+
+    /// `error` explained when it is a failed bind of `host:port`; nil for any other error.
+    init?(_ error: any Error, host: String, port: Int) {
+        guard let error = error as? IOError else { return nil }
+        switch error.errnoCode {
+        case EADDRINUSE:
+            description = "port \(port) on \(host) is already in use: stop what holds it or pass --port"
+        case EACCES:
+            description = "port \(port) on \(host) needs privileges this user does not have: pass --port above 1023"
+        case EADDRNOTAVAIL:
+            description = "\(host) is not an address of this machine: pass --host with one that is"
+        default:
+            return nil
+        }
+    }
+
+    /// Runs `body`, a server listening on `host:port`; a failed bind comes out as a `ListenFailure`.
+    static func explaining<T>(host: String, port: Int, _ body: () async throws -> T) async throws -> T {
+        do {
+            return try await body()
+        } catch {
+            if let failure = ListenFailure(error, host: host, port: port) { throw failure }
+            throw error
+        }
     }
 }
 

@@ -38,6 +38,9 @@ struct DevCommand: AsyncParsableCommand {
         }
     }
 
+    /// One simulated location's node: its port once it listens, and its admin token.
+    typealias DevNode = (location: String, node: Node, ports: AsyncThrowingStream<Int, any Error>, adminToken: String)
+
     /// What `.shoal/dev.json` holds, for scripts.
     struct DevFile: Codable {
         var apiURL: String
@@ -68,9 +71,10 @@ struct DevCommand: AsyncParsableCommand {
         let control = ControlPlane(catalog: catalog, logger: logger)
         let host = self.host
         let fixed = port != 0
-        let controlServer = Self.listen({ control.application(host: host, port: $0, onRunning: $1) }, port: port)
-        var services: [any Service] = [controlServer.app]
-        var nodes: [(location: String, node: Node, ports: AsyncStream<Int>, adminToken: String)] = []
+        let controlServer = Self.listen(
+            { control.application(host: host, port: $0, onRunning: $1) }, host: host, port: port)
+        var servers = [controlServer.server]
+        var nodes: [DevNode] = []
         for (index, location) in locationList.enumerated() {
             let nodeAdmin = NodeCommand.randomSecret()
             let node = try Node(
@@ -79,20 +83,59 @@ struct DevCommand: AsyncParsableCommand {
                     authentication: .tokens(try TokenVerifier(keys: [:], allowNoKeys: true), adminToken: nodeAdmin)),
                 logger: logger)
             let server = Self.listen(
-                { node.application(host: host, port: $0, onRunning: $1) }, port: fixed ? port + 1 + index : 0)
-            services.append(server.app)
+                { node.application(host: host, port: $0, onRunning: $1) }, host: host,
+                port: fixed ? port + 1 + index : 0)
+            servers.append(server.server)
             nodes.append((location, node, server.port, nodeAdmin))
         }
         let group = ServiceGroup(
             configuration: .init(
-                services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
+                services: servers.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
                 logger: logger))
+        do {
+            try await serve(
+                group: group, servers: servers, control: controlServer.port, nodes: nodes, catalog: catalog,
+                admin: admin, adminToken: adminToken)
+        } catch {
+            for (_, node, _, _) in nodes { await node.shutdown() }
+            await store.close()
+            throw error
+        }
+        for (_, node, _, _) in nodes { await node.shutdown() }
+        await store.close()
+        say("shoal dev stopped; data kept in \(data)")
+    }
+
+    /// Runs the servers until SIGINT or SIGTERM: once every one listens, registers the nodes with
+    /// the control plane, prepares the `dev` organization and writes `dev.json`. A server that
+    /// cannot listen ends it with the reason.
+    private func serve(
+        group: ServiceGroup, servers: [Server], control: AsyncThrowingStream<Int, any Error>,
+        nodes: [DevNode],
+        catalog: Catalog, admin: Principal, adminToken: String
+    ) async throws {
+        let host = self.host
+        let data = self.data
         try await withThrowingTaskGroup(of: Void.self) { tasks in
-            tasks.addTask { try await group.run() }
-            let apiURL = "http://\(host):\(try await Self.port(controlServer.port))"
+            tasks.addTask {
+                // Whatever ends the group, no one waits for a port any longer.
+                defer { for server in servers { server.listening.finish() } }
+                try await group.run()
+            }
+            let apiURL: String
+            var urls: [String] = []
+            do {
+                apiURL = "http://\(host):\(try await Self.port(control))"
+                for (_, _, ports, _) in nodes {
+                    urls.append("http://\(host):\(try await Self.port(ports))")
+                }
+            } catch {
+                // The service group ends with the reason of the server that failed first.
+                try await tasks.next()
+                throw error
+            }
             var nodeURLs: [String: String] = [:]
-            for (location, node, ports, nodeAdmin) in nodes {
-                let url = "http://\(host):\(try await Self.port(ports))"
+            for ((location, node, _, nodeAdmin), url) in zip(nodes, urls) {
                 nodeURLs[location] = url
                 let link = ControlPlaneLink(
                     configuration: .init(
@@ -115,9 +158,6 @@ struct DevCommand: AsyncParsableCommand {
             try await tasks.next()
             tasks.cancelAll()
         }
-        for (_, node, _, _) in nodes { await node.shutdown() }
-        await store.close()
-        say("shoal dev stopped; data kept in \(data)")
     }
 
     /// The admin token: created on the first start and kept in `file`, read from it afterwards.
@@ -145,18 +185,39 @@ struct DevCommand: AsyncParsableCommand {
         } catch let error as ControlError where error.status == .conflict {}
     }
 
-    /// An application on `port` (0: any free one) and a stream that yields its port once it listens.
+    /// A server on `host:port` (port 0: any free one) and a stream that yields its port once it
+    /// listens, or fails with the reason it cannot.
     static func listen(
         _ make: (Int, @escaping @Sendable (Int) -> Void) -> Application<RouterResponder<BasicRequestContext>>,
-        port: Int
-    ) -> (app: Application<RouterResponder<BasicRequestContext>>, port: AsyncStream<Int>) {
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        return (make(port, { continuation.yield($0) }), ports)
+        host: String, port: Int
+    ) -> (server: Server, port: AsyncThrowingStream<Int, any Error>) {
+        let (ports, continuation) = AsyncThrowingStream.makeStream(of: Int.self)
+        let app = make(port, { continuation.yield($0) })
+        return (Server(app: app, host: host, port: port, listening: continuation), ports)
     }
 
-    static func port(_ stream: AsyncStream<Int>) async throws -> Int {
+    /// One of `shoal dev`'s servers: ends its port stream when it stops, with the reason (a failed
+    /// bind explained) when it could not run.
+    struct Server: Service {
+        let app: Application<RouterResponder<BasicRequestContext>>
+        let host: String
+        let port: Int
+        let listening: AsyncThrowingStream<Int, any Error>.Continuation
+
+        func run() async throws {
+            do {
+                try await ListenFailure.explaining(host: host, port: port) { try await app.run() }
+                listening.finish()
+            } catch {
+                listening.finish(throwing: error)
+                throw error
+            }
+        }
+    }
+
+    static func port(_ stream: AsyncThrowingStream<Int, any Error>) async throws -> Int {
         var iterator = stream.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw ValidationError("a server did not start") }
+        guard let port = try await iterator.next() else { throw ValidationError("a server did not start") }
         return port
     }
 

@@ -172,7 +172,7 @@ struct NodeCommand: AsyncParsableCommand {
                     await link.run()
                 }
             }
-            try await app.runService()
+            try await ListenFailure.explaining(host: host, port: self.port) { try await app.runService() }
             group.cancelAll()
         }
         await node.shutdown()

@@ -12,7 +12,8 @@ struct ControlPlaneResolverTests {
     }
 
     @Test func expiredTokenIsReplacedInTheOpenReplicaWithoutReopeningIt() async throws {
-        try await LiveCluster.with(.sqlite) { cluster in
+        // No clock leeway at the node, so the six-second token lapses after six seconds.
+        try await LiveCluster.with(.sqlite, tokenLeeway: 0) { cluster in
             try await cluster.makeGroup(
                 organization: "acme", group: "eu", location: "fra", rule: ["jurisdictions": ["eu"]])
             let client = PlatformClient(baseURL: URL(string: cluster.controlURL)!, token: cluster.adminToken)

@@ -57,6 +57,8 @@ struct LiveCluster: Sendable {
     let controlURL: String
     let adminToken: String
     let catalog: Catalog
+    /// The catalog's store, for tests that look at what the catalog holds.
+    let store: any CatalogStore
     let time: TestTime
     let nodes: [String: LiveClusterNode]
     let schema: String
@@ -70,6 +72,7 @@ struct LiveCluster: Sendable {
     /// Starts the cluster, runs `body`, stops everything.
     static func with(
         _ backend: CatalogBackend, locations: [String] = ["fra"], eagerPlacement: Bool = false,
+        tokenLeeway: TimeInterval = TokenVerifier.defaultLeeway,
         _ body: @Sendable (LiveCluster) async throws -> Void
     ) async throws {
         let directory = FileManager.default.temporaryDirectory
@@ -92,9 +95,9 @@ struct LiveCluster: Sendable {
         // The servers stop first (their requests may still use the catalog), then the catalog.
         do {
             try await serve(
-                control: control, catalog: catalog, adminToken: adminToken, time: time, locations: locations,
-                directory: directory, schema: String(schema), backend: backend, pending: pending, logger: logger,
-                body)
+                control: control, catalog: catalog, store: store, adminToken: adminToken, time: time,
+                locations: locations, tokenLeeway: tokenLeeway, directory: directory, schema: String(schema),
+                backend: backend, pending: pending, logger: logger, body)
         } catch {
             await pending.run("catalog store close") { await store.close() }
             throw error
@@ -103,8 +106,10 @@ struct LiveCluster: Sendable {
     }
 
     private static func serve(
-        control: ControlPlane, catalog: Catalog, adminToken: String, time: TestTime, locations: [String],
-        directory: String, schema: String, backend: CatalogBackend, pending: PendingWork, logger: Logger,
+        control: ControlPlane, catalog: Catalog, store: any CatalogStore, adminToken: String, time: TestTime,
+        locations: [String], tokenLeeway: TimeInterval, directory: String, schema: String, backend: CatalogBackend,
+        pending: PendingWork,
+        logger: Logger,
         _ body: @Sendable (LiveCluster) async throws -> Void
     ) async throws {
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -118,7 +123,8 @@ struct LiveCluster: Sendable {
                 let nodeAdmin = "node-admin-\(location)"
                 var configuration = NodeConfiguration(
                     dataDirectory: directory + "/node-\(location)", location: location,
-                    authentication: .tokens(try TokenVerifier(keys: [:], allowNoKeys: true), adminToken: nodeAdmin))
+                    authentication: .tokens(
+                        try TokenVerifier(keys: [:], allowNoKeys: true, leeway: tokenLeeway), adminToken: nodeAdmin))
                 // A loaded test machine can take seconds to bootstrap a replica.
                 configuration.replicaCatchUpTimeout = .seconds(30)
                 let node = try Node(configuration: configuration, logger: logger)
@@ -137,8 +143,8 @@ struct LiveCluster: Sendable {
                 nodes[location] = LiveClusterNode(url: url, node: node)
             }
             let cluster = LiveCluster(
-                controlURL: controlURL, adminToken: adminToken, catalog: catalog, time: time, nodes: nodes,
-                schema: schema, backend: backend)
+                controlURL: controlURL, adminToken: adminToken, catalog: catalog, store: store, time: time,
+                nodes: nodes, schema: schema, backend: backend)
             func tearDown() async {
                 pending.report(after: .seconds(30), of: "LiveCluster(\(backend)) teardown")
                 group.cancelAll()

@@ -99,7 +99,7 @@ struct TokenSigner: Sendable {
 
     @Test func expiredAndRevokedTokensAre401() async throws {
         try await Self.withSecuredNode(revoked: ["stolen"]) { node, signer in
-            let expired = try signer.token(["id": "acme/app", "exp": Date().timeIntervalSince1970 - 10])
+            let expired = try signer.token(["id": "acme/app", "exp": Date().timeIntervalSince1970 - 120])
             let answer = try await node.request(
                 "POST", "/db/acme/app/v1/execute", body: Self.execute, headers: ["Authorization": "Bearer \(expired)"])
             #expect(answer.status == 401)
@@ -114,6 +114,22 @@ struct TokenSigner: Sendable {
                 try await node.request(
                     "POST", "/db/acme/app/v1/execute", body: Self.execute, headers: ["Authorization": "Bearer \(valid)"]
                 ).status == 200)
+        }
+    }
+
+    @Test func tokensNotValidYetOrIssuedInTheFutureAre401WithTheReason() async throws {
+        try await Self.withSecuredNode { node, signer in
+            let later = Date().timeIntervalSince1970 + 600
+            let notYet = try signer.token(["id": "acme/app", "nbf": later])
+            let early = try await node.request(
+                "POST", "/db/acme/app/v1/execute", body: Self.execute, headers: ["Authorization": "Bearer \(notYet)"])
+            #expect(early.status == 401)
+            #expect(early.body.contains("the token is not valid yet"), "\(early.body)")
+            let future = try signer.token(["id": "acme/app", "iat": later])
+            let skewed = try await node.request(
+                "POST", "/db/acme/app/v1/execute", body: Self.execute, headers: ["Authorization": "Bearer \(future)"])
+            #expect(skewed.status == 401)
+            #expect(skewed.body.contains("the token was issued in the future; check the clocks"), "\(skewed.body)")
         }
     }
 
