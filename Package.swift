@@ -146,6 +146,12 @@ let package = Package(
                 .embedInCode("postgresql/v0001_initial.postgresql.sql"),
                 .embedInCode("sqlite/v0002_issued_tokens_and_operator_limits.sqlite.sql"),
                 .embedInCode("postgresql/v0002_issued_tokens_and_operator_limits.postgresql.sql"),
+                .embedInCode("sqlite/v0003_deletions.sqlite.sql"),
+                .embedInCode("postgresql/v0003_deletions.postgresql.sql"),
+                .embedInCode("sqlite/v0004_node_credentials.sqlite.sql"),
+                .embedInCode("postgresql/v0004_node_credentials.postgresql.sql"),
+                .embedInCode("sqlite/v0005_api_tokens.sqlite.sql"),
+                .embedInCode("postgresql/v0005_api_tokens.postgresql.sql"),
             ],
             swiftSettings: strict
         ),

@@ -19,6 +19,15 @@ public enum CatalogMigrations {
             version: 2, name: "v0002_issued_tokens_and_operator_limits.sqlite.sql",
             sql: String(
                 decoding: PackageResources.v0002_issued_tokens_and_operator_limits_sqlite_sql, as: UTF8.self)),
+        CatalogMigration(
+            version: 3, name: "v0003_deletions.sqlite.sql",
+            sql: String(decoding: PackageResources.v0003_deletions_sqlite_sql, as: UTF8.self)),
+        CatalogMigration(
+            version: 4, name: "v0004_node_credentials.sqlite.sql",
+            sql: String(decoding: PackageResources.v0004_node_credentials_sqlite_sql, as: UTF8.self)),
+        CatalogMigration(
+            version: 5, name: "v0005_api_tokens.sqlite.sql",
+            sql: String(decoding: PackageResources.v0005_api_tokens_sqlite_sql, as: UTF8.self)),
     ]
 
     /// The PostgreSQL schema versions, in order.
@@ -30,5 +39,14 @@ public enum CatalogMigrations {
             version: 2, name: "v0002_issued_tokens_and_operator_limits.postgresql.sql",
             sql: String(
                 decoding: PackageResources.v0002_issued_tokens_and_operator_limits_postgresql_sql, as: UTF8.self)),
+        CatalogMigration(
+            version: 3, name: "v0003_deletions.postgresql.sql",
+            sql: String(decoding: PackageResources.v0003_deletions_postgresql_sql, as: UTF8.self)),
+        CatalogMigration(
+            version: 4, name: "v0004_node_credentials.postgresql.sql",
+            sql: String(decoding: PackageResources.v0004_node_credentials_postgresql_sql, as: UTF8.self)),
+        CatalogMigration(
+            version: 5, name: "v0005_api_tokens.postgresql.sql",
+            sql: String(decoding: PackageResources.v0005_api_tokens_postgresql_sql, as: UTF8.self)),
     ]
 }

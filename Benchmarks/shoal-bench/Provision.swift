@@ -53,7 +53,9 @@ struct Provision: AsyncParsableCommand {
         }
         try await store.migrate()
         let catalog = Catalog(store: store)
-        guard let admin = try await catalog.bootstrapAdminToken() else { throw BenchError("no admin token") }
+        guard let admin = try await catalog.bootstrapAdminToken(),
+            let registrationToken = try await catalog.bootstrapNodeRegistrationToken()
+        else { throw BenchError("a fresh catalog had an admin or node registration token") }
         let control = ControlPlane(catalog: catalog, logger: logger)
         let node = try Node(
             configuration: NodeConfiguration(
@@ -66,7 +68,8 @@ struct Provision: AsyncParsableCommand {
             let nodePort = try await start({ node.application(host: "127.0.0.1", port: 0, onRunning: $0) }, &group)
             let link = ControlPlaneLink(
                 configuration: .init(
-                    controlURL: URL(string: "http://127.0.0.1:\(controlPort)")!, controlToken: admin, location: "fra",
+                    controlURL: URL(string: "http://127.0.0.1:\(controlPort)")!, registrationToken: registrationToken,
+                    location: "fra",
                     advertisedURL: "http://127.0.0.1:\(nodePort)", nodeAdminToken: "bench-node"),
                 node: node)
             _ = try await link.register()

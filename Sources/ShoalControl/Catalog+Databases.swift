@@ -4,17 +4,20 @@ import ShoalModel
 extension Catalog {
     static let databaseColumns =
         "d.id, d.name, d.group_id, d.primary_node, d.size_limit_bytes, d.block_reads, d.block_writes, "
-        + "d.delete_protection, d.size_limit_by_operator"
+        + "d.delete_protection, d.size_limit_by_operator, d.created_at"
     /// The smallest size limit accepted: 16 pages of 4096 bytes. Nodes refuse a limit under one page,
     /// and a database needs a few pages for its schema before it holds any data.
     static let minimumSizeLimit: Int64 = 64 << 10
     static let nodeColumns = "id, location, url, admin_token, last_heartbeat_at, primaries"
 
     func nodeRecord(_ row: CatalogRow, offset: Int = 0) throws -> NodeRecord {
-        NodeRecord(
-            id: try row.text(offset), location: try row.text(offset + 1), url: try row.text(offset + 2),
-            adminToken: try row.optionalText(offset + 3), lastHeartbeat: try row.integer(offset + 4),
-            primaries: try row.integer(offset + 5))
+        let id = try row.text(offset)
+        return NodeRecord(
+            id: id, location: try row.text(offset + 1), url: try row.text(offset + 2),
+            adminToken: try row.optionalText(offset + 3).map {
+                try sealer.open($0, context: Self.adminTokenContext(node: id))
+            },
+            lastHeartbeat: try row.integer(offset + 4), primaries: try row.integer(offset + 5))
     }
 
     /// A registered node.
@@ -35,7 +38,8 @@ extension Catalog {
             id: try row.text(0), group: group, name: try row.text(1),
             primaryNode: try await node(id: try row.optionalText(3), in: transaction),
             sizeLimitBytes: try row.optionalInteger(4), sizeLimitByOperator: try row.flag(8),
-            blockReads: try row.flag(5), blockWrites: try row.flag(6), deleteProtection: try row.flag(7))
+            blockReads: try row.flag(5), blockWrites: try row.flag(6), deleteProtection: try row.flag(7),
+            createdAt: try row.integer(9))
     }
 
     func database(
@@ -68,8 +72,11 @@ extension Catalog {
         return records
     }
 
+    /// Removes a database's row and records its removal from the nodes that may hold it (delivered
+    /// by `ControlPlane.deliverDeletions`, retried until each node confirms).
     func removeDatabaseRow(_ database: DatabaseRecord, in transaction: any CatalogTransaction) async throws {
         try await transaction.query("DELETE FROM databases WHERE id = $1", [.text(database.id)])
+        try await recordDeletion(of: database, in: transaction)
         try await transaction.query(
             "UPDATE organizations SET database_count = database_count - 1 WHERE id = $1",
             [.text(database.organization.id)])
@@ -162,7 +169,10 @@ extension Catalog {
                 "the \(organization.plan) plan allows \(quotas.databases) databases (quota 'databases'); delete one or change plan"
             )
         }
+        // A new id for every creation: a name deleted and created again is a new incarnation, which
+        // no token of an earlier one opens (tokens carry it as `did`, nodes compare it).
         let id = Self.newID()
+        let createdAt = now()
         do {
             try await transaction.query(
                 """
@@ -170,7 +180,7 @@ extension Catalog {
                     block_writes, delete_protection, tokens_not_before, created_at)
                 VALUES ($1, $2, $3, $4, $5, NULL, 0, 0, 0, 0, $6)
                 """,
-                [.text(id), .text(organization.id), .text(group.id), .text(name), .text(node.id), .integer(now())])
+                [.text(id), .text(organization.id), .text(group.id), .text(name), .text(node.id), .integer(createdAt)])
         } catch CatalogStoreError.uniqueViolation {
             throw ControlError.conflict("database '\(name)' already exists in organization \(slug)")
         }
@@ -181,7 +191,7 @@ extension Catalog {
         return (
             DatabaseRecord(
                 id: id, group: group, name: name, primaryNode: node, sizeLimitBytes: nil, sizeLimitByOperator: false,
-                blockReads: false, blockWrites: false, deleteProtection: false), true
+                blockReads: false, blockWrites: false, deleteProtection: false, createdAt: createdAt), true
         )
     }
 
@@ -326,7 +336,7 @@ extension Catalog {
                 sizeLimitBytes: sizeLimit ?? database.sizeLimitBytes, sizeLimitByOperator: sizeLimitByOperator,
                 blockReads: patch.blockReads ?? database.blockReads,
                 blockWrites: patch.blockWrites ?? database.blockWrites,
-                deleteProtection: patch.deleteProtection ?? database.deleteProtection)
+                deleteProtection: patch.deleteProtection ?? database.deleteProtection, createdAt: database.createdAt)
             try await transaction.query(
                 """
                 UPDATE databases SET size_limit_bytes = $1, block_reads = $2, block_writes = $3, delete_protection = $4,
@@ -415,66 +425,7 @@ extension Catalog {
 
     // MARK: - Nodes
 
-    /// Registers a node (admin only), or refreshes the registration of a known URL.
-    public func registerNode(
-        _ registration: Platform.NodeRegistration, by principal: Principal
-    ) async throws
-        -> Platform.Node
-    {
-        guard principal.isAdmin else { throw ControlError.forbidden("only an admin token can register nodes") }
-        guard let url = URL(string: registration.url), ["http", "https"].contains(url.scheme), url.host != nil else {
-            throw ControlError.unprocessable("the node URL must be an http(s) URL, like http://10.0.0.5:8080")
-        }
-        let base = registration.url.hasSuffix("/") ? String(registration.url.dropLast()) : registration.url
-        return try await audited(organization: nil, actor: principal, action: "node.register", target: base) {
-            transaction in
-            _ = try await location(registration.location, in: transaction)
-            let now = now()
-            let id: String
-            let known = try await registration.id.asyncMap { id in
-                try await transaction.queryOne("SELECT id FROM nodes WHERE id = $1", [.text(id)])
-            }
-            var row = known ?? nil
-            if row == nil {
-                row = try await transaction.queryOne("SELECT id FROM nodes WHERE url = $1", [.text(base)])
-            }
-            if let row {
-                // A known node: same id, its current URL (a restart may have moved it).
-                id = try row.text(0)
-                do {
-                    try await transaction.query(
-                        "UPDATE nodes SET location = $1, admin_token = $2, last_heartbeat_at = $3, url = $4 WHERE id = $5",
-                        [
-                            .text(registration.location), registration.adminToken.map(CatalogValue.text) ?? .null,
-                            .integer(now), .text(base), .text(id),
-                        ])
-                } catch CatalogStoreError.uniqueViolation {
-                    throw ControlError.conflict(
-                        "another registered node already uses \(base); stop it or give this node another --advertise URL"
-                    )
-                }
-            } else {
-                id = registration.id ?? Self.newID()
-                try await transaction.query(
-                    """
-                    INSERT INTO nodes (id, location, url, admin_token, primaries, registered_at, last_heartbeat_at)
-                    VALUES ($1, $2, $3, $4, 0, $5, $5)
-                    """,
-                    [
-                        .text(id), .text(registration.location), .text(base),
-                        registration.adminToken.map(CatalogValue.text) ?? .null, .integer(now),
-                    ])
-            }
-            try await audit(
-                transaction, organization: nil, actor: principal, action: "node.register", target: base,
-                detail: "node \(id) serves \(registration.location)")
-            let primaries =
-                try await transaction.queryOne("SELECT primaries FROM nodes WHERE id = $1", [.text(id)])?
-                .integer(0) ?? 0
-            return Platform.Node(
-                id: id, location: registration.location, url: base, status: "up", databases: primaries)
-        }
-    }
+    // Registration, credentials and the registration token: `Catalog+Nodes.swift`.
 
     /// Records a node's heartbeat; throws not found for an unknown node (it registers again).
     public func heartbeat(node id: String) async throws {

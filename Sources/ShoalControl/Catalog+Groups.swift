@@ -39,8 +39,7 @@ extension Catalog {
         return try await audited(
             organization: slug, actor: principal, action: "group.create", target: "\(slug)/\(name)"
         ) { transaction in
-            let organization = try await organization(slug, for: principal, in: transaction)
-            try await transaction.lockOrganization(id: organization.id)
+            let organization = try await lockedOrganization(slug, for: principal, in: transaction)
             try await validate(rule: regionRule, in: transaction)
             let location = try await location(code, in: transaction)
             try requireAllowed(
@@ -106,14 +105,15 @@ extension Catalog {
     }
 
     /// Changes a group's region rule (`.some(nil)` removes it) or delete protection. A rule one of
-    /// the group's locations would violate is refused.
+    /// the group's locations would violate is refused; the check runs under the organization's lock,
+    /// so a concurrent location add cannot slip past it.
     public func updateGroup(
         organization slug: String, name: String, regionRule: Platform.RegionRule??, deleteProtection: Bool?,
         by principal: Principal
     ) async throws -> Platform.Group {
         try await audited(organization: slug, actor: principal, action: "group.update", target: "\(slug)/\(name)") {
             transaction in
-            let organization = try await organization(slug, for: principal, in: transaction)
+            let organization = try await lockedOrganization(slug, for: principal, in: transaction)
             let group = try await group(name, of: organization, in: transaction)
             var rule = group.regionRule
             if let newRule = regionRule {
@@ -177,7 +177,8 @@ extension Catalog {
         }
     }
 
-    /// Adds a location to a group, checked against both rules and the plan's location quota.
+    /// Adds a location to a group, checked against both rules and the plan's location quota under the
+    /// organization's lock, so concurrent rule changes and adds cannot break either.
     public func addLocation(
         organization slug: String, group name: String, location code: String, by principal: Principal
     )
@@ -186,7 +187,7 @@ extension Catalog {
         try await audited(
             organization: slug, actor: principal, action: "group.location.add", target: "\(slug)/\(name)/\(code)"
         ) { transaction in
-            let organization = try await organization(slug, for: principal, in: transaction)
+            let organization = try await lockedOrganization(slug, for: principal, in: transaction)
             let group = try await group(name, of: organization, in: transaction)
             let location = try await location(code, in: transaction)
             try requireAllowed(
@@ -218,7 +219,7 @@ extension Catalog {
         try await audited(
             organization: slug, actor: principal, action: "group.location.remove", target: "\(slug)/\(name)/\(code)"
         ) { transaction in
-            let organization = try await organization(slug, for: principal, in: transaction)
+            let organization = try await lockedOrganization(slug, for: principal, in: transaction)
             let group = try await group(name, of: organization, in: transaction)
             guard group.locations.contains(code) else {
                 throw ControlError.notFound("group \(name) has no location \(code)")

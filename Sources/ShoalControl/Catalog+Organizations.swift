@@ -2,62 +2,6 @@ import Foundation
 import ShoalModel
 
 extension Catalog {
-    // MARK: - API tokens
-
-    /// Creates the admin token if none exists and returns its secret (shown once); nil if one exists.
-    public func bootstrapAdminToken() async throws -> String? {
-        try await read { transaction in
-            let existing = try await transaction.queryOne(
-                "SELECT id FROM api_tokens WHERE org_id IS NULL LIMIT 1", [])
-            guard existing == nil else { return nil }
-            let secret = APISecret.generate()
-            try await transaction.query(
-                "INSERT INTO api_tokens (id, name, secret_hash, org_id, created_at) VALUES ($1, $2, $3, NULL, $4)",
-                [.text(Self.newID()), .text("admin"), .text(APISecret.hash(secret)), .integer(now())])
-            return secret
-        }
-    }
-
-    /// The principal a bearer secret stands for, nil if it is unknown.
-    public func authenticate(secret: String) async throws -> Principal? {
-        let hash = APISecret.hash(secret)
-        return try await read { transaction in
-            guard
-                let row = try await transaction.queryOne(
-                    "SELECT name, org_id FROM api_tokens WHERE secret_hash = $1", [.text(hash)])
-            else { return nil }
-            return Principal(name: try row.text(0), organizationID: try row.optionalText(1))
-        }
-    }
-
-    /// Creates an API token for organization `slug`; returns its secret (shown once).
-    public func createAPIToken(
-        organization slug: String, name: String, by principal: Principal
-    ) async throws
-        -> String
-    {
-        try Self.validateName(name, "API token")
-        let secret = APISecret.generate()
-        return try await audited(organization: slug, actor: principal, action: "api_token.create", target: slug) {
-            transaction in
-            let organization = try await organization(slug, for: principal, in: transaction)
-            do {
-                try await transaction.query(
-                    "INSERT INTO api_tokens (id, name, secret_hash, org_id, created_at) VALUES ($1, $2, $3, $4, $5)",
-                    [
-                        .text(Self.newID()), .text("\(slug)/\(name)"), .text(APISecret.hash(secret)),
-                        .text(organization.id), .integer(now()),
-                    ])
-            } catch CatalogStoreError.uniqueViolation {
-                throw ControlError.conflict("an API token named '\(name)' already exists; choose another name")
-            }
-            try await audit(
-                transaction, organization: organization.id, actor: principal, action: "api_token.create",
-                target: slug, detail: "API token \(name) created")
-            return secret
-        }
-    }
-
     // MARK: - Organizations
 
     /// Creates an organization (admin only).
@@ -115,8 +59,7 @@ extension Catalog {
     ) async throws -> Platform.Organization {
         try await audited(organization: slug, actor: principal, action: "organization.update", target: slug) {
             transaction in
-            let organization = try await organization(slug, for: principal, in: transaction)
-            try await transaction.lockOrganization(id: organization.id)
+            let organization = try await lockedOrganization(slug, for: principal, in: transaction)
             var rule = organization.regionRule
             if let newRule = regionRule {
                 try await validate(rule: newRule, in: transaction)

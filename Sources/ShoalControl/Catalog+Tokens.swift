@@ -13,6 +13,9 @@ extension Catalog {
 
     struct Claims: Codable {
         var id: String?
+        /// With `id`: the database's id, its incarnation. A database deleted and created again under
+        /// the same name has a new one, so nodes refuse the old incarnation's tokens.
+        var did: String?
         var gid: String?
         var a: String
         var exp: Int64?
@@ -30,10 +33,13 @@ extension Catalog {
             "SELECT kid, private_key FROM signing_keys WHERE retired_at IS NULL ORDER BY created_at DESC, kid LIMIT 1",
             [])
         {
-            guard let raw = Data(base64Encoded: try row.text(1)),
+            let kid = try row.text(0)
+            // Sealed with the control plane's key (`SecretSealer`); one from before sealing opens as it is.
+            let stored = try sealer.open(try row.text(1), context: Self.signingKeyContext(kid: kid))
+            guard let raw = Data(base64Encoded: stored),
                 let key = try? Curve25519.Signing.PrivateKey(rawRepresentation: raw)
             else { throw ControlError.catalogUnavailable("the catalog's signing key is damaged; rotate keys") }
-            return (try row.text(0), key)
+            return (kid, key)
         }
         return try await addSigningKey(in: transaction)
     }
@@ -48,7 +54,10 @@ extension Catalog {
         try await transaction.query(
             "INSERT INTO signing_keys (kid, private_key, public_key, created_at, retired_at) VALUES ($1, $2, $3, $4, NULL)",
             [
-                .text(kid), .text(key.rawRepresentation.base64EncodedString()),
+                .text(kid),
+                .text(
+                    try sealer.seal(
+                        key.rawRepresentation.base64EncodedString(), context: Self.signingKeyContext(kid: kid))),
                 .text(Base64URL.encode(Array(key.publicKey.rawRepresentation))), .integer(now()),
             ])
         return (kid, key)
@@ -58,9 +67,10 @@ extension Catalog {
     /// behind the control plane's would otherwise accept a revoked token for a while.
     static let revocationClockMargin: Int64 = 10 * 60 * 1000
 
-    /// Issues a database or group token: Ed25519-signed JWT with `id`/`gid`, `a`, `exp`, `iat`,
-    /// `jti` and, when given, `loc` — refused when the group's or organization's rule forbids that
-    /// location. Its `jti` is recorded as issued to the organization, which may then revoke it.
+    /// Issues a database or group token: Ed25519-signed JWT with `id` and `did` (the database's id)
+    /// or `gid`, `a`, `exp`, `iat`, `jti` and, when given, `loc` — refused when the group's or
+    /// organization's rule forbids that location. Its `jti` is recorded as issued to the
+    /// organization, which may then revoke it.
     public func issueToken(
         organization slug: String, target: TokenTarget, expiresIn: Duration?, readOnly: Bool, location: String?,
         by principal: Principal
@@ -75,13 +85,14 @@ extension Catalog {
             let organization = try await organization(slug, for: principal, in: transaction)
             let group: GroupRecord
             var claims = Claims(
-                id: nil, gid: nil, a: readOnly ? "ro" : "rw", exp: nil, iat: Double(now()) / 1000,
+                id: nil, did: nil, gid: nil, a: readOnly ? "ro" : "rw", exp: nil, iat: Double(now()) / 1000,
                 jti: Self.newID(), loc: location)
             switch target {
             case .database(let name):
                 let database = try await database(name, of: organization, in: transaction)
                 group = database.group
                 claims.id = database.namespace
+                claims.did = database.id
             case .group(let name):
                 group = try await self.group(name, of: organization, in: transaction)
                 claims.gid = group.scope
@@ -121,8 +132,8 @@ extension Catalog {
         try await store.transaction { transaction in
             let (kid, key) = try await signingKey(in: transaction)
             let claims = Claims(
-                id: database.namespace, gid: nil, a: "ro", exp: now() / 1000 + 7 * 86_400, iat: Double(now()) / 1000,
-                jti: Self.newID(), loc: location)
+                id: database.namespace, did: database.id, gid: nil, a: "ro", exp: now() / 1000 + 7 * 86_400,
+                iat: Double(now()) / 1000, jti: Self.newID(), loc: location)
             return try Self.sign(claims, kid: kid, key: key)
         }
     }

@@ -9,6 +9,13 @@ public struct Principal: Sendable, Equatable {
     public let name: String
     /// The organization the token belongs to; nil for an admin token.
     public let organizationID: String?
+    /// The API token's id; nil for a caller that is not an API token.
+    public internal(set) var tokenID: String? = nil
+    /// When the API token expires (milliseconds since 1970); nil if never.
+    public internal(set) var expiresAt: Int64? = nil
+    /// Whether an organization's API token may create and revoke its organization's API tokens (the
+    /// admin token always may).
+    public internal(set) var mayCreateTokens = false
 
     /// Whether this is an admin token.
     public var isAdmin: Bool { organizationID == nil }
@@ -39,16 +46,22 @@ public struct Catalog: Sendable {
 
     let store: any CatalogStore
     let configuration: Configuration
+    /// Seals the secrets the catalog must read back (nodes' admin tokens, signing keys).
+    let sealer: SecretSealer
     /// Milliseconds since 1970 (injected in tests).
     let now: @Sendable () -> Int64
 
-    /// A catalog over `store`.
+    /// A catalog over `store`. `sealer` holds the control plane's sealing key; the default is a key
+    /// that lives as long as the process (for tests and benchmarks): a catalog that outlives the
+    /// process needs its configured key, or it cannot open what it sealed.
     public init(
         store: any CatalogStore, configuration: Configuration = Configuration(),
+        sealer: SecretSealer = .processLocal,
         now: @escaping @Sendable () -> Int64 = { Int64((Date().timeIntervalSince1970 * 1000).rounded()) }
     ) {
         self.store = store
         self.configuration = configuration
+        self.sealer = sealer
         self.now = now
     }
 
@@ -86,6 +99,7 @@ public struct Catalog: Sendable {
         let id: String
         let location: String
         let url: String
+        /// The node's admin token, unsealed (the catalog holds it sealed).
         let adminToken: String?
         let lastHeartbeat: Int64
         let primaries: Int64
@@ -103,6 +117,9 @@ public struct Catalog: Sendable {
         let blockReads: Bool
         let blockWrites: Bool
         let deleteProtection: Bool
+        /// When this incarnation of the name was created (milliseconds since 1970); nodes accept a
+        /// token without `did` only if it was issued since.
+        var createdAt: Int64 = 0
 
         var organization: OrganizationRecord { group.organization }
         /// `org/db`, as tokens and nodes name it.
@@ -203,6 +220,20 @@ public struct Catalog: Sendable {
             throw ControlError.forbidden("this API token belongs to another organization")
         }
         return record
+    }
+
+    /// The organization `slug`, if `principal` may act on it, with its row locked until the
+    /// transaction ends (`CatalogTransaction.lockOrganization`). Every change whose rule or quota
+    /// check reads the organization's state (its rule and plan, its groups' rules, locations and
+    /// count, its API tokens) starts here, so such checks never run on state a concurrent change is
+    /// replacing. The record is read again once the lock is held: the first read may predate a change
+    /// that committed while this transaction waited for the lock.
+    func lockedOrganization(
+        _ slug: String, for principal: Principal, in transaction: any CatalogTransaction
+    ) async throws -> OrganizationRecord {
+        let found = try await organization(slug, for: principal, in: transaction)
+        try await transaction.lockOrganization(id: found.id)
+        return try await organization(slug, for: principal, in: transaction)
     }
 
     func quotas(plan: String, in transaction: any CatalogTransaction) async throws -> Platform.Quotas {

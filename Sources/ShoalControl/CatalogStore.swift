@@ -65,8 +65,10 @@ public protocol CatalogTransaction: Sendable {
     @discardableResult
     func query(_ sql: String, _ binds: [CatalogValue]) async throws -> [CatalogRow]
 
-    /// Serializes concurrent transactions that change one organization's counted things (databases,
-    /// groups) until this transaction ends, so quotas hold under concurrency.
+    /// Serializes concurrent transactions that change one organization's counted or ruled things
+    /// (groups, their locations and region rules, the organization's rule and plan, API tokens) until
+    /// this transaction ends, so quotas and region rules hold under concurrency. Statements after it
+    /// see what the transactions it waited for committed.
     func lockOrganization(id: String) async throws
 }
 

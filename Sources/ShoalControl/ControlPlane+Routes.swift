@@ -14,11 +14,7 @@ extension ControlPlane {
         }
         routes.put(":code") { request, context in
             let principal = try await self.principal(request)
-            struct Body: Decodable {
-                let name: String
-                let jurisdiction: String
-            }
-            let body = try await self.decode(Body.self, from: request)
+            let body = try await self.decode(Platform.LocationDefinition.self, from: request)
             let location = Platform.Location(
                 code: try Self.parameter(context, "code"), name: body.name, jurisdiction: body.jurisdiction)
             try await self.catalog.saveLocation(location, by: principal)
@@ -37,73 +33,12 @@ extension ControlPlane {
         }
     }
 
-    func addNodeRoutes(_ routes: RouterGroup<BasicRequestContext>) {
-        routes.get("") { request, _ in
-            guard try await self.principal(request).isAdmin else {
-                throw ControlError.forbidden("only an admin token can list nodes")
-            }
-            return try Self.json(["nodes": try await self.catalog.nodes()])
-        }
-        routes.post("") { request, _ in
-            let principal = try await self.principal(request)
-            let registration = try await self.decode(Platform.NodeRegistration.self, from: request)
-            let node = try await self.catalog.registerNode(registration, by: principal)
-            struct Answer: Encodable {
-                let node: Platform.Node
-                let heartbeatSeconds: Int64
-                let policy: Platform.TokenPolicy
-
-                enum CodingKeys: String, CodingKey {
-                    case node, policy
-                    case heartbeatSeconds = "heartbeat_seconds"
-                }
-            }
-            return try Self.json(
-                Answer(
-                    node: node, heartbeatSeconds: Self.heartbeatInterval.components.seconds,
-                    policy: try await self.catalog.tokenPolicy()))
-        }
-        routes.get(":id/databases/:org/:db") { request, context in
-            let principal = try await self.principal(request)
-            guard principal.isAdmin else { throw ControlError.forbidden("only an admin token can ask for placements") }
-            let database = try await self.catalog.database(
-                organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"),
-                for: principal)
-            let id = try Self.parameter(context, "id")
-            if database.primaryNode?.id == id {
-                return try Self.json(try await self.settings(for: database))
-            }
-            // A node in one of the group's replica locations keeps a replica that follows the primary.
-            guard let node = try await self.catalog.node(id: id), let primary = database.primaryNode,
-                node.location != database.group.primary, database.group.locations.contains(node.location)
-            else {
-                throw ControlError.notFound("that database is not placed on this node")
-            }
-            var settings = try await self.settings(for: database)
-            if let allowed = settings.allowedLocations, !allowed.contains(node.location) {
-                throw ControlError.notFound("the database's region rule keeps it out of \(node.location)")
-            }
-            settings.primaryURL = "\(primary.url)/db/\(database.organization.slug)/\(database.name)"
-            settings.syncToken = try await self.catalog.replicaSyncToken(for: database, location: node.location)
-            return try Self.json(settings)
-        }
-        routes.post(":id/heartbeat") { request, context in
-            guard try await self.principal(request).isAdmin else {
-                throw ControlError.forbidden("only an admin token can send heartbeats")
-            }
-            try await self.catalog.heartbeat(node: try Self.parameter(context, "id"))
-            return try Self.json(["policy": try await self.catalog.tokenPolicy()])
-        }
-    }
+    // The node routes (`v1/nodes`) are in `ControlPlane+Nodes.swift`.
 
     func addOrganizationRoutes(_ routes: RouterGroup<BasicRequestContext>) {
-        struct Create: Decodable {
-            let slug: String
-            let plan: String?
-        }
         routes.post("") { request, _ in
             let principal = try await self.principal(request)
-            let body = try await self.decode(Create.self, from: request)
+            let body = try await self.decode(Platform.OrganizationCreation.self, from: request)
             let organization = try await self.catalog.createOrganization(
                 slug: body.slug, plan: body.plan ?? "free", by: principal)
             return try Self.json(["organization": organization])
@@ -123,7 +58,7 @@ extension ControlPlane {
         }
         routes.patch(":org") { request, context in
             let principal = try await self.principal(request)
-            let patch = try await self.decode(RulePatch.self, from: request)
+            let patch = try await self.decode(Platform.RulePatch.self, from: request)
             let slug = try Self.parameter(context, "org")
             let organization = try await self.catalog.updateOrganization(
                 slug, regionRule: patch.regionRule, plan: patch.plan, by: principal)
@@ -173,11 +108,26 @@ extension ControlPlane {
         }
         routes.post(":org/api-tokens") { request, context in
             let principal = try await self.principal(request)
-            struct Body: Decodable { let name: String }
-            let body = try await self.decode(Body.self, from: request)
-            let secret = try await self.catalog.createAPIToken(
-                organization: try Self.parameter(context, "org"), name: body.name, by: principal)
-            return try Self.json(["name": body.name, "token": secret])
+            let body = try await self.decode(Platform.APITokenCreation.self, from: request)
+            // Absent: the default expiry; `never`: none.
+            let expiresIn: Duration?? = try body.expiration.map { try Catalog.parseExpiration($0) }
+            let (token, secret) = try await self.catalog.createAPIToken(
+                organization: try Self.parameter(context, "org"), name: body.name, expiresIn: expiresIn,
+                canCreateTokens: body.canCreateTokens ?? false, by: principal)
+            return try Self.json(Platform.CreatedAPIToken(name: body.name, token: secret, apiToken: token))
+        }
+        routes.get(":org/api-tokens") { request, context in
+            let principal = try await self.principal(request)
+            return try Self.json([
+                "api_tokens": try await self.catalog.apiTokens(
+                    organization: try Self.parameter(context, "org"), for: principal)
+            ])
+        }
+        routes.delete(":org/api-tokens/:id") { request, context in
+            let principal = try await self.principal(request)
+            let revoked = try await self.catalog.revokeAPIToken(
+                organization: try Self.parameter(context, "org"), id: try Self.parameter(context, "id"), by: principal)
+            return try Self.json(["revoked": revoked])
         }
         routes.post(":org/auth/tokens/revoke") { request, context in
             try await self.revoke(request, context)
@@ -186,54 +136,16 @@ extension ControlPlane {
 
     func revoke(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let principal = try await principal(request)
-        struct Body: Decodable { let jti: String }
-        let body = try await decode(Body.self, from: request)
+        let body = try await decode(Platform.TokenRevocation.self, from: request)
         try await catalog.revoke(organization: try Self.parameter(context, "org"), jti: body.jti, by: principal)
         await pushPolicy()
         return try Self.json(["revoked": body.jti])
     }
 
-    /// A body that may set or clear a region rule: `{"region_rule": null}` clears it, an absent
-    /// key leaves it.
-    struct RulePatch: Decodable {
-        let regionRule: Platform.RegionRule??
-        let deleteProtection: Bool?
-        let plan: String?
-
-        enum CodingKeys: String, CodingKey {
-            case regionRule = "region_rule"
-            case deleteProtection = "delete_protection"
-            case plan
-        }
-
-        init(from decoder: any Decoder) throws {
-            let container = try decoder.container(keyedBy: CodingKeys.self)
-            if container.contains(.regionRule) {
-                regionRule = .some(
-                    try container.decodeNil(forKey: .regionRule)
-                        ? nil : try container.decode(Platform.RegionRule.self, forKey: .regionRule))
-            } else {
-                regionRule = nil
-            }
-            deleteProtection = try container.decodeIfPresent(Bool.self, forKey: .deleteProtection)
-            plan = try container.decodeIfPresent(String.self, forKey: .plan)
-        }
-    }
-
     func addGroupRoutes(_ routes: RouterGroup<BasicRequestContext>) {
-        struct Create: Decodable {
-            let name: String
-            let location: String
-            let regionRule: Platform.RegionRule?
-
-            enum CodingKeys: String, CodingKey {
-                case name, location
-                case regionRule = "region_rule"
-            }
-        }
         routes.post("") { request, context in
             let principal = try await self.principal(request)
-            let body = try await self.decode(Create.self, from: request)
+            let body = try await self.decode(Platform.GroupCreation.self, from: request)
             let group = try await self.catalog.createGroup(
                 organization: try Self.parameter(context, "org"), name: body.name, location: body.location,
                 regionRule: body.regionRule, by: principal)
@@ -254,7 +166,7 @@ extension ControlPlane {
         }
         routes.patch(":group") { request, context in
             let principal = try await self.principal(request)
-            let patch = try await self.decode(RulePatch.self, from: request)
+            let patch = try await self.decode(Platform.RulePatch.self, from: request)
             let slug = try Self.parameter(context, "org")
             let name = try Self.parameter(context, "group")
             let group = try await self.catalog.updateGroup(
@@ -271,9 +183,7 @@ extension ControlPlane {
             let name = try Self.parameter(context, "group")
             let databases = try await self.catalog.deleteGroup(
                 organization: try Self.parameter(context, "org"), name: name, by: principal)
-            for database in databases {
-                await self.removeFromNode(database)
-            }
+            await self.deliverDeletions(of: databases)
             return try Self.json(["deleted": name])
         }
         routes.post(":group/locations/:location") { request, context in
@@ -327,22 +237,9 @@ extension ControlPlane {
     }
 
     func addDatabaseRoutes(_ routes: RouterGroup<BasicRequestContext>) {
-        struct Create: Decodable {
-            let name: String
-            let group: String
-            let seed: Seed?
-            let ifNotExists: Bool?
-
-            enum CodingKeys: String, CodingKey {
-                case name, group, seed
-                case ifNotExists = "if_not_exists"
-            }
-
-            struct Seed: Decodable { let type: String? }
-        }
         routes.post("") { request, context in
             let principal = try await self.principal(request)
-            let body = try await self.decode(Create.self, from: request)
+            let body = try await self.decode(Platform.DatabaseCreation.self, from: request)
             if body.seed != nil {
                 throw ControlError.unprocessable(
                     "seeding a new database is not supported yet; create it empty and import with `shoal db shell`")
@@ -393,7 +290,7 @@ extension ControlPlane {
             let database = try await self.catalog.deleteDatabase(
                 organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"), by: principal
             )
-            await self.removeFromNode(database)
+            await self.deliverDeletions(of: [database])
             return try Self.json(["database": database.name])
         }
         routes.get(":db/configuration") { request, context in
@@ -471,22 +368,6 @@ extension ControlPlane {
             } catch {
                 logger.warning(
                     "database.settings.push_failed",
-                    metadata: ["db.namespace": "\(database.namespace)", "node.url": "\(node.url)", "error": "\(error)"])
-            }
-        }
-    }
-
-    /// Tells a deleted database's nodes (primary and replicas); a node that is down keeps an
-    /// orphan directory (logged).
-    func removeFromNode(_ database: Catalog.DatabaseRecord) async {
-        var targets = await replicaNodes(of: database)
-        if let node = database.primaryNode { targets.insert(node, at: 0) }
-        for node in targets {
-            do {
-                try await nodes.delete(database.namespace, on: node)
-            } catch {
-                logger.warning(
-                    "database.delete.node_failed",
                     metadata: ["db.namespace": "\(database.namespace)", "node.url": "\(node.url)", "error": "\(error)"])
             }
         }

@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -18,7 +19,6 @@ public struct ControlPlane: Sendable {
     let nodes: NodeClient
     let logger: Logger
     let metrics = ControlMetrics()
-    let principals = PrincipalCache()
     /// The largest request body accepted.
     let maxRequestBytes = 1 << 20
     /// The version string `GET /version` reports.
@@ -62,7 +62,7 @@ public struct ControlPlane: Sendable {
                 body: .init(byteBuffer: ByteBuffer(bytes: OpenAPIDocument.bytes)))
         }
         router.get(".well-known/jwks.json") { _, _ in
-            try Self.json(["keys": try await self.catalog.publicKeys()])
+            try Self.json(Self.published(try await self.catalog.tokenPolicy()))
         }
         addLocationRoutes(router.group("v1/locations"))
         addPlanRoutes(router.group("v1/plans"))
@@ -91,12 +91,11 @@ public struct ControlPlane: Sendable {
         guard parts.count == 2, parts[0].lowercased() == "bearer" else {
             throw ControlError.unauthorized("the Authorization header must be Bearer <token>")
         }
-        let secret = String(parts[1])
-        if let principal = principals.lookup(secret) { return principal }
-        guard let principal = try await catalog.authenticate(secret: secret) else {
+        // Looked up on every request (not cached): a revoked or expired token is refused at once, on
+        // every control-plane instance.
+        guard let principal = try await catalog.authenticate(secret: String(parts[1])) else {
             throw ControlError.unauthorized("the API token is not valid; create one or use the admin token")
         }
-        principals.store(principal, for: secret)
         return principal
     }
 
@@ -116,6 +115,16 @@ public struct ControlPlane: Sendable {
 
     static func describe(_ error: any Error) -> String {
         DecodingFailure.describe(error)
+    }
+
+    /// The public JWKS document: keys, revoked ids and rotations with their scopes hashed (see
+    /// `Platform.PublishedKeys`), for nodes that read it instead of registering.
+    static func published(_ policy: Platform.TokenPolicy) -> Platform.PublishedKeys {
+        var rotations: [String: Int64] = [:]
+        for (scope, time) in policy.notBefore {
+            rotations[SHA256.hash(data: Data(scope.utf8)).map { String(format: "%02x", $0) }.joined()] = time
+        }
+        return Platform.PublishedKeys(keys: policy.keys, revokedJti: policy.revokedJti, notBeforeSHA256: rotations)
     }
 
     static func json(_ value: some Encodable, status: HTTPResponse.Status = .ok) throws -> Response {
@@ -153,7 +162,8 @@ public struct ControlPlane: Sendable {
         }
         return NodeClient.DatabaseSettings(
             blockReads: database.blockReads, blockWrites: database.blockWrites,
-            maxSizeBytes: database.sizeLimitBytes, group: database.group.name, allowedLocations: allowed)
+            maxSizeBytes: database.sizeLimitBytes, group: database.group.name, allowedLocations: allowed,
+            databaseID: database.id, createdAt: database.createdAt)
     }
 
     /// Sends the token policy to every live node (each also pulls it with its heartbeat).
@@ -170,36 +180,6 @@ public struct ControlPlane: Sendable {
             }
         } catch {
             logger.warning("policy.push.failed", metadata: ["error": "\(error)"])
-        }
-    }
-}
-
-/// Recently authenticated API tokens, so a busy client costs one catalog lookup per half minute
-/// instead of one per request. API tokens cannot be deleted yet; when they can, deletion must clear
-/// this cache.
-final class PrincipalCache: Sendable {
-    private struct Entry {
-        let principal: Principal
-        let expires: ContinuousClock.Instant
-    }
-
-    private let entries = Mutex<[String: Entry]>([:])
-    private let lifetime: Duration = .seconds(30)
-    private let capacity = 10_000
-
-    func lookup(_ secret: String) -> Principal? {
-        let key = APISecret.hash(secret)
-        return entries.withLock { entries in
-            guard let entry = entries[key], entry.expires > .now else { return nil }
-            return entry.principal
-        }
-    }
-
-    func store(_ principal: Principal, for secret: String) {
-        let key = APISecret.hash(secret)
-        entries.withLock { entries in
-            if entries.count >= capacity { entries.removeAll() }
-            entries[key] = Entry(principal: principal, expires: .now + lifetime)
         }
     }
 }

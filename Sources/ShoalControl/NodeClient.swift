@@ -17,6 +17,12 @@ struct NodeClient: Sendable {
         var primaryURL: String? = nil
         /// For a replica node: the token it syncs from the primary with.
         var syncToken: String? = nil
+        /// The database's id, its incarnation: nodes refuse database tokens whose `did` differs, and
+        /// settings of another incarnation.
+        var databaseID: String? = nil
+        /// When the incarnation was created (milliseconds since 1970): nodes accept a database token
+        /// without `did` (issued before incarnation ids) only if it was issued since.
+        var createdAt: Int64? = nil
 
         enum CodingKeys: String, CodingKey {
             case blockReads = "block_reads"
@@ -26,6 +32,8 @@ struct NodeClient: Sendable {
             case allowedLocations = "allowed_locations"
             case primaryURL = "primary_url"
             case syncToken = "sync_token"
+            case databaseID = "database_id"
+            case createdAt = "created_at"
         }
     }
 
@@ -56,9 +64,12 @@ struct NodeClient: Sendable {
         try require(status, namespace, node)
     }
 
-    /// Deletes a database from its node (a database the node no longer has counts as deleted).
-    func delete(_ namespace: String, on node: Catalog.NodeRecord) async throws {
-        let status = try await send("DELETE", "/v1/namespaces/\(namespace)", body: nil, to: node)
+    /// Deletes one incarnation of a database (`databaseID`) from a node; returns once the node
+    /// confirms it is gone there (a node that no longer has it, or holds another incarnation, counts
+    /// as done). A node still finishing answers 503, which throws: the deletion is retried.
+    func delete(_ namespace: String, databaseID: String, on node: Catalog.NodeRecord) async throws {
+        let status = try await send(
+            "DELETE", "/v1/namespaces/\(namespace)?database_id=\(databaseID)", body: nil, to: node)
         if status == 404 { return }
         try require(status, namespace, node)
     }

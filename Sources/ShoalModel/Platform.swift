@@ -392,7 +392,7 @@ public enum Platform {
         public var keys: [JSONWebKey]
         /// Revoked token ids.
         public var revokedJti: [String]
-        /// Tokens issued before these times (seconds since 1970) are refused, by scope: `db:org/name`
+        /// Tokens issued before these times (milliseconds since 1970) are refused, by scope: `db:org/name`
         /// or `group:org/name`.
         public var notBefore: [String: Int64]
 
@@ -407,6 +407,33 @@ public enum Platform {
             case keys
             case revokedJti = "revoked_jti"
             case notBefore = "not_before"
+        }
+    }
+
+    /// The control plane's public JWKS document (`/.well-known/jwks.json`): its keys, and for nodes
+    /// that verify tokens from it without registering (`shoal node --jwks-url`), the revoked token
+    /// ids and the rotations. A rotation's scope (`db:org/name`, `group:org/name`) is published as
+    /// the hex SHA-256 of its text, so the document names no database.
+    public struct PublishedKeys: Codable, Sendable, Equatable {
+        /// The public keys.
+        public var keys: [JSONWebKey]
+        /// Revoked token ids (absent in documents of other issuers).
+        public var revokedJti: [String]?
+        /// Tokens issued before these times (milliseconds since 1970) are refused, by the SHA-256
+        /// (hex) of their scope.
+        public var notBeforeSHA256: [String: Int64]?
+
+        /// A document.
+        public init(keys: [JSONWebKey], revokedJti: [String]? = nil, notBeforeSHA256: [String: Int64]? = nil) {
+            self.keys = keys
+            self.revokedJti = revokedJti
+            self.notBeforeSHA256 = notBeforeSHA256
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case keys
+            case revokedJti = "revoked_jti"
+            case notBeforeSHA256 = "not_before_sha256"
         }
     }
 

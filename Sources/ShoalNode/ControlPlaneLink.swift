@@ -2,17 +2,30 @@ import Foundation
 import Logging
 import ShoalHTTP
 import ShoalModel
+import Synchronization
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// A node's tie to its control plane: registers the node (location, advertised URL, admin token),
 /// then sends heartbeats; every answer carries the token policy (keys, revoked ids, rotations),
 /// which the node's verifier adopts. The data path never waits on it.
+///
+/// The node never holds the platform admin token. Its first registration is authorised by the node
+/// registration token; the answer carries the node's own credential, which it keeps (mode 0600) and
+/// sends from then on: heartbeats, placement lookups and later registrations. A credential the
+/// control plane refuses (rotated by the operator) sends it back to the registration token.
 public struct ControlPlaneLink: Sendable {
     /// Where the control plane is and how this node presents itself.
     public struct Configuration: Sendable {
         /// The control plane's base URL.
         public var controlURL: URL
-        /// The control plane's admin API token (registration and heartbeats need it).
-        public var controlToken: String
+        /// The node registration token: registers the node when it has no credential yet, or when
+        /// the control plane refuses the one it has. Not needed once the node has a credential.
+        public var registrationToken: String?
         /// The location this node serves.
         public var location: String
         /// The URL the control plane and clients reach this node at.
@@ -21,19 +34,23 @@ public struct ControlPlaneLink: Sendable {
         public var nodeAdminToken: String?
         /// Where the node keeps the id the control plane gave it (so restarts keep their databases).
         public var identityFile: String?
+        /// Where the node keeps its credential (written with mode 0600); nil keeps it in memory only.
+        public var credentialFile: String?
         /// How long the node remembers that the control plane said a database is not placed here
         /// (requests for it meanwhile are answered 404 without asking again).
         public var unknownDatabaseLifetime: Duration
 
         /// A link configuration.
         public init(
-            controlURL: URL, controlToken: String, location: String, advertisedURL: String, nodeAdminToken: String?,
-            identityFile: String? = nil, unknownDatabaseLifetime: Duration = DatabaseStore.unknownDatabaseLifetime
+            controlURL: URL, registrationToken: String?, location: String, advertisedURL: String,
+            nodeAdminToken: String?, identityFile: String? = nil, credentialFile: String? = nil,
+            unknownDatabaseLifetime: Duration = DatabaseStore.unknownDatabaseLifetime
         ) {
             self.identityFile = identityFile
+            self.credentialFile = credentialFile
             self.unknownDatabaseLifetime = unknownDatabaseLifetime
             self.controlURL = controlURL
-            self.controlToken = controlToken
+            self.registrationToken = registrationToken
             self.location = location
             self.advertisedURL = advertisedURL
             self.nodeAdminToken = nodeAdminToken
@@ -44,6 +61,17 @@ public struct ControlPlaneLink: Sendable {
     let verifier: TokenVerifier?
     let store: DatabaseStore
     let logger: Logger
+    /// The node's credential once it has one (shared by the heartbeat loop and placement lookups).
+    let credential = Credential()
+
+    /// The node's current credential: replaced when a registration issues a new one.
+    final class Credential: Sendable {
+        private let value = Mutex<String?>(nil)
+
+        var current: String? { value.withLock { $0 } }
+
+        func set(_ credential: String) { value.withLock { $0 = credential } }
+    }
 
     /// A link for `node` (its verifier receives the policy).
     public init(configuration: Configuration, node: Node) {
@@ -62,9 +90,11 @@ public struct ControlPlaneLink: Sendable {
         let node: Node
         let heartbeatSeconds: Int64
         let policy: Platform.TokenPolicy
+        /// The credential issued to the node; absent when it keeps the one it registered with.
+        let credential: String?
 
         enum CodingKeys: String, CodingKey {
-            case node, policy
+            case node, policy, credential
             case heartbeatSeconds = "heartbeat_seconds"
         }
     }
@@ -73,18 +103,39 @@ public struct ControlPlaneLink: Sendable {
         let policy: Platform.TokenPolicy
     }
 
-    /// Registers once; returns the node id and heartbeat interval. Throws with the control plane's
-    /// answer when it refuses.
+    /// Registers once, with the node's credential if it has one (falling back to the registration
+    /// token when the control plane does not accept it), else with the registration token; keeps the
+    /// credential the answer issues. Returns the node id and heartbeat interval. Throws with the
+    /// control plane's answer when it refuses.
     public func register() async throws -> (id: String, interval: Duration) {
-        let known = configuration.identityFile.flatMap { try? String(contentsOfFile: $0, encoding: .utf8) }?
-            .trimmingCharacters(in: .whitespacesAndNewlines)
+        let known = Self.readLine(configuration.identityFile)
+        let stored = credential.current ?? Self.readLine(configuration.credentialFile)
         let body = try WireJSON.encoder().encode(
             Platform.NodeRegistration(
                 location: configuration.location, url: configuration.advertisedURL,
-                adminToken: configuration.nodeAdminToken, id: known?.isEmpty == false ? known : nil))
-        let registered = try await call(Registered.self, path: "v1/nodes", body: body)
+                adminToken: configuration.nodeAdminToken, id: known))
+        let registered: Registered
+        if let stored {
+            do {
+                registered = try await call(Registered.self, path: "v1/nodes", body: body, bearer: stored)
+            } catch LinkError.refused(let status, _) where status == 401 && configuration.registrationToken != nil {
+                // The credential was rotated, or this control plane never issued it.
+                logger.warning("control.credential.refused", metadata: ["http.status": "\(status)"])
+                registered = try await call(
+                    Registered.self, path: "v1/nodes", body: body, bearer: configuration.registrationToken)
+            }
+        } else {
+            guard let token = configuration.registrationToken else { throw LinkError.noCredential }
+            registered = try await call(Registered.self, path: "v1/nodes", body: body, bearer: token)
+        }
         if let file = configuration.identityFile, registered.node.id != known {
             try Data((registered.node.id + "\n").utf8).write(to: URL(fileURLWithPath: file), options: .atomic)
+        }
+        if let issued = registered.credential {
+            if let file = configuration.credentialFile { try Self.writePrivately(issued + "\n", to: file) }
+            credential.set(issued)
+        } else if let stored {
+            credential.set(stored)
         }
         try verifier?.update(with: registered.policy)
         let id = registered.node.id
@@ -98,13 +149,23 @@ public struct ControlPlaneLink: Sendable {
     }
 
     /// Registers (retrying until it works), then sends heartbeats until cancelled; registers again
-    /// when the control plane has forgotten the node.
+    /// when the control plane has forgotten the node or refuses its credential.
     public func run() async {
         var registration: (id: String, interval: Duration)?
         while !Task.isCancelled {
             do {
                 if let current = registration {
-                    let answer = try await call(Heartbeat.self, path: "v1/nodes/\(current.id)/heartbeat", body: Data())
+                    let answer: Heartbeat
+                    do {
+                        answer = try await call(
+                            Heartbeat.self, path: "v1/nodes/\(current.id)/heartbeat", body: Data(),
+                            bearer: credential.current)
+                    } catch LinkError.refused(let status, _) where status == 401 || status == 403 {
+                        // The credential was rotated (or is not this node's): register again.
+                        logger.warning("control.credential.refused", metadata: ["http.status": "\(status)"])
+                        registration = nil
+                        continue
+                    }
                     try verifier?.update(with: answer.policy)
                     try await Task.sleep(for: current.interval)
                 } else {
@@ -128,7 +189,7 @@ public struct ControlPlaneLink: Sendable {
         let answer: HTTPAnswer
         do {
             answer = try await OutboundHTTP.send(
-                HTTPCall("GET", url, bearer: configuration.controlToken, timeout: .seconds(10)))
+                HTTPCall("GET", url, bearer: credential.current, timeout: .seconds(10)))
         } catch is HTTPCallError {
             throw NodeError.unavailable(
                 "database \(namespace) is not on this node yet and the control plane cannot be reached; try again")
@@ -151,20 +212,52 @@ public struct ControlPlaneLink: Sendable {
     enum LinkError: Error, CustomStringConvertible {
         case notFound
         case refused(Int, String)
+        case noCredential
+        case storage(String)
 
         var description: String {
             switch self {
             case .notFound: "the control plane does not know this node"
             case .refused(let status, let body):
-                "the control plane answered \(status): \(body.prefix(300)); check --control and --control-token"
+                "the control plane answered \(status): \(body.prefix(300)); check --control and --registration-token"
+            case .noCredential:
+                "this node has no credential yet and no registration token: give --registration-token "
+                    + "(the node registration token `shoal control` wrote to its --data)"
+            case .storage(let message): message
             }
         }
     }
 
-    private func call<T: Decodable>(_ type: T.Type, path: String, body: Data) async throws -> T {
+    /// The first line of `path`, trimmed; nil when there is no file or it is empty.
+    static func readLine(_ path: String?) -> String? {
+        guard let path, let text = try? String(contentsOfFile: path, encoding: .utf8) else { return nil }
+        let line = text.trimmingCharacters(in: .whitespacesAndNewlines)
+        return line.isEmpty ? nil : line
+    }
+
+    /// Replaces `path` with `text`, mode 0600, through a temporary file renamed into place (never
+    /// readable by others, never seen half-written).
+    static func writePrivately(_ text: String, to path: String) throws {
+        let temporary = path + ".new"
+        unlink(temporary)
+        let descriptor = open(temporary, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard descriptor >= 0 else {
+            throw LinkError.storage("cannot create \(temporary): \(String(cString: strerror(errno)))")
+        }
+        let bytes = Array(text.utf8)
+        let written = bytes.withUnsafeBytes { write(descriptor, $0.baseAddress, $0.count) }
+        let synced = fsync(descriptor) == 0
+        close(descriptor)
+        guard written == bytes.count, synced, rename(temporary, path) == 0 else {
+            unlink(temporary)
+            throw LinkError.storage("cannot write the node's credential to \(path); check the data directory")
+        }
+    }
+
+    private func call<T: Decodable>(_ type: T.Type, path: String, body: Data, bearer: String?) async throws -> T {
         let answer = try await OutboundHTTP.send(
             HTTPCall(
-                "POST", configuration.controlURL.appendingPathComponent(path), bearer: configuration.controlToken,
+                "POST", configuration.controlURL.appendingPathComponent(path), bearer: bearer,
                 body: body, timeout: .seconds(10)))
         let status = answer.status
         let data = answer.body

@@ -22,12 +22,23 @@ public struct DatabaseSettings: Sendable, Codable, Equatable {
     /// The token a replica sends to its primary's sync protocol (a read-only token for this
     /// database whose `loc` is this node's location); nil when the primary does not check tokens.
     public var syncToken: String?
+    /// The database's id in the control plane's catalog: which incarnation of the name this is (a
+    /// database deleted and created again under the same name gets a new id). Database tokens name
+    /// it as `did`; a token for another incarnation is refused. Nil for settings written by an
+    /// operator or by a control plane from before incarnation ids.
+    public var databaseID: String?
+    /// When this incarnation was created, in milliseconds since 1970: a database token without
+    /// `did` (issued before incarnation ids) is accepted only if it was issued after this.
+    public var createdAt: Int64?
 
     /// Settings that block nothing and set no limit.
     public init(
         blockReads: Bool = false, blockWrites: Bool = false, maxSizeBytes: Int64? = nil, group: String? = nil,
-        allowedLocations: [String]? = nil, primaryURL: String? = nil, syncToken: String? = nil
+        allowedLocations: [String]? = nil, primaryURL: String? = nil, syncToken: String? = nil,
+        databaseID: String? = nil, createdAt: Int64? = nil
     ) {
+        self.databaseID = databaseID
+        self.createdAt = createdAt
         self.primaryURL = primaryURL
         self.syncToken = syncToken
         self.blockReads = blockReads
@@ -45,6 +56,8 @@ public struct DatabaseSettings: Sendable, Codable, Equatable {
         case allowedLocations = "allowed_locations"
         case primaryURL = "primary_url"
         case syncToken = "sync_token"
+        case databaseID = "database_id"
+        case createdAt = "created_at"
     }
 
     /// Decodes settings; absent keys keep their defaults.
@@ -57,6 +70,8 @@ public struct DatabaseSettings: Sendable, Codable, Equatable {
         allowedLocations = try container.decodeIfPresent([String].self, forKey: .allowedLocations)
         primaryURL = try container.decodeIfPresent(String.self, forKey: .primaryURL)
         syncToken = try container.decodeIfPresent(String.self, forKey: .syncToken)
+        databaseID = try container.decodeIfPresent(String.self, forKey: .databaseID)
+        createdAt = try container.decodeIfPresent(Int64.self, forKey: .createdAt)
         if let maxSizeBytes, maxSizeBytes < 4096 {
             throw DecodingError.dataCorruptedError(
                 forKey: .maxSizeBytes, in: container, debugDescription: "max_size_bytes must be at least 4096")

@@ -13,6 +13,11 @@ public final class DatabaseStore: Sendable {
     public let configuration: NodeConfiguration
     let pool: ResourcePool<Namespace, HostedDatabase>
     private let placements = PlacementLookup()
+    /// The databases being deleted, and incarnations deleted lately.
+    let deleted = DeletedDatabases()
+    /// The file a database's directory gets when its deletion starts: a node restarted before the
+    /// files are gone still refuses it.
+    static let deletionMarker = "deleted"
 
     /// Where a database that is not on disk may be placed: the control plane's answer (its settings),
     /// or nil when it is not placed on this node.
@@ -29,11 +34,19 @@ public final class DatabaseStore: Sendable {
         self.configuration = configuration
         let dataDirectory = configuration.dataDirectory
         let placements = self.placements
+        let deleted = self.deleted
+        // What a deletion left in the trash when the node stopped before removing it.
+        try? FileManager.default.removeItem(atPath: DatabaseStore.trashDirectory(in: dataDirectory))
         pool = ResourcePool(
             configuration: .init(
                 capacity: configuration.maxOpenDatabases, idleTimeout: configuration.databaseIdleTimeout),
             open: { namespace in
                 let directory = namespace.directory(in: dataDirectory)
+                if deleted.isDeleting(namespace)
+                    || FileManager.default.fileExists(atPath: directory + "/" + Self.deletionMarker)
+                {
+                    throw Self.deletedError(namespace)
+                }
                 // A placed database has its settings (`config.json`) and, once opened, its log
                 // (`meta.json`); the first open makes the database file. A database the control
                 // plane placed here without telling the node yet is written down on first use.
@@ -45,13 +58,15 @@ public final class DatabaseStore: Sendable {
                     guard let settings = try await placements.placement(of: namespace) else {
                         throw NodeError.notFound("database \(namespace) does not exist on this node; create it first")
                     }
+                    if deleted.wasDeleted(settings.databaseID) { throw Self.deletedError(namespace) }
                     try Self.checkRegion(settings, namespace: namespace, location: configuration.location)
                     try await Self.writePlacement(settings, directory: directory)
                 }
                 // A replica whose primary refuses its sync token asks the control plane again.
                 let renew: @Sendable () async -> String? = {
-                    guard let source = placements.source, let settings = try? await source(namespace),
-                        let token = settings.syncToken
+                    guard !deleted.isDeleting(namespace), let source = placements.source,
+                        let settings = try? await source(namespace), let token = settings.syncToken,
+                        !deleted.wasDeleted(settings.databaseID)
                     else { return nil }
                     try? await Self.writePlacement(settings, directory: directory)
                     return token
@@ -79,8 +94,15 @@ public final class DatabaseStore: Sendable {
     /// which keeps provisioning cheap.
     public func create(_ namespace: Namespace, settings: DatabaseSettings? = nil) async throws {
         let directory = namespace.directory(in: configuration.dataDirectory)
+        if deleted.isDeleting(namespace) {
+            throw NodeError.conflict(
+                "database \(namespace) is being deleted on this node; create it again once that is done")
+        }
         guard !exists(namespace) else { throw NodeError.conflict("database \(namespace) already exists") }
         let settings = settings ?? DatabaseSettings()
+        if deleted.wasDeleted(settings.databaseID) {
+            throw NodeError.conflict("these settings are for an incarnation of database \(namespace) that was deleted")
+        }
         try Self.checkRegion(settings, namespace: namespace, location: configuration.location)
         try await Self.writePlacement(settings, directory: directory)
         placements.forget(namespace)
@@ -111,8 +133,10 @@ public final class DatabaseStore: Sendable {
     /// nothing when it is known, when there is no placement source, or when it is not placed here
     /// (an answer remembered for a while: see `setPlacementSource`).
     public func ensurePlaced(_ namespace: Namespace) async throws {
+        try refuseIfDeleted(namespace)
         guard !configuration.createOnFirstUse, !exists(namespace) else { return }
         guard let settings = try await placements.placement(of: namespace) else { return }
+        if deleted.wasDeleted(settings.databaseID) { throw Self.deletedError(namespace) }
         try Self.checkRegion(settings, namespace: namespace, location: configuration.location)
         do {
             try await Self.writePlacement(settings, directory: namespace.directory(in: configuration.dataDirectory))
@@ -131,25 +155,101 @@ public final class DatabaseStore: Sendable {
         placements.set(source, remembering: UnknownDatabases(lifetime: unknownLifetime, capacity: unknownCapacity))
     }
 
-    /// Deletes a database and its files; refused while it is in use.
-    public func delete(_ namespace: Namespace) async throws {
-        guard exists(namespace) else { throw NodeError.notFound("database \(namespace) does not exist on this node") }
-        _ = await pool.evict(namespace)
-        if pool.isLeased(namespace) {
-            throw NodeError.conflict("database \(namespace) is in use; close its streams and try again")
+    /// The refusal of a database being deleted.
+    static func deletedError(_ namespace: Namespace) -> NodeError {
+        NodeError.notFound("database \(namespace) has been deleted; it no longer answers any request")
+    }
+
+    /// Throws `notFound` while `namespace` is being deleted.
+    func refuseIfDeleted(_ namespace: Namespace) throws {
+        if deleted.isDeleting(namespace) { throw Self.deletedError(namespace) }
+    }
+
+    /// The settings in force for a database: the open database's, else its `config.json` (default
+    /// settings when it has none, or when it is not on this node).
+    func currentSettings(_ namespace: Namespace) async -> DatabaseSettings {
+        if let lease = pool.leaseIfOpen(namespace) {
+            let settings = lease.resource.settings
+            if !pool.releaseIfUncontended(lease) { await pool.release(lease) }
+            return settings
         }
         let directory = namespace.directory(in: configuration.dataDirectory)
-        try await BlockingWork.run { try FileManager.default.removeItem(atPath: directory) }
+        return (try? await BlockingWork.run { try DatabaseSettings.load(directory: directory) }) ?? DatabaseSettings()
+    }
+
+    // MARK: Deletion (`Node.delete` runs the steps)
+
+    /// Starts deleting a database: from now on every request for it is refused, and its directory
+    /// is marked (durably) so that a restart keeps refusing it. Returns false, and changes nothing,
+    /// when there is nothing of that incarnation here: no directory (the incarnation is remembered
+    /// as deleted, so a late placement of it is refused), or one whose settings name another
+    /// incarnation (the database was created again under the name; that one stays).
+    func beginDeletion(_ namespace: Namespace, databaseID: String?) async throws -> Bool {
+        let directory = namespace.directory(in: configuration.dataDirectory)
+        guard FileManager.default.fileExists(atPath: directory) else {
+            if let databaseID { deleted.remember(databaseID) }
+            return false
+        }
+        let stored = try? await BlockingWork.run { try DatabaseSettings.load(directory: directory) }
+        if let databaseID, let held = stored?.databaseID, held != databaseID {
+            deleted.remember(databaseID)
+            return false
+        }
+        deleted.begin(namespace)
+        try await BlockingWork.run {
+            try FileSystem.writeAtomically([], to: directory + "/" + Self.deletionMarker, directory: directory)
+        }
+        return true
+    }
+
+    /// Closes a database being deleted if nothing leases it; returns whether it is closed (then
+    /// no request holds it, and none can open it again while it is being deleted).
+    func closeIfUnused(_ namespace: Namespace) async -> Bool {
+        _ = await pool.evict(namespace)
+        return !pool.isOpen(namespace) && !pool.isLeased(namespace)
+    }
+
+    /// Wakes the long-polls that hold a database being deleted (see `HostedDatabase.interruptWaits`).
+    func interruptWaits(_ namespace: Namespace) async {
+        guard let lease = pool.leaseIfOpen(namespace) else { return }
+        let database = lease.resource
+        _ = try? await BlockingWork.run { database.interruptWaits() }
+        if !pool.releaseIfUncontended(lease) { await pool.release(lease) }
+    }
+
+    /// Removes a closed database's files: its directory is renamed into the node's trash (one atomic
+    /// step, synced, so a database created again under the name never sees them), then removed.
+    /// Only a directory marked by `beginDeletion` is taken, never one created since.
+    func finishDeletion(_ namespace: Namespace, databaseID: String?) async throws {
+        let directory = namespace.directory(in: configuration.dataDirectory)
+        let trash = Self.trashDirectory(in: configuration.dataDirectory)
+        let stored = try? await BlockingWork.run { try DatabaseSettings.load(directory: directory) }
+        try await BlockingWork.run {
+            guard FileManager.default.fileExists(atPath: directory + "/" + Self.deletionMarker) else { return }
+            try FileSystem.makeDirectory(trash)
+            let target = trash + "/" + UUID().uuidString
+            try FileManager.default.moveItem(atPath: directory, toPath: target)
+            try FileSystem.syncDirectory((directory as NSString).deletingLastPathComponent)
+            try? FileManager.default.removeItem(atPath: target)
+        }
+        deleted.finish(namespace, incarnation: databaseID ?? stored?.databaseID)
+    }
+
+    /// Where deleted databases' directories go before they are removed.
+    static func trashDirectory(in dataDirectory: String) -> String {
+        dataDirectory + "/trash"
     }
 
     /// Runs `body` with the database leased.
     public func withDatabase<T>(_ namespace: Namespace, _ body: (HostedDatabase) async throws -> T) async throws -> T {
-        try await pool.withLease(namespace, body)
+        try refuseIfDeleted(namespace)
+        return try await pool.withLease(namespace, body)
     }
 
     /// Leases a database for longer than one call (a stream).
     func acquire(_ namespace: Namespace) async throws -> ResourcePool<Namespace, HostedDatabase>.Lease {
-        try await pool.acquire(namespace)
+        try refuseIfDeleted(namespace)
+        return try await pool.acquire(namespace)
     }
 
     func release(_ lease: ResourcePool<Namespace, HostedDatabase>.Lease) async {

@@ -75,6 +75,16 @@ public final class HostedDatabase: Sendable {
     /// Stores new settings; they apply to connections opened from now on (and blocks at once).
     func update(_ settings: DatabaseSettings) throws {
         var settings = settings
+        let current = self.settings
+        if let held = current.databaseID, let given = settings.databaseID, held != given {
+            // Settings of another incarnation never apply to this one's files: a deleted one is
+            // removed by its pending deletion first, and the one created since is placed afresh.
+            throw NodeError.conflict(
+                "database \(namespace) on this node is another incarnation of that name (it was deleted and "
+                    + "created again); its pending deletion removes the old one, then try again")
+        }
+        settings.databaseID = settings.databaseID ?? current.databaseID
+        settings.createdAt = settings.createdAt ?? current.createdAt
         if let copy = replica {
             // The role never changes through a settings change: a replica stays one.
             settings.primaryURL = settings.primaryURL ?? copy.primaryURL.absoluteString
@@ -95,6 +105,13 @@ public final class HostedDatabase: Sendable {
             try connection.execute("PRAGMA max_page_count = \(max(1, maxSize / 4096))")
         }
         return (connection, try Sandbox.apply(to: connection, configuration: configuration))
+    }
+
+    /// For a deletion: wakes the `/sync` long-polls that wait on a primary's log, by closing the
+    /// log at once (requests still using it fail), so that they give their leases back without
+    /// waiting out their `wait_ms`. The pool closes the rest when the last lease goes.
+    func interruptWaits() {
+        if case .primary(let log) = role { log.close() }
     }
 
     func close() {

@@ -69,7 +69,8 @@ final class HranaStream: @unchecked Sendable {
     }
 }
 
-/// Open streams by baton, with tombstones for expired ones so clients learn `STREAM_EXPIRED`.
+/// Open streams by baton, with tombstones for expired ones so clients learn `STREAM_EXPIRED`, and
+/// for those closed because their database was deleted.
 final class StreamRegistry: Sendable {
     private struct Parked {
         let stream: HranaStream
@@ -79,6 +80,7 @@ final class StreamRegistry: Sendable {
     private struct State {
         var parked: [String: Parked] = [:]
         var expired: [String: ContinuousClock.Instant] = [:]
+        var deleted: [String: ContinuousClock.Instant] = [:]
     }
 
     private let state = Mutex(State())
@@ -93,6 +95,9 @@ final class StreamRegistry: Sendable {
         try state.withLock { state in
             if let parked = state.parked.removeValue(forKey: baton) { return parked.stream }
             if state.expired.removeValue(forKey: baton) != nil { throw NodeError.streamExpired }
+            if state.deleted.removeValue(forKey: baton) != nil {
+                throw NodeError.notFound("the stream was closed because its database was deleted")
+            }
             throw NodeError.invalidBaton("Received an invalid baton: it was used already, or never issued")
         }
     }
@@ -119,7 +124,23 @@ final class StreamRegistry: Sendable {
                 expired.append(parked.stream)
             }
             state.expired = state.expired.filter { now - $0.value < .seconds(300) }
+            state.deleted = state.deleted.filter { now - $0.value < .seconds(300) }
             return expired
+        }
+    }
+
+    /// Removes the parked streams of a database being deleted (their batons answer that it was
+    /// deleted from now on); returns them for the caller to close. A stream running a request now
+    /// is parked again when the request ends, and is removed by the next call.
+    func remove(namespace: Namespace, now: ContinuousClock.Instant = .now) -> [HranaStream] {
+        state.withLock { state in
+            var removed: [HranaStream] = []
+            for (baton, parked) in state.parked where parked.stream.namespace == namespace {
+                state.parked[baton] = nil
+                state.deleted[baton] = now
+                removed.append(parked.stream)
+            }
+            return removed
         }
     }
 

@@ -17,36 +17,47 @@ public struct JWKSSource: Sendable {
 
     /// Fetches and parses the document's Ed25519 keys; throws with what went wrong.
     public func fetch() async throws -> [String: [UInt8]] {
+        let keys = try TokenVerifier.keys(fromJWKS: try await fetchDocument().data)
+        guard !keys.isEmpty else { throw NodeError.badRequest("the JWKS at \(url) has no Ed25519 keys") }
+        return keys
+    }
+
+    /// Fetches the whole document: keys, and the revocations and rotations a Shoal control plane
+    /// publishes beside them.
+    public func fetchDocument() async throws -> (document: Platform.PublishedKeys, data: Data) {
         let answer: HTTPAnswer
         do {
             answer = try await OutboundHTTP.send(HTTPCall("GET", url, timeout: .seconds(10)))
         } catch let error as HTTPCallError {
             throw NodeError.unavailable("cannot fetch the JWKS: \(error)")
         }
-        let status = answer.status
-        let data = answer.body
-        guard status == 200 else {
-            throw NodeError.unavailable("the JWKS at \(url) answered HTTP \(status); check the URL")
+        guard answer.status == 200 else {
+            throw NodeError.unavailable("the JWKS at \(url) answered HTTP \(answer.status); check the URL")
         }
-        let keys = try TokenVerifier.keys(fromJWKS: data)
-        guard !keys.isEmpty else { throw NodeError.badRequest("the JWKS at \(url) has no Ed25519 keys") }
-        return keys
+        do {
+            return (try JSONDecoder().decode(Platform.PublishedKeys.self, from: answer.body), answer.body)
+        } catch {
+            throw NodeError.badRequest("the JWKS at \(url) is not valid JSON with a keys array")
+        }
     }
 
-    /// Refetches every `interval` until cancelled and gives `verifier` the keys (plus `extraKeys`
-    /// and the `revoked` ids); a failed fetch keeps the keys in force and is logged.
+    /// Fetches at once and then every `interval` until cancelled, and gives `verifier` the keys
+    /// (plus `extraKeys`), the revoked ids (plus `revoked`) and the rotations; a failed fetch keeps
+    /// what is in force and is logged (the verifier's `maxPolicyAge` bounds how long).
     public func keepFresh(
         _ verifier: TokenVerifier, extraKeys: [String: [UInt8]] = [:], revoked: Set<String> = [],
         every interval: Duration = .seconds(300), logger: Logger
     ) async {
+        var first = true
         while !Task.isCancelled {
             do {
-                try await Task.sleep(for: interval)
-                let keys = try await fetch().merging(extraKeys) { fetched, _ in fetched }
-                try verifier.update(
-                    with: Platform.TokenPolicy(
-                        keys: keys.map { Platform.JSONWebKey(kid: $0.key, x: Base64URL.encode($0.value)) },
-                        revokedJti: revoked.sorted(), notBefore: [:]))
+                if !first { try await Task.sleep(for: interval) }
+                first = false
+                let (document, data) = try await fetchDocument()
+                guard try !TokenVerifier.keys(fromJWKS: data).isEmpty || !extraKeys.isEmpty else {
+                    throw NodeError.badRequest("the JWKS at \(url) has no Ed25519 keys")
+                }
+                try verifier.update(with: document, extraKeys: extraKeys, extraRevoked: revoked)
             } catch is CancellationError {
                 return
             } catch {

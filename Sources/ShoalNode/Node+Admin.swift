@@ -21,11 +21,18 @@ extension Node {
             try await self.store.create(namespace, settings: settings)
             return try Self.json(["created": namespace.description])
         }
+        // Deletes at once, even while streams are open; `?database_id=` names the incarnation. A
+        // database not held here answers 200 too (`removed` false), so retries converge.
         routes.delete("") { request, context in
             try self.authorizeAdmin(request)
             let namespace = try Self.adminNamespace(context)
-            try await self.store.delete(namespace)
-            return try Self.json(["deleted": namespace.description])
+            let databaseID = request.uri.queryParameters.get("database_id")
+            let removed = try await self.delete(namespace, databaseID: databaseID)
+            struct Deleted: Encodable {
+                let deleted: String
+                let removed: Bool
+            }
+            return try Self.json(Deleted(deleted: namespace.description, removed: removed))
         }
     }
 

@@ -43,8 +43,11 @@ public final class Node: Sendable {
                 body: .init(byteBuffer: ByteBuffer(string: text)))
         }
         router.get("version") { _, _ in Self.version }
+        // Clients probe the version at the root and under a database's path prefix alike.
         for probe in ["v1", "v2", "v3"] {
-            router.get(RouterPath(probe)) { _, _ in "Hello, this is HTTP API \(probe) (Hrana over HTTP)" }
+            for path in [probe, "db/:org/:database/\(probe)"] {
+                router.get(RouterPath(path)) { _, _ in "Hello, this is HTTP API \(probe) (Hrana over HTTP)" }
+            }
         }
         router.get("v3-protobuf") { _, _ -> HTTPResponse.Status in .notFound }
         addDatabaseRoutes(router)
@@ -164,14 +167,17 @@ public final class Node: Sendable {
         // signature check and never a question to the control plane.
         let claims = try verifier.verify(token)
         try verifier.checkScope(claims, for: namespace)
+        // A database being deleted refuses every request, whatever the token.
+        try store.refuseIfDeleted(namespace)
         // A database the control plane placed here but this node has not seen yet: fetch its
-        // settings, since a group token is checked against them.
+        // settings, since a group token and the incarnation are checked against them.
         try await store.ensurePlaced(namespace)
-        // The group lives in the database's settings; read them only for a group token.
-        let dataDirectory = configuration.dataDirectory
+        // The group and the incarnation live in the database's settings (in memory once it is open).
+        let settings = await store.currentSettings(namespace)
+        // Before the rotations: a token of a deleted incarnation is refused as such.
+        try verifier.checkIncarnation(claims, of: namespace, settings: settings)
         return try verifier.grant(claims, to: namespace) {
-            let settings = try? DatabaseSettings.load(directory: namespace.directory(in: dataDirectory))
-            return settings?.group.map { "\(namespace.organization)/\($0)" }
+            settings.group.map { "\(namespace.organization)/\($0)" }
         }
     }
 

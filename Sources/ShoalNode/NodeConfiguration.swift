@@ -42,6 +42,10 @@ public struct NodeConfiguration: Sendable {
     /// a killed process, and a replica left open when the machine went down bootstraps again from
     /// its primary). Fsync per batch costs tens of milliseconds of lag on ordinary disks.
     public var replicaDurability: Replica.Durability = .none
+    /// How long a deletion waits for the requests still running on the database (it refuses new ones
+    /// at once and closes its streams); past this it answers 503, keeps refusing the database, and
+    /// finishes when the delete is sent again (the control plane retries).
+    public var deletionDrainTimeout: Duration = .seconds(8)
 
     /// How a node authenticates requests.
     public enum Authentication: Sendable {

@@ -23,7 +23,7 @@ public struct Grant: Sendable, Equatable {
 /// checked against configured public keys. Claims: `id` (the database, `org/database`) or `gid`
 /// (its group, `org/group`), `a` (`ro` or `rw`, default `rw`), `exp`, `nbf` and `iat` (seconds
 /// since 1970, enforced with `leeway` for clocks that disagree), `jti` (refused if revoked), `loc`
-/// (the bearer's location, for region rules).
+/// (the bearer's location, for region rules), `did` (with `id`: the database's incarnation).
 public struct TokenVerifier: Sendable {
     /// How far the node's clock and the issuer's may disagree, in seconds: a token expired less
     /// than this long ago, or valid or issued less than this far in the future, is accepted.
@@ -47,6 +47,8 @@ public struct TokenVerifier: Sendable {
         let loc: String?
         /// Issued at, seconds since 1970.
         let iat: Double?
+        /// With `id`: the database's incarnation (its catalog id); see `checkIncarnation`.
+        let did: String?
     }
 
     /// What the verifier trusts and refuses; replaced as a whole when the control plane sends a
@@ -59,6 +61,11 @@ public struct TokenVerifier: Sendable {
         /// Tokens issued (`iat`) before these times, in milliseconds since 1970, are refused, by
         /// scope: `db:org/name` or `group:org/name`.
         var notBefore: [String: Int64]
+        /// The same, by the hex SHA-256 of the scope, as a control plane's public JWKS document
+        /// publishes them.
+        var notBeforeHashed: [String: Int64] = [:]
+        /// When the policy last came from its source (a control plane or a JWKS URL).
+        var refreshedAt: Date
     }
 
     /// Shared by every copy of the verifier, so a policy update reaches all requests at once.
@@ -71,20 +78,27 @@ public struct TokenVerifier: Sendable {
     let now: @Sendable () -> Date
     /// How far clocks may disagree, in seconds (see `defaultLeeway`).
     let leeway: TimeInterval
+    /// How old the policy may grow before every token is refused (503): revocations and rotations
+    /// only reach the node with a fresh policy, so a node cut off from its source stops trusting
+    /// tokens after this long instead of honouring revoked ones forever. Nil: keys given at start
+    /// are trusted as long as the node runs.
+    let maxPolicyAge: TimeInterval?
 
     /// A verifier trusting `keys` (raw 32-byte Ed25519 public keys by key id). With no keys (a node
     /// waiting for its control plane's policy) every token is refused until `update` brings some.
     /// `leeway` (seconds) is how far the issuer's clock and `now` may disagree.
     public init(
         keys: [String: [UInt8]], revoked: Set<String> = [], allowNoKeys: Bool = false,
-        leeway: TimeInterval = TokenVerifier.defaultLeeway, now: @escaping @Sendable () -> Date = { Date() }
+        leeway: TimeInterval = TokenVerifier.defaultLeeway, maxPolicyAge: TimeInterval? = nil,
+        now: @escaping @Sendable () -> Date = { Date() }
     ) throws {
         let parsed = try Self.validated(keys)
         guard !parsed.isEmpty || allowNoKeys else {
             throw NodeError.badRequest("give at least one Ed25519 public key")
         }
-        box = PolicyBox(Policy(keys: parsed, revoked: revoked, notBefore: [:]))
+        box = PolicyBox(Policy(keys: parsed, revoked: revoked, notBefore: [:], refreshedAt: now()))
         self.leeway = max(0, leeway)
+        self.maxPolicyAge = maxPolicyAge
         self.now = now
     }
 
@@ -103,17 +117,43 @@ public struct TokenVerifier: Sendable {
 
     /// Replaces what the verifier trusts with the control plane's policy.
     public func update(with policy: Platform.TokenPolicy) throws {
-        var keys: [String: [UInt8]] = [:]
-        for key in policy.keys where key.kty == "OKP" && key.crv == "Ed25519" {
+        let parsed = try Self.validated(try Self.keys(policy.keys))
+        let time = now()
+        box.policy.withLock {
+            $0 = Policy(
+                keys: parsed, revoked: Set(policy.revokedJti), notBefore: policy.notBefore, refreshedAt: time)
+        }
+    }
+
+    /// Replaces what the verifier trusts with a JWKS document's keys (plus `extraKeys`, which win),
+    /// its revoked ids (plus `extraRevoked`) and its hashed rotations.
+    public func update(
+        with document: Platform.PublishedKeys, extraKeys: [String: [UInt8]] = [:], extraRevoked: Set<String> = []
+    ) throws {
+        let parsed = try Self.validated(try Self.keys(document.keys).merging(extraKeys) { _, given in given })
+        let time = now()
+        box.policy.withLock {
+            $0 = Policy(
+                keys: parsed, revoked: extraRevoked.union(document.revokedJti ?? []), notBefore: [:],
+                notBeforeHashed: document.notBeforeSHA256 ?? [:], refreshedAt: time)
+        }
+    }
+
+    /// Records that the source confirmed the policy in force is current (it sent no new one).
+    public func confirmCurrent() {
+        let time = now()
+        box.policy.withLock { $0.refreshedAt = time }
+    }
+
+    private static func keys(_ keys: [Platform.JSONWebKey]) throws -> [String: [UInt8]] {
+        var parsed: [String: [UInt8]] = [:]
+        for key in keys where key.kty == "OKP" && key.crv == "Ed25519" {
             guard let bytes = Base64URL.decode(key.x) else {
                 throw NodeError.badRequest("the policy's key \(key.kid) is not base64url")
             }
-            keys[key.kid] = bytes
+            parsed[key.kid] = bytes
         }
-        let parsed = try Self.validated(keys)
-        box.policy.withLock {
-            $0 = Policy(keys: parsed, revoked: Set(policy.revokedJti), notBefore: policy.notBefore)
-        }
+        return parsed
     }
 
     /// The number of trusted keys (for status).
@@ -174,6 +214,11 @@ public struct TokenVerifier: Sendable {
         }
         let signed = Data("\(parts[0]).\(parts[1])".utf8)
         let policy = box.policy.withLock { $0 }
+        if let maxPolicyAge, now().timeIntervalSince(policy.refreshedAt) > maxPolicyAge {
+            throw NodeError.unavailable(
+                "the node has not heard from its token source for over \(Int(maxPolicyAge)) s, so it cannot know "
+                    + "which tokens were revoked; it accepts tokens again once its control plane answers")
+        }
         let candidates = header.kid.flatMap { policy.keys[$0].map { [$0] } } ?? Array(policy.keys.values)
         let valid = candidates.contains { raw in
             (try? Curve25519.Signing.PublicKey(rawRepresentation: raw))?.isValidSignature(signature, for: signed)
@@ -223,6 +268,19 @@ public struct TokenVerifier: Sendable {
             if let group = databaseGroup ?? (policy.notBefore.keys.contains { $0.hasPrefix("group:") } ? group() : nil),
                 let groupRotation = policy.notBefore["group:\(group)"]
             {
+                rotated = max(rotated ?? 0, groupRotation)
+            }
+            let issued = Int64(((claims.iat ?? 0) * 1000).rounded())
+            if let rotated, issued < rotated {
+                throw NodeError.unauthorized("the token was issued before its tokens were rotated; ask for a new one")
+            }
+        }
+        if !policy.notBeforeHashed.isEmpty {
+            func hashed(_ scope: String) -> Int64? {
+                policy.notBeforeHashed[SHA256.hash(data: Data(scope.utf8)).map { String(format: "%02x", $0) }.joined()]
+            }
+            var rotated = coversDatabase ? hashed("db:\(namespace)") : nil
+            if let group = databaseGroup ?? group(), let groupRotation = hashed("group:\(group)") {
                 rotated = max(rotated ?? 0, groupRotation)
             }
             let issued = Int64(((claims.iat ?? 0) * 1000).rounded())

@@ -35,6 +35,13 @@ struct ControlCommand: AsyncParsableCommand {
     @Flag(help: "Tell a new database's node at once (a creation fails if it cannot); default: on first use.")
     var eagerPlacement = false
 
+    @Option(
+        help: ArgumentHelp(
+            "A file holding the key that seals the catalog's secrets (32 bytes, base64; `openssl rand -base64 32`). "
+                + "Default: --data/sealing-key, created on first start. SHOAL_SEALING_KEY (the key itself) comes first. "
+                + "Every instance over one catalog needs the same key."))
+    var sealingKeyFile: String?
+
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
         guard nodeTimeoutSeconds > 0 else { throw ValidationError("--node-timeout-seconds must be positive") }
@@ -57,9 +64,31 @@ struct ControlCommand: AsyncParsableCommand {
             await store.close()
             throw ValidationError("cannot prepare the catalog: \(error); check --postgres or --data")
         }
+        let sealer: SecretSealer
+        do {
+            sealer = try sealingKey(postgres: catalogURL?.isEmpty == false)
+        } catch {
+            await store.close()
+            throw ValidationError("\(error)")
+        }
         let catalog = Catalog(
             store: store,
-            configuration: .init(domain: domain, nodeTimeout: .seconds(nodeTimeoutSeconds)))
+            configuration: .init(domain: domain, nodeTimeout: .seconds(nodeTimeoutSeconds)), sealer: sealer)
+        do {
+            let sealed = try await catalog.sealStoredSecrets()
+            if sealed > 0 { say("sealed \(sealed) secrets an earlier version kept in clear in the catalog") }
+        } catch {
+            await store.close()
+            throw ValidationError("\(error)")
+        }
+        let registrationFile = data + "/node-registration-token"
+        if let secret = try await catalog.bootstrapNodeRegistrationToken() {
+            _ = FileManager.default.createFile(
+                atPath: registrationFile, contents: Data((secret + "\n").utf8), attributes: [.posixPermissions: 0o600])
+            say(
+                "created the node registration token; it is in \(registrationFile) "
+                    + "(give it to nodes as --registration-token)")
+        }
         let tokenFile = data + "/admin-token"
         if let secret = try await catalog.bootstrapAdminToken() {
             _ = FileManager.default.createFile(
@@ -69,18 +98,42 @@ struct ControlCommand: AsyncParsableCommand {
             say("the catalog already has an admin token (the instance that started first wrote it to its --data)")
         }
         let host = self.host
-        let app = ControlPlane(catalog: catalog, eagerPlacement: eagerPlacement, logger: logger).application(
-            host: host, port: port
-        ) { port in
+        let control = ControlPlane(catalog: catalog, eagerPlacement: eagerPlacement, logger: logger)
+        let app = control.application(host: host, port: port) { port in
             say("shoal control listening on http://\(host):\(port)")
         }
         do {
-            try await ListenFailure.explaining(host: host, port: port) { try await app.runService() }
+            // Deletions nodes have not confirmed are sent again until they do; the loop stops with
+            // the server, before the catalog closes.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await control.retryDeletions() }
+                try await ListenFailure.explaining(host: host, port: port) { try await app.runService() }
+                group.cancelAll()
+            }
         } catch {
             await store.close()
             throw error
         }
         await store.close()
+    }
+
+    /// The sealing key: `SHOAL_SEALING_KEY`, else `--sealing-key-file`, else `--data/sealing-key`
+    /// (created on first start).
+    func sealingKey(postgres: Bool) throws -> SecretSealer {
+        if let key = ProcessInfo.processInfo.environment["SHOAL_SEALING_KEY"], !key.isEmpty {
+            return try SecretSealer(base64: key)
+        }
+        if let sealingKeyFile {
+            return try SecretSealer.load(file: sealingKeyFile, createIfMissing: false).sealer
+        }
+        let file = data + "/sealing-key"
+        let (sealer, created) = try SecretSealer.load(file: file, createIfMissing: true)
+        if created {
+            say(
+                "created the key that seals the catalog's secrets; it is in \(file) (keep it secret, back it up"
+                    + (postgres ? ", and give every instance over this catalog the same key)" : ")"))
+        }
+        return sealer
     }
 }
 

@@ -62,12 +62,20 @@ struct DevCommand: AsyncParsableCommand {
         try FileManager.default.createDirectory(atPath: controlDirectory, withIntermediateDirectories: true)
         let store = try SQLiteCatalogStore(path: controlDirectory + "/catalog.db")
         try await store.migrate()
-        let catalog = Catalog(store: store)
+        let sealer = try SecretSealer.load(file: controlDirectory + "/sealing-key", createIfMissing: true).sealer
+        let catalog = Catalog(store: store, sealer: sealer)
+        try await catalog.sealStoredSecrets()
         let adminToken = try await Self.adminToken(catalog: catalog, file: controlDirectory + "/admin-token")
         guard let admin = try await catalog.authenticate(secret: adminToken) else {
             throw ValidationError(
                 "\(controlDirectory)/admin-token does not match the catalog; delete \(data) to start afresh")
         }
+        // A fresh node registration token on every start (registered nodes keep their credentials),
+        // kept in a file for a `shoal node` started by hand against this control plane.
+        let registrationToken = try await catalog.replaceNodeRegistrationToken(by: admin)
+        _ = FileManager.default.createFile(
+            atPath: controlDirectory + "/node-registration-token", contents: Data((registrationToken + "\n").utf8),
+            attributes: [.posixPermissions: 0o600])
         let control = ControlPlane(catalog: catalog, logger: logger)
         let host = self.host
         let fixed = port != 0
@@ -95,7 +103,7 @@ struct DevCommand: AsyncParsableCommand {
         do {
             try await serve(
                 group: group, servers: servers, control: controlServer.port, nodes: nodes, catalog: catalog,
-                admin: admin, adminToken: adminToken)
+                admin: admin, adminToken: adminToken, registrationToken: registrationToken)
         } catch {
             for (_, node, _, _) in nodes { await node.shutdown() }
             await store.close()
@@ -112,7 +120,7 @@ struct DevCommand: AsyncParsableCommand {
     private func serve(
         group: ServiceGroup, servers: [Server], control: AsyncThrowingStream<Int, any Error>,
         nodes: [DevNode],
-        catalog: Catalog, admin: Principal, adminToken: String
+        catalog: Catalog, admin: Principal, adminToken: String, registrationToken: String
     ) async throws {
         let host = self.host
         let data = self.data
@@ -139,14 +147,17 @@ struct DevCommand: AsyncParsableCommand {
                 nodeURLs[location] = url
                 let link = ControlPlaneLink(
                     configuration: .init(
-                        controlURL: URL(string: apiURL)!, controlToken: adminToken, location: location,
+                        controlURL: URL(string: apiURL)!, registrationToken: registrationToken, location: location,
                         advertisedURL: url, nodeAdminToken: nodeAdmin,
-                        identityFile: data + "/nodes/\(location)/node-id"),
+                        identityFile: data + "/nodes/\(location)/node-id",
+                        credentialFile: data + "/nodes/\(location)/node-credential"),
                     node: node)
                 _ = try await link.register()
                 tasks.addTask { await link.run() }
                 tasks.addTask { await node.runMaintenance() }
             }
+            // Deletions a node has not confirmed are sent again until it does.
+            tasks.addTask { await ControlPlane(catalog: catalog).retryDeletions() }
             try await Self.prepareOrganization(catalog: catalog, admin: admin, primary: locationList[0])
             let file = DevFile(apiURL: apiURL, adminToken: adminToken, org: "dev", nodes: nodeURLs)
             let encoder = WireJSON.encoder([.prettyPrinted, .sortedKeys])

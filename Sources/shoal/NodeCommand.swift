@@ -53,7 +53,15 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "The control plane's URL: register there, send heartbeats, take its token policy.")
     var control: String?
 
-    @Option(help: "The control plane's admin API token (also read from SHOAL_CONTROL_TOKEN).")
+    @Option(
+        help: ArgumentHelp(
+            "The node registration token (`shoal control` writes it to its --data/node-registration-token; also read "
+                + "from SHOAL_NODE_REGISTRATION_TOKEN). Needed until the node has its credential (--data/node-credential)."
+        ))
+    var registrationToken: String?
+
+    /// Nodes no longer hold the admin token; kept only to say what replaced it.
+    @Option(help: .hidden)
     var controlToken: String?
 
     @Option(help: "The URL others reach this node at (default: http://HOST:PORT).")
@@ -64,9 +72,16 @@ struct NodeCommand: AsyncParsableCommand {
             guard !noAuth else {
                 throw ValidationError("a node under a control plane verifies its tokens; drop --no-auth")
             }
-            guard controlToken ?? ProcessInfo.processInfo.environment["SHOAL_CONTROL_TOKEN"] != nil else {
+            guard controlToken == nil else {
                 throw ValidationError(
-                    "give --control-token (or SHOAL_CONTROL_TOKEN): the admin token printed by `shoal control`")
+                    "--control-token is gone: a node no longer holds the admin token. Give --registration-token "
+                        + "(or SHOAL_NODE_REGISTRATION_TOKEN): the node registration token in the control plane's "
+                        + "--data/node-registration-token")
+            }
+            guard givenRegistrationToken != nil || FileManager.default.fileExists(atPath: credentialFile) else {
+                throw ValidationError(
+                    "give --registration-token (or SHOAL_NODE_REGISTRATION_TOKEN): the node registration token "
+                        + "`shoal control` wrote to its --data/node-registration-token")
             }
             guard URL(string: control ?? "")?.host != nil else {
                 throw ValidationError("--control must be a URL like http://127.0.0.1:8090")
@@ -86,6 +101,15 @@ struct NodeCommand: AsyncParsableCommand {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
         guard maxOpenDatabases > 0 else { throw ValidationError("--max-open-databases must be positive") }
     }
+
+    /// The registration token from `--registration-token` or `SHOAL_NODE_REGISTRATION_TOKEN`.
+    var givenRegistrationToken: String? {
+        let token = registrationToken ?? ProcessInfo.processInfo.environment["SHOAL_NODE_REGISTRATION_TOKEN"]
+        return token?.isEmpty == false ? token : nil
+    }
+
+    /// Where the node keeps the credential its registration issued.
+    var credentialFile: String { data + "/node-credential" }
 
     /// The keys given on the command line (`--jwt-public-key`, `--jwks-file`).
     func givenKeys() throws -> [String: [UInt8]] {
@@ -146,7 +170,8 @@ struct NodeCommand: AsyncParsableCommand {
             portContinuation.yield(port)
         }
         let controlURL = control.flatMap(URL.init(string:))
-        let controlToken = self.controlToken ?? ProcessInfo.processInfo.environment["SHOAL_CONTROL_TOKEN"] ?? ""
+        let registrationToken = givenRegistrationToken
+        let credentialFile = self.credentialFile
         let advertise = self.advertise
         let dataDirectory = data
         let jwksLogger = logger
@@ -165,9 +190,9 @@ struct NodeCommand: AsyncParsableCommand {
                     if case .tokens(_, let token) = node.configuration.authentication { adminToken = token }
                     let link = ControlPlaneLink(
                         configuration: .init(
-                            controlURL: controlURL, controlToken: controlToken, location: location,
+                            controlURL: controlURL, registrationToken: registrationToken, location: location,
                             advertisedURL: advertise ?? "http://\(host):\(port)", nodeAdminToken: adminToken,
-                            identityFile: dataDirectory + "/node-id"),
+                            identityFile: dataDirectory + "/node-id", credentialFile: credentialFile),
                         node: node)
                     await link.run()
                 }

@@ -4,8 +4,8 @@ import Foundation
 /// `shoal org`: organizations.
 struct OrgCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "org", abstract: "Create, list and show organizations.",
-        subcommands: [List.self, Create.self, Show.self])
+        commandName: "org", abstract: "Create, list and show organizations; manage their API tokens.",
+        subcommands: [List.self, Create.self, Show.self, Tokens.self])
 
     static let columns = ["slug", "plan", "region_rule"]
 

@@ -50,9 +50,13 @@ struct ServerCommandTests {
         let controlURL = try await control.waitForLine(prefix: "shoal control listening on ")
         let admin = try String(contentsOfFile: directory.path + "/control/admin-token", encoding: .utf8)
             .trimmingCharacters(in: .whitespacesAndNewlines)
+        // The node gets the node registration token, never the admin token.
+        let registration = try String(
+            contentsOfFile: directory.path + "/control/node-registration-token", encoding: .utf8
+        ).trimmingCharacters(in: .whitespacesAndNewlines)
         let node = try ShoalProcess([
             "node", "--data", directory.path + "/node", "--port", "0", "--location", "ams", "--control", controlURL,
-            "--control-token", admin,
+            "--registration-token", registration,
         ])
         let nodeURL = try await node.waitForLine(prefix: "shoal node (ams) listening on ")
         // Registration happens right after the node listens; wait for it.
@@ -63,6 +67,14 @@ struct ServerCommandTests {
             if !registered { try await Task.sleep(for: .milliseconds(50)) }
         }
         #expect(registered)
+        // It keeps the credential its registration issued, readable by its user only.
+        let credentialFile = directory.path + "/node/node-credential"
+        for _ in 0..<100 where !FileManager.default.fileExists(atPath: credentialFile) {
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let mode = try FileManager.default.attributesOfItem(atPath: credentialFile)[.posixPermissions] as? Int
+        #expect(mode == 0o600)
+        #expect(try String(contentsOfFile: credentialFile, encoding: .utf8).hasPrefix("shoal_node_"))
         _ = try await HTTP.send("POST", controlURL + "/v1/organizations", json: ["slug": "acme"], token: admin)
         _ = try await HTTP.send(
             "POST", controlURL + "/v1/organizations/acme/groups", json: ["name": "eu", "location": "ams"], token: admin)
@@ -84,6 +96,11 @@ struct ServerCommandTests {
         let bad = try ShoalProcess(["node", "--control", controlURL, "--no-auth"])
         #expect(try await bad.waitForExit() != 0)
         #expect(bad.output.contains("drop --no-auth"))
+        let withAdmin = try ShoalProcess([
+            "node", "--data", directory.path + "/other", "--control", controlURL, "--control-token", admin,
+        ])
+        #expect(try await withAdmin.waitForExit() != 0)
+        #expect(withAdmin.output.contains("--registration-token"))
     }
 
     @Test func standaloneNodeTrustsTheKeysAtAJWKSURL() async throws {

@@ -56,6 +56,8 @@ final class TestTime: Sendable {
 struct LiveCluster: Sendable {
     let controlURL: String
     let adminToken: String
+    /// The node registration token the nodes registered with.
+    let registrationToken: String
     let catalog: Catalog
     /// The catalog's store, for tests that look at what the catalog holds.
     let store: any CatalogStore
@@ -67,6 +69,15 @@ struct LiveCluster: Sendable {
     struct LiveClusterNode: Sendable {
         let url: String
         let node: Node
+        /// The id the control plane gave it.
+        let id: String
+        /// Where its link keeps the credential its registration issued.
+        let credentialFile: String
+
+        /// The node's current credential.
+        func credential() throws -> String {
+            try String(contentsOfFile: credentialFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        }
     }
 
     /// Starts the cluster, runs `body`, stops everything.
@@ -84,8 +95,10 @@ struct LiveCluster: Sendable {
         let time = TestTime()
         try await store.migrate()
         let catalog = Catalog(store: store, now: { time.now() })
-        guard let adminToken = try await catalog.bootstrapAdminToken() else {
-            throw ClusterError("a fresh catalog already had an admin token")
+        guard let adminToken = try await catalog.bootstrapAdminToken(),
+            let registrationToken = try await catalog.bootstrapNodeRegistrationToken()
+        else {
+            throw ClusterError("a fresh catalog already had an admin token or a node registration token")
         }
         var logger = Logger(label: "shoal.control.test")
         logger.logLevel = .critical
@@ -95,9 +108,9 @@ struct LiveCluster: Sendable {
         // The servers stop first (their requests may still use the catalog), then the catalog.
         do {
             try await serve(
-                control: control, catalog: catalog, store: store, adminToken: adminToken, time: time,
-                locations: locations, tokenLeeway: tokenLeeway, directory: directory, schema: String(schema),
-                backend: backend, pending: pending, logger: logger, body)
+                control: control, catalog: catalog, store: store, adminToken: adminToken,
+                registrationToken: registrationToken, time: time, locations: locations, tokenLeeway: tokenLeeway,
+                directory: directory, schema: String(schema), backend: backend, pending: pending, logger: logger, body)
         } catch {
             await pending.run("catalog store close") { await store.close() }
             throw error
@@ -106,9 +119,9 @@ struct LiveCluster: Sendable {
     }
 
     private static func serve(
-        control: ControlPlane, catalog: Catalog, store: any CatalogStore, adminToken: String, time: TestTime,
-        locations: [String], tokenLeeway: TimeInterval, directory: String, schema: String, backend: CatalogBackend,
-        pending: PendingWork,
+        control: ControlPlane, catalog: Catalog, store: any CatalogStore, adminToken: String,
+        registrationToken: String, time: TestTime, locations: [String], tokenLeeway: TimeInterval,
+        directory: String, schema: String, backend: CatalogBackend, pending: PendingWork,
         logger: Logger,
         _ body: @Sendable (LiveCluster) async throws -> Void
     ) async throws {
@@ -117,6 +130,10 @@ struct LiveCluster: Sendable {
                 "control plane server", { control.application(host: "127.0.0.1", port: 0, onRunning: $0) },
                 in: &group, pending: pending)
             let controlURL = "http://127.0.0.1:\(controlPort)"
+            // Deletions nodes have not confirmed are sent again, as `shoal control` does (faster).
+            group.addTask {
+                await pending.run("deletion retries") { await control.retryDeletions(every: .milliseconds(200)) }
+            }
             var nodes: [String: LiveClusterNode] = [:]
             var started: [Node] = []
             for location in locations {
@@ -133,18 +150,20 @@ struct LiveCluster: Sendable {
                     "node server \(location)", { node.application(host: "127.0.0.1", port: 0, onRunning: $0) },
                     in: &group, pending: pending)
                 let url = "http://127.0.0.1:\(port)"
+                let credentialFile = directory + "/node-\(location)/node-credential"
                 let link = ControlPlaneLink(
                     configuration: .init(
-                        controlURL: URL(string: controlURL)!, controlToken: adminToken, location: location,
-                        advertisedURL: url, nodeAdminToken: nodeAdmin),
+                        controlURL: URL(string: controlURL)!, registrationToken: registrationToken,
+                        location: location, advertisedURL: url, nodeAdminToken: nodeAdmin,
+                        credentialFile: credentialFile),
                     node: node)
-                _ = try await link.register()
+                let (id, _) = try await link.register()
                 group.addTask { await pending.run("control link \(location)") { await link.run() } }
-                nodes[location] = LiveClusterNode(url: url, node: node)
+                nodes[location] = LiveClusterNode(url: url, node: node, id: id, credentialFile: credentialFile)
             }
             let cluster = LiveCluster(
-                controlURL: controlURL, adminToken: adminToken, catalog: catalog, store: store, time: time,
-                nodes: nodes, schema: schema, backend: backend)
+                controlURL: controlURL, adminToken: adminToken, registrationToken: registrationToken,
+                catalog: catalog, store: store, time: time, nodes: nodes, schema: schema, backend: backend)
             func tearDown() async {
                 pending.report(after: .seconds(30), of: "LiveCluster(\(backend)) teardown")
                 group.cancelAll()

@@ -10,6 +10,9 @@ import Testing
             #expect(try await node.request("GET", "/version").body == Node.version)
             #expect(try await node.request("GET", "/v3").status == 200)
             #expect(try await node.request("GET", "/v3-protobuf").status == 404)
+            for version in ["v1", "v2", "v3"] {
+                #expect(try await node.request("GET", "/db/acme/app/\(version)").status == 200)
+            }
         }
     }
 

@@ -90,7 +90,7 @@ struct FakeControlPlane {
         try await LiveNode.with({ $0.authentication = .tokens(verifier, adminToken: "node-admin") }) { node in
             let link = ControlPlaneLink(
                 configuration: .init(
-                    controlURL: URL(string: control.url)!, controlToken: "control-secret", location: "local",
+                    controlURL: URL(string: control.url)!, registrationToken: "registration-secret", location: "local",
                     advertisedURL: node.url, nodeAdminToken: "node-admin", unknownDatabaseLifetime: unknownLifetime),
                 node: node.node)
             _ = try await link.register()

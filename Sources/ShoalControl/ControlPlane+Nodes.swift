@@ -1,0 +1,120 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import ShoalModel
+
+extension ControlPlane {
+    /// `v1/nodes`: the list (admin), registration, heartbeats and placement lookups, the node
+    /// registration token and credential rotation (admin). Heartbeats and placement lookups take
+    /// only the node's own credential, never an API token (see `Catalog+Nodes.swift`).
+    func addNodeRoutes(_ routes: RouterGroup<BasicRequestContext>) {
+        routes.get("") { request, _ in
+            guard try await self.principal(request).isAdmin else {
+                throw ControlError.forbidden("only an admin token can list nodes")
+            }
+            return try Self.json(["nodes": try await self.catalog.nodes()])
+        }
+        routes.post("") { request, _ in
+            let caller = try await self.nodeCaller(request)
+            let registration = try await self.decode(Platform.NodeRegistration.self, from: request)
+            let (node, credential) = try await self.catalog.registerNode(registration, by: caller)
+            struct Answer: Encodable {
+                let node: Platform.Node
+                let heartbeatSeconds: Int64
+                let policy: Platform.TokenPolicy
+                /// The credential issued to the node (shown once); absent when it keeps the one it has.
+                let credential: String?
+
+                enum CodingKeys: String, CodingKey {
+                    case node, policy, credential
+                    case heartbeatSeconds = "heartbeat_seconds"
+                }
+            }
+            return try Self.json(
+                Answer(
+                    node: node, heartbeatSeconds: Self.heartbeatInterval.components.seconds,
+                    policy: try await self.catalog.tokenPolicy(), credential: credential))
+        }
+        routes.post("registration-token") { request, _ in
+            let principal = try await self.principal(request)
+            let secret = try await self.catalog.replaceNodeRegistrationToken(by: principal)
+            return try Self.json(["registration_token": secret])
+        }
+        routes.get(":id/databases/:org/:db") { request, context in
+            let id = try Self.parameter(context, "id")
+            try await self.requireCredential(of: id, request)
+            let database = try await self.catalog.placementDatabase(
+                organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"))
+            if database.primaryNode?.id == id {
+                return try Self.json(try await self.settings(for: database))
+            }
+            // A node in one of the group's replica locations keeps a replica that follows the primary.
+            guard let node = try await self.catalog.node(id: id), let primary = database.primaryNode,
+                node.location != database.group.primary, database.group.locations.contains(node.location)
+            else {
+                throw ControlError.notFound("that database is not placed on this node")
+            }
+            var settings = try await self.settings(for: database)
+            if let allowed = settings.allowedLocations, !allowed.contains(node.location) {
+                throw ControlError.notFound("the database's region rule keeps it out of \(node.location)")
+            }
+            settings.primaryURL = "\(primary.url)/db/\(database.organization.slug)/\(database.name)"
+            settings.syncToken = try await self.catalog.replicaSyncToken(for: database, location: node.location)
+            return try Self.json(settings)
+        }
+        routes.post(":id/heartbeat") { request, context in
+            let id = try Self.parameter(context, "id")
+            try await self.requireCredential(of: id, request)
+            try await self.catalog.heartbeat(node: id)
+            return try Self.json(["policy": try await self.catalog.tokenPolicy()])
+        }
+        routes.post(":id/credential/rotate") { request, context in
+            let principal = try await self.principal(request)
+            try await self.catalog.rotateNodeCredential(node: try Self.parameter(context, "id"), by: principal)
+            return try Self.json(["rotated": true])
+        }
+    }
+
+    /// Refuses a heartbeat or placement lookup that does not carry node `id`'s own credential: 401
+    /// for a secret the control plane does not know, 403 for one it knows (another node's
+    /// credential, the registration token, any API token, the admin token too).
+    func requireCredential(of id: String, _ request: Request) async throws {
+        switch try await nodeCaller(request) {
+        case .node(let own) where own == id:
+            return
+        case .node:
+            throw ControlError.forbidden(
+                "this is another node's credential; a node heartbeats and asks for placements with its own")
+        case .registration:
+            throw ControlError.forbidden(
+                "the node registration token only registers nodes; heartbeats and placement lookups take the "
+                    + "credential the registration answered")
+        case .apiToken:
+            throw ControlError.forbidden(
+                "heartbeats and placement lookups take the node's own credential (issued when it registers), "
+                    + "not an API token")
+        }
+    }
+
+    /// Who sends a request to a node route: a node (its credential), the registration token, or an
+    /// API token.
+    func nodeCaller(_ request: Request) async throws -> Catalog.NodeCaller {
+        guard let header = request.headers[.authorization] else {
+            throw ControlError.unauthorized(
+                "send Authorization: Bearer <secret>: the node's own credential, or the node registration token to register"
+            )
+        }
+        let parts = header.split(separator: " ", maxSplits: 1)
+        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
+            throw ControlError.unauthorized("the Authorization header must be Bearer <secret>")
+        }
+        if let caller = try await catalog.nodeCaller(secret: String(parts[1])) { return caller }
+        do {
+            return .apiToken(try await principal(request))
+        } catch let error as ControlError where error.code == .unauthorized {
+            throw ControlError.unauthorized(
+                "the credential is not valid (a node's credential is void once rotated); a node registers again "
+                    + "with the node registration token")
+        }
+    }
+}
