@@ -1,3 +1,4 @@
+import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
@@ -66,13 +67,27 @@ extension ControlPlane {
             let id = try Self.parameter(context, "id")
             try await self.requireCredential(of: id, request)
             try await self.catalog.heartbeat(node: id)
-            return try Self.json(["policy": try await self.catalog.tokenPolicy()])
+            // The policy goes only to a node that does not hold its current version (older nodes
+            // send no body and always get it).
+            let body = try await request.body.collect(upTo: 4096)
+            let held =
+                body.readableBytes == 0
+                ? nil : (try? JSONDecoder().decode(Platform.HeartbeatRequest.self, from: Data(buffer: body)))?.policyVersion
+            let policy = try await self.catalog.tokenPolicy()
+            let version = try Self.version(of: policy)
+            return try Self.json(Platform.HeartbeatAnswer(policy: held == version ? nil : policy, policyVersion: version))
         }
         routes.post(":id/credential/rotate") { request, context in
             let principal = try await self.principal(request)
             try await self.catalog.rotateNodeCredential(node: try Self.parameter(context, "id"), by: principal)
             return try Self.json(["rotated": true])
         }
+    }
+
+    /// A token policy's version: the hex SHA-256 of its canonical JSON.
+    static func version(of policy: Platform.TokenPolicy) throws -> String {
+        SHA256.hash(data: try WireJSON.encoder([.sortedKeys]).encode(policy)).map { String(format: "%02x", $0) }
+            .joined()
     }
 
     /// Refuses a heartbeat or placement lookup that does not carry node `id`'s own credential: 401

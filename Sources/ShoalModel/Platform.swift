@@ -410,6 +410,40 @@ public enum Platform {
         }
     }
 
+    /// What a node's heartbeat sends: the version of the token policy it holds, so the answer
+    /// carries the policy only when it changed.
+    public struct HeartbeatRequest: Codable, Sendable, Equatable {
+        /// The `policy_version` of the last answer that carried a policy; nil for none yet.
+        public var policyVersion: String?
+
+        /// A heartbeat naming the policy version held.
+        public init(policyVersion: String?) { self.policyVersion = policyVersion }
+
+        enum CodingKeys: String, CodingKey {
+            case policyVersion = "policy_version"
+        }
+    }
+
+    /// The control plane's answer to a heartbeat: the current policy's version, and the policy
+    /// itself when the node's version is not it.
+    public struct HeartbeatAnswer: Codable, Sendable, Equatable {
+        /// The policy, absent when the node already holds this version.
+        public var policy: TokenPolicy?
+        /// The current policy's version (hex SHA-256 of its canonical JSON).
+        public var policyVersion: String?
+
+        /// An answer.
+        public init(policy: TokenPolicy?, policyVersion: String?) {
+            self.policy = policy
+            self.policyVersion = policyVersion
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case policy
+            case policyVersion = "policy_version"
+        }
+    }
+
     /// The control plane's public JWKS document (`/.well-known/jwks.json`): its keys, and for nodes
     /// that verify tokens from it without registering (`shoal node --jwks-url`), the revoked token
     /// ids and the rotations. A rotation's scope (`db:org/name`, `group:org/name`) is published as

@@ -99,9 +99,6 @@ public struct ControlPlaneLink: Sendable {
         }
     }
 
-    struct Heartbeat: Decodable {
-        let policy: Platform.TokenPolicy
-    }
 
     /// Registers once, with the node's credential if it has one (falling back to the registration
     /// token when the control plane does not accept it), else with the registration token; keeps the
@@ -152,13 +149,15 @@ public struct ControlPlaneLink: Sendable {
     /// when the control plane has forgotten the node or refuses its credential.
     public func run() async {
         var registration: (id: String, interval: Duration)?
+        var policyVersion: String?
         while !Task.isCancelled {
             do {
                 if let current = registration {
-                    let answer: Heartbeat
+                    let answer: Platform.HeartbeatAnswer
                     do {
                         answer = try await call(
-                            Heartbeat.self, path: "v1/nodes/\(current.id)/heartbeat", body: Data(),
+                            Platform.HeartbeatAnswer.self, path: "v1/nodes/\(current.id)/heartbeat",
+                            body: try WireJSON.encode(Platform.HeartbeatRequest(policyVersion: policyVersion)),
                             bearer: credential.current)
                     } catch LinkError.refused(let status, _) where status == 401 || status == 403 {
                         // The credential was rotated (or is not this node's): register again.
@@ -166,10 +165,16 @@ public struct ControlPlaneLink: Sendable {
                         registration = nil
                         continue
                     }
-                    try verifier?.update(with: answer.policy)
+                    if let policy = answer.policy {
+                        try verifier?.update(with: policy)
+                        policyVersion = answer.policyVersion
+                    } else {
+                        verifier?.confirmCurrent()
+                    }
                     try await Task.sleep(for: current.interval)
                 } else {
                     registration = try await register()
+                    policyVersion = nil
                 }
             } catch LinkError.notFound {
                 registration = nil

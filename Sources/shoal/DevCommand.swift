@@ -88,7 +88,8 @@ struct DevCommand: AsyncParsableCommand {
             let node = try Node(
                 configuration: NodeConfiguration(
                     dataDirectory: data + "/nodes/\(location)", location: location,
-                    authentication: .tokens(try TokenVerifier(keys: [:], allowNoKeys: true), adminToken: nodeAdmin)),
+                    authentication: .tokens(
+                        try TokenVerifier(keys: [:], allowNoKeys: true, maxPolicyAge: 300), adminToken: nodeAdmin)),
                 logger: logger)
             let server = Self.listen(
                 { node.application(host: host, port: $0, onRunning: $1) }, host: host,

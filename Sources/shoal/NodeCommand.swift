@@ -67,7 +67,17 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "The URL others reach this node at (default: http://HOST:PORT).")
     var advertise: String?
 
+    @Option(
+        help: ArgumentHelp(
+            "Seconds the node keeps trusting tokens without a fresh token policy (revocations, rotations) from "
+                + "--control or --jwks-url; past it every token is refused with 503 until the source answers "
+                + "(default 300 with --control, 900 with --jwks-url; 0 trusts forever)."))
+    var maxPolicyAge: Int?
+
     func validate() throws {
+        if let maxPolicyAge, maxPolicyAge < 0 {
+            throw ValidationError("--max-policy-age is a number of seconds, 0 or more (0: no bound)")
+        }
         if control != nil {
             guard !noAuth else {
                 throw ValidationError("a node under a control plane verifies its tokens; drop --no-auth")
@@ -133,8 +143,17 @@ struct NodeCommand: AsyncParsableCommand {
         if noAuth { return .none }
         let keys = try givenKeys().merging(fetched) { given, _ in given }
         return .tokens(
-            try TokenVerifier(keys: keys, revoked: Set(revokedJti), allowNoKeys: control != nil),
+            try TokenVerifier(
+                keys: keys, revoked: Set(revokedJti), allowNoKeys: control != nil, maxPolicyAge: policyAgeLimit),
             adminToken: adminToken ?? (control != nil ? Self.randomSecret() : nil))
+    }
+
+    /// How long tokens are trusted without a fresh policy: nil with keys given only on the command
+    /// line (nothing refreshes them), or when `--max-policy-age 0` asks for no bound.
+    var policyAgeLimit: TimeInterval? {
+        let given = maxPolicyAge ?? (control != nil ? 300 : jwksURL != nil ? 900 : 0)
+        guard given > 0, control != nil || jwksURL != nil else { return nil }
+        return TimeInterval(given)
     }
 
     static func randomSecret() -> String {

@@ -31,4 +31,29 @@ struct PublishedKeysTests {
             #expect(!jwks.text.contains("acme/app"))
         }
     }
+
+    @Test func heartbeatsCarryThePolicyOnlyWhenItChanged() async throws {
+        try await LiveCluster.with(.sqlite) { cluster in
+            let fra = try #require(cluster.nodes["fra"])
+            let heartbeat = "/v1/nodes/\(fra.id)/heartbeat"
+            // A node that sends no version (an older one) always gets the policy.
+            let plain = try await cluster.call("POST", heartbeat, token: try fra.credential())
+            #expect(plain.status == 200)
+            #expect(plain.json["policy"] is [String: Any])
+            let version = try #require(plain.json["policy_version"] as? String)
+            // Holding the current version: no policy, the same version.
+            let same = try await cluster.call(
+                "POST", heartbeat, json: ["policy_version": version], token: try fra.credential())
+            #expect(same.status == 200)
+            #expect(same.json["policy"] == nil, "\(same.text)")
+            #expect(same.json["policy_version"] as? String == version)
+            // After a rotation the policy changed: it comes again, with a new version.
+            try await cluster.makeGroup(organization: "acme", group: "default")
+            #expect(try await cluster.call("POST", "/v1/organizations/acme/groups/default/auth/rotate").status == 200)
+            let changed = try await cluster.call(
+                "POST", heartbeat, json: ["policy_version": version], token: try fra.credential())
+            #expect(changed.json["policy"] is [String: Any])
+            #expect(changed.json["policy_version"] as? String != version)
+        }
+    }
 }
