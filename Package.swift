@@ -95,6 +95,15 @@ let package = Package(
             path: "Tests/CrashHelper",
             swiftSettings: strict
         ),
+        // libFuzzer over the request decoders of both servers (`ops/fuzz` builds it with
+        // `-sanitize=fuzzer -DSHOAL_FUZZ` under .build-fuzz); a plain build replays the seed corpus.
+        .executableTarget(
+            name: "shoal-fuzz-decoders",
+            dependencies: ["ShoalModel"],
+            path: "Tests/Fuzz",
+            exclude: ["corpus", "decoders.dict"],
+            swiftSettings: strict
+        ),
 
         // Layer 3: the client library (no HTTP server stack).
         .target(
@@ -152,6 +161,8 @@ let package = Package(
                 .embedInCode("postgresql/v0004_node_credentials.postgresql.sql"),
                 .embedInCode("sqlite/v0005_api_tokens.sqlite.sql"),
                 .embedInCode("postgresql/v0005_api_tokens.postgresql.sql"),
+                .embedInCode("sqlite/v0006_settings_pushes.sqlite.sql"),
+                .embedInCode("postgresql/v0006_settings_pushes.postgresql.sql"),
             ],
             swiftSettings: strict
         ),

@@ -28,6 +28,9 @@ public enum CatalogMigrations {
         CatalogMigration(
             version: 5, name: "v0005_api_tokens.sqlite.sql",
             sql: String(decoding: PackageResources.v0005_api_tokens_sqlite_sql, as: UTF8.self)),
+        CatalogMigration(
+            version: 6, name: "v0006_settings_pushes.sqlite.sql",
+            sql: String(decoding: PackageResources.v0006_settings_pushes_sqlite_sql, as: UTF8.self)),
     ]
 
     /// The PostgreSQL schema versions, in order.
@@ -48,5 +51,8 @@ public enum CatalogMigrations {
         CatalogMigration(
             version: 5, name: "v0005_api_tokens.postgresql.sql",
             sql: String(decoding: PackageResources.v0005_api_tokens_postgresql_sql, as: UTF8.self)),
+        CatalogMigration(
+            version: 6, name: "v0006_settings_pushes.postgresql.sql",
+            sql: String(decoding: PackageResources.v0006_settings_pushes_postgresql_sql, as: UTF8.self)),
     ]
 }

@@ -73,9 +73,12 @@ extension Catalog {
     }
 
     /// Removes a database's row and records its removal from the nodes that may hold it (delivered
-    /// by `ControlPlane.deliverDeletions`, retried until each node confirms).
+    /// by `ControlPlane.deliverDeletions`, retried until each node confirms); its pending settings
+    /// pushes go with it.
     func removeDatabaseRow(_ database: DatabaseRecord, in transaction: any CatalogTransaction) async throws {
         try await transaction.query("DELETE FROM databases WHERE id = $1", [.text(database.id)])
+        try await transaction.query(
+            "DELETE FROM database_settings_pushes WHERE database_id = $1", [.text(database.id)])
         try await recordDeletion(of: database, in: transaction)
         try await transaction.query(
             "UPDATE organizations SET database_count = database_count - 1 WHERE id = $1",
@@ -312,7 +315,11 @@ extension Catalog {
 
     /// Changes a database's settings; fields left nil stay as they are. `block_reads` and
     /// `block_writes` are the platform operator's (an admin token's) to change, and so is a size limit
-    /// the operator set; an organization's token may change its own size limit and delete protection.
+    /// the operator set; an organization's token may change its own size limit, up to its plan's
+    /// `storage_bytes`, and delete protection. Everything a node would refuse is refused here, before
+    /// anything is stored; the change records, in its transaction, a settings push to every node
+    /// that may hold the database (sent by `ControlPlane.deliverSettingsPushes`, retried until each
+    /// node confirms).
     func updateConfiguration(
         organization slug: String, name: String, patch: Platform.DatabaseConfiguration, by principal: Principal
     ) async throws -> DatabaseRecord {
@@ -324,6 +331,9 @@ extension Catalog {
             let database = try await database(name, of: organization, in: transaction)
             if !principal.isAdmin {
                 try Self.requireTenantMayApply(patch, sizeLimit: sizeLimit, to: database)
+                try Self.requireWithinPlan(
+                    sizeLimit, of: database, plan: organization.plan,
+                    quotas: try await quotas(plan: organization.plan, in: transaction))
             }
             // An operator's size limit is theirs until they clear it; a tenant never changes who owns it
             // (it may only send the operator's value unchanged).
@@ -347,6 +357,7 @@ extension Catalog {
                     .integer(updated.blockWrites ? 1 : 0), .integer(updated.deleteProtection ? 1 : 0),
                     .integer(updated.sizeLimitByOperator ? 1 : 0), .text(database.id),
                 ])
+            try await recordSettingsPush(of: updated, in: transaction)
             try await audit(
                 transaction, organization: organization.id, actor: principal, action: "database.configure",
                 target: database.namespace,
@@ -373,6 +384,27 @@ extension Catalog {
             throw ControlError.forbidden(
                 "this database's size_limit was set by the platform operator; an organization's API token cannot "
                     + "change it (leave it out of the request, or ask the operator)")
+        }
+    }
+
+    /// Refuses a size limit an organization's token sets above its plan's `storage_bytes`, and its
+    /// removal (no limit is more than any plan allows): only the operator may go past the plan.
+    /// Sending the current value is not a change.
+    static func requireWithinPlan(
+        _ sizeLimit: Int64??, of database: DatabaseRecord, plan: String, quotas: Platform.Quotas
+    ) throws {
+        guard let sizeLimit, sizeLimit != database.sizeLimitBytes else { return }
+        let maximum = quotas.storageBytes
+        guard let bytes = sizeLimit else {
+            throw ControlError.quotaExceeded(
+                "the \(plan) plan allows a size_limit of at most \(maximum) bytes (quota 'storage_bytes'), so an "
+                    + "organization's API token cannot remove the limit; set one no larger, or ask the platform "
+                    + "operator")
+        }
+        guard bytes <= maximum else {
+            throw ControlError.quotaExceeded(
+                "the \(plan) plan allows a size_limit of at most \(maximum) bytes (quota 'storage_bytes'); set one "
+                    + "no larger, or ask the platform operator")
         }
     }
 

@@ -134,6 +134,8 @@ extension Catalog {
             try await transaction.query(
                 "UPDATE db_groups SET region_rule = $1, delete_protection = $2 WHERE id = $3",
                 [Self.encode(rule), .integer(protection ? 1 : 0), .text(group.id)])
+            // The nodes of its databases get the locations the new rule allows, until each confirms.
+            if regionRule != nil { try await recordSettingsPushes(of: group, in: transaction) }
             try await audit(
                 transaction, organization: organization.id, actor: principal, action: "group.update",
                 target: group.scope,

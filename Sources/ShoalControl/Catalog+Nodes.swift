@@ -124,7 +124,7 @@ extension Catalog {
         return try await read { transaction in
             _ = try await location(registration.location, in: transaction)
             let now = now()
-            let columns = "SELECT id, credential_hash, last_heartbeat_at FROM nodes"
+            let columns = "SELECT id, credential_hash, last_heartbeat_at, location FROM nodes"
             var claimedID = registration.id
             if case .node(let own) = caller { claimedID = own }
             let known = try await claimedID.asyncMap { id in
@@ -135,7 +135,18 @@ extension Catalog {
                 row = try await transaction.queryOne("\(columns) WHERE url = $1", [.text(base)])
             }
             let existing = try row.map {
-                (id: try $0.text(0), hasCredential: try $0.optionalText(1) != nil, lastHeartbeat: try $0.integer(2))
+                (
+                    id: try $0.text(0), hasCredential: try $0.optionalText(1) != nil, lastHeartbeat: try $0.integer(2),
+                    location: try $0.text(3)
+                )
+            }
+            // A node's location is where its disks are: the databases and replicas placed on it were
+            // placed for that location (and its jurisdiction), so a registration never moves it.
+            if let existing, existing.location != registration.location {
+                throw ControlError.conflict(
+                    "node \(existing.id) serves location \(existing.location); a node cannot move to "
+                        + "\(registration.location.prefix(16)) (its databases were placed for its location): register "
+                        + "the machine in its new location as a new node, with a new URL and data directory")
             }
             if case .node(let own) = caller, existing?.id != own {
                 throw ControlError.notFound(
@@ -156,8 +167,12 @@ extension Catalog {
                 if existing != nil {
                     // A known node: same id, its current URL (a restart may have moved it).
                     try await transaction.query(
-                        "UPDATE nodes SET location = $1, admin_token = $2, last_heartbeat_at = $3, url = $4 WHERE id = $5",
-                        [.text(registration.location), adminToken ?? .null, .integer(now), .text(base), .text(id)])
+                        // A registration without an admin token keeps the one on record.
+                        """
+                        UPDATE nodes SET admin_token = COALESCE($1, admin_token), last_heartbeat_at = $2, url = $3
+                        WHERE id = $4
+                        """,
+                        [adminToken ?? .null, .integer(now), .text(base), .text(id)])
                 } else {
                     try await transaction.query(
                         """

@@ -17,6 +17,8 @@ extension Catalog {
         /// the same name has a new one, so nodes refuse the old incarnation's tokens.
         var did: String?
         var gid: String?
+        /// With `gid`: the group's id, its incarnation, checked by nodes like `did`.
+        var gdid: String? = nil
         var a: String
         var exp: Int64?
         /// Seconds since 1970 with millisecond precision (compared with rotations).
@@ -96,6 +98,7 @@ extension Catalog {
             case .group(let name):
                 group = try await self.group(name, of: organization, in: transaction)
                 claims.gid = group.scope
+                claims.gdid = group.id
             }
             if let location {
                 let place = try await self.location(location, in: transaction)

@@ -26,13 +26,16 @@ extension ControlPlane {
         }
     }
 
-    /// Sends the deletions nodes have not confirmed yet, every `interval` until cancelled: a node
-    /// that was down or busy when a database was deleted gets the delete once it answers. Each pass
-    /// is bounded (`deliverDueDeletions`), and a failed deletion waits longer each time (1 s, 2 s,
-    /// 4 s, … up to a minute); several instances sharing a catalog do not send the same one twice.
+    /// Sends the deletions and the settings pushes nodes have not confirmed yet, every `interval`
+    /// until cancelled: a node that was down or busy when a database was deleted, or when its
+    /// settings changed, gets the delete or the settings once it answers. Each pass is bounded
+    /// (`deliverDueDeletions`, `deliverDueSettingsPushes`), and a failed attempt waits longer each
+    /// time (1 s, 2 s, 4 s, … up to a minute); several instances sharing a catalog do not send the
+    /// same one twice.
     public func retryDeletions(every interval: Duration = .seconds(2)) async {
         while !Task.isCancelled {
             await deliverDueDeletions()
+            await deliverDueSettingsPushes()
             try? await Task.sleep(for: interval)
         }
     }

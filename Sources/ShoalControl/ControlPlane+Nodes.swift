@@ -19,20 +19,8 @@ extension ControlPlane {
             let caller = try await self.nodeCaller(request)
             let registration = try await self.decode(Platform.NodeRegistration.self, from: request)
             let (node, credential) = try await self.catalog.registerNode(registration, by: caller)
-            struct Answer: Encodable {
-                let node: Platform.Node
-                let heartbeatSeconds: Int64
-                let policy: Platform.TokenPolicy
-                /// The credential issued to the node (shown once); absent when it keeps the one it has.
-                let credential: String?
-
-                enum CodingKeys: String, CodingKey {
-                    case node, policy, credential
-                    case heartbeatSeconds = "heartbeat_seconds"
-                }
-            }
             return try Self.json(
-                Answer(
+                Platform.NodeRegistrationAnswer(
                     node: node, heartbeatSeconds: Self.heartbeatInterval.components.seconds,
                     policy: try await self.catalog.tokenPolicy(), credential: credential))
         }
@@ -72,10 +60,12 @@ extension ControlPlane {
             let body = try await request.body.collect(upTo: 4096)
             let held =
                 body.readableBytes == 0
-                ? nil : (try? JSONDecoder().decode(Platform.HeartbeatRequest.self, from: Data(buffer: body)))?.policyVersion
+                ? nil
+                : (try? JSONDecoder().decode(Platform.HeartbeatRequest.self, from: Data(buffer: body)))?.policyVersion
             let policy = try await self.catalog.tokenPolicy()
             let version = try Self.version(of: policy)
-            return try Self.json(Platform.HeartbeatAnswer(policy: held == version ? nil : policy, policyVersion: version))
+            return try Self.json(
+                Platform.HeartbeatAnswer(policy: held == version ? nil : policy, policyVersion: version))
         }
         routes.post(":id/credential/rotate") { request, context in
             let principal = try await self.principal(request)

@@ -63,8 +63,9 @@ extension ControlPlane {
             let organization = try await self.catalog.updateOrganization(
                 slug, regionRule: patch.regionRule, plan: patch.plan, by: principal)
             if patch.regionRule != nil {
-                await self.pushSettings(
-                    try await self.catalog.databaseRecords(organization: slug, group: nil, for: principal))
+                // Pushes recorded with the change; what a node does not confirm now is sent again.
+                let databases = try await self.catalog.databaseRecords(organization: slug, group: nil, for: principal)
+                await self.deliverSettingsPushes(of: databases.map(\.id))
             }
             return try Self.json(["organization": organization])
         }
@@ -173,8 +174,9 @@ extension ControlPlane {
                 organization: slug, name: name, regionRule: patch.regionRule,
                 deleteProtection: patch.deleteProtection, by: principal)
             if patch.regionRule != nil {
-                await self.pushSettings(
-                    try await self.catalog.databaseRecords(organization: slug, group: name, for: principal))
+                // Pushes recorded with the change; what a node does not confirm now is sent again.
+                let databases = try await self.catalog.databaseRecords(organization: slug, group: name, for: principal)
+                await self.deliverSettingsPushes(of: databases.map(\.id))
             }
             return try Self.json(["group": group])
         }
@@ -297,7 +299,10 @@ extension ControlPlane {
             let database = try await self.catalog.database(
                 organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"),
                 for: try await self.principal(request))
-            return try Self.json(self.catalog.configuration(of: database))
+            return try Self.json(
+                ConfigurationAnswer(
+                    self.catalog.configuration(of: database),
+                    pending: try await self.catalog.pendingSettingsNodes(of: database.id)))
         }
         routes.patch(":db/configuration") { request, context in
             let principal = try await self.principal(request)
@@ -305,12 +310,13 @@ extension ControlPlane {
             let database = try await self.catalog.updateConfiguration(
                 organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"),
                 patch: patch, by: principal)
-            if let node = database.primaryNode {
-                try await self.nodes.configure(
-                    database.namespace, settings: try await self.settings(for: database), on: node)
-            }
-            await self.pushToReplicas(database)
-            return try Self.json(self.catalog.configuration(of: database))
+            // Committed with a pending push per node: sent now, and what a node does not confirm is
+            // sent again until it does. The answer says which nodes have not confirmed yet (202).
+            await self.deliverSettingsPushes(of: [database.id])
+            let pending = try await self.catalog.pendingSettingsNodes(of: database.id)
+            return try Self.json(
+                ConfigurationAnswer(self.catalog.configuration(of: database), pending: pending),
+                status: pending.isEmpty ? .ok : .accepted)
         }
         routes.get(":db/instances") { request, context in
             let database = try await self.catalog.database(
@@ -329,47 +335,6 @@ extension ControlPlane {
                 by: principal)
             await self.pushPolicy()
             return try Self.json(["rotated": true])
-        }
-    }
-
-    /// Sends the current settings (rules resolved to locations) of each database to its node, after
-    /// a rule change; a node that cannot be reached is logged and gets them at its next change.
-    func pushSettings(_ databases: [Catalog.DatabaseRecord]) async {
-        for database in databases {
-            guard let node = database.primaryNode else { continue }
-            do {
-                try await nodes.configure(database.namespace, settings: try await settings(for: database), on: node)
-            } catch {
-                logger.warning(
-                    "database.settings.push_failed",
-                    metadata: ["db.namespace": "\(database.namespace)", "node.url": "\(node.url)", "error": "\(error)"])
-            }
-            await pushToReplicas(database)
-        }
-    }
-
-    /// The live nodes of the group's replica locations (each may hold a replica of `database`).
-    func replicaNodes(of database: Catalog.DatabaseRecord) async -> [Catalog.NodeRecord] {
-        let locations = Set(database.group.locations).subtracting([database.group.primary])
-        guard !locations.isEmpty else { return [] }
-        return ((try? await catalog.liveNodes()) ?? []).filter { locations.contains($0.location) }
-    }
-
-    /// Sends a database's settings to the replica nodes that hold it (with the primary's URL and
-    /// a fresh sync token; a node that has not seen the database answers 404, which is fine).
-    func pushToReplicas(_ database: Catalog.DatabaseRecord) async {
-        guard let primary = database.primaryNode else { return }
-        for node in await replicaNodes(of: database) {
-            do {
-                var settings = try await settings(for: database)
-                settings.primaryURL = "\(primary.url)/db/\(database.organization.slug)/\(database.name)"
-                settings.syncToken = try await catalog.replicaSyncToken(for: database, location: node.location)
-                try await nodes.configure(database.namespace, settings: settings, on: node)
-            } catch {
-                logger.warning(
-                    "database.settings.push_failed",
-                    metadata: ["db.namespace": "\(database.namespace)", "node.url": "\(node.url)", "error": "\(error)"])
-            }
         }
     }
 }

@@ -163,7 +163,7 @@ public struct ControlPlane: Sendable {
         return NodeClient.DatabaseSettings(
             blockReads: database.blockReads, blockWrites: database.blockWrites,
             maxSizeBytes: database.sizeLimitBytes, group: database.group.name, allowedLocations: allowed,
-            databaseID: database.id, createdAt: database.createdAt)
+            databaseID: database.id, createdAt: database.createdAt, groupID: database.group.id)
     }
 
     /// Sends the token policy to every live node (each also pulls it with its heartbeat).

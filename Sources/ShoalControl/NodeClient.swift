@@ -23,6 +23,8 @@ struct NodeClient: Sendable {
         /// When the incarnation was created (milliseconds since 1970): nodes accept a database token
         /// without `did` (issued before incarnation ids) only if it was issued since.
         var createdAt: Int64? = nil
+        /// The group's id, its incarnation: nodes refuse group tokens whose `gdid` differs.
+        var groupID: String? = nil
 
         enum CodingKeys: String, CodingKey {
             case blockReads = "block_reads"
@@ -34,6 +36,7 @@ struct NodeClient: Sendable {
             case syncToken = "sync_token"
             case databaseID = "database_id"
             case createdAt = "created_at"
+            case groupID = "group_id"
         }
     }
 

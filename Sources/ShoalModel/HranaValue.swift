@@ -37,7 +37,12 @@ public enum HranaValue: Sendable, Hashable, Codable {
                 self = .integer(try container.decode(Int64.self, forKey: .value))
             }
         case "float":
-            if let text = try? container.decode(String.self, forKey: .value), let value = Double(text) {
+            if let text = try? container.decode(String.self, forKey: .value) {
+                // SQLite has no NaN (it binds NULL) and JSON no infinity: only finite numbers.
+                guard let value = Double(text), value.isFinite else {
+                    throw DecodingError.dataCorruptedError(
+                        forKey: .value, in: container, debugDescription: "\(text.prefix(40)) is not a finite number")
+                }
                 self = .float(value)
             } else {
                 self = .float(try container.decode(Double.self, forKey: .value))

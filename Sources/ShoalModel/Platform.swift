@@ -359,6 +359,31 @@ public enum Platform {
         }
     }
 
+    /// The control plane's answer to a node's registration.
+    public struct NodeRegistrationAnswer: Codable, Sendable, Equatable {
+        /// The node as registered.
+        public var node: Node
+        /// How often it heartbeats.
+        public var heartbeatSeconds: Int64
+        /// The token policy in force.
+        public var policy: TokenPolicy
+        /// The credential issued to the node (shown once); absent when it keeps the one it has.
+        public var credential: String?
+
+        /// An answer.
+        public init(node: Node, heartbeatSeconds: Int64, policy: TokenPolicy, credential: String?) {
+            self.node = node
+            self.heartbeatSeconds = heartbeatSeconds
+            self.policy = policy
+            self.credential = credential
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case node, policy, credential
+            case heartbeatSeconds = "heartbeat_seconds"
+        }
+    }
+
     /// A node's registration (`POST /v1/nodes`).
     public struct NodeRegistration: Codable, Sendable, Equatable {
         /// The location it serves.

@@ -85,21 +85,6 @@ public struct ControlPlaneLink: Sendable {
         store = node.store
     }
 
-    struct Registered: Decodable {
-        struct Node: Decodable { let id: String }
-        let node: Node
-        let heartbeatSeconds: Int64
-        let policy: Platform.TokenPolicy
-        /// The credential issued to the node; absent when it keeps the one it registered with.
-        let credential: String?
-
-        enum CodingKeys: String, CodingKey {
-            case node, policy, credential
-            case heartbeatSeconds = "heartbeat_seconds"
-        }
-    }
-
-
     /// Registers once, with the node's credential if it has one (falling back to the registration
     /// token when the control plane does not accept it), else with the registration token; keeps the
     /// credential the answer issues. Returns the node id and heartbeat interval. Throws with the
@@ -111,19 +96,22 @@ public struct ControlPlaneLink: Sendable {
             Platform.NodeRegistration(
                 location: configuration.location, url: configuration.advertisedURL,
                 adminToken: configuration.nodeAdminToken, id: known))
-        let registered: Registered
+        let registered: Platform.NodeRegistrationAnswer
         if let stored {
             do {
-                registered = try await call(Registered.self, path: "v1/nodes", body: body, bearer: stored)
+                registered = try await call(
+                    Platform.NodeRegistrationAnswer.self, path: "v1/nodes", body: body, bearer: stored)
             } catch LinkError.refused(let status, _) where status == 401 && configuration.registrationToken != nil {
                 // The credential was rotated, or this control plane never issued it.
                 logger.warning("control.credential.refused", metadata: ["http.status": "\(status)"])
                 registered = try await call(
-                    Registered.self, path: "v1/nodes", body: body, bearer: configuration.registrationToken)
+                    Platform.NodeRegistrationAnswer.self, path: "v1/nodes", body: body,
+                    bearer: configuration.registrationToken)
             }
         } else {
             guard let token = configuration.registrationToken else { throw LinkError.noCredential }
-            registered = try await call(Registered.self, path: "v1/nodes", body: body, bearer: token)
+            registered = try await call(
+                Platform.NodeRegistrationAnswer.self, path: "v1/nodes", body: body, bearer: token)
         }
         if let file = configuration.identityFile, registered.node.id != known {
             try Data((registered.node.id + "\n").utf8).write(to: URL(fileURLWithPath: file), options: .atomic)

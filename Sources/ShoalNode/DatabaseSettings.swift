@@ -30,13 +30,17 @@ public struct DatabaseSettings: Sendable, Codable, Equatable {
     /// When this incarnation was created, in milliseconds since 1970: a database token without
     /// `did` (issued before incarnation ids) is accepted only if it was issued after this.
     public var createdAt: Int64?
+    /// The group's id in the catalog: which incarnation of the group's name this database is in.
+    /// Group tokens name it as `gdid`; a token of a group deleted and created again is refused.
+    public var groupID: String?
 
     /// Settings that block nothing and set no limit.
     public init(
         blockReads: Bool = false, blockWrites: Bool = false, maxSizeBytes: Int64? = nil, group: String? = nil,
         allowedLocations: [String]? = nil, primaryURL: String? = nil, syncToken: String? = nil,
-        databaseID: String? = nil, createdAt: Int64? = nil
+        databaseID: String? = nil, createdAt: Int64? = nil, groupID: String? = nil
     ) {
+        self.groupID = groupID
         self.databaseID = databaseID
         self.createdAt = createdAt
         self.primaryURL = primaryURL
@@ -58,6 +62,7 @@ public struct DatabaseSettings: Sendable, Codable, Equatable {
         case syncToken = "sync_token"
         case databaseID = "database_id"
         case createdAt = "created_at"
+        case groupID = "group_id"
     }
 
     /// Decodes settings; absent keys keep their defaults.
@@ -72,6 +77,7 @@ public struct DatabaseSettings: Sendable, Codable, Equatable {
         syncToken = try container.decodeIfPresent(String.self, forKey: .syncToken)
         databaseID = try container.decodeIfPresent(String.self, forKey: .databaseID)
         createdAt = try container.decodeIfPresent(Int64.self, forKey: .createdAt)
+        groupID = try container.decodeIfPresent(String.self, forKey: .groupID)
         if let maxSizeBytes, maxSizeBytes < 4096 {
             throw DecodingError.dataCorruptedError(
                 forKey: .maxSizeBytes, in: container, debugDescription: "max_size_bytes must be at least 4096")

@@ -12,9 +12,15 @@ extension TokenVerifier {
     ///   created (`settings.createdAt`). A name has one incarnation at a time, so a token issued since
     ///   then was issued for this one, and a token issued before for an earlier one.
     ///
-    /// Group tokens (`gid`) name no incarnation: they open the group's databases as they are now (the
-    /// group and the organization are checked by `grant`).
+    /// Group tokens (`gid`) name their group's incarnation as `gdid`: a group deleted and created
+    /// again under the same name has a new id, and the old group's tokens open none of its databases.
+    /// Group tokens without `gdid` (issued before group incarnations) are accepted as before.
     func checkIncarnation(_ claims: Claims, of namespace: Namespace, settings: DatabaseSettings) throws {
+        if claims.id == nil, let gdid = claims.gdid, let group = settings.groupID, gdid != group {
+            throw NodeError.unauthorized(
+                "the token is for another incarnation of group \(claims.gid ?? "") than this database is in: the "
+                    + "group was deleted and created again under that name; ask for a token for the group as it is now")
+        }
         guard claims.id == namespace.description, let current = settings.databaseID else { return }
         if let did = claims.did {
             guard did == current else { throw Self.otherIncarnation(namespace) }

@@ -49,6 +49,8 @@ public struct TokenVerifier: Sendable {
         let iat: Double?
         /// With `id`: the database's incarnation (its catalog id); see `checkIncarnation`.
         let did: String?
+        /// With `gid`: the group's incarnation (its catalog id); see `checkIncarnation`.
+        let gdid: String?
     }
 
     /// What the verifier trusts and refuses; replaced as a whole when the control plane sends a

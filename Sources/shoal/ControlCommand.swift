@@ -103,8 +103,8 @@ struct ControlCommand: AsyncParsableCommand {
             say("shoal control listening on http://\(host):\(port)")
         }
         do {
-            // Deletions nodes have not confirmed are sent again until they do; the loop stops with
-            // the server, before the catalog closes.
+            // Deletions and settings pushes nodes have not confirmed are sent again until they do;
+            // the loop stops with the server, before the catalog closes.
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await control.retryDeletions() }
                 try await ListenFailure.explaining(host: host, port: port) { try await app.runService() }

@@ -157,7 +157,7 @@ struct DevCommand: AsyncParsableCommand {
                 tasks.addTask { await link.run() }
                 tasks.addTask { await node.runMaintenance() }
             }
-            // Deletions a node has not confirmed are sent again until it does.
+            // Deletions and settings pushes a node has not confirmed are sent again until it does.
             tasks.addTask { await ControlPlane(catalog: catalog).retryDeletions() }
             try await Self.prepareOrganization(catalog: catalog, admin: admin, primary: locationList[0])
             let file = DevFile(apiURL: apiURL, adminToken: adminToken, org: "dev", nodes: nodeURLs)

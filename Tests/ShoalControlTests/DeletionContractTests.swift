@@ -72,6 +72,32 @@ struct DeletionContractTests {
     }
 
     @Test(arguments: CatalogBackend.allCases)
+    func aGroupCreatedAgainUnderTheSameNameRefusesTheOldGroupsTokens(_ backend: CatalogBackend) async throws {
+        try await LiveCluster.with(backend) { cluster in
+            try await cluster.makeGroup(organization: "acme", group: "default")
+            _ = try await Self.createLedger(cluster)
+            let url = cluster.nodes["fra"]!.url + "/db/acme/ledger"
+            func groupToken() async throws -> String {
+                try #require(
+                    try await cluster.call("POST", "/v1/organizations/acme/groups/default/auth/tokens").json["jwt"]
+                        as? String)
+            }
+            let old = try await groupToken()
+            #expect(try await LiveCluster.execute("SELECT 1", at: url, token: old).status == 200)
+            #expect(try await cluster.call("DELETE", "/v1/organizations/acme/groups/default").status == 200)
+            #expect(
+                try await cluster.call(
+                    "POST", "/v1/organizations/acme/groups", json: ["name": "default", "location": "fra"]
+                ).status == 200)
+            _ = try await Self.createLedger(cluster)
+            let refused = try await LiveCluster.execute("SELECT 1", at: url, token: old)
+            #expect(refused.status == 401)
+            #expect(refused.text.contains("incarnation of group"), "\(refused.text)")
+            #expect(try await LiveCluster.execute("SELECT 1", at: url, token: try await groupToken()).status == 200)
+        }
+    }
+
+    @Test(arguments: CatalogBackend.allCases)
     func aDatabaseCreatedAgainUnderTheSameNameStartsEmptyAndRefusesTheOldIncarnationsTokens(
         _ backend: CatalogBackend
     ) async throws {

@@ -130,7 +130,8 @@ struct LiveCluster: Sendable {
                 "control plane server", { control.application(host: "127.0.0.1", port: 0, onRunning: $0) },
                 in: &group, pending: pending)
             let controlURL = "http://127.0.0.1:\(controlPort)"
-            // Deletions nodes have not confirmed are sent again, as `shoal control` does (faster).
+            // Deletions and settings pushes nodes have not confirmed are sent again, as `shoal control`
+            // does (faster).
             group.addTask {
                 await pending.run("deletion retries") { await control.retryDeletions(every: .milliseconds(200)) }
             }

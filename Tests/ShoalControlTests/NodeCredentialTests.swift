@@ -9,6 +9,34 @@ import Testing
 /// catalog keeps of them and of the other secrets (SHA-256, or sealed with the control plane's key).
 @Suite("Node credentials and secrets at rest", .serialized, .timeLimit(.minutes(5)))
 struct NodeCredentialTests {
+    /// Found by schemathesis: the admin token re-registered a live node holding an EU-only group's
+    /// database in iad, and the registration wiped the node's admin token.
+    @Test(arguments: CatalogBackend.allCases)
+    func registrationNeverMovesANodeToAnotherLocationNorDropsItsAdminToken(_ backend: CatalogBackend) async throws {
+        try await LiveCluster.with(backend) { cluster in
+            try await cluster.makeGroup(
+                organization: "acme", group: "eu", location: "fra", rule: ["jurisdictions": ["eu"]])
+            #expect(
+                try await cluster.call(
+                    "POST", "/v1/organizations/acme/databases", json: ["name": "ada", "group": "eu"]
+                )
+                .status == 200)
+            let fra = try #require(cluster.nodes["fra"])
+            let moved = try await cluster.call("POST", "/v1/nodes", json: ["location": "iad", "url": fra.url])
+            #expect(moved.status == 409, "\(moved.text)")
+            #expect(moved.text.contains("cannot move"))
+            let instances = try await cluster.call("GET", "/v1/organizations/acme/databases/ada/instances")
+            #expect(instances.text.contains("fra") && !instances.text.contains("iad"), "\(instances.text)")
+            // The same location without an admin token keeps the one on record: the control plane
+            // still reaches the node's admin API.
+            let again = try await cluster.call("POST", "/v1/nodes", json: ["location": "fra", "url": fra.url])
+            #expect(again.status == 200, "\(again.text)")
+            let configured = try await cluster.call(
+                "PATCH", "/v1/organizations/acme/databases/ada/configuration", json: ["delete_protection": false])
+            #expect(configured.status == 200, "\(configured.text)")
+        }
+    }
+
     @Test(arguments: CatalogBackend.allCases)
     func heartbeatsAndPlacementLookupsTakeOnlyTheNodesOwnCredential(_ backend: CatalogBackend) async throws {
         try await LiveCluster.with(backend, locations: ["fra", "ams"]) { cluster in

@@ -39,25 +39,6 @@ struct RecordingControlPlane {
         }
     }
 
-    struct Registration: Encodable {
-        struct Identity: Encodable { let id: String }
-        let node: Identity
-        let heartbeatSeconds: Int64
-        let policy: Platform.TokenPolicy
-        let credential: String?
-
-        enum CodingKeys: String, CodingKey {
-            case node, policy, credential
-            case heartbeatSeconds = "heartbeat_seconds"
-        }
-    }
-
-    static func json(_ value: some Encodable) throws -> Response {
-        Response(
-            status: .ok, headers: [.contentType: "application/json"],
-            body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(value))))
-    }
-
     /// Starts the stand-in (its policy trusts `signer`), runs `body` against it, then stops it.
     static func with(
         signer: TokenSigner, _ body: @Sendable (RecordingControlPlane) async throws -> Void
@@ -65,9 +46,7 @@ struct RecordingControlPlane {
         async throws
     {
         let log = Log()
-        let policy = Platform.TokenPolicy(
-            keys: [Platform.JSONWebKey(kid: "k1", x: Base64URL.encode(signer.publicKey))], revokedJti: [],
-            notBefore: [:])
+        let policy = StandInServer.policy(trusting: signer)
         let router = Router()
         router.post("v1/nodes") { request, _ in
             let authorization = request.headers[.authorization]
@@ -80,15 +59,15 @@ struct RecordingControlPlane {
             } else {
                 return Response(status: .unauthorized)
             }
-            return try RecordingControlPlane.json(
-                Registration(node: .init(id: "node-1"), heartbeatSeconds: 1, policy: policy, credential: credential))
+            return try StandInServer.json(
+                StandInServer.registration(id: "node-1", trusting: signer, heartbeatSeconds: 1, credential: credential))
         }
         router.post("v1/nodes/:node/heartbeat") { request, context in
             let node = context.parameters.get("node") ?? ""
             guard log.record("POST /v1/nodes/\(node)/heartbeat", request.headers[.authorization]) else {
                 return Response(status: .unauthorized)
             }
-            return try RecordingControlPlane.json(["policy": policy])
+            return try StandInServer.json(["policy": policy])
         }
         router.get("v1/nodes/:node/databases/:org/:database") { request, context in
             let path = ["node", "org", "database"].map { context.parameters.get($0) ?? "" }
@@ -96,25 +75,8 @@ struct RecordingControlPlane {
                 "GET /v1/nodes/\(path[0])/databases/\(path[1])/\(path[2])", request.headers[.authorization])
             return Response(status: current ? .notFound : .unauthorized)
         }
-        var logger = Logger(label: "shoal.node.test.control")
-        logger.logLevel = .warning
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) }, logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await app.run() }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next() else {
-                throw NodeTestError("the control plane stand-in did not start")
-            }
-            do {
-                try await body(RecordingControlPlane(url: "http://127.0.0.1:\(port)", log: log))
-            } catch {
-                group.cancelAll()
-                throw error
-            }
-            group.cancelAll()
+        try await StandInServer.with(router, label: "shoal.node.test.control") { url in
+            try await body(RecordingControlPlane(url: url, log: log))
         }
     }
 }

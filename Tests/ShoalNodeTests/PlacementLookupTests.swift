@@ -22,57 +22,18 @@ struct FakeControlPlane {
         func add() { count.withLock { $0 += 1 } }
     }
 
-    /// What `POST /v1/nodes` answers.
-    struct Registration: Encodable {
-        struct Identity: Encodable { let id: String }
-        let node: Identity
-        let heartbeatSeconds: Int64
-        let policy: Platform.TokenPolicy
-
-        enum CodingKeys: String, CodingKey {
-            case node, policy
-            case heartbeatSeconds = "heartbeat_seconds"
-        }
-    }
-
     /// Starts the stand-in, runs `body` against it, then stops it.
     static func with(signer: TokenSigner, _ body: @Sendable (FakeControlPlane) async throws -> Void) async throws {
         let lookups = LookupCount()
-        let registration = try JSONEncoder().encode(
-            Registration(
-                node: .init(id: "node-1"), heartbeatSeconds: 60,
-                policy: Platform.TokenPolicy(
-                    keys: [Platform.JSONWebKey(kid: "k1", x: Base64URL.encode(signer.publicKey))], revokedJti: [],
-                    notBefore: [:])))
+        let registration = StandInServer.registration(id: "node-1", trusting: signer, heartbeatSeconds: 60)
         let router = Router()
-        router.post("v1/nodes") { _, _ in
-            Response(
-                status: .ok, headers: [.contentType: "application/json"],
-                body: .init(byteBuffer: ByteBuffer(bytes: registration)))
-        }
+        router.post("v1/nodes") { _, _ in try StandInServer.json(registration) }
         router.get("v1/nodes/:node/databases/:org/:database") { _, _ -> HTTPResponse.Status in
             lookups.add()
             return .notFound
         }
-        var logger = Logger(label: "shoal.node.test.control")
-        logger.logLevel = .warning
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) }, logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await app.run() }
-            var iterator = ports.makeAsyncIterator()
-            guard let port = await iterator.next() else {
-                throw NodeTestError("the control plane stand-in did not start")
-            }
-            do {
-                try await body(FakeControlPlane(url: "http://127.0.0.1:\(port)", lookups: lookups))
-            } catch {
-                group.cancelAll()
-                throw error
-            }
-            group.cancelAll()
+        try await StandInServer.with(router, label: "shoal.node.test.control") { url in
+            try await body(FakeControlPlane(url: url, lookups: lookups))
         }
     }
 }

@@ -84,32 +84,19 @@ import Testing
         let document = Mutex(
             Platform.PublishedKeys(keys: [Platform.JSONWebKey(kid: "k1", x: Base64URL.encode(signer.publicKey))]))
         let router = Router()
-        router.get(".well-known/jwks.json") { _, _ in
-            Response(
-                status: .ok, headers: [.contentType: "application/json"],
-                body: .init(byteBuffer: ByteBuffer(bytes: try JSONEncoder().encode(document.withLock { $0 }))))
-        }
-        let logger = {
-            var logger = Logger(label: "shoal.node.test.jwks")
-            logger.logLevel = .critical
-            return logger
-        }()
-        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-        let app = Application(
-            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
-            onServerRunning: { channel in continuation.yield(channel.localAddress?.port ?? 0) }, logger: logger)
+        router.get(".well-known/jwks.json") { _, _ in try StandInServer.json(document.withLock { $0 }) }
         let verifier = try TokenVerifier(keys: [:], allowNoKeys: true)
         let token = try signer.token(["id": "acme/app", "jti": "leaked"])
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { try await app.run() }
-            var iterator = ports.makeAsyncIterator()
-            let port = try #require(await iterator.next())
-            let source = JWKSSource(url: URL(string: "http://127.0.0.1:\(port)/.well-known/jwks.json")!)
-            group.addTask { await source.keepFresh(verifier, every: .milliseconds(50), logger: logger) }
-            try await Self.waitUntil { Self.refusal(verifier, token) == nil }
-            document.withLock { $0.revokedJti = ["leaked"] }
-            try await Self.waitUntil { Self.refusal(verifier, token)?.message == "the token was revoked" }
-            group.cancelAll()
+        let logger = Logger(label: "shoal.node.test.jwks")
+        try await StandInServer.with(router, label: "shoal.node.test.jwks") { url in
+            let source = JWKSSource(url: URL(string: url + "/.well-known/jwks.json")!)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                group.addTask { await source.keepFresh(verifier, every: .milliseconds(50), logger: logger) }
+                try await Self.waitUntil { Self.refusal(verifier, token) == nil }
+                document.withLock { $0.revokedJti = ["leaked"] }
+                try await Self.waitUntil { Self.refusal(verifier, token)?.message == "the token was revoked" }
+                group.cancelAll()
+            }
         }
     }
 
