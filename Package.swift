@@ -127,7 +127,9 @@ let package = Package(
             dependencies: [
                 "ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalPool", "ShoalHTTP", "ShoalClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -173,6 +175,8 @@ let package = Package(
             dependencies: [
                 "ShoalModel", "ShoalSQLite", "ShoalMigrations", "ShoalHTTP", "ShoalPool",
                 .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HTTPTypes", package: "swift-http-types"),
                 .product(name: "Crypto", package: "swift-crypto"),

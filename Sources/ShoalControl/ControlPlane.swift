@@ -2,7 +2,9 @@ import Crypto
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
+import ShoalHTTP
 import ShoalModel
 import Synchronization
 
@@ -16,6 +18,8 @@ public struct ControlPlane: Sendable {
     /// learns of it on the database's first request by asking back (the default: a creation is then
     /// a catalog transaction only).
     public let eagerPlacement: Bool
+    /// The header, body and idle timeouts and the connection cap of the server.
+    public let connectionLimits: ConnectionLimits
     let nodes: NodeClient
     let logger: Logger
     let metrics = ControlMetrics()
@@ -27,20 +31,29 @@ public struct ControlPlane: Sendable {
     public static let heartbeatInterval: Duration = .seconds(5)
 
     /// A control plane over `catalog`.
-    public init(catalog: Catalog, eagerPlacement: Bool = false, logger: Logger = Logger(label: "shoal.control")) {
+    public init(
+        catalog: Catalog, eagerPlacement: Bool = false, connectionLimits: ConnectionLimits = .controlPlane,
+        logger: Logger = Logger(label: "shoal.control")
+    ) {
         self.catalog = catalog
         self.eagerPlacement = eagerPlacement
+        self.connectionLimits = connectionLimits
         self.logger = logger
         nodes = NodeClient()
     }
 
-    /// The HTTP application on `host:port` (0 picks a free port); `onRunning` gets the port.
+    /// The HTTP application on `host:port` (0 picks a free port), under `connectionLimits`;
+    /// `onRunning` gets the port.
     public func application(
         host: String, port: Int, onRunning: @escaping @Sendable (Int) -> Void = { _ in }
     ) -> Application<RouterResponder<BasicRequestContext>> {
         Application(
             router: router(),
-            configuration: .init(address: .hostname(host, port: port), serverName: Self.version),
+            server: LimitedHTTP1Channel.server(connectionLimits),
+            configuration: .init(
+                address: .hostname(host, port: port), serverName: Self.version,
+                availableConnectionsDelegate: MaximumAvailableConnections(
+                    connectionLimits.maxConnections, logger: logger)),
             onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
     }

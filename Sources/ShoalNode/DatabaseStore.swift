@@ -39,7 +39,8 @@ public final class DatabaseStore: Sendable {
         try? FileManager.default.removeItem(atPath: DatabaseStore.trashDirectory(in: dataDirectory))
         pool = ResourcePool(
             configuration: .init(
-                capacity: configuration.maxOpenDatabases, idleTimeout: configuration.databaseIdleTimeout),
+                capacity: configuration.maxOpenDatabases, idleTimeout: configuration.databaseIdleTimeout,
+                capacityWaitTimeout: configuration.databaseWaitTimeout),
             open: { namespace in
                 let directory = namespace.directory(in: dataDirectory)
                 if deleted.isDeleting(namespace)
@@ -209,7 +210,7 @@ public final class DatabaseStore: Sendable {
         return !pool.isOpen(namespace) && !pool.isLeased(namespace)
     }
 
-    /// Wakes the long-polls that hold a database being deleted (see `HostedDatabase.interruptWaits`).
+    /// Wakes the long-polls waiting on a database being deleted (see `HostedDatabase.interruptWaits`).
     func interruptWaits(_ namespace: Namespace) async {
         guard let lease = pool.leaseIfOpen(namespace) else { return }
         let database = lease.resource
@@ -242,15 +243,33 @@ public final class DatabaseStore: Sendable {
 
     /// Runs `body` with the database leased.
     public func withDatabase<T>(_ namespace: Namespace, _ body: (HostedDatabase) async throws -> T) async throws -> T {
-        try refuseIfDeleted(namespace)
-        return try await pool.withLease(namespace, body)
+        let lease = try await acquire(namespace)
+        do {
+            let result = try await body(lease.resource)
+            await pool.release(lease)
+            return result
+        } catch {
+            await pool.release(lease)
+            throw error
+        }
     }
 
-    /// Leases a database for longer than one call (a stream).
+    /// Leases a database for longer than one call (a stream). Waits at most `databaseWaitTimeout`
+    /// while every open database is in use, then throws `unavailable` (503 with `Retry-After`).
     func acquire(_ namespace: Namespace) async throws -> ResourcePool<Namespace, HostedDatabase>.Lease {
         try refuseIfDeleted(namespace)
-        return try await pool.acquire(namespace)
+        do {
+            return try await pool.acquire(namespace)
+        } catch PoolError.timedOut {
+            throw NodeError.unavailable(
+                "this node has its \(configuration.maxOpenDatabases) open databases all in use (held by streams "
+                    + "and requests), so database \(namespace) cannot be opened now; try again shortly",
+                retryAfter: Self.busyRetryAfterSeconds)
+        }
     }
+
+    /// The `Retry-After` of a request refused because every open database is in use, in seconds.
+    static let busyRetryAfterSeconds = 1
 
     func release(_ lease: ResourcePool<Namespace, HostedDatabase>.Lease) async {
         await pool.release(lease)

@@ -108,8 +108,9 @@ public final class HostedDatabase: Sendable {
     }
 
     /// For a deletion: wakes the `/sync` long-polls that wait on a primary's log, by closing the
-    /// log at once (requests still using it fail), so that they give their leases back without
-    /// waiting out their `wait_ms`. The pool closes the rest when the last lease goes.
+    /// log at once (requests still using it fail), so that they answer without waiting out their
+    /// `wait_ms` (they hold no lease while they wait; closing the database wakes them too). The pool
+    /// closes the rest when the last lease goes.
     func interruptWaits() {
         if case .primary(let log) = role { log.close() }
     }

@@ -4,7 +4,8 @@ import ShoalPool
 import Synchronization
 
 /// A Hrana stream: one SQLite connection (and its transaction) held across HTTP requests, found by
-/// a single-use baton. It holds its database's pool lease, so the database stays open while it lives.
+/// a single-use baton. It holds its database's pool lease, so the database stays open while it lives,
+/// and its place under the stream caps (`ticket`), given back with the lease (`Node.finish`).
 final class HranaStream: @unchecked Sendable {
     // `@unchecked Sendable`: the executor (and its connection) is only used inside `lock`, and the
     // baton protocol gives a stream to one request at a time anyway.
@@ -12,12 +13,15 @@ final class HranaStream: @unchecked Sendable {
     private var executor: HranaExecutor?
     let lease: ResourcePool<Namespace, HostedDatabase>.Lease
     let namespace: Namespace
+    /// Its place under the caps on open streams.
+    let ticket: AdmissionTicket
     /// On a replica: what the stream keeps between requests (it holds no connection; reads lease
     /// one of the replica's readers per request, writes go to a stream on the primary).
     let forwarding: ForwardingState?
 
-    init(lease: ResourcePool<Namespace, HostedDatabase>.Lease) throws {
+    init(lease: ResourcePool<Namespace, HostedDatabase>.Lease, ticket: AdmissionTicket) throws {
         self.lease = lease
+        self.ticket = ticket
         namespace = lease.key
         if lease.resource.replica != nil {
             forwarding = ForwardingState()
@@ -70,7 +74,8 @@ final class HranaStream: @unchecked Sendable {
 }
 
 /// Open streams by baton, with tombstones for expired ones so clients learn `STREAM_EXPIRED`, and
-/// for those closed because their database was deleted.
+/// for those closed because their database was deleted. Every open stream (parked or running a
+/// request) counts under `admission` from `admit` until its ticket is given back.
 final class StreamRegistry: Sendable {
     private struct Parked {
         let stream: HranaStream
@@ -85,9 +90,21 @@ final class StreamRegistry: Sendable {
 
     private let state = Mutex(State())
     let idleTimeout: Duration
+    /// The open streams by token and organization, capped.
+    let admission: AdmissionLedger
 
-    init(idleTimeout: Duration) {
+    init(idleTimeout: Duration, limits: NodeConfiguration.AdmissionLimits) {
         self.idleTimeout = idleTimeout
+        admission = AdmissionLedger(
+            what: "open Hrana streams",
+            remedy: "close the streams no longer needed (a close request ends one) or let idle ones expire, then retry",
+            limits: limits)
+    }
+
+    /// Takes a place for a new stream of `holder` on `namespace`, or throws `tooManyRequests`
+    /// naming the cap that is reached.
+    func admit(holder: String, namespace: Namespace) throws(NodeError) -> AdmissionTicket {
+        try admission.admit(holder: holder, organization: namespace.organization)
     }
 
     /// Takes the stream a baton names; the baton is used up.

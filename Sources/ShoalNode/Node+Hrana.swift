@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import ShoalModel
+import ShoalPool
 import ShoalSQLite
 
 extension Node {
@@ -91,8 +92,9 @@ extension Node {
         logger.warning("replica.stale", metadata: ["db.namespace": "\(namespace)", "primary": "\(copy.primaryURL)"])
     }
 
-    /// The stream a baton names (checked against the database), or a new one.
-    func stream(baton: String?, namespace: Namespace) async throws -> HranaStream {
+    /// The stream a baton names (checked against the database), or a new one: counted under the
+    /// stream caps of the grant's holder (429 past them) before it leases its database.
+    func stream(baton: String?, namespace: Namespace, grant: Grant) async throws -> HranaStream {
         if let baton {
             let stream = try streams.take(baton)
             guard stream.namespace == namespace else {
@@ -101,23 +103,39 @@ extension Node {
             }
             return stream
         }
-        let lease = try await store.acquire(namespace)
+        let ticket = try streams.admit(holder: grant.holder(for: namespace), namespace: namespace)
+        let lease: ResourcePool<Namespace, HostedDatabase>.Lease
+        do {
+            lease = try await store.acquire(namespace)
+        } catch {
+            ticket.release()
+            throw error
+        }
         do {
             if let copy = lease.resource.replica { try await waitForReplica(copy, namespace) }
-            return try await BlockingWork.run { try HranaStream(lease: lease) }
+            return try await BlockingWork.run { try HranaStream(lease: lease, ticket: ticket) }
         } catch {
+            ticket.release()
             await store.release(lease)
             throw error
         }
     }
 
+    /// Ends a stream whose connection is closed: its lease goes back to the pool and its place
+    /// under the stream caps is given back.
+    func finish(_ stream: HranaStream) async {
+        stream.ticket.release()
+        await store.release(stream.lease)
+    }
+
     /// `POST /v3/cursor`: a batch on a stream, answered as newline-delimited JSON entries.
     func cursor(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
         let namespace = try self.namespace(request, context)
-        let access = try await authorize(request, namespace)
+        let grant = try await self.grant(request, namespace)
+        let access = grant.access
         let bytes = try await self.body(of: request)
         let body = try decode(Hrana.CursorRequest.self, from: bytes)
-        let stream = try await self.stream(baton: body.baton, namespace: namespace)
+        let stream = try await self.stream(baton: body.baton, namespace: namespace, grant: grant)
         if let copy = stream.lease.resource.replica {
             do {
                 if let response = try await replicaCursor(
@@ -164,10 +182,11 @@ extension Node {
 
     func pipeline(_ request: Request, _ context: BasicRequestContext, version: Int) async throws -> Response {
         let namespace = try self.namespace(request, context)
-        let access = try await authorize(request, namespace)
+        let grant = try await self.grant(request, namespace)
+        let access = grant.access
         let bytes = try await self.body(of: request)
         let body = try decode(Hrana.PipelineRequest.self, from: bytes)
-        let stream = try await self.stream(baton: body.baton, namespace: namespace)
+        let stream = try await self.stream(baton: body.baton, namespace: namespace, grant: grant)
         let requests = body.requests
         if let copy = stream.lease.resource.replica {
             do {
@@ -190,7 +209,7 @@ extension Node {
         let position = try stream.lease.resource.log.position
         var baton: String?
         if outcome.closed {
-            await store.release(stream.lease)
+            await finish(stream)
         } else {
             baton = streams.park(stream)
         }

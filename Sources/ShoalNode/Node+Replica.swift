@@ -228,7 +228,7 @@ extension Node {
     ) async throws -> Response {
         var baton: String?
         if closed {
-            await store.release(stream.lease)
+            await finish(stream)
         } else {
             baton = streams.park(stream)
         }

@@ -77,58 +77,81 @@ extension Node {
                     "frames are asked for as /sync/{generation}/{start}/{end} with 1 <= start < end")
             }
             let wait = request.uri.queryParameters.get("wait_ms").flatMap { Int($0) }.map { min(max($0, 0), 60_000) }
-            return try await self.store.withDatabase(namespace) { database in
+            let maxFrames = Int(min(end - start, 4096))
+            let readFrames = { (database: HostedDatabase) async throws -> SyncRead in
                 try Self.refuseIfBlocked(database)
                 try self.checkRegion(grant, database)
-                let maxFrames = Int(min(end - start, 4096))
-                var read: FrameRead
-                let position: ReplicationPosition
-                if let copy = database.replica {
-                    // A replica serves what it has applied, numbered as on the primary.
-                    try await self.waitForReplica(copy, namespace)
-                    let archive = copy.archive
-                    read = try await Self.readingLog {
-                        try archive.readFrames(
-                            generation: generation, start: start, maxFrames: maxFrames, applied: copy.position)
-                    }
-                    if let wait, wait > 0, case .upToDate(let current, _) = read, current == generation {
-                        _ = await copy.waitUntilApplied(
-                            ReplicationPosition(generation: generation, frame: start), timeout: .milliseconds(wait))
-                        read = try await Self.readingLog {
-                            try archive.readFrames(
-                                generation: generation, start: start, maxFrames: maxFrames, applied: copy.position)
-                        }
-                    }
-                    position = copy.position ?? ReplicationPosition(generation: generation, frame: 0)
-                } else {
-                    let log = try database.log
-                    read = try await Self.readingLog {
-                        try log.readFrames(generation: generation, start: start, maxFrames: maxFrames)
-                    }
-                    if let wait, wait > 0, case .upToDate(let current, _) = read, current == generation {
-                        _ = await log.waitForFrame(
-                            after: start - 1, generation: generation, timeout: .milliseconds(wait))
-                        read = try await Self.readingLog {
-                            try log.readFrames(generation: generation, start: start, maxFrames: maxFrames)
-                        }
-                    }
-                    position = log.position
-                }
-                var headers: HTTPFields = [HTTPField.Name("x-shoal-frame")!: "\(position.generation)/\(position.frame)"]
-                switch read {
-                case .frames(let chunk):
-                    self.metrics.framesServed(chunk.count)
-                    headers[.contentType] = "application/octet-stream"
-                    return Response(
-                        status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: chunk.bytes)))
-                case .upToDate(let current, let lastFrame):
-                    var response = try Self.json(
-                        CheckpointNeeded(generation: current, maxFrameNumber: lastFrame), status: .badRequest)
-                    response.headers[HTTPField.Name("x-shoal-frame")!] = "\(position.generation)/\(position.frame)"
-                    return response
-                }
+                return try await self.syncRead(database, generation: generation, start: start, maxFrames: maxFrames)
+            }
+            var sync = try await self.store.withDatabase(namespace, readFrames)
+            if let wait, wait > 0, case .upToDate(let current, _) = sync.read, current == generation {
+                // The long-poll waits on the log alone: the database's lease went back first, so
+                // waiting replicas never fill the pool. The log wakes it when a frame commits, the
+                // generation rolls, or the pool closes the database (then it answers what it read).
+                let ticket = try self.longPolls.admit(
+                    holder: grant.holder(for: namespace), organization: namespace.organization)
+                let moved = await sync.waitForMore(.milliseconds(wait))
+                ticket.release()
+                try self.store.refuseIfDeleted(namespace)
+                if moved { sync = try await self.store.withDatabase(namespace, readFrames) }
+            }
+            let position = sync.position
+            var headers: HTTPFields = [HTTPField.Name("x-shoal-frame")!: "\(position.generation)/\(position.frame)"]
+            switch sync.read {
+            case .frames(let chunk):
+                self.metrics.framesServed(chunk.count)
+                headers[.contentType] = "application/octet-stream"
+                return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: chunk.bytes)))
+            case .upToDate(let current, let lastFrame):
+                var response = try Self.json(
+                    CheckpointNeeded(generation: current, maxFrameNumber: lastFrame), status: .badRequest)
+                response.headers[HTTPField.Name("x-shoal-frame")!] = "\(position.generation)/\(position.frame)"
+                return response
             }
         }
+    }
+
+    /// What one read of `/sync` found, and how to wait for more without holding the database.
+    struct SyncRead: Sendable {
+        /// The frames, or "up to date".
+        let read: FrameRead
+        /// The position the answer reports.
+        let position: ReplicationPosition
+        /// Waits (up to the duration) for frames after the ones read, holding the log or replica
+        /// but not the database's lease; true when something may have changed (read again), false
+        /// when nothing did (the timeout passed, or the database was closed meanwhile).
+        let waitForMore: @Sendable (Duration) async -> Bool
+    }
+
+    /// Reads frames of `generation` from `start` on a leased database: a primary's log, or what a
+    /// replica has applied (numbered as on the primary).
+    func syncRead(
+        _ database: HostedDatabase, generation: UInt64, start: UInt64, maxFrames: Int
+    ) async throws -> SyncRead {
+        if let copy = database.replica {
+            try await waitForReplica(copy, database.namespace)
+            let archive = copy.archive
+            let read = try await Self.readingLog {
+                try archive.readFrames(
+                    generation: generation, start: start, maxFrames: maxFrames, applied: copy.position)
+            }
+            return SyncRead(
+                read: read, position: copy.position ?? ReplicationPosition(generation: generation, frame: 0),
+                waitForMore: { timeout in
+                    await copy.waitUntilApplied(
+                        ReplicationPosition(generation: generation, frame: start), timeout: timeout)
+                })
+        }
+        let log = try database.log
+        let read = try await Self.readingLog {
+            try log.readFrames(generation: generation, start: start, maxFrames: maxFrames)
+        }
+        return SyncRead(
+            read: read, position: log.position,
+            waitForMore: { timeout in
+                let reached = await log.waitForFrame(after: start - 1, generation: generation, timeout: timeout)
+                return reached.generation != generation || reached.frame >= start
+            })
     }
 
     /// The sync protocol's "nothing more" answer.

@@ -1,7 +1,9 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import HummingbirdCore
 import Logging
+import ShoalHTTP
 import ShoalModel
 import ShoalReplication
 
@@ -13,6 +15,8 @@ public final class Node: Sendable {
     /// The hosted databases.
     public let store: DatabaseStore
     let streams: StreamRegistry
+    /// The `/sync?wait_ms=` long-polls waiting now, by token and organization (capped).
+    let longPolls: AdmissionLedger
     let metrics = NodeMetrics()
     let logger: Logger
     /// The version string `GET /version` reports.
@@ -25,7 +29,10 @@ public final class Node: Sendable {
         self.configuration = configuration
         self.logger = logger
         store = DatabaseStore(configuration: configuration, logger: logger)
-        streams = StreamRegistry(idleTimeout: configuration.streamIdleTimeout)
+        streams = StreamRegistry(idleTimeout: configuration.streamIdleTimeout, limits: configuration.streamLimits)
+        longPolls = AdmissionLedger(
+            what: "waiting /sync long-polls", remedy: "poll again after Retry-After, or without wait_ms",
+            limits: configuration.longPollLimits)
     }
 
     /// The node's routes.
@@ -61,14 +68,18 @@ public final class Node: Sendable {
         return router
     }
 
-    /// The HTTP application serving the node's routes on `host:port` (port 0 picks a free one);
-    /// `onRunning` gets the port once the server listens.
+    /// The HTTP application serving the node's routes on `host:port` (port 0 picks a free one),
+    /// under `configuration.connectionLimits`; `onRunning` gets the port once the server listens.
     public func application(
         host: String, port: Int, onRunning: @escaping @Sendable (Int) -> Void = { _ in }
     ) -> Application<RouterResponder<BasicRequestContext>> {
-        Application(
+        let limits = configuration.connectionLimits
+        return Application(
             router: router(),
-            configuration: .init(address: .hostname(host, port: port), serverName: Self.version),
+            server: LimitedHTTP1Channel.server(limits),
+            configuration: .init(
+                address: .hostname(host, port: port), serverName: Self.version,
+                availableConnectionsDelegate: MaximumAvailableConnections(limits.maxConnections, logger: logger)),
             onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
     }
@@ -102,7 +113,7 @@ public final class Node: Sendable {
         if let state = stream.forwarding, let copy = stream.lease.resource.replica {
             await closePrimaryStream(state, copy: copy)
         }
-        await store.release(stream.lease)
+        await finish(stream)
     }
 
     // MARK: Which database
@@ -176,9 +187,11 @@ public final class Node: Sendable {
         let settings = await store.currentSettings(namespace)
         // Before the rotations: a token of a deleted incarnation is refused as such.
         try verifier.checkIncarnation(claims, of: namespace, settings: settings)
-        return try verifier.grant(claims, to: namespace) {
+        var grant = try verifier.grant(claims, to: namespace) {
             settings.group.map { "\(namespace.organization)/\($0)" }
         }
+        grant.tokenHolder = TokenVerifier.holder(of: token, claims: claims)
+        return grant
     }
 
     /// Region lock for the sync protocol: a database whose rule names locations is only synced to a

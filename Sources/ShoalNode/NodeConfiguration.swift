@@ -1,3 +1,4 @@
+import ShoalHTTP
 import ShoalReplication
 
 /// How a node runs.
@@ -38,6 +39,9 @@ public struct NodeConfiguration: Sendable {
     /// How long the first read of a replica just opened waits for it to catch up with its primary
     /// (after that it serves what it has, and says so in the log).
     public var replicaCatchUpTimeout: Duration = .seconds(5)
+    /// The server's header, body and idle timeouts and its connection cap (10 s, 60 s, 75 s and
+    /// 10,000 connections; the idle timeout stays longer than the 60 s a `/sync?wait_ms=` may wait).
+    public var connectionLimits = ConnectionLimits.node
     /// Whether replicas fsync each applied batch (`perBatch`) or not (`none`, the default: survives
     /// a killed process, and a replica left open when the machine went down bootstraps again from
     /// its primary). Fsync per batch costs tens of milliseconds of lag on ordinary disks.
@@ -46,6 +50,33 @@ public struct NodeConfiguration: Sendable {
     /// at once and closes its streams); past this it answers 503, keeps refusing the database, and
     /// finishes when the delete is sent again (the control plane retries).
     public var deletionDrainTimeout: Duration = .seconds(8)
+    /// The most Hrana streams open at once per token, per organization and on the node (each holds
+    /// its database open); past a cap a new stream is refused with 429 and `Retry-After`.
+    public var streamLimits = AdmissionLimits(perToken: 100, perOrganization: 500, perNode: 5_000)
+    /// The most `/sync?wait_ms=` long-polls waiting at once per token, per organization and on the
+    /// node; past a cap a long-poll is refused with 429 and `Retry-After`.
+    public var longPollLimits = AdmissionLimits(perToken: 50, perOrganization: 200, perNode: 2_000)
+    /// How long a request waits for room when every open database is in use (`maxOpenDatabases`
+    /// all leased) before it is answered 503 with `Retry-After`.
+    public var databaseWaitTimeout: Duration = .milliseconds(500)
+
+    /// Caps on what one token, one organization and the whole node may hold at once.
+    public struct AdmissionLimits: Sendable, Equatable {
+        /// The most held by one token (by its `jti`, else by the token itself; without
+        /// authentication, by the organization named in the path).
+        public var perToken: Int
+        /// The most held by the databases of one organization.
+        public var perOrganization: Int
+        /// The most held on the node.
+        public var perNode: Int
+
+        /// Caps of `perToken`, `perOrganization` and `perNode`.
+        public init(perToken: Int, perOrganization: Int, perNode: Int) {
+            self.perToken = perToken
+            self.perOrganization = perOrganization
+            self.perNode = perNode
+        }
+    }
 
     /// How a node authenticates requests.
     public enum Authentication: Sendable {

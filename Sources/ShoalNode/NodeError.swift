@@ -7,16 +7,19 @@ import ShoalModel
 public struct NodeError: Error, Sendable, CustomStringConvertible, HTTPResponseError {
     enum Code: Sendable {
         case invalidName, notFound, noDatabase, badRequest, streamExpired, invalidBaton, conflict, unavailable,
-            tooLarge, unauthorized, forbidden, gone
+            tooLarge, unauthorized, forbidden, gone, tooManyRequests
     }
 
     let code: Code
     /// What happened and what to do.
     public let message: String
+    /// Seconds the caller should wait before trying again (sent as `Retry-After`), if it should.
+    public let retryAfter: Int?
 
-    init(_ code: Code, _ message: String) {
+    init(_ code: Code, _ message: String, retryAfter: Int? = nil) {
         self.code = code
         self.message = message
+        self.retryAfter = retryAfter
     }
 
     /// A readable message.
@@ -29,6 +32,14 @@ public struct NodeError: Error, Sendable, CustomStringConvertible, HTTPResponseE
     static func invalidBaton(_ message: String) -> NodeError { .init(.invalidBaton, message) }
     static func conflict(_ message: String) -> NodeError { .init(.conflict, message) }
     static func unavailable(_ message: String) -> NodeError { .init(.unavailable, message) }
+    /// The node is busy for now (its pool of open databases is full): 503 with `Retry-After`.
+    static func unavailable(_ message: String, retryAfter: Int) -> NodeError {
+        .init(.unavailable, message, retryAfter: retryAfter)
+    }
+    /// A cap on what a token, an organization or the node holds open was reached: 429 with `Retry-After`.
+    static func tooManyRequests(_ message: String, retryAfter: Int) -> NodeError {
+        .init(.tooManyRequests, message, retryAfter: retryAfter)
+    }
     static func tooLarge(_ message: String) -> NodeError { .init(.tooLarge, message) }
     static func unauthorized(_ message: String) -> NodeError { .init(.unauthorized, message) }
     static func forbidden(_ message: String) -> NodeError { .init(.forbidden, message) }
@@ -46,6 +57,7 @@ public struct NodeError: Error, Sendable, CustomStringConvertible, HTTPResponseE
         case .unauthorized: .unauthorized
         case .forbidden: .forbidden
         case .gone: .gone
+        case .tooManyRequests: .tooManyRequests
         }
     }
 
@@ -54,6 +66,7 @@ public struct NodeError: Error, Sendable, CustomStringConvertible, HTTPResponseE
     public func response(from request: Request, context: some RequestContext) throws -> Response {
         let body: [UInt8]
         var headers: HTTPFields = [:]
+        if let retryAfter { headers[.retryAfter] = "\(retryAfter)" }
         switch code {
         case .streamExpired:
             headers[.contentType] = "application/json"

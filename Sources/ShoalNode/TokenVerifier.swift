@@ -17,6 +17,18 @@ public struct Grant: Sendable, Equatable {
     public let access: Access
     /// The token's location (`loc`), if any.
     public let location: String?
+    /// Whom the caps on open streams and long-polls count the request against: the token's `jti`,
+    /// else a hash of the token; nil without authentication (see `holder(for:)`).
+    var tokenHolder: String?
+
+    /// The prefix of a holder that is an organization (a node without authentication).
+    static let organizationHolderPrefix = "org:"
+
+    /// The holder the caps count this request against on `namespace`: the token's, or without
+    /// authentication the organization's.
+    func holder(for namespace: Namespace) -> String {
+        tokenHolder ?? Self.organizationHolderPrefix + namespace.organization
+    }
 }
 
 /// Verifies database tokens offline: JWTs signed with Ed25519 (`alg: EdDSA`) by the control plane,
@@ -297,6 +309,13 @@ public struct TokenVerifier: Sendable {
         case let other: throw NodeError.unauthorized("the token's access \(other) is neither ro nor rw")
         }
         return Grant(access: access, location: claims.loc)
+    }
+
+    /// The holder key of a verified token for the caps: `jti:` and its id, else `sha256:` and the
+    /// token's hash (the token itself is never kept).
+    static func holder(of token: String, claims: Claims) -> String {
+        if let jti = claims.jti { return "jti:" + jti }
+        return "sha256:" + SHA256.hash(data: Data(token.utf8)).map { String(format: "%02x", $0) }.joined()
     }
 
     private static func notFor(_ claims: Claims, _ namespace: Namespace) -> NodeError {

@@ -13,11 +13,16 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
         public var capacity: Int
         /// How long a resource may stay unleased before `evictIdle()` closes it.
         public var idleTimeout: Duration
+        /// How long `acquire` waits for room while every resource is leased before it throws
+        /// `PoolError.timedOut`; nil waits as long as it takes.
+        public var capacityWaitTimeout: Duration?
 
-        /// A pool of `capacity` resources closed after `idleTimeout` unused.
-        public init(capacity: Int, idleTimeout: Duration) {
+        /// A pool of `capacity` resources closed after `idleTimeout` unused, whose callers wait at
+        /// most `capacityWaitTimeout` for room (nil: as long as it takes).
+        public init(capacity: Int, idleTimeout: Duration, capacityWaitTimeout: Duration? = nil) {
             self.capacity = max(1, capacity)
             self.idleTimeout = idleTimeout
+            self.capacityWaitTimeout = capacityWaitTimeout
         }
     }
 
@@ -37,6 +42,8 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
         public var open = 0
         /// Leases held now.
         public var leased = 0
+        /// Acquires that gave up because the pool stayed full for their whole wait.
+        public var capacityTimeouts = 0
     }
 
     /// A resource leased from the pool; give it back with `release(_:)` exactly once.
@@ -59,10 +66,20 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
         case open(resource: Resource, leases: Int, lastUsed: ContinuousClock.Instant)
     }
 
+    /// One caller waiting for room, by id: between deciding to wait and registering (`pending`),
+    /// registered, or ended (timed out or cancelled) before it registered.
+    @usableFromInline
+    enum CapacityWait {
+        case pending
+        case registered(CheckedContinuation<Void, Never>)
+        case ended
+    }
+
     @usableFromInline
     struct State {
         @usableFromInline var slots: [Key: Slot] = [:]
-        @usableFromInline var capacityWaiters: [CheckedContinuation<Void, Never>] = []
+        @usableFromInline var capacityWaits: [Int: CapacityWait] = [:]
+        @usableFromInline var nextCapacityWaitID = 0
         @usableFromInline var statistics = Statistics()
         @usableFromInline var closed = false
 
@@ -103,9 +120,12 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
     }
 
     /// Leases the resource for `key`, opening it if needed; waits while the pool is full of
-    /// leased resources. An open that fails throws to every caller that waited for it.
+    /// leased resources, at most `capacityWaitTimeout` (then throws `PoolError.timedOut`), and
+    /// throws `CancellationError` when cancelled while it waits. An open that fails throws to every
+    /// caller that waited for it.
     public func acquire(_ key: Key) async throws -> Lease {
         var counted = false
+        var deadline: ContinuousClock.Instant?
         while true {
             let instant = now()
             let step = try state.withLock { state -> Step in
@@ -145,19 +165,15 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
                     if resumeNow { continuation.resume() }
                 }
             case .waitForCapacity:
-                await withCheckedContinuation { continuation in
-                    let resumeNow = state.withLock { state -> Bool in
-                        let full = state.slots.count >= configuration.capacity
-                        let anyIdle = state.slots.values.contains { slot in
-                            if case .open(_, 0, _) = slot { return true }
-                            return false
-                        }
-                        if !full || anyIdle || state.closed { return true }
-                        state.capacityWaiters.append(continuation)
-                        return false
-                    }
-                    if resumeNow { continuation.resume() }
+                try Task.checkCancellation()
+                if deadline == nil, let timeout = configuration.capacityWaitTimeout {
+                    deadline = ContinuousClock.now + timeout
                 }
+                if let deadline, ContinuousClock.now >= deadline {
+                    state.withLock { $0.statistics.capacityTimeouts += 1 }
+                    throw PoolError.timedOut
+                }
+                await waitForCapacity(until: deadline)
             case .open(let victim):
                 if let (victimKey, victimResource) = victim {
                     await closeResource(victimKey, victimResource)
@@ -165,6 +181,84 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
                 return try await open(key)
             }
         }
+    }
+
+    /// Waits until a release, an eviction or a failed open may have made room (or the pool closed),
+    /// until `deadline`, or until the task is cancelled. The wait is off the list when this returns,
+    /// however it ended.
+    private func waitForCapacity(until deadline: ContinuousClock.Instant?) async {
+        let id = state.withLock { state -> Int in
+            state.nextCapacityWaitID &+= 1
+            state.capacityWaits[state.nextCapacityWaitID] = .pending
+            return state.nextCapacityWaitID
+        }
+        await withTaskCancellationHandler {
+            await withTaskGroup(of: Void.self) { group in
+                group.addTask { await self.registerCapacityWait(id) }
+                if let deadline {
+                    group.addTask {
+                        if await CancellableSleep.sleep(for: deadline - ContinuousClock.now) {
+                            self.endCapacityWait(id)
+                        }
+                    }
+                }
+                await group.next()
+                // Woken, timed out or cancelled: the timer goes (freed at once), the wait ends.
+                group.cancelAll()
+                self.endCapacityWait(id)
+                await group.waitForAll()
+            }
+        } onCancel: {
+            endCapacityWait(id)
+        }
+        state.withLock { _ = $0.capacityWaits.removeValue(forKey: id) }
+    }
+
+    /// Registers wait `id` for the next wake-up, unless it ended already or there is room now.
+    private func registerCapacityWait(_ id: Int) async {
+        await withCheckedContinuation { continuation in
+            let resumeNow = state.withLock { state -> Bool in
+                guard case .pending = state.capacityWaits[id] else {
+                    state.capacityWaits[id] = nil
+                    return true
+                }
+                let full = state.slots.count >= configuration.capacity
+                let anyIdle = state.slots.values.contains { slot in
+                    if case .open(_, 0, _) = slot { return true }
+                    return false
+                }
+                if !full || anyIdle || state.closed {
+                    state.capacityWaits[id] = nil
+                    return true
+                }
+                state.capacityWaits[id] = .registered(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    /// Ends wait `id`: resumes it if it is registered, or marks it so it ends as soon as it
+    /// registers; nothing if it was woken already.
+    private func endCapacityWait(_ id: Int) {
+        let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            switch state.capacityWaits[id] {
+            case .registered(let continuation):
+                state.capacityWaits[id] = nil
+                return continuation
+            case .pending:
+                state.capacityWaits[id] = .ended
+                return nil
+            case .ended, nil:
+                return nil
+            }
+        }
+        continuation?.resume()
+    }
+
+    /// How many callers wait for room now.
+    var capacityWaiting: Int {
+        state.withLock { $0.capacityWaits.count }
     }
 
     /// Opens the resource for a slot marked `.opening` and wakes whoever waited for it.
@@ -215,7 +309,7 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
     public func releaseIfUncontended(_ lease: Lease) -> Bool {
         let instant = now()
         return state.withLock { state -> Bool in
-            guard !state.closed, state.capacityWaiters.isEmpty,
+            guard !state.closed, state.capacityWaits.isEmpty,
                 case .open(let resource, let leases, _) = state.slots[lease.key]
             else { return false }
             state.slots[lease.key] = .open(resource: resource, leases: leases - 1, lastUsed: instant)
@@ -357,9 +451,15 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
         return (oldest.0, oldest.1)
     }
 
+    /// Takes every registered capacity wait, oldest first, for the caller to wake (they try
+    /// again; those still pending see the room when they register).
     private static func takeCapacityWaiters(_ state: inout State) -> [CheckedContinuation<Void, Never>] {
-        defer { state.capacityWaiters.removeAll() }
-        return state.capacityWaiters
+        var woken: [(id: Int, continuation: CheckedContinuation<Void, Never>)] = []
+        for (id, wait) in state.capacityWaits {
+            if case .registered(let continuation) = wait { woken.append((id, continuation)) }
+        }
+        for waiter in woken { state.capacityWaits[waiter.id] = nil }
+        return woken.sorted { $0.id < $1.id }.map(\.continuation)
     }
 }
 
@@ -367,11 +467,14 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
 public enum PoolError: Error, Sendable, Equatable, CustomStringConvertible {
     /// The pool was closed; nothing more can be leased.
     case closed
+    /// Every resource stayed leased for the whole `capacityWaitTimeout`.
+    case timedOut
 
     /// A readable message.
     public var description: String {
         switch self {
         case .closed: "the pool is closed; open a new one"
+        case .timedOut: "every resource of the pool stayed in use for the whole wait; try again later"
         }
     }
 }

@@ -4,6 +4,7 @@ import Hummingbird
 import Logging
 import NIOCore
 import ShoalControl
+import ShoalHTTP
 
 /// `shoal control`: runs the control plane (Platform API) over a SQLite or PostgreSQL catalog.
 struct ControlCommand: AsyncParsableCommand {
@@ -41,6 +42,8 @@ struct ControlCommand: AsyncParsableCommand {
                 + "Default: --data/sealing-key, created on first start. SHOAL_SEALING_KEY (the key itself) comes first. "
                 + "Every instance over one catalog needs the same key."))
     var sealingKeyFile: String?
+
+    @OptionGroup var connections: ConnectionOptions
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
@@ -98,7 +101,9 @@ struct ControlCommand: AsyncParsableCommand {
             say("the catalog already has an admin token (the instance that started first wrote it to its --data)")
         }
         let host = self.host
-        let control = ControlPlane(catalog: catalog, eagerPlacement: eagerPlacement, logger: logger)
+        let control = ControlPlane(
+            catalog: catalog, eagerPlacement: eagerPlacement, connectionLimits: connections.limits(.controlPlane),
+            logger: logger)
         let app = control.application(host: host, port: port) { port in
             say("shoal control listening on http://\(host):\(port)")
         }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import ShoalHTTP
 import ShoalModel
 import ShoalNode
 
@@ -73,6 +74,8 @@ struct NodeCommand: AsyncParsableCommand {
                 + "--control or --jwks-url; past it every token is refused with 503 until the source answers "
                 + "(default 300 with --control, 900 with --jwks-url; 0 trusts forever)."))
     var maxPolicyAge: Int?
+
+    @OptionGroup var connections: ConnectionOptions
 
     func validate() throws {
         if let maxPolicyAge, maxPolicyAge < 0 {
@@ -172,12 +175,12 @@ struct NodeCommand: AsyncParsableCommand {
                 throw ValidationError("\(error); the node needs its keys to start")
             }
         }
-        let node = try Node(
-            configuration: NodeConfiguration(
-                dataDirectory: data, location: location, maxOpenDatabases: maxOpenDatabases,
-                streamIdleTimeout: .seconds(streamIdleSeconds), createOnFirstUse: createOnFirstUse,
-                authentication: try authentication(fetched: fetched)),
-            logger: logger)
+        var nodeConfiguration = NodeConfiguration(
+            dataDirectory: data, location: location, maxOpenDatabases: maxOpenDatabases,
+            streamIdleTimeout: .seconds(streamIdleSeconds), createOnFirstUse: createOnFirstUse,
+            authentication: try authentication(fetched: fetched))
+        nodeConfiguration.connectionLimits = connections.limits(.node)
+        let node = try Node(configuration: nodeConfiguration, logger: logger)
         let givenKeys = try self.givenKeys()
         let revoked = Set(revokedJti)
         let host = self.host

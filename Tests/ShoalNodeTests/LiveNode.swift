@@ -62,19 +62,22 @@ struct LiveNode {
         }
     }
 
-    /// Sends a request; returns the status, the body and the headers.
+    /// Sends a request; returns the status, the body and the headers (names lowercased). A call
+    /// not answered within `timeout` throws.
     func request(
-        _ method: String, _ path: String, body: String? = nil, headers: [String: String] = [:]
+        _ method: String, _ path: String, body: String? = nil, headers: [String: String] = [:],
+        timeout: Duration = .seconds(30)
     ) async throws -> (status: Int, body: String, headers: [String: String]) {
         let (status, data, headers) = try await requestData(
-            method, path, body: body.map { Data($0.utf8) }, headers: headers)
+            method, path, body: body.map { Data($0.utf8) }, headers: headers, timeout: timeout)
         return (status, String(decoding: data, as: UTF8.self), headers)
     }
 
     func requestData(
-        _ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:]
+        _ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:],
+        timeout: Duration = .seconds(30)
     ) async throws -> (status: Int, body: Data, headers: [String: String]) {
-        var call = HTTPCall(method, URL(string: url + path)!, body: body)
+        var call = HTTPCall(method, URL(string: url + path)!, body: body, timeout: timeout)
         call.headers = headers.map { (name: $0.key, value: $0.value) }
         let answer = try await OutboundHTTP.send(call)
         return (answer.status, answer.body, answer.headers)

@@ -100,11 +100,11 @@ import Testing
         }
     }
 
-    /// Waits (up to 10 s) until `condition` holds, checking after each short pause.
+    /// Waits (up to 30 s: a loaded machine) until `condition` holds, checking after each short pause.
     static func waitUntil(_ condition: () -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(10)
+        let deadline = ContinuousClock.now + .seconds(30)
         while !condition() {
-            guard ContinuousClock.now < deadline else { throw NodeTestError("the condition did not hold within 10 s") }
+            guard ContinuousClock.now < deadline else { throw NodeTestError("the condition did not hold within 30 s") }
             try await Task.sleep(for: .milliseconds(10))
         }
     }

@@ -45,11 +45,12 @@ final class ManualClock: Sendable {
 struct OpenFailure: Error, Equatable {}
 
 func makePool(
-    capacity: Int, idle: Duration = .seconds(60), ledger: Ledger, clock: ManualClock = ManualClock(),
-    open: (@Sendable (String) async throws -> Void)? = nil
+    capacity: Int, idle: Duration = .seconds(60), capacityWait: Duration? = nil, ledger: Ledger,
+    clock: ManualClock = ManualClock(), open: (@Sendable (String) async throws -> Void)? = nil
 ) -> ResourcePool<String, String> {
     ResourcePool(
-        configuration: .init(capacity: capacity, idleTimeout: idle), now: { clock.now },
+        configuration: .init(capacity: capacity, idleTimeout: idle, capacityWaitTimeout: capacityWait),
+        now: { clock.now },
         open: { key in
             try await open?(key)
             ledger.opened(key)
@@ -106,6 +107,40 @@ func makePool(
         #expect(try await second.value == "resource-b")
         #expect(ledger.closes == ["a"])
         #expect(ledger.peak == 1)
+    }
+
+    @Test func waitForCapacityGivesUpAtItsTimeoutAndLeavesNoWaiterBehind() async throws {
+        let ledger = Ledger()
+        let pool = makePool(capacity: 1, capacityWait: .milliseconds(50), ledger: ledger)
+        let held = try await pool.acquire("a")
+        let clock = ContinuousClock()
+        let start = clock.now
+        await #expect(throws: PoolError.timedOut) { try await pool.acquire("b") }
+        // It gives up (without the timeout it would wait for the lease forever, past the suite's
+        // time limit); how soon after 50 ms depends on how loaded the machine is, so only the lower
+        // bound is checked.
+        #expect(clock.now - start >= .milliseconds(50))
+        #expect(pool.capacityWaiting == 0)
+        #expect(pool.statistics.capacityTimeouts == 1)
+        // Nobody is left on the wait list, so the fast path of a release applies.
+        #expect(pool.releaseIfUncontended(held))
+        #expect(try await pool.withLease("b") { $0 } == "resource-b")
+        #expect(ledger.opens == ["a", "b"])
+    }
+
+    @Test func cancelledWaitForCapacityEndsAtOnceAndLeavesNoWaiterBehind() async throws {
+        let ledger = Ledger()
+        let pool = makePool(capacity: 1, ledger: ledger)
+        let held = try await pool.acquire("a")
+        let waiter = Task { try await pool.acquire("b") }
+        let deadline = ContinuousClock.now.advanced(by: .seconds(10))
+        while pool.capacityWaiting == 0 && ContinuousClock.now < deadline { await Task.yield() }
+        #expect(pool.capacityWaiting == 1)
+        waiter.cancel()
+        await #expect(throws: CancellationError.self) { try await waiter.value }
+        #expect(pool.capacityWaiting == 0)
+        #expect(pool.releaseIfUncontended(held))
+        #expect(ledger.opens == ["a"])
     }
 
     @Test func closesResourcesIdlePastTheTimeout() async throws {
