@@ -136,6 +136,13 @@ struct NodeCredentialTests {
             let byOrganization = try await cluster.call(
                 "POST", "/v1/nodes", json: ["location": "fra", "url": "http://127.0.0.1:11"], token: apiToken)
             #expect(byOrganization.status == 403, "\(byOrganization.text)")
+            // Nor does it, or no token at all, replace the registration token or rotate a credential.
+            for path in [
+                "/v1/nodes/registration-token", "/v1/nodes/\(try #require(cluster.nodes["fra"]).id)/credential/rotate",
+            ] {
+                #expect(try await LiveCluster.send("POST", cluster.controlURL + path, token: nil).status == 401)
+                #expect(try await cluster.call("POST", path, token: apiToken).status == 403, "\(path)")
+            }
             // The admin replaces the registration token: the old one registers nothing any more.
             let replaced = try await cluster.call("POST", "/v1/nodes/registration-token")
             #expect(replaced.status == 200)
