@@ -139,7 +139,8 @@ let package = Package(
         .testTarget(
             name: "ShoalNodeTests",
             dependencies: [
-                "ShoalNode", "ShoalModel", "ShoalReplication", "ShoalSQLite", "ShoalHTTP", "ShoalClient",
+                "ShoalNode", "ShoalTestSupport", "ShoalModel", "ShoalReplication", "ShoalSQLite", "ShoalHTTP",
+                "ShoalClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -188,7 +189,8 @@ let package = Package(
         .testTarget(
             name: "ShoalControlTests",
             dependencies: [
-                "ShoalControl", "ShoalNode", "ShoalModel", "ShoalClient", "ShoalSQLite", "ShoalHTTP",
+                "ShoalControl", "ShoalTestSupport", "ShoalNode", "ShoalModel", "ShoalClient", "ShoalSQLite",
+                "ShoalHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
@@ -200,13 +202,21 @@ let package = Package(
         .executableTarget(
             name: "shoal",
             dependencies: [
-                "ShoalNode", "ShoalControl", "ShoalModel", "ShoalClient", "ShoalHTTP", "ShoalSQLite", "ShoalReplication",
+                "ShoalNode", "ShoalControl", "ShoalModel", "ShoalClient", "ShoalHTTP", "ShoalSQLite",
+                "ShoalReplication",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
             ],
+            swiftSettings: strict
+        ),
+
+        // Fixtures more than one test target uses (raw sockets for the servers' connection limits).
+        .target(
+            name: "ShoalTestSupport",
+            path: "Tests/ShoalTestSupport",
             swiftSettings: strict
         ),
 

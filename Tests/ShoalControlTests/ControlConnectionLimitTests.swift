@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import ShoalControl
 import ShoalHTTP
+import ShoalTestSupport
 import Testing
 
 /// The control plane's header deadline and connection cap, against raw loopback sockets (the

@@ -1,6 +1,7 @@
 import Foundation
 import ShoalHTTP
 import ShoalNode
+import ShoalTestSupport
 import Testing
 
 /// A node's header and body deadlines, idle timeout and connection cap, against raw loopback

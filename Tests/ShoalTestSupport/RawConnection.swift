@@ -7,20 +7,21 @@ import Foundation
 
 /// A raw TCP connection to a port on 127.0.0.1, for tests that act as a slow or stuck HTTP client
 /// would; closed when the value goes. Its waits block a dispatch thread, never the cooperative pool
-/// the servers under test answer on. (ShoalNodeTests has the same helper.)
-final class RawConnection: Sendable {
-    typealias Instant = ContinuousClock.Instant
+/// the servers under test answer on.
+public final class RawConnection: Sendable {
+    /// A moment on the continuous clock.
+    public typealias Instant = ContinuousClock.Instant
 
     let descriptor: Int32
 
     /// Connects to `port` (the kernel completes the handshake even while the server does not accept).
-    init(port: Int) throws {
+    public init(port: Int) throws {
         #if canImport(Glibc)
             let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #else
             let descriptor = socket(AF_INET, SOCK_STREAM, 0)
         #endif
-        guard descriptor >= 0 else { throw ClusterError("socket() failed: errno \(errno)") }
+        guard descriptor >= 0 else { throw RawConnectionError("socket() failed: errno \(errno)") }
         #if !canImport(Glibc)
             var on: Int32 = 1
             setsockopt(descriptor, SOL_SOCKET, SO_NOSIGPIPE, &on, socklen_t(MemoryLayout<Int32>.size))
@@ -36,7 +37,7 @@ final class RawConnection: Sendable {
         }
         guard connected == 0 else {
             close(descriptor)
-            throw ClusterError("cannot connect to 127.0.0.1:\(port): errno \(errno)")
+            throw RawConnectionError("cannot connect to 127.0.0.1:\(port): errno \(errno)")
         }
         self.descriptor = descriptor
     }
@@ -44,18 +45,18 @@ final class RawConnection: Sendable {
     deinit { close(descriptor) }
 
     /// Sends `text`; false once the server has closed the connection.
-    func send(_ text: String) -> Bool {
+    public func send(_ text: String) -> Bool {
         Self.sendAll(descriptor, Array(text.utf8))
     }
 
     /// Closes both directions, as a client that goes away does.
-    func hangUp() {
+    public func hangUp() {
         shutdown(descriptor, Int32(SHUT_RDWR))
     }
 
     /// When the server closed the connection (end of stream or reset), reading and dropping what it
     /// sends until then; nil if it is still open after `timeout`.
-    func closedByServer(within timeout: Duration) async -> Instant? {
+    public func closedByServer(within timeout: Duration) async -> Instant? {
         let descriptor = self.descriptor
         return await Self.offPool {
             let deadline = ContinuousClock.now + timeout
@@ -70,7 +71,7 @@ final class RawConnection: Sendable {
     }
 
     /// The head of the next response (status line and headers), or nil if none came in `timeout`.
-    func responseHead(within timeout: Duration) async -> String? {
+    public func responseHead(within timeout: Duration) async -> String? {
         let descriptor = self.descriptor
         return await Self.offPool {
             let deadline = ContinuousClock.now + timeout
@@ -93,7 +94,7 @@ final class RawConnection: Sendable {
     /// Sends `prefix` one byte every `interval`, then `a` after `a` (a header that never ends),
     /// until the server closes the connection; when it did, or nil if it is still open after
     /// `timeout`.
-    func trickle(_ prefix: String, every interval: Duration, within timeout: Duration) async -> Instant? {
+    public func trickle(_ prefix: String, every interval: Duration, within timeout: Duration) async -> Instant? {
         let descriptor = self.descriptor
         let bytes = Array(prefix.utf8)
         return await Self.offPool {
@@ -143,4 +144,11 @@ final class RawConnection: Sendable {
             DispatchQueue.global().async { continuation.resume(returning: body()) }
         }
     }
+}
+
+/// A socket call that failed, with errno.
+public struct RawConnectionError: Error, CustomStringConvertible {
+    /// What failed.
+    public let description: String
+    init(_ description: String) { self.description = description }
 }
