@@ -42,10 +42,21 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Layer 1: the only Swift code that calls sqlite3.
+        // Layer 0: time: deadlines, sleeps that let go when cancelled, durations in units.
+        .target(
+            name: "ShoalTime",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ShoalTimeTests",
+            dependencies: ["ShoalTime"],
+            swiftSettings: strict
+        ),
+
+        // Layer 1: the only Swift code that calls sqlite3, and the threads its blocking work runs on.
         .target(
             name: "ShoalSQLite",
-            dependencies: ["CSQLite"],
+            dependencies: ["CSQLite", "ShoalTime"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -54,11 +65,11 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Layer 1: outbound HTTP (one NIO client per process, deadlines that always fire, through ShoalPool's withDeadline).
+        // Layer 1: outbound HTTP (one NIO client per process, deadlines that always fire, through ShoalTime's withDeadline).
         .target(
             name: "ShoalHTTP",
             dependencies: [
-                "ShoalPool",
+                "ShoalTime",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -66,9 +77,10 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Layer 1: the generic bounded pool of per-tenant resources; sleeps and deadlines that let go when cancelled.
+        // Layer 1: the generic bounded pool of per-tenant resources.
         .target(
             name: "ShoalPool",
+            dependencies: ["ShoalTime"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -80,7 +92,7 @@ let package = Package(
         // Layer 2: generations and the WAL as the log on primaries, apply on replicas.
         .target(
             name: "ShoalReplication",
-            dependencies: ["ShoalSQLite", "ShoalPool"],
+            dependencies: ["ShoalSQLite", "ShoalTime"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -108,7 +120,7 @@ let package = Package(
         // Layer 3: the client library (no HTTP server stack).
         .target(
             name: "ShoalClient",
-            dependencies: ["ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalPool", "ShoalHTTP"],
+            dependencies: ["ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalPool", "ShoalTime", "ShoalHTTP"],
             swiftSettings: strict
         ),
         .testTarget(
@@ -125,7 +137,7 @@ let package = Package(
         .target(
             name: "ShoalNode",
             dependencies: [
-                "ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalPool", "ShoalHTTP", "ShoalClient",
+                "ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalPool", "ShoalTime", "ShoalHTTP", "ShoalClient",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -174,7 +186,7 @@ let package = Package(
         .target(
             name: "ShoalControl",
             dependencies: [
-                "ShoalModel", "ShoalSQLite", "ShoalMigrations", "ShoalHTTP", "ShoalPool",
+                "ShoalModel", "ShoalSQLite", "ShoalMigrations", "ShoalHTTP", "ShoalTime",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

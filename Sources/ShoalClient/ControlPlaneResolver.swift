@@ -1,5 +1,6 @@
 import Foundation
 import ShoalModel
+import ShoalTime
 import Synchronization
 
 /// The built-in tenant resolver: a tenant is a database of one organization on the control plane.
@@ -79,7 +80,7 @@ public final class ControlPlaneResolver: Sendable {
         let current = tokens.withLock { $0[tenant] }
         if let current {
             guard let expires = current.expires else { return nil }
-            let margin = Double(configuration.refreshMargin.components.seconds)
+            let margin = configuration.refreshMargin.inSeconds
             if expires.timeIntervalSince(now()) > margin { return nil }
         }
         return try await issue(for: tenant).token

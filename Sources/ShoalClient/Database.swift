@@ -53,6 +53,16 @@ public final class Database: Sendable {
         self.readYourWrites = readYourWrites
     }
 
+    /// Opens the replica as `init` does, with its file work on the process's `BlockingExecutor`
+    /// rather than on the calling task's thread (what a pool of thousands of tenants uses).
+    public static func open(
+        directory: String, syncURL: URL, authToken: String? = nil, readYourWrites: Bool = true
+    ) async throws -> Database {
+        try await BlockingExecutor.shared.run {
+            try Database(directory: directory, syncURL: syncURL, authToken: authToken, readYourWrites: readYourWrites)
+        }
+    }
+
     /// Records which database the directory replicates (its URL path), or refuses another one.
     static func checkSource(directory: String, syncURL: URL) throws {
         let file = directory + "/source"
@@ -172,6 +182,7 @@ public final class Database: Sendable {
     /// Closes the remote stream and the local files.
     public func close() async {
         await remote.close()
-        replica.close()
+        let replica = self.replica
+        _ = try? await BlockingExecutor.shared.run { replica.close() }
     }
 }

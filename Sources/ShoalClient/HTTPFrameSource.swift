@@ -1,5 +1,6 @@
 import Foundation
 import ShoalReplication
+import ShoalTime
 
 /// A frame source over a node's sync protocol (`/info`, `/export/{G}`, `/sync/{G}/{start}/{end}`).
 public struct HTTPFrameSource: FrameSource {
@@ -40,7 +41,7 @@ public struct HTTPFrameSource: FrameSource {
             url: transport.baseURL.appendingPathComponent(path), resolvingAgainstBaseURL: false)
         var timeout: TimeInterval = 60
         if let wait {
-            let milliseconds = wait.components.seconds * 1000 + wait.components.attoseconds / 1_000_000_000_000_000
+            let milliseconds = wait.wholeMilliseconds
             components?.queryItems = [URLQueryItem(name: "wait_ms", value: "\(milliseconds)")]
             timeout += Double(milliseconds) / 1000
         }

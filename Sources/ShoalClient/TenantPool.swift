@@ -1,5 +1,6 @@
 import Foundation
 import ShoalPool
+import ShoalTime
 import Synchronization
 
 /// Where a tenant's database lives and how to reach it.
@@ -112,7 +113,7 @@ public final class TenantPool: Sendable {
                 let directory = try Self.directory(for: tenant, in: configuration.directory)
                 budget?.opening(tenant)
                 do {
-                    let database = try Database(
+                    let database = try await Database.open(
                         directory: directory, syncURL: endpoint.url, authToken: endpoint.token)
                     do {
                         let fresh = recent.take(tenant).map { ContinuousClock.now - $0 < configuration.reuseWithin }
@@ -201,7 +202,7 @@ public final class TenantPool: Sendable {
         /// The metrics in the Prometheus text format, named `shoal_pool_*`.
         public var prometheusText: String {
             func seconds(_ duration: Duration) -> Double {
-                Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+                duration.inSeconds
             }
             return [
                 "# TYPE shoal_pool_hits_total counter", "shoal_pool_hits_total \(hits)",

@@ -1,5 +1,6 @@
 import Foundation
 import ShoalModel
+import ShoalTime
 
 /// API tokens: the admin token, and organizations' tokens with their expiry, creator and right to
 /// create tokens.
@@ -85,7 +86,7 @@ extension Catalog {
             let organization = try await lockedOrganization(slug, for: principal, in: transaction)
             let now = now()
             let requested: Int64?? = expiresIn.map { duration in
-                duration.map { now + $0.components.seconds * 1000 }
+                duration.map { now + $0.wholeMilliseconds }
             }
             var expiresAt = requested ?? nil
             var createdBy: String?

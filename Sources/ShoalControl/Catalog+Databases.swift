@@ -1,5 +1,6 @@
 import Foundation
 import ShoalModel
+import ShoalTime
 
 extension Catalog {
     static let databaseColumns =
@@ -150,7 +151,7 @@ extension Catalog {
                 location: location, rules: [("group's", group.regionRule), ("organization's", organization.regionRule)])
         }
         let quotas = try await quotas(plan: organization.plan, in: transaction)
-        let liveSince = now() - Int64(configuration.nodeTimeout.components.seconds * 1000)
+        let liveSince = now() - configuration.nodeTimeout.wholeMilliseconds
         guard
             let node = try await transaction.queryOne(
                 """
@@ -471,7 +472,7 @@ extension Catalog {
 
     /// Every node with its status.
     public func nodes() async throws -> [Platform.Node] {
-        let liveSince = now() - Int64(configuration.nodeTimeout.components.seconds * 1000)
+        let liveSince = now() - configuration.nodeTimeout.wholeMilliseconds
         return try await read { transaction in
             try await transaction.query("SELECT \(Self.nodeColumns) FROM nodes ORDER BY location, url", []).map {
                 let node = try nodeRecord($0)
@@ -484,7 +485,7 @@ extension Catalog {
 
     /// The live nodes with their admin tokens, for pushes.
     func liveNodes() async throws -> [NodeRecord] {
-        let liveSince = now() - Int64(configuration.nodeTimeout.components.seconds * 1000)
+        let liveSince = now() - configuration.nodeTimeout.wholeMilliseconds
         return try await read { transaction in
             try await transaction.query(
                 "SELECT \(Self.nodeColumns) FROM nodes WHERE last_heartbeat_at >= $1", [.integer(liveSince)]

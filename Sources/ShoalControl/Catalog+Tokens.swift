@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import ShoalModel
+import ShoalTime
 
 extension Catalog {
     /// What a database token covers.
@@ -243,7 +244,7 @@ extension Catalog {
 
     func publicKeys(in transaction: any CatalogTransaction) async throws -> [Platform.JSONWebKey] {
         _ = try await signingKey(in: transaction)
-        let overlap = Int64(configuration.keyOverlap.components.seconds * 1000)
+        let overlap = configuration.keyOverlap.wholeMilliseconds
         return try await transaction.query(
             "SELECT kid, public_key FROM signing_keys WHERE retired_at IS NULL OR retired_at >= $1 ORDER BY created_at DESC, kid",
             [.integer(now() - overlap)]

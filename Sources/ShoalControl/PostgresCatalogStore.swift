@@ -3,7 +3,7 @@ import Logging
 import NIOCore
 import PostgresNIO
 import ShoalMigrations
-import ShoalPool
+import ShoalTime
 import Synchronization
 
 /// The catalog in PostgreSQL: several stateless control-plane instances share it. Quotas hold

@@ -2,7 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
-import ShoalPool
+import ShoalTime
 
 /// A request Shoal sends: to a node, to the control plane, to a JWKS URL. Every call has a
 /// deadline that covers the whole exchange, body included, and is enforced by a timer that does

@@ -1,9 +1,10 @@
-import NIOPosix
+import ShoalSQLite
 
-/// Runs blocking SQLite and file work on NIO's thread pool, never on an event loop or Swift's
-/// cooperative pool.
+/// Runs blocking file work that belongs to no one database (placements, settings files, deletions)
+/// on the process's `BlockingExecutor`, never on an event loop or Swift's cooperative pool. A
+/// database's own SQLite work runs on its lane (`HostedDatabase.lane`).
 enum BlockingWork {
     static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await NIOThreadPool.singleton.runIfActive(body)
+        try await BlockingExecutor.shared.run(body)
     }
 }

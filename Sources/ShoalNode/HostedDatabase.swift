@@ -20,6 +20,10 @@ public final class HostedDatabase: Sendable {
     /// Primary or replica.
     public let role: Role
     let configuration: NodeConfiguration
+    /// Where its SQLite and file work runs: at most `threadsPerDatabase` threads at once.
+    let lane: BlockingExecutor.Lane
+    /// The queue its writers wait in (without a thread) for their turn to write.
+    let writers = WriterQueue()
     /// Its directory.
     let directory: String
     private let currentSettings: Mutex<DatabaseSettings>
@@ -31,6 +35,7 @@ public final class HostedDatabase: Sendable {
         self.namespace = namespace
         self.configuration = configuration
         self.directory = directory
+        lane = configuration.executor.makeLane(width: configuration.threadsPerDatabase)
         let settings = try DatabaseSettings.load(directory: directory)
         currentSettings = Mutex(settings)
         if let primary = settings.primaryURL {

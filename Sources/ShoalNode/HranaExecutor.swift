@@ -2,6 +2,7 @@ import Foundation
 import ShoalModel
 import ShoalReplication
 import ShoalSQLite
+import ShoalTime
 
 /// Runs Hrana requests on one SQLite connection with Hrana's semantics and error codes. Used by a
 /// stream for its whole life, and for each HTTP API v1 request. Blocking: call it off the event loops.
@@ -10,6 +11,15 @@ final class HranaExecutor {
     let connection: Connection
     /// The primary log whose write permit writing statements hold; nil on a replica's reader.
     private let log: PrimaryLog?
+    /// The primary's queue of writers, whose turn statements that write hold until the connection
+    /// is back in autocommit; nil on a replica's reader.
+    private let writers: WriterQueue?
+    /// When the current HTTP request's time is up: no statement of it runs, or waits for a lock,
+    /// past this (`beginRequest` sets it; an executor made for one request starts its clock).
+    var requestDeadline: ContinuousClock.Instant
+    /// The bytes of values the current request has returned so far, across its statements (the
+    /// node's response cap is per request: a pipeline of large results is refused as a whole).
+    private var responseBytes = 0
     /// A replica's reader belongs to the replica, which keeps it open.
     private let borrowed: Bool
     var storedSQL: [Int32: String] = [:]
@@ -27,17 +37,21 @@ final class HranaExecutor {
     /// An executor on a new connection to the database's primary log.
     init(database: HostedDatabase) throws {
         self.database = database
+        requestDeadline = .now.advanced(by: database.configuration.requestTimeLimit)
         (connection, sandbox) = try database.makeSandboxedConnection()
         log = try database.log
+        writers = database.writers
         borrowed = false
     }
 
     /// An executor on a replica's read connection (lent for one request; it stays open).
     init(database: HostedDatabase, reader: Connection) {
         self.database = database
+        requestDeadline = .now.advanced(by: database.configuration.requestTimeLimit)
         connection = reader
         sandbox = nil
         log = nil
+        writers = nil
         borrowed = true
     }
 
@@ -46,6 +60,7 @@ final class HranaExecutor {
         guard !borrowed else { return }
         if !connection.isAutocommit { try? connection.execute("ROLLBACK") }
         releasePermitIfDone(force: true)
+        writers?.release(owner)
         try? connection.close()
     }
 
@@ -130,14 +145,13 @@ final class HranaExecutor {
         try bind(request, to: statement)
         if writes(statement) {
             try refuseIfReadOnly()
-            acquirePermit()
+            try acquirePermit()
         }
         let start = ContinuousClock.now
-        try connection.setDeadline(start.advanced(by: configuration.statementTimeLimit))
+        try connection.setDeadline(statementDeadline(from: start))
         defer { try? connection.setDeadline(nil) }
         let changesBefore = connection.totalChanges
         var rows: [[HranaValue]] = []
-        var responseBytes = 0
         while try statement.step() {
             guard request.wantRows else { continue }
             guard rows.count < configuration.maxRowsPerStatement else {
@@ -150,7 +164,8 @@ final class HranaExecutor {
             guard responseBytes <= configuration.maxResponseBytes else {
                 throw Hrana.Failure(
                     message:
-                        "the statement's result is larger than \(configuration.maxResponseBytes) bytes; select fewer rows or columns",
+                        "the request's results are larger than \(configuration.maxResponseBytes) bytes; select fewer rows "
+                        + "or columns, or split the request",
                     code: "RESPONSE_TOO_LARGE")
             }
             rows.append(row)
@@ -162,7 +177,7 @@ final class HranaExecutor {
             },
             rows: rows, affectedRowCount: statement.isReadOnly ? 0 : connection.changes,
             lastInsertRowID: connection.lastInsertRowID, rowsRead: rows.count, rowsWritten: changed,
-            queryDurationMilliseconds: Double((ContinuousClock.now - start).components.attoseconds) / 1e15)
+            queryDurationMilliseconds: (ContinuousClock.now - start).inMilliseconds)
     }
 
     private func bind(_ request: Hrana.Statement, to statement: Statement) throws {
@@ -238,9 +253,9 @@ final class HranaExecutor {
             defer { statement.finalize() }
             if writes(statement) {
                 try refuseIfReadOnly()
-                acquirePermit()
+                try acquirePermit()
             }
-            try connection.setDeadline(ContinuousClock.now.advanced(by: configuration.statementTimeLimit))
+            try connection.setDeadline(statementDeadline(from: .now))
             defer { try? connection.setDeadline(nil) }
             while try statement.step() {}
             remaining = statement.tail
@@ -287,9 +302,77 @@ final class HranaExecutor {
 
     // MARK: Write permits
 
-    /// A statement that writes holds the primary log's write permit until the connection is back in
-    /// autocommit mode, so a generation roll never races a commit.
-    private func acquirePermit() {
+    /// Who this executor is to its database's queue of writers.
+    var owner: WriterQueue.Owner { ObjectIdentifier(self) }
+
+    /// The time limit of a statement started at `start`: the node's statement limit, within the
+    /// request's.
+    private func statementDeadline(from start: ContinuousClock.Instant) -> ContinuousClock.Instant {
+        min(start.advanced(by: configuration.statementTimeLimit), requestDeadline)
+    }
+
+    /// Whether `requests` may write while this executor does not hold its database's write turn:
+    /// then the turn is waited for (without a thread) before they run. Errs on the side of "may
+    /// write": a statement that does not prepare yet (its table is made earlier in the same
+    /// requests) or SQL stored by those requests counts as writing.
+    func needsWriteTurn(_ requests: [Hrana.StreamRequest]) -> Bool {
+        guard let writers, access == .readWrite, !writers.isHeld(by: owner) else { return false }
+        return requests.contains { request in
+            switch request {
+            case .execute(let statement):
+                return mayWrite(statement.sql ?? statement.sqlID.flatMap { storedSQL[$0] }, single: true)
+            case .batch(let batch):
+                return batch.steps.contains {
+                    mayWrite($0.statement.sql ?? $0.statement.sqlID.flatMap { storedSQL[$0] }, single: true)
+                }
+            case .sequence(let sql, let sqlID):
+                return mayWrite(sql ?? sqlID.flatMap { storedSQL[$0] }, single: false)
+            case .describe, .storeSQL, .closeSQL, .getAutocommit, .close:
+                return false
+            }
+        }
+    }
+
+    /// Whether SQL may write, by SQLite's own read-only flag of each prepared statement (nothing
+    /// runs). `SELECT` needs no preparing; `BEGIN IMMEDIATE` and `BEGIN EXCLUSIVE` write.
+    private func mayWrite(_ sql: String?, single: Bool) -> Bool {
+        guard var remaining = sql else { return true }
+        while true {
+            switch Node.firstWord(remaining).uppercased() {
+            case "SELECT" where single: return false
+            case "BEGIN":
+                let words = remaining.uppercased().split(whereSeparator: { !$0.isLetter }).prefix(2)
+                if words.contains("IMMEDIATE") || words.contains("EXCLUSIVE") { return true }
+            default: break
+            }
+            let prepared: Statement?
+            do {
+                prepared = try connection.prepareFirst(remaining)
+            } catch {
+                _ = sandbox?.takeHiddenWrite()
+                return true
+            }
+            guard let statement = prepared else { return false }
+            defer { statement.finalize() }
+            if writes(statement) { return true }
+            if single { return false }
+            remaining = statement.tail
+        }
+    }
+
+    /// A statement that writes holds its database's write turn and the primary log's write permit
+    /// until the connection is back in autocommit mode, so writers queue before they take a thread
+    /// and a generation roll never races a commit. The turn is normally taken before the request
+    /// runs (`needsWriteTurn`); a statement found writing only now takes it if it is free, or fails
+    /// with `SQLITE_BUSY`.
+    private func acquirePermit() throws {
+        if let writers, !writers.tryAcquire(owner) {
+            throw Hrana.Failure(
+                message:
+                    "SQLite error: database is locked (another stream holds this database's write transaction; "
+                    + "retry once it commits or rolls back, or start the transaction with BEGIN IMMEDIATE)",
+                code: "SQLITE_BUSY")
+        }
         guard !holdsWritePermit, let log else { return }
         log.acquireWritePermit()
         holdsWritePermit = true
@@ -304,6 +387,20 @@ final class HranaExecutor {
         guard holdsWritePermit, force || connection.isAutocommit else { return }
         holdsWritePermit = false
         log?.releaseWritePermit()
+    }
+
+    /// Starts a request's work: its time limit, and a fresh response budget.
+    func beginRequest(deadline: ContinuousClock.Instant) {
+        requestDeadline = deadline
+        responseBytes = 0
+    }
+
+    /// Ends a request's work: the write permit and the write turn go back if the connection left
+    /// its transaction (the turn is kept for the whole request, so that a request that took it
+    /// before running never loses it between its statements).
+    func finishRequest() {
+        releasePermitIfDone()
+        if connection.isAutocommit { writers?.release(owner) }
     }
 
     // MARK: Values and errors

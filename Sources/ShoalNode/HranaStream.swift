@@ -1,6 +1,7 @@
 import Foundation
 import ShoalModel
 import ShoalPool
+import ShoalSQLite
 import Synchronization
 
 /// A Hrana stream: one SQLite connection (and its transaction) held across HTTP requests, found by
@@ -25,43 +26,63 @@ final class HranaStream: @unchecked Sendable {
         namespace = lease.key
         if lease.resource.replica != nil {
             forwarding = ForwardingState()
+            interruptHandle = nil
         } else {
             forwarding = nil
-            executor = try HranaExecutor(database: lease.resource)
+            let executor = try HranaExecutor(database: lease.resource)
+            self.executor = executor
+            interruptHandle = executor.connection.interruptHandle
         }
     }
 
-    /// Runs requests in order; returns the results and whether the stream closed.
+    /// The handle that interrupts the statement the stream runs now (when its request is
+    /// cancelled); nil on a replica, whose stream holds no connection.
+    let interruptHandle: InterruptHandle?
+
+    /// Runs requests in order; returns the results and whether the stream closed. When `mayWait`
+    /// and the requests may write while another stream holds the write turn, nothing runs: the
+    /// caller waits for the turn (without a thread) and calls again.
     func run(
-        _ requests: [Hrana.StreamRequest], version: Int, access: Access
-    ) throws -> (
-        results: [Hrana.StreamResult], closed: Bool
-    ) {
+        _ requests: [Hrana.StreamRequest], version: Int, access: Access, deadline: ContinuousClock.Instant,
+        mayWait: Bool
+    ) throws -> LaneAttempt<(results: [Hrana.StreamResult], closed: Bool)> {
         lock.lock()
         defer { lock.unlock() }
         guard let executor else { throw NodeError.invalidBaton("the stream is closed") }
         executor.access = access
+        executor.beginRequest(deadline: deadline)
+        if mayWait, executor.needsWriteTurn(requests), !lease.resource.writers.tryAcquire(executor.owner) {
+            return .waitForWriteTurn(executor.owner)
+        }
+        defer { executor.finishRequest() }
         var results: [Hrana.StreamResult] = []
         for request in requests {
             results.append(try executor.run(request, version: version))
             if case .close = request {
                 executor.close()
                 self.executor = nil
-                return (results, true)
+                return .done((results, true))
             }
         }
-        return (results, false)
+        return .done((results, false))
     }
 
-    /// Runs a batch for `/v3/cursor`.
-    func runBatch(_ batch: Hrana.Batch, access: Access) throws -> Hrana.BatchResult {
+    /// Runs a batch for `/v3/cursor` (waiting for the write turn as `run` does).
+    func runBatch(
+        _ batch: Hrana.Batch, access: Access, deadline: ContinuousClock.Instant, mayWait: Bool
+    ) throws -> LaneAttempt<Hrana.BatchResult> {
         lock.lock()
         defer { lock.unlock() }
         guard let executor else { throw NodeError.invalidBaton("the stream is closed") }
         executor.access = access
-        let result = try executor.batch(batch)
-        executor.releaseWritePermitIfDone()
-        return result
+        executor.beginRequest(deadline: deadline)
+        if mayWait, executor.needsWriteTurn([.batch(batch)]),
+            !lease.resource.writers.tryAcquire(executor.owner)
+        {
+            return .waitForWriteTurn(executor.owner)
+        }
+        defer { executor.finishRequest() }
+        return .done(try executor.batch(batch))
     }
 
     /// Closes the connection (rolling back), idempotently.
@@ -71,6 +92,16 @@ final class HranaStream: @unchecked Sendable {
         executor?.close()
         executor = nil
     }
+}
+
+/// What a try at running requests on a database's lane came to: done, or nothing ran because the
+/// requests may write and another stream holds the database's write turn (wait for it, then try
+/// again).
+enum LaneAttempt<Value: Sendable>: Sendable {
+    /// The requests ran.
+    case done(Value)
+    /// Nothing ran: wait for the write turn for this owner, then try again.
+    case waitForWriteTurn(WriterQueue.Owner)
 }
 
 /// Open streams by baton, with tombstones for expired ones so clients learn `STREAM_EXPIRED`, and

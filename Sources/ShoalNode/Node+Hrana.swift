@@ -70,14 +70,28 @@ extension Node {
                     request, database: database, copy: copy, path: path, body: bytes, check: check, access: access,
                     local: body)
             }
-            return try await BlockingWork.run {
-                let executor = try HranaExecutor(database: database)
-                executor.access = access
-                defer { executor.close() }
-                var response = try body(executor)
-                let position = try database.log.position
-                response.headers[HTTPField.Name("x-shoal-frame")!] = "\(position.generation)/\(position.frame)"
+            let deadline = requestDeadline()
+            let once = OneRequestExecutor()
+            do {
+                let response = try await onLane(database, deadline: deadline, interrupt: nil) {
+                    mayWait -> LaneAttempt<Response> in
+                    let executor = try once.executor(for: database)
+                    executor.access = access
+                    executor.beginRequest(deadline: deadline)
+                    if mayWait, executor.needsWriteTurn([check]), !database.writers.tryAcquire(executor.owner) {
+                        return .waitForWriteTurn(executor.owner)
+                    }
+                    defer { once.close() }
+                    var response = try body(executor)
+                    let position = try database.log.position
+                    response.headers[HTTPField.Name("x-shoal-frame")!] = "\(position.generation)/\(position.frame)"
+                    return .done(response)
+                }
                 return response
+            } catch {
+                // A request cancelled while it waited for the write turn still holds its connection.
+                _ = try? await database.lane.run(priority: .urgent) { once.close() }
+                throw error
             }
         }
     }
@@ -113,7 +127,7 @@ extension Node {
         }
         do {
             if let copy = lease.resource.replica { try await waitForReplica(copy, namespace) }
-            return try await BlockingWork.run { try HranaStream(lease: lease, ticket: ticket) }
+            return try await lease.resource.lane.run { try HranaStream(lease: lease, ticket: ticket) }
         } catch {
             ticket.release()
             await store.release(lease)
@@ -151,7 +165,11 @@ extension Node {
         let batch = body.batch
         let result: Hrana.BatchResult
         do {
-            result = try await BlockingWork.run { try stream.runBatch(batch, access: access) }
+            let deadline = requestDeadline()
+            result = try await onLane(stream.lease.resource, deadline: deadline, interrupt: stream.interruptHandle) {
+                mayWait in
+                try stream.runBatch(batch, access: access, deadline: deadline, mayWait: mayWait)
+            }
         } catch {
             await close(stream)
             throw error
@@ -200,7 +218,11 @@ extension Node {
         }
         let outcome: (results: [Hrana.StreamResult], closed: Bool)
         do {
-            outcome = try await BlockingWork.run { try stream.run(requests, version: version, access: access) }
+            let deadline = requestDeadline()
+            outcome = try await onLane(stream.lease.resource, deadline: deadline, interrupt: stream.interruptHandle) {
+                mayWait in
+                try stream.run(requests, version: version, access: access, deadline: deadline, mayWait: mayWait)
+            }
         } catch {
             await close(stream)
             throw error

@@ -114,7 +114,7 @@ extension Node {
         var closed = false
         if !state.inTransaction {
             let database = stream.lease.resource
-            let outcome = try await BlockingWork.run { [storedSQL = state.storedSQL] in
+            let outcome = try await database.lane.run { [storedSQL = state.storedSQL] in
                 try copy.replica.read { reader -> (results: [Hrana.StreamResult], next: Int, stored: [Int32: String]) in
                     let executor = HranaExecutor(database: database, reader: reader)
                     executor.access = access
@@ -271,7 +271,7 @@ extension Node {
         state.authorization = request.headers[.authorization]
         let database = stream.lease.resource
         if !state.inTransaction {
-            let result = try await BlockingWork.run { [storedSQL = state.storedSQL] () -> Hrana.BatchResult? in
+            let result = try await database.lane.run { [storedSQL = state.storedSQL] () -> Hrana.BatchResult? in
                 try copy.replica.read { reader in
                     guard !Self.mustForward(.batch(cursor.batch), stored: storedSQL, reader: reader) else { return nil }
                     let executor = HranaExecutor(database: database, reader: reader)
@@ -364,7 +364,7 @@ extension Node {
         _ request: Request, database: HostedDatabase, copy: ReplicaCopy, path: String, body: [UInt8],
         check: Hrana.StreamRequest, access: Access, local: @escaping @Sendable (HranaExecutor) throws -> Response
     ) async throws -> Response {
-        let answer = try await BlockingWork.run { () -> Response? in
+        let answer = try await database.lane.run { () -> Response? in
             try copy.replica.read { reader in
                 guard !Self.mustForward(check, stored: [:], reader: reader) else { return nil }
                 let executor = HranaExecutor(database: database, reader: reader)

@@ -109,7 +109,8 @@ public final class Node: Sendable {
     }
 
     func close(_ stream: HranaStream) async {
-        _ = try? await BlockingWork.run { stream.close() }
+        // Urgent: a stream that holds the write turn frees the writers waiting for it.
+        _ = try? await stream.lease.resource.lane.run(priority: .urgent) { stream.close() }
         if let state = stream.forwarding, let copy = stream.lease.resource.replica {
             await closePrimaryStream(state, copy: copy)
         }

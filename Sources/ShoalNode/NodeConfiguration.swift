@@ -1,5 +1,6 @@
 import ShoalHTTP
 import ShoalReplication
+import ShoalSQLite
 
 /// How a node runs.
 public struct NodeConfiguration: Sendable {
@@ -59,6 +60,14 @@ public struct NodeConfiguration: Sendable {
     /// How long a request waits for room when every open database is in use (`maxOpenDatabases`
     /// all leased) before it is answered 503 with `Retry-After`.
     public var databaseWaitTimeout: Duration = .milliseconds(500)
+    /// The threads every database's SQLite and file work runs on (never Swift's cooperative pool).
+    public var executor: BlockingExecutor = .shared
+    /// How many of those threads one database may use at once; its other work waits in its lane,
+    /// holding no thread, so one busy database cannot take the threads the others need.
+    public var threadsPerDatabase = 1
+    /// How long one HTTP request's statements may run in all, waits for the write turn included
+    /// (each statement also stops at `statementTimeLimit`).
+    public var requestTimeLimit: Duration = .seconds(10)
 
     /// Caps on what one token, one organization and the whole node may hold at once.
     public struct AdmissionLimits: Sendable, Equatable {

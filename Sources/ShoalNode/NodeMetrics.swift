@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import ShoalTime
 import Synchronization
 
 /// Every metric the node exports, in one place, with small closed label sets (never a database
@@ -70,7 +71,7 @@ final class NodeMetrics: Sendable {
     /// A forwarded write's wait on a replica: from the primary's answer until the replica applied
     /// it (the lag between commit on the primary and visibility here, for that write).
     func replicaWait(_ duration: Duration, applied: Bool) {
-        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        let seconds = duration.inSeconds
         state.withLock { state in
             let bucket = Self.lagBuckets.firstIndex { seconds <= $0 } ?? Self.lagBuckets.count
             state.lagCounts[bucket] += 1
@@ -152,7 +153,7 @@ struct MetricsMiddleware: RouterMiddleware {
         let route = NodeMetrics.Route(path: request.uri.path)
         func seconds() -> Double {
             let elapsed = ContinuousClock.now - start
-            return Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            return elapsed.inSeconds
         }
         do {
             let response = try await next(request, context)

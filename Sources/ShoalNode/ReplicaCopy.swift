@@ -4,6 +4,7 @@ import ShoalClient
 import ShoalPool
 import ShoalReplication
 import ShoalSQLite
+import ShoalTime
 import Synchronization
 
 /// A database this node holds as a replica of its primary on another node: the replication
@@ -195,7 +196,7 @@ public final class ReplicaCopy: Sendable {
                 }(),
                 millisecondsSinceCaughtUp: state.lastCaughtUp.map {
                     let elapsed = ContinuousClock.now - $0
-                    return elapsed.components.seconds * 1000 + elapsed.components.attoseconds / 1_000_000_000_000_000
+                    return elapsed.wholeMilliseconds
                 },
                 lastError: state.lastError)
         }

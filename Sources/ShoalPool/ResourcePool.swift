@@ -1,3 +1,4 @@
+import ShoalTime
 import Synchronization
 
 /// A bounded pool of resources keyed by tenant: opened lazily (once, however many callers ask at

@@ -1,4 +1,5 @@
 import Foundation
+import ShoalSQLite
 import Synchronization
 
 #if canImport(Glibc)
@@ -161,14 +162,20 @@ public struct ArchivingSource: FrameSource {
     /// Downloads the base and keeps a copy.
     public func exportBase(generation: UInt64, to path: String) async throws {
         try await source.exportBase(generation: generation, to: path)
-        try archive.storeBase(generation: generation, copying: path)
-        try archive.bootstrapped(into: generation)
+        let archive = self.archive
+        try await BlockingExecutor.shared.run {
+            try archive.storeBase(generation: generation, copying: path)
+            try archive.bootstrapped(into: generation)
+        }
     }
 
     /// Reads frames and keeps them.
     public func frames(generation: UInt64, start: UInt64, maxFrames: Int, wait: Duration?) async throws -> FrameRead {
         let read = try await source.frames(generation: generation, start: start, maxFrames: maxFrames, wait: wait)
-        if case .frames(let chunk) = read { try archive.store(chunk) }
+        if case .frames(let chunk) = read {
+            let archive = self.archive
+            try await BlockingExecutor.shared.run { try archive.store(chunk) }
+        }
         return read
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import ShoalTime
 
 /// A shared/exclusive gate that prefers the exclusive side: once an exclusive holder waits, no new
 /// shared holder enters. Not re-entrant. Used by the primary log (writers, exports and frame reads
@@ -30,7 +31,7 @@ final class Gate: @unchecked Sendable {
 
     /// Enters exclusive once every shared holder has left; false if that takes longer than `timeout`.
     func acquireExclusive(timeout: Duration) -> Bool {
-        let deadline = Date(timeIntervalSinceNow: timeout.seconds)
+        let deadline = Date(timeIntervalSinceNow: timeout.inSeconds)
         condition.lock()
         exclusiveWaiting += 1
         while sharedHolders > 0 || exclusiveHeld {
@@ -60,12 +61,5 @@ final class Gate: @unchecked Sendable {
         acquireShared()
         defer { releaseShared() }
         return try body()
-    }
-}
-
-extension Duration {
-    /// The duration in seconds, as a `Double`.
-    var seconds: Double {
-        Double(components.seconds) + Double(components.attoseconds) / 1e18
     }
 }

@@ -1,4 +1,4 @@
-import ShoalPool
+import ShoalTime
 import Synchronization
 
 /// The primary log's shared, mutable state: generation, committed frames and long-poll waiters.

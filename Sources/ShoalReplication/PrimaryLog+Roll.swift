@@ -1,5 +1,6 @@
 import Foundation
 import ShoalSQLite
+import ShoalTime
 
 extension PrimaryLog {
     /// Ends the current generation G: archives its frames to `generations/G.frames`, checkpoints
@@ -124,7 +125,7 @@ extension PrimaryLog {
         for generation in archived.dropFirst(configuration.retainedGenerations) {
             let path = archivePath(generation)
             let modified = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? now
-            if now.timeIntervalSince(modified) >= configuration.retention.seconds {
+            if now.timeIntervalSince(modified) >= configuration.retention.inSeconds {
                 try FileSystem.remove(path)
             }
         }

@@ -1,5 +1,6 @@
 import Foundation
 import ShoalSQLite
+import ShoalTime
 
 /// The read side of a replica: a pool of read-only connections behind a gate.
 ///
@@ -64,7 +65,7 @@ final class ReaderPool: @unchecked Sendable {
     /// Closes the gate for an apply: waits up to `timeout` for leases to come back, then ends every
     /// idle read transaction. Returns false (gate open again) on timeout.
     func closeGate(timeout: Duration) -> Bool {
-        let deadline = Date(timeIntervalSinceNow: timeout.seconds)
+        let deadline = Date(timeIntervalSinceNow: timeout.inSeconds)
         condition.lock()
         applyWaiting = true
         while leased > 0 {

@@ -1,4 +1,5 @@
 import Foundation
+import ShoalSQLite
 import Synchronization
 
 /// Keeps a replica current by pulling frames from a source: bootstraps when the replica is empty or
@@ -18,13 +19,18 @@ public final class Replicator: Sendable {
         /// Called when the replica moves past a generation (`generation`, its `lastFrame`), before
         /// anything of the next one is applied: the replica's file is then the next one's base.
         public var onGenerationEnd: (@Sendable (_ generation: UInt64, _ lastFrame: UInt64) throws -> Void)?
+        /// Where applying, bootstrapping and `onGenerationEnd` run (file and SQLite work, never on
+        /// Swift's cooperative pool).
+        public var executor: BlockingExecutor
 
-        /// Defaults: 1,024 frames per request, 5 s long-polls.
+        /// Defaults: 1,024 frames per request, 5 s long-polls, the process's shared executor.
         public init(
             framesPerRequest: Int = 1024, longPoll: Duration = .seconds(5), stagingDirectory: String? = nil,
             onPosition: (@Sendable (ReplicationPosition) -> Void)? = nil,
-            onGenerationEnd: (@Sendable (_ generation: UInt64, _ lastFrame: UInt64) throws -> Void)? = nil
+            onGenerationEnd: (@Sendable (_ generation: UInt64, _ lastFrame: UInt64) throws -> Void)? = nil,
+            executor: BlockingExecutor = .shared
         ) {
+            self.executor = executor
             self.framesPerRequest = framesPerRequest
             self.longPoll = longPoll
             self.stagingDirectory = stagingDirectory
@@ -103,7 +109,8 @@ public final class Replicator: Sendable {
             case .frames(let chunk):
                 result.bytesReceived += chunk.bytes.count
                 let combined = try combine(chunk)
-                let applied = try replica.apply(combined)
+                let replica = self.replica
+                let applied = try await configuration.executor.run { try replica.apply(combined) }
                 result.framesApplied += applied.framesApplied
                 result.position = applied.position
                 if applied.framesApplied > 0 { configuration.onPosition?(applied.position) }
@@ -124,9 +131,13 @@ public final class Replicator: Sendable {
                     return result
                 }
                 if position.frame == lastFrame, current > position.generation {
-                    try replica.advanceGeneration(lastFrameOfCurrent: lastFrame)
+                    let replica = self.replica
+                    let onGenerationEnd = configuration.onGenerationEnd
+                    try await configuration.executor.run {
+                        try replica.advanceGeneration(lastFrameOfCurrent: lastFrame)
+                        try onGenerationEnd?(position.generation, lastFrame)
+                    }
                     result.position = replica.position ?? result.position
-                    try configuration.onGenerationEnd?(position.generation, lastFrame)
                     configuration.onPosition?(result.position)
                 } else {
                     // The replica claims frames its generation never had: start over from a base.
@@ -147,9 +158,17 @@ public final class Replicator: Sendable {
         pending.withLock { $0 = nil }
         let generation = try await source.currentGeneration()
         let staging = (configuration.stagingDirectory ?? replica.directory) + "/base-\(generation).download"
-        defer { try? FileSystem.remove(staging) }
-        try await source.exportBase(generation: generation, to: staging)
-        try replica.bootstrap(generation: generation, baseFile: staging)
+        let replica = self.replica
+        do {
+            try await source.exportBase(generation: generation, to: staging)
+            try await configuration.executor.run {
+                defer { try? FileSystem.remove(staging) }
+                try replica.bootstrap(generation: generation, baseFile: staging)
+            }
+        } catch {
+            _ = try? await configuration.executor.run { try FileSystem.remove(staging) }
+            throw error
+        }
         result.bootstrapped = true
         result.position = ReplicationPosition(generation: generation, frame: 0)
         configuration.onPosition?(result.position)

@@ -1,4 +1,5 @@
 internal import CSQLite
+import ShoalTime
 
 extension Connection {
     /// Flags for opening a connection (`SQLITE_OPEN_*`). `SQLITE_OPEN_EXRESCODE` is always added.
@@ -108,8 +109,8 @@ extension Connection {
     public func setBusyTimeout(_ timeout: Duration) throws {
         let db = try openHandle()
         hooks.busy = nil
-        let milliseconds = timeout.components.seconds * 1000 + timeout.components.attoseconds / 1_000_000_000_000_000
-        try check(sqlite3_busy_timeout(db, Int32(clamping: milliseconds)))
+        hooks.busyTimeout = timeout
+        try check(sqlite3_busy_timeout(db, Int32(clamping: timeout.wholeMilliseconds)))
     }
 
     /// A `sqlite3_limit` category.

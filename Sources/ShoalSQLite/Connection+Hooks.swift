@@ -1,4 +1,5 @@
 internal import CSQLite
+import ShoalTime
 
 /// Closures installed as C callbacks. The connection keeps each box alive while SQLite holds a
 /// pointer to it; the pointer is passed unretained.
@@ -9,6 +10,8 @@ struct HookBoxes {
     var wal: Box<(String, Int) -> Void>?
     var commit: Box<() -> Bool>?
     var rollback: Box<() -> Void>?
+    /// The busy timeout last set with `setBusyTimeout`, restored when a deadline is removed.
+    var busyTimeout: Duration?
 }
 
 /// A reference box for a closure handed to C as a context pointer.
@@ -183,17 +186,35 @@ extension Connection {
     }
 
     /// Makes statements fail with `ResultCode.interrupt` once `deadline` has passed, checked about
-    /// every `instructions` VDBE steps through the progress handler (which it replaces). Callers set
-    /// a deadline before running a request's statements; pass nil to remove it.
+    /// every `instructions` VDBE steps through the progress handler (which it replaces), and makes
+    /// lock waits end at the deadline too (`ResultCode.busy`): SQLite does not run the progress
+    /// handler while it waits for a lock, so the busy timeout is replaced, until the deadline is
+    /// removed, by a busy handler that waits in short steps up to the deadline and no longer.
+    /// Callers set a deadline before running a request's statements; pass nil to remove it (the
+    /// busy timeout set before comes back).
     public func setDeadline(
         _ deadline: ContinuousClock.Instant?, every instructions: Int32 = 1000,
         clock: ContinuousClock = ContinuousClock()
     ) throws {
         guard let deadline else {
             try setProgressHandler(nil)
+            let timeout = hooks.busyTimeout
+            try setBusyHandler(nil)
+            if let timeout { try setBusyTimeout(timeout) }
             return
         }
         try setProgressHandler(every: instructions) { clock.now >= deadline }
+        let timeout = hooks.busyTimeout
+        try setBusyHandler { attempt in
+            let now = clock.now
+            guard now < deadline else { return false }
+            // 1, 2, 4 … 16 ms between tries, never past the deadline.
+            let step = Duration.milliseconds(1 << min(Int(attempt), 4))
+            let wait = min(step, deadline - now)
+            sqlite3_sleep(Int32(clamping: max(1, wait.wholeMilliseconds)))
+            return true
+        }
+        hooks.busyTimeout = timeout
     }
 
     /// Installs an authorizer consulted while statements are prepared (and while a table-valued

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ShoalClient
 import ShoalModel
+import ShoalTime
 import Synchronization
 
 /// `shoal db`: databases and their tokens.
@@ -216,7 +217,7 @@ struct DatabaseCommand: AsyncParsableCommand {
             }
             progress.finish()
             let elapsed = ContinuousClock.now - started
-            let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+            let seconds = elapsed.inSeconds
             let summary: [String: Any] = [
                 "created": created, "already_existed": existing, "failed": failures,
                 "seconds": (seconds * 100).rounded() / 100,

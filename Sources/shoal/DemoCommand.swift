@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ShoalClient
 import ShoalSQLite
+import ShoalTime
 
 /// `shoal demo`: the key-card reader. A door reader checks cards on every swipe; each card holder's
 /// organization is a tenant with its own database. Reads from an embedded replica against reads
@@ -144,7 +145,7 @@ struct DemoCommand: AsyncParsableCommand {
     }
 
     static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        duration.inSeconds
     }
 
     static func format(_ duration: Duration) -> String {

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import ShoalPool
+@testable import ShoalTime
 
 @Suite("CancellableSleep")
 struct CancellableSleepTests {

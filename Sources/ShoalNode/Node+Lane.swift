@@ -1,0 +1,54 @@
+import ShoalSQLite
+
+extension Node {
+    /// Runs `attempt` on the database's lane (its share of the node's SQLite threads). When the
+    /// attempt finds that its requests may write while another stream holds the database's write
+    /// turn, nothing has run: the turn is waited for here, holding no thread, until `deadline`,
+    /// and the attempt runs once more (statements that write without the turn then fail with
+    /// `SQLITE_BUSY`). Cancelling the calling task interrupts the statement running then.
+    func onLane<T: Sendable>(
+        _ database: HostedDatabase, deadline: ContinuousClock.Instant, interrupt: InterruptHandle?,
+        _ attempt: @escaping @Sendable (_ mayWait: Bool) throws -> LaneAttempt<T>
+    ) async throws -> T {
+        var mayWait = true
+        while true {
+            let waiting = mayWait
+            let outcome = try await database.lane.run(onCancel: { interrupt?.interrupt() }) { try attempt(waiting) }
+            switch outcome {
+            case .done(let value):
+                return value
+            case .waitForWriteTurn(let owner):
+                _ = await database.writers.acquire(owner, until: deadline)
+                try Task.checkCancellation()
+                mayWait = false
+            }
+        }
+    }
+
+    /// The deadline of a request that starts now.
+    func requestDeadline() -> ContinuousClock.Instant {
+        .now.advanced(by: configuration.requestTimeLimit)
+    }
+}
+
+/// The executor of one HTTP API v1 request, made on the database's lane by its first attempt and
+/// closed there when the request ends.
+final class OneRequestExecutor: @unchecked Sendable {
+    // `@unchecked Sendable`: `executor` is used only inside the database's lane, by one request's
+    // attempts, which run one after another.
+    private var executor: HranaExecutor?
+
+    /// The request's executor, made on first use.
+    func executor(for database: HostedDatabase) throws -> HranaExecutor {
+        if let executor { return executor }
+        let made = try HranaExecutor(database: database)
+        executor = made
+        return made
+    }
+
+    /// Closes the executor (rolling back what it left open), idempotently.
+    func close() {
+        executor?.close()
+        executor = nil
+    }
+}

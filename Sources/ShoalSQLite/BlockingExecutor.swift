@@ -1,0 +1,370 @@
+import Foundation
+import Synchronization
+
+/// A fixed set of threads of its own for blocking work (SQLite calls, file I/O, lock waits), so
+/// that such work never runs on Swift's cooperative pool or an event loop: the caller awaits, the
+/// executor hops.
+///
+/// Work is taken in order of submission, urgent work first. `Lane`s give per-database serial
+/// execution: the work of one lane runs at most `width` at a time, and what waits in a lane holds
+/// no thread, so one busy database cannot take more than its share of the threads.
+///
+/// A task cancelled while its work waits gets `CancellationError` and the work never runs; while
+/// it runs, cancellation calls the work's `onCancel` (a connection's `interrupt()`, say).
+public final class BlockingExecutor: Sendable {
+    /// How urgent a piece of work is.
+    public enum Priority: Sendable {
+        /// In order of submission.
+        case normal
+        /// Ahead of everything normal: releasing what others wait for (rollbacks, closes).
+        case urgent
+    }
+
+    /// The process's executor for SQLite and file work: twice as many threads as cores, at least 4.
+    public static let shared = BlockingExecutor(
+        threads: max(4, 2 * ProcessInfo.processInfo.activeProcessorCount), name: "shoal.blocking")
+
+    /// How many threads run work.
+    public let threadCount: Int
+    private let queue: WorkQueue
+
+    /// Starts `threads` threads named `name`-N; they live as long as the executor (see `shutdown()`).
+    public init(threads: Int, name: String) {
+        precondition(threads > 0, "a blocking executor needs at least one thread")
+        threadCount = threads
+        queue = WorkQueue()
+        for index in 0..<threads {
+            let queue = self.queue
+            let thread = Thread { queue.runWorker() }
+            thread.name = "\(name)-\(index)"
+            // SQLite's parser and the sandbox's callbacks recurse: the size of a process's main stack.
+            thread.stackSize = 8 << 20
+            thread.start()
+        }
+    }
+
+    /// Stops the threads once the work submitted so far has run; work submitted later fails with
+    /// `CancellationError`. For executors a test or a short-lived tool made.
+    public func shutdown() {
+        queue.shutdown()
+    }
+
+    /// Whether the calling code runs on one of this executor's threads.
+    public var ownsCurrentThread: Bool { queue.isWorker(pthread_self()) }
+
+    /// Work waiting for a thread now (not counting work waiting in lanes).
+    public var queuedCount: Int { queue.count }
+
+    /// Runs `body` on one of the executor's threads and returns its result.
+    public func run<T: Sendable>(
+        priority: Priority = .normal, onCancel: @escaping @Sendable () -> Void = {},
+        _ body: @escaping @Sendable () throws -> T
+    ) async throws -> T {
+        try await submit(priority: priority, onCancel: onCancel, body) { job, priority in
+            queue.push(job, urgent: priority == .urgent)
+        }
+    }
+
+    /// A lane onto this executor whose work runs at most `width` at a time.
+    public func makeLane(width: Int = 1) -> Lane {
+        Lane(executor: self, width: width)
+    }
+
+    func submit<T: Sendable>(
+        priority: Priority, onCancel: @escaping @Sendable () -> Void, _ body: @escaping @Sendable () throws -> T,
+        enqueue: (Job, Priority) -> Void
+    ) async throws -> T {
+        let job = Job()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                job.prepare(
+                    work: { continuation.resume(with: Result { try body() }) },
+                    abandon: { continuation.resume(throwing: CancellationError()) },
+                    onCancel: onCancel)
+                if Task.isCancelled {
+                    job.cancel()
+                    return
+                }
+                enqueue(job, priority)
+            }
+        } onCancel: {
+            job.cancel()
+        }
+    }
+
+    /// Work of one lane (one database) runs at most `width` at a time, in order of submission with
+    /// urgent work first; work waiting in a lane holds no thread.
+    public final class Lane: Sendable {
+        private struct State {
+            var running = 0
+            var urgent: [Job] = []
+            var normal: [Job] = []
+            var urgentHead = 0
+            var normalHead = 0
+
+            mutating func pop() -> Job? {
+                if urgentHead < urgent.count {
+                    let job = urgent[urgentHead]
+                    urgentHead += 1
+                    compact()
+                    return job
+                }
+                if normalHead < normal.count {
+                    let job = normal[normalHead]
+                    normalHead += 1
+                    compact()
+                    return job
+                }
+                return nil
+            }
+
+            mutating func compact() {
+                if urgentHead == urgent.count {
+                    urgent.removeAll(keepingCapacity: true)
+                    urgentHead = 0
+                }
+                if normalHead == normal.count {
+                    normal.removeAll(keepingCapacity: true)
+                    normalHead = 0
+                } else if normalHead > 64, normalHead * 2 > normal.count {
+                    normal.removeFirst(normalHead)
+                    normalHead = 0
+                }
+            }
+
+            var waiting: Int { urgent.count - urgentHead + normal.count - normalHead }
+        }
+
+        /// The executor whose threads run the lane's work.
+        public let executor: BlockingExecutor
+        /// How many of the lane's pieces of work may run at once.
+        public let width: Int
+        private let state = Mutex(State())
+
+        init(executor: BlockingExecutor, width: Int) {
+            precondition(width > 0, "a lane needs a width of at least one")
+            self.executor = executor
+            self.width = width
+        }
+
+        /// Work submitted to the lane and not started yet.
+        public var waitingCount: Int { state.withLock { $0.waiting } }
+
+        /// Runs `body` on one of the executor's threads once the lane has room, and returns its result.
+        public func run<T: Sendable>(
+            priority: Priority = .normal, onCancel: @escaping @Sendable () -> Void = {},
+            _ body: @escaping @Sendable () throws -> T
+        ) async throws -> T {
+            try await executor.submit(priority: priority, onCancel: onCancel, body) { job, priority in
+                job.lane = self
+                let start = state.withLock { state -> Bool in
+                    if state.running < width {
+                        state.running += 1
+                        return true
+                    }
+                    if priority == .urgent { state.urgent.append(job) } else { state.normal.append(job) }
+                    return false
+                }
+                if start { executor.queue.push(job, urgent: priority == .urgent) }
+            }
+        }
+
+        /// Called by a thread when a piece of the lane's work is over (run or abandoned): the next
+        /// one waiting, if any, goes to the executor.
+        func finished() {
+            let next = state.withLock { state -> Job? in
+                guard let job = state.pop() else {
+                    state.running -= 1
+                    return nil
+                }
+                return job
+            }
+            if let next { executor.queue.push(next, urgent: false) }
+        }
+    }
+}
+
+/// One piece of work: it runs once, or is abandoned (cancelled before it started) once.
+final class Job: Sendable {
+    private enum Phase {
+        case created
+        case queued
+        case running
+        case done
+    }
+
+    private struct State {
+        var phase = Phase.created
+        var work: (@Sendable () -> Void)?
+        var abandon: (@Sendable () -> Void)?
+        var onCancel: (@Sendable () -> Void)?
+    }
+
+    private let state = Mutex(State())
+    private let laneSlot = Mutex<BlockingExecutor.Lane?>(nil)
+
+    /// The lane the job counts under, told when the job is over.
+    var lane: BlockingExecutor.Lane? {
+        get { laneSlot.withLock { $0 } }
+        set { laneSlot.withLock { $0 = newValue } }
+    }
+
+    func prepare(
+        work: @escaping @Sendable () -> Void, abandon: @escaping @Sendable () -> Void,
+        onCancel: @escaping @Sendable () -> Void
+    ) {
+        state.withLock { state in
+            state.work = work
+            state.abandon = abandon
+            state.onCancel = onCancel
+            state.phase = .queued
+        }
+    }
+
+    /// Cancels the job: abandoned at once if it has not started, its `onCancel` called if it runs.
+    func cancel() {
+        enum Action {
+            case none
+            case abandon(@Sendable () -> Void)
+            case interrupt(@Sendable () -> Void)
+        }
+        let action = state.withLock { state -> Action in
+            switch state.phase {
+            case .created:
+                return .none
+            case .queued:
+                state.phase = .done
+                let abandon = state.abandon
+                state.work = nil
+                state.abandon = nil
+                return abandon.map { .abandon($0) } ?? .none
+            case .running:
+                return state.onCancel.map { .interrupt($0) } ?? .none
+            case .done:
+                return .none
+            }
+        }
+        switch action {
+        case .none: break
+        case .abandon(let abandon): abandon()
+        case .interrupt(let interrupt): interrupt()
+        }
+    }
+
+    /// Runs the work on the calling thread, unless it was abandoned; then tells its lane.
+    func execute() {
+        let work = state.withLock { state -> (@Sendable () -> Void)? in
+            guard state.phase == .queued, let work = state.work else { return nil }
+            state.phase = .running
+            state.work = nil
+            state.abandon = nil
+            return work
+        }
+        if let work {
+            work()
+            state.withLock { state in
+                state.phase = .done
+                state.onCancel = nil
+            }
+        }
+        lane?.finished()
+    }
+
+    /// Fails the work with `CancellationError` if it has not started (at shutdown).
+    func abandonIfQueued() {
+        let abandon = state.withLock { state -> (@Sendable () -> Void)? in
+            guard state.phase == .queued else { return nil }
+            state.phase = .done
+            defer {
+                state.work = nil
+                state.abandon = nil
+            }
+            return state.abandon
+        }
+        abandon?()
+    }
+}
+
+/// The executor's queue of work ready to run, and its threads' loop.
+final class WorkQueue: @unchecked Sendable {
+    // `@unchecked Sendable`: every stored property is read and written only with `condition` locked.
+    private let condition = NSCondition()
+    private var urgent: [Job] = []
+    private var normal: [Job] = []
+    private var urgentHead = 0
+    private var normalHead = 0
+    private var stopping = false
+    private var workers: Set<pthread_t> = []
+
+    func isWorker(_ thread: pthread_t) -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return workers.contains(thread)
+    }
+
+    var count: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return urgent.count - urgentHead + normal.count - normalHead
+    }
+
+    func push(_ job: Job, urgent isUrgent: Bool) {
+        condition.lock()
+        guard !stopping else {
+            condition.unlock()
+            job.abandonIfQueued()
+            job.lane?.finished()
+            return
+        }
+        if isUrgent { urgent.append(job) } else { normal.append(job) }
+        condition.signal()
+        condition.unlock()
+    }
+
+    func shutdown() {
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// A thread's life: take the next job (urgent first), run it, until shut down and empty.
+    func runWorker() {
+        condition.lock()
+        workers.insert(pthread_self())
+        condition.unlock()
+        while let job = next() {
+            job.execute()
+        }
+    }
+
+    private func next() -> Job? {
+        condition.lock()
+        defer { condition.unlock() }
+        while true {
+            if urgentHead < urgent.count {
+                let job = urgent[urgentHead]
+                urgentHead += 1
+                if urgentHead == urgent.count {
+                    urgent.removeAll(keepingCapacity: true)
+                    urgentHead = 0
+                }
+                return job
+            }
+            if normalHead < normal.count {
+                let job = normal[normalHead]
+                normalHead += 1
+                if normalHead == normal.count {
+                    normal.removeAll(keepingCapacity: true)
+                    normalHead = 0
+                } else if normalHead > 1024, normalHead * 2 > normal.count {
+                    normal.removeFirst(normalHead)
+                    normalHead = 0
+                }
+                return job
+            }
+            if stopping { return nil }
+            condition.wait()
+        }
+    }
+}

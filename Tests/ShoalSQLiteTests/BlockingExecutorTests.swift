@@ -1,0 +1,231 @@
+import Foundation
+import Synchronization
+import Testing
+
+@testable import ShoalSQLite
+
+/// A latch that blocking work waits on (on the executor's threads, never the test's tasks).
+private final class Latch: Sendable {
+    private let semaphore = DispatchSemaphore(value: 0)
+    func open(_ count: Int = 1) { for _ in 0..<count { semaphore.signal() } }
+    func wait() { semaphore.wait() }
+}
+
+/// Signals from blocking work to the test, awaited without blocking a thread.
+private struct Signals: Sendable {
+    let stream: AsyncStream<String>
+    let continuation: AsyncStream<String>.Continuation
+
+    init() {
+        (stream, continuation) = AsyncStream.makeStream(of: String.self)
+    }
+
+    func send(_ value: String) { continuation.yield(value) }
+
+    func next(_ count: Int = 1) async -> [String] {
+        var got: [String] = []
+        for await value in stream {
+            got.append(value)
+            if got.count == count { break }
+        }
+        return got
+    }
+}
+
+/// A value shared by the test and its blocking work.
+private final class Shared<Value: Sendable>: Sendable {
+    private let value: Mutex<Value>
+    init(_ value: Value) { self.value = Mutex(value) }
+    func update<T>(_ body: (inout Value) -> T) -> T { value.withLock { body(&$0) } }
+    var current: Value { value.withLock { $0 } }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct BlockingExecutorTests {
+    @Test func workRunsOnTheExecutorsOwnThreads() async throws {
+        let executor = BlockingExecutor(threads: 2, name: "test.own")
+        defer { executor.shutdown() }
+        #expect(try await executor.run { executor.ownsCurrentThread })
+        #expect(!executor.ownsCurrentThread)
+    }
+
+    @Test func aLaneRunsItsWorkOneAtATimeInOrder() async throws {
+        let executor = BlockingExecutor(threads: 4, name: "test.serial")
+        defer { executor.shutdown() }
+        let lane = executor.makeLane()
+        let latch = Latch()
+        let started = Signals()
+        let running = Shared(0)
+        let most = Shared(0)
+        let order = Shared<[Int]>([])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await lane.run {
+                    started.send("first")
+                    latch.wait()
+                }
+            }
+            _ = await started.next()
+            // Each piece is in the lane before the next is submitted: the lane's order is the loop's.
+            for index in 0..<40 {
+                group.addTask {
+                    try await lane.run {
+                        let now = running.update { value -> Int in
+                            value += 1
+                            return value
+                        }
+                        most.update { $0 = max($0, now) }
+                        order.update { $0.append(index) }
+                        usleep(100)
+                        running.update { $0 -= 1 }
+                    }
+                }
+                while lane.waitingCount < index + 1 { await Task.yield() }
+            }
+            latch.open()
+            try await group.waitForAll()
+        }
+        #expect(most.current == 1)
+        #expect(order.current == Array(0..<40))
+    }
+
+    @Test func aBusyLaneHoldsNoMoreThanItsWidthOfThreads() async throws {
+        let executor = BlockingExecutor(threads: 2, name: "test.share")
+        defer { executor.shutdown() }
+        let noisy = executor.makeLane()
+        let quiet = executor.makeLane()
+        let latch = Latch()
+        let started = Signals()
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for _ in 0..<10 {
+                group.addTask {
+                    try await noisy.run {
+                        started.send("noisy")
+                        latch.wait()
+                    }
+                }
+            }
+            _ = await started.next()
+            // Nine pieces of the noisy lane wait in it, holding no thread: the quiet lane's work
+            // gets the second thread at once.
+            let answer = try await quiet.run { 42 }
+            #expect(answer == 42)
+            #expect(noisy.waitingCount == 9)
+            latch.open(10)
+            try await group.waitForAll()
+        }
+    }
+
+    @Test func workCancelledWhileWaitingNeverRuns() async throws {
+        let executor = BlockingExecutor(threads: 1, name: "test.cancel")
+        defer { executor.shutdown() }
+        let lane = executor.makeLane()
+        let latch = Latch()
+        let started = Signals()
+        let ran = Shared(false)
+        let blocker = Task {
+            try await lane.run {
+                started.send("blocker")
+                latch.wait()
+            }
+        }
+        _ = await started.next()
+        let waiting = Task {
+            try await lane.run { ran.update { $0 = true } }
+        }
+        while lane.waitingCount == 0 { await Task.yield() }
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+        latch.open()
+        try await blocker.value
+        // The lane is free again: its next work runs (after the abandoned one was passed over).
+        #expect(try await lane.run { 7 } == 7)
+        #expect(!ran.current)
+    }
+
+    @Test func cancellingRunningWorkInterruptsItsStatement() async throws {
+        let executor = BlockingExecutor(threads: 1, name: "test.interrupt")
+        defer { executor.shutdown() }
+        let connection = try Connection(path: ":memory:")
+        let handle = connection.interruptHandle
+        let started = Signals()
+        // The connection is used only by the one piece of work below.
+        nonisolated(unsafe) let owned = connection
+        // `sqlite3_interrupt` reaches only a statement already running, so the work also checks a
+        // flag from its progress handler: a cancellation just before the statement starts counts.
+        let cancelled = Shared(false)
+        let work = Task {
+            try await executor.run(onCancel: {
+                cancelled.update { $0 = true }
+                handle.interrupt()
+            }) {
+                try owned.setProgressHandler(every: 100) { cancelled.current }
+                started.send("running")
+                _ = try owned.queryOne(
+                    "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n")
+            }
+        }
+        _ = await started.next()
+        work.cancel()
+        let error = await #expect(throws: SQLiteError.self) { try await work.value }
+        #expect(error?.code == .interrupt)
+    }
+
+    @Test func urgentWorkOvertakesNormalWorkWaitingInTheLane() async throws {
+        let executor = BlockingExecutor(threads: 1, name: "test.urgent")
+        defer { executor.shutdown() }
+        let lane = executor.makeLane()
+        let latch = Latch()
+        let started = Signals()
+        let order = Shared<[String]>([])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await lane.run {
+                    started.send("first")
+                    latch.wait()
+                }
+            }
+            _ = await started.next()
+            group.addTask { try await lane.run { order.update { $0.append("normal") } } }
+            while lane.waitingCount < 1 { await Task.yield() }
+            group.addTask { try await lane.run(priority: .urgent) { order.update { $0.append("urgent") } } }
+            while lane.waitingCount < 2 { await Task.yield() }
+            latch.open()
+            try await group.waitForAll()
+        }
+        #expect(order.current == ["urgent", "normal"])
+    }
+
+    @Test func workSubmittedAfterShutdownIsCancelled() async throws {
+        let executor = BlockingExecutor(threads: 1, name: "test.shutdown")
+        executor.shutdown()
+        await #expect(throws: CancellationError.self) { try await executor.run { 1 } }
+    }
+}
+
+@Suite(.timeLimit(.minutes(1))) struct LockWaitDeadlineTests {
+    @Test func aLockWaitEndsAtTheDeadlineHoweverLongTheBusyTimeout() throws {
+        let directory = try TemporaryDirectory()
+        let path = directory.path + "/locked.db"
+        let holder = try Connection(path: path)
+        try holder.execute("PRAGMA journal_mode = WAL")
+        try holder.execute("CREATE TABLE t(x)")
+        try holder.execute("BEGIN IMMEDIATE")
+        try holder.execute("INSERT INTO t VALUES (1)")
+        let waiter = try Connection(path: path)
+        // As long as SQLite allows: without the deadline this write would wait 24 days.
+        try waiter.setBusyTimeout(.milliseconds(Int64(Int32.max)))
+        let start = ContinuousClock.now
+        try waiter.setDeadline(start + .milliseconds(200))
+        let error = try #require(throws: SQLiteError.self) { try waiter.execute("INSERT INTO t VALUES (2)") }
+        let waited = ContinuousClock.now - start
+        #expect(error.code.primary == .busy)
+        #expect(waited >= .milliseconds(200))
+        #expect(waited < .seconds(5))
+        // With the deadline removed, the busy timeout is back: the write waits for the holder.
+        try waiter.setDeadline(nil)
+        try waiter.setBusyTimeout(.seconds(5))
+        try holder.execute("COMMIT")
+        try waiter.execute("INSERT INTO t VALUES (2)")
+        #expect(try waiter.queryOne("SELECT count(*) FROM t")?[0] == .integer(2))
+    }
+}
