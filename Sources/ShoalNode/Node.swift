@@ -44,7 +44,12 @@ public final class Node: Sendable {
             let pool = self.store.pool.statistics
             let text = self.metrics.render(
                 databasesOpen: pool.open, databaseOpens: pool.opens, databaseEvictions: pool.evictions,
-                streamsOpen: self.streams.count)
+                streamsOpen: self.streams.count,
+                capacity: .init(
+                    streamsHeld: self.streams.admission.total, streamCap: self.configuration.streamLimits.perNode,
+                    longPollsHeld: self.longPolls.total, longPollCap: self.configuration.longPollLimits.perNode,
+                    sqliteThreads: self.configuration.executor.threadCount,
+                    sqliteQueued: self.configuration.executor.queuedCount))
             return Response(
                 status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
                 body: .init(byteBuffer: ByteBuffer(string: text)))

@@ -81,7 +81,20 @@ final class NodeMetrics: Sendable {
     }
 
     /// The Prometheus text exposition of every metric.
-    func render(databasesOpen: Int, databaseOpens: Int, databaseEvictions: Int, streamsOpen: Int) -> String {
+    /// What the node's admission control and SQLite threads hold now, and their caps.
+    struct Capacity {
+        var streamsHeld = 0
+        var streamCap = 0
+        var longPollsHeld = 0
+        var longPollCap = 0
+        var sqliteThreads = 0
+        var sqliteQueued = 0
+    }
+
+    func render(
+        databasesOpen: Int, databaseOpens: Int, databaseEvictions: Int, streamsOpen: Int,
+        capacity: Capacity = Capacity()
+    ) -> String {
         let snapshot = state.withLock { $0 }
         var lines = [
             "# HELP shoal_node_requests_total HTTP requests by route kind and status class.",
@@ -136,6 +149,24 @@ final class NodeMetrics: Sendable {
             "# HELP shoal_node_streams_open Hrana streams waiting for their next request.",
             "# TYPE shoal_node_streams_open gauge",
             "shoal_node_streams_open \(streamsOpen)",
+            "# HELP shoal_node_streams_held Hrana streams counted under the stream caps now (parked or running).",
+            "# TYPE shoal_node_streams_held gauge",
+            "shoal_node_streams_held \(capacity.streamsHeld)",
+            "# HELP shoal_node_streams_cap The node's cap on open Hrana streams (past it: 429).",
+            "# TYPE shoal_node_streams_cap gauge",
+            "shoal_node_streams_cap \(capacity.streamCap)",
+            "# HELP shoal_node_long_polls_held /sync long-polls waiting now.",
+            "# TYPE shoal_node_long_polls_held gauge",
+            "shoal_node_long_polls_held \(capacity.longPollsHeld)",
+            "# HELP shoal_node_long_polls_cap The node's cap on waiting /sync long-polls (past it: 429).",
+            "# TYPE shoal_node_long_polls_cap gauge",
+            "shoal_node_long_polls_cap \(capacity.longPollCap)",
+            "# HELP shoal_node_sqlite_threads Threads for SQLite and file work.",
+            "# TYPE shoal_node_sqlite_threads gauge",
+            "shoal_node_sqlite_threads \(capacity.sqliteThreads)",
+            "# HELP shoal_node_sqlite_queued_work SQLite work ready to run and waiting for a thread.",
+            "# TYPE shoal_node_sqlite_queued_work gauge",
+            "shoal_node_sqlite_queued_work \(capacity.sqliteQueued)",
         ]
         return lines.joined(separator: "\n") + "\n"
     }

@@ -5,6 +5,7 @@ import Logging
 import ShoalHTTP
 import ShoalModel
 import ShoalNode
+import ShoalSQLite
 
 /// `shoal node`: runs a data plane node.
 struct NodeCommand: AsyncParsableCommand {
@@ -77,6 +78,31 @@ struct NodeCommand: AsyncParsableCommand {
 
     @OptionGroup var connections: ConnectionOptions
 
+    @Option(help: "Threads for SQLite and file work (default: twice the cores, at least 4).")
+    var sqliteThreads: Int?
+
+    @Option(help: "How many of those threads one database may use at once; the rest of its work waits, holding none.")
+    var threadsPerDatabase = 1
+
+    @Option(help: "Seconds one HTTP request's statements may run in all, waits for the write turn included.")
+    var requestTimeLimitSeconds = 10.0
+
+    @Option(help: "The most Hrana streams open at once per token, per organization and on the node (TOKEN,ORG,NODE).")
+    var streamLimits = "100,500,5000"
+
+    @Option(
+        help: "The most /sync long-polls waiting at once per token, per organization and on the node (TOKEN,ORG,NODE).")
+    var longPollLimits = "50,200,2000"
+
+    /// Three positive caps `TOKEN,ORG,NODE`, or a validation error naming the option.
+    static func admissionLimits(_ text: String, option: String) throws -> NodeConfiguration.AdmissionLimits {
+        let numbers = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard numbers.count == 3, numbers.allSatisfy({ $0 > 0 }) else {
+            throw ValidationError("--\(option) takes three positive numbers, TOKEN,ORG,NODE (for example 100,500,5000)")
+        }
+        return .init(perToken: numbers[0], perOrganization: numbers[1], perNode: numbers[2])
+    }
+
     func validate() throws {
         if let maxPolicyAge, maxPolicyAge < 0 {
             throw ValidationError("--max-policy-age is a number of seconds, 0 or more (0: no bound)")
@@ -113,6 +139,15 @@ struct NodeCommand: AsyncParsableCommand {
         }
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
         guard maxOpenDatabases > 0 else { throw ValidationError("--max-open-databases must be positive") }
+        if let sqliteThreads, !(1...1024).contains(sqliteThreads) {
+            throw ValidationError("--sqlite-threads must be 1...1024")
+        }
+        guard threadsPerDatabase > 0 else { throw ValidationError("--threads-per-database must be positive") }
+        guard requestTimeLimitSeconds > 0, requestTimeLimitSeconds <= 3600 else {
+            throw ValidationError("--request-time-limit-seconds must be more than 0 and at most 3600")
+        }
+        _ = try Self.admissionLimits(streamLimits, option: "stream-limits")
+        _ = try Self.admissionLimits(longPollLimits, option: "long-poll-limits")
     }
 
     /// The registration token from `--registration-token` or `SHOAL_NODE_REGISTRATION_TOKEN`.
@@ -180,6 +215,13 @@ struct NodeCommand: AsyncParsableCommand {
             streamIdleTimeout: .seconds(streamIdleSeconds), createOnFirstUse: createOnFirstUse,
             authentication: try authentication(fetched: fetched))
         nodeConfiguration.connectionLimits = connections.limits(.node)
+        if let sqliteThreads {
+            nodeConfiguration.executor = BlockingExecutor(threads: sqliteThreads, name: "shoal.sqlite")
+        }
+        nodeConfiguration.threadsPerDatabase = threadsPerDatabase
+        nodeConfiguration.requestTimeLimit = .milliseconds(Int64(requestTimeLimitSeconds * 1000))
+        nodeConfiguration.streamLimits = try Self.admissionLimits(streamLimits, option: "stream-limits")
+        nodeConfiguration.longPollLimits = try Self.admissionLimits(longPollLimits, option: "long-poll-limits")
         let node = try Node(configuration: nodeConfiguration, logger: logger)
         let givenKeys = try self.givenKeys()
         let revoked = Set(revokedJti)

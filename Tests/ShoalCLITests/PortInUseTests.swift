@@ -108,3 +108,23 @@ extension ShoalProcess {
         return BoundedRun(status: killed ? nil : status, output: String(decoding: output, as: UTF8.self))
     }
 }
+
+/// The node's execution and admission options refuse nonsense before the node starts, naming the
+/// option and what it takes.
+@Suite("shoal node's capacity options", .serialized, .timeLimit(.minutes(2)))
+struct NodeCapacityOptionTests {
+    @Test(arguments: [
+        (["--stream-limits", "100,0,5000"], "--stream-limits takes three positive numbers"),
+        (["--long-poll-limits", "50,200"], "--long-poll-limits takes three positive numbers"),
+        (["--sqlite-threads", "0"], "--sqlite-threads must be 1...1024"),
+        (["--threads-per-database", "0"], "--threads-per-database must be positive"),
+        (["--request-time-limit-seconds", "0"], "--request-time-limit-seconds must be more than 0"),
+    ])
+    func badCapacityOptionsAreRefusedWithWhatTheyTake(_ options: [String], _ message: String) async throws {
+        let directory = try Scratch()
+        let finished = try await ShoalProcess.runToExit(
+            ["node", "--no-auth", "--data", directory.path + "/data", "--port", "0"] + options, within: .seconds(30))
+        #expect(finished.status != nil && finished.status != 0)
+        #expect(finished.output.contains(message), "\(finished.output)")
+    }
+}

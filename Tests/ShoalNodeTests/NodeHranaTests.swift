@@ -28,6 +28,12 @@ import Testing
             #expect(metrics.body.contains(#"shoal_node_requests_total{route="v1",status="4xx"} 1"#))
             #expect(metrics.body.contains(#"shoal_node_requests_total{route="sync","#))
             #expect(metrics.body.contains("shoal_node_databases_open 1"))
+            // The caps in force, and what is held under them.
+            #expect(metrics.body.contains("shoal_node_streams_cap 5000\n"))
+            #expect(metrics.body.contains("shoal_node_long_polls_cap 2000\n"))
+            #expect(metrics.body.contains("shoal_node_streams_held 0\n"))
+            #expect(
+                metrics.body.contains("shoal_node_sqlite_threads \(node.node.configuration.executor.threadCount)\n"))
             #expect(!metrics.body.contains("secret-tenant"))
         }
     }
