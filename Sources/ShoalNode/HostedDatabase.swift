@@ -52,7 +52,9 @@ public final class HostedDatabase: Sendable {
         } else {
             role = .primary(
                 try PrimaryLog(
-                    directory: directory, configuration: .init(rollThresholdBytes: configuration.rollThresholdBytes)))
+                    directory: directory,
+                    configuration: .init(
+                        rollThresholdBytes: configuration.rollThresholdBytes, diskBudgetBytes: settings.maxSizeBytes)))
         }
     }
 
@@ -109,6 +111,9 @@ public final class HostedDatabase: Sendable {
         if let maxSize = settings.maxSizeBytes {
             try connection.execute("PRAGMA max_page_count = \(max(1, maxSize / 4096))")
         }
+        // TEMP tables and indices live in a file of their own per connection: capped too.
+        let tempBytes = min(configuration.maxTempBytes, settings.maxSizeBytes ?? configuration.maxTempBytes)
+        try connection.execute("PRAGMA temp.max_page_count = \(max(1, tempBytes / 4096))")
         return (connection, try Sandbox.apply(to: connection, configuration: configuration))
     }
 

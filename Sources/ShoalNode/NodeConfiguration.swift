@@ -65,6 +65,9 @@ public struct NodeConfiguration: Sendable {
     /// How many of those threads one database may use at once; its other work waits in its lane,
     /// holding no thread, so one busy database cannot take the threads the others need.
     public var threadsPerDatabase = 1
+    /// The most bytes one connection's TEMP tables and indices may take (and never more than the
+    /// database's own size limit); past it a write fails with `SQLITE_FULL`.
+    public var maxTempBytes: Int64 = 64 << 20
     /// How long one HTTP request's statements may run in all, waits for the write turn included
     /// (each statement also stops at `statementTimeLimit`).
     public var requestTimeLimit: Duration = .seconds(10)

@@ -29,6 +29,15 @@ final class PosixFile: @unchecked Sendable {
         access(path, F_OK) == 0
     }
 
+    /// The size in bytes of the file at `path`.
+    static func size(of path: String) throws -> Int64 {
+        var status = stat()
+        guard stat(path, &status) == 0 else {
+            throw ReplicationError.io("stat of \(path) failed: \(String(cString: strerror(errno)))")
+        }
+        return Int64(status.st_size)
+    }
+
     /// Reads up to `buffer.count` bytes at `offset`; returns how many were read (less at end of file).
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int {
         var done = 0

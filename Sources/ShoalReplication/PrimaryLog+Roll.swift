@@ -116,18 +116,55 @@ extension PrimaryLog {
         }
     }
 
-    /// Removes archives beyond the newest `retainedGenerations` once they are older than `retention`.
+    /// Removes archives beyond the newest `retainedGenerations` once they are older than `retention`;
+    /// then, with a disk budget, the oldest archives until file + WAL + archives fit in it.
     func pruneArchives(current: UInt64, now: Date = Date()) throws {
-        let archived = try FileSystem.list(generationsDirectory).compactMap { name -> UInt64? in
+        let archived = try archivedGenerations()
+        var kept: [UInt64] = []
+        for (index, generation) in archived.enumerated() {
+            let path = archivePath(generation)
+            if index >= configuration.retainedGenerations {
+                let modified =
+                    (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? now
+                if now.timeIntervalSince(modified) >= configuration.retention.inSeconds {
+                    try FileSystem.remove(path)
+                    continue
+                }
+            }
+            kept.append(generation)
+        }
+        guard let budget = configuration.diskBudgetBytes else { return }
+        var usage = try diskUsage()
+        // Oldest first: a replica behind the pruned ones bootstraps from the current base instead.
+        for generation in kept.reversed() where usage.total > budget {
+            let path = archivePath(generation)
+            usage.archives -= (try? PosixFile.size(of: path)) ?? 0
+            try FileSystem.remove(path)
+        }
+    }
+
+    /// The archived generations, newest first.
+    private func archivedGenerations() throws -> [UInt64] {
+        try FileSystem.list(generationsDirectory).compactMap { name -> UInt64? in
             guard name.hasSuffix(".frames") else { return nil }
             return UInt64(name.dropLast(".frames".count))
         }.sorted(by: >)
-        for generation in archived.dropFirst(configuration.retainedGenerations) {
-            let path = archivePath(generation)
-            let modified = (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? now
-            if now.timeIntervalSince(modified) >= configuration.retention.inSeconds {
-                try FileSystem.remove(path)
-            }
+    }
+
+    /// What the database takes on disk now: its file, its WAL's committed frames, its archives.
+    public func diskUsage() throws -> DiskUsage {
+        let archives = try archivedGenerations().reduce(Int64(0)) { sum, generation in
+            sum + ((try? PosixFile.size(of: archivePath(generation))) ?? 0)
         }
+        return DiskUsage(file: (try? PosixFile.size(of: databasePath)) ?? 0, wal: walBytes(), archives: archives)
+    }
+}
+
+extension PrimaryLog.Configuration {
+    /// Where the WAL rolls: `rollThresholdBytes`, or within a disk budget a quarter of it (at
+    /// least 256 KiB).
+    public var effectiveRollThreshold: Int64 {
+        guard let budget = diskBudgetBytes else { return rollThresholdBytes }
+        return min(rollThresholdBytes, max(256 << 10, budget / 4))
     }
 }

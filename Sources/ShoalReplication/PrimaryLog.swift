@@ -26,20 +26,40 @@ public final class PrimaryLog: Sendable {
         public var busyTimeout: Duration
         /// `PRAGMA synchronous = FULL` (every commit durable) instead of `NORMAL`.
         public var synchronousFull: Bool
+        /// The bytes the database may take on disk, its file, WAL and archived generations counted
+        /// together (nil: no budget). The WAL rolls at a quarter of it (at most
+        /// `rollThresholdBytes`, at least 256 KiB), and archives are pruned, oldest first, until
+        /// file + WAL + archives fit, whatever their age: the database can exceed its budget by at
+        /// most the current generation's WAL. (Its file is capped by the caller, with
+        /// `max_page_count`.)
+        public var diskBudgetBytes: Int64?
 
         /// Defaults: roll at 64 MiB, keep 4 archived generations and any younger than a day,
-        /// wait 5 s for locks, `synchronous = NORMAL`.
+        /// wait 5 s for locks, `synchronous = NORMAL`, no disk budget.
         public init(
             rollThresholdBytes: Int64 = 64 << 20, retainedGenerations: Int = 4,
             retention: Duration = .seconds(86_400), busyTimeout: Duration = .seconds(5),
-            synchronousFull: Bool = false
+            synchronousFull: Bool = false, diskBudgetBytes: Int64? = nil
         ) {
+            self.diskBudgetBytes = diskBudgetBytes
             self.rollThresholdBytes = rollThresholdBytes
             self.retainedGenerations = retainedGenerations
             self.retention = retention
             self.busyTimeout = busyTimeout
             self.synchronousFull = synchronousFull
         }
+    }
+
+    /// What the database takes on disk now, in bytes.
+    public struct DiskUsage: Sendable, Equatable {
+        /// The database file.
+        public var file: Int64
+        /// The WAL, as far as committed frames go.
+        public var wal: Int64
+        /// The archived generations.
+        public var archives: Int64
+        /// All of it.
+        public var total: Int64 { file + wal + archives }
     }
 
     /// The database directory.
@@ -157,7 +177,7 @@ public final class PrimaryLog: Sendable {
     /// Releases a write permit; rolls the generation if the WAL has outgrown the threshold.
     public func releaseWritePermit() {
         gate.releaseShared()
-        if walBytes() > configuration.rollThresholdBytes, state.beginAutomaticRoll() {
+        if walBytes() > configuration.effectiveRollThreshold, state.beginAutomaticRoll() {
             defer { state.endAutomaticRoll() }
             // A roll that cannot get its locks now is retried after the next write.
             _ = try? rollGeneration()

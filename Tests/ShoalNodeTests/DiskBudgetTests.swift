@@ -1,0 +1,99 @@
+import Foundation
+import ShoalReplication
+import Testing
+
+@testable import ShoalNode
+
+/// A database's size limit is a disk budget: its file, WAL and archived generations together, and
+/// its TEMP tables, cannot outgrow it by more than one WAL segment.
+@Suite(.timeLimit(.minutes(2))) struct DiskBudgetTests {
+    static func pipeline(_ requests: [String]) -> String {
+        #"{"baton":null,"requests":[\#(requests.joined(separator: ",")),{"type":"close"}]}"#
+    }
+
+    static func execute(_ sql: String) -> String {
+        #"{"type":"execute","stmt":{"sql":"\#(sql)"}}"#
+    }
+
+    /// Every byte under a database's directory.
+    static func bytesOnDisk(_ directory: String) throws -> Int64 {
+        var total: Int64 = 0
+        let enumerator = FileManager.default.enumerator(atPath: directory)
+        while let entry = enumerator?.nextObject() as? String {
+            let attributes = try FileManager.default.attributesOfItem(atPath: directory + "/" + entry)
+            if attributes[.type] as? FileAttributeType == .typeRegular {
+                total += (attributes[.size] as? Int64) ?? 0
+            }
+        }
+        return total
+    }
+
+    static func errorCodes(_ body: String) throws -> [String?] {
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any])
+        return json.results.dropLast().map { result in
+            result["type"] as? String == "ok" ? nil : ((result["error"] as? [String: Any])?["code"] as? String ?? "?")
+        }
+    }
+
+    @Test func aOneMebibyteDatabaseStaysWithinItsBudgetWhateverItsWritesChurn() async throws {
+        try await LiveNode.with({ _ in }) { node in
+            let namespace = try Namespace("tight/db")
+            let budget: Int64 = 1 << 20
+            try await node.node.store.create(namespace, settings: DatabaseSettings(maxSizeBytes: budget))
+            let path = "/db/tight/db/v2/pipeline"
+            let created = try await node.request("POST", path, body: Self.pipeline([Self.execute("CREATE TABLE t(x)")]))
+            #expect(try Self.errorCodes(created.body) == [nil])
+            // 100 transactions that each write 200 KB and delete it again: 20 MB through the WAL,
+            // never more than 200 KB of live data.
+            for _ in 0..<100 {
+                let answer = try await node.request(
+                    "POST", path,
+                    body: Self.pipeline([
+                        Self.execute("BEGIN"),
+                        Self.execute(
+                            "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 200) INSERT INTO t SELECT randomblob(1000) FROM s"
+                        ),
+                        Self.execute("COMMIT"),
+                        Self.execute("DELETE FROM t"),
+                    ]))
+                #expect(answer.status == 200)
+            }
+            let directory = namespace.directory(in: node.node.configuration.dataDirectory)
+            let onDisk = try Self.bytesOnDisk(directory)
+            let segment = PrimaryLog.Configuration(diskBudgetBytes: budget).effectiveRollThreshold
+            // One WAL segment, and the transaction that crossed it (200 pages and their headers).
+            let slack = segment + 210 * 4120
+            #expect(onDisk <= budget + slack, "\(onDisk) bytes on disk for a budget of \(budget)")
+
+            // Past the budget a write is refused, and the message says which limit it hit.
+            let full = try await node.request(
+                "POST", path,
+                body: Self.pipeline([
+                    Self.execute(
+                        "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 2000) INSERT INTO t SELECT randomblob(1000) FROM s"
+                    )
+                ])
+            )
+            #expect(try Self.errorCodes(full.body) == ["SQLITE_FULL"])
+            #expect(full.body.contains("size limit"))
+            #expect(try Self.bytesOnDisk(directory) <= budget + slack)
+        }
+    }
+
+    @Test func tempTablesAreCappedAtTheDatabasesSizeLimit() async throws {
+        try await LiveNode.with({ _ in }) { node in
+            let namespace = try Namespace("tight/temp")
+            try await node.node.store.create(namespace, settings: DatabaseSettings(maxSizeBytes: 1 << 20))
+            let answer = try await node.request(
+                "POST", "/db/tight/temp/v2/pipeline",
+                body: Self.pipeline([
+                    Self.execute("CREATE TEMP TABLE scratch(x)"),
+                    Self.execute(
+                        "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 40000) INSERT INTO scratch SELECT randomblob(1000) FROM s"
+                    ),
+                ]))
+            // 40 MB into TEMP: refused once it passes the database's 1 MiB.
+            #expect(try Self.errorCodes(answer.body) == [nil, "SQLITE_FULL"])
+        }
+    }
+}
