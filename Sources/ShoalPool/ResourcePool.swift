@@ -65,6 +65,9 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
     enum Slot {
         case opening(waiters: [CheckedContinuation<Void, Never>])
         case open(resource: Resource, leases: Int, lastUsed: ContinuousClock.Instant)
+        /// Being closed: the key cannot open again until its close has finished (a reopen would
+        /// overlap the close, two owners on one file); whoever wants it waits here.
+        case closing(waiters: [CheckedContinuation<Void, Never>])
     }
 
     /// One caller waiting for room, by id: between deciding to wait and registering (`pending`),
@@ -90,6 +93,7 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
     private enum Step {
         case leased(Resource)
         case waitForOpening
+        case waitForClosing
         case waitForCapacity
         case open(evicting: (Key, Resource)?)
     }
@@ -140,6 +144,9 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
                 case .opening:
                     if !counted { state.statistics.misses += 1 }
                     return .waitForOpening
+                case .closing:
+                    if !counted { state.statistics.misses += 1 }
+                    return .waitForClosing
                 case nil:
                     if !counted { state.statistics.misses += 1 }
                     var victim: (Key, Resource)?
@@ -165,6 +172,16 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
                     }
                     if resumeNow { continuation.resume() }
                 }
+            case .waitForClosing:
+                await withCheckedContinuation { continuation in
+                    let resumeNow = state.withLock { state -> Bool in
+                        guard case .closing(var waiters) = state.slots[key] else { return true }
+                        waiters.append(continuation)
+                        state.slots[key] = .closing(waiters: waiters)
+                        return false
+                    }
+                    if resumeNow { continuation.resume() }
+                }
             case .waitForCapacity:
                 try Task.checkCancellation()
                 if deadline == nil, let timeout = configuration.capacityWaitTimeout {
@@ -177,7 +194,7 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
                 await waitForCapacity(until: deadline)
             case .open(let victim):
                 if let (victimKey, victimResource) = victim {
-                    await closeResource(victimKey, victimResource)
+                    await close(victimKey, victimResource)
                 }
                 return try await open(key)
             }
@@ -326,7 +343,7 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
             guard case .open(let resource, let leases, _) = state.slots[lease.key] else { return ([], nil) }
             state.statistics.leased -= 1
             if leases == 1 && state.closed {
-                state.slots[lease.key] = nil
+                state.slots[lease.key] = .closing(waiters: [])
                 state.statistics.open -= 1
                 return ([], resource)
             }
@@ -334,7 +351,7 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
             return (leases == 1 ? Self.takeCapacityWaiters(&state) : [], nil)
         }
         for waiter in wake { waiter.resume() }
-        if let closeNow { await closeResource(lease.key, closeNow) }
+        if let closeNow { await close(lease.key, closeNow) }
     }
 
     /// Runs `body` with the resource for `key` leased.
@@ -359,18 +376,14 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
             for (key, slot) in state.slots {
                 if case .open(let resource, 0, let lastUsed) = slot, instant - lastUsed >= configuration.idleTimeout {
                     idle.append((key, resource))
-                    state.slots[key] = nil
+                    state.slots[key] = .closing(waiters: [])
                 }
             }
             state.statistics.evictions += idle.count
             state.statistics.open -= idle.count
             return idle
         }
-        for (key, resource) in idle { await closeResource(key, resource) }
-        if !idle.isEmpty {
-            let waiters = state.withLock { Self.takeCapacityWaiters(&$0) }
-            for waiter in waiters { waiter.resume() }
-        }
+        for (key, resource) in idle { await close(key, resource) }
         return idle.count
     }
 
@@ -392,12 +405,14 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
         }
     }
 
-    /// Whether the resource for `key` is leased right now.
+    /// Whether the resource for `key` is leased right now, or being opened or closed.
     public func isLeased(_ key: Key) -> Bool {
         state.withLock { state in
-            if case .open(_, let leases, _) = state.slots[key] { return leases > 0 }
-            if case .opening = state.slots[key] { return true }
-            return false
+            switch state.slots[key] {
+            case .open(_, let leases, _): return leases > 0
+            case .opening, .closing: return true
+            case nil: return false
+            }
         }
     }
 
@@ -407,15 +422,13 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
     public func evict(_ key: Key) async -> Bool {
         let victim = state.withLock { state -> Resource? in
             guard case .open(let resource, 0, _) = state.slots[key] else { return nil }
-            state.slots[key] = nil
+            state.slots[key] = .closing(waiters: [])
             state.statistics.evictions += 1
             state.statistics.open -= 1
             return resource
         }
         guard let victim else { return false }
-        await closeResource(key, victim)
-        let waiters = state.withLock { Self.takeCapacityWaiters(&$0) }
-        for waiter in waiters { waiter.resume() }
+        await close(key, victim)
         return true
     }
 
@@ -427,14 +440,29 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
             for (key, slot) in state.slots {
                 if case .open(let resource, 0, _) = slot {
                     idle.append((key, resource))
-                    state.slots[key] = nil
+                    state.slots[key] = .closing(waiters: [])
                 }
             }
             state.statistics.open -= idle.count
             return (idle, Self.takeCapacityWaiters(&state))
         }
         for waiter in waiters { waiter.resume() }
-        for (key, resource) in idle { await closeResource(key, resource) }
+        for (key, resource) in idle { await close(key, resource) }
+    }
+
+    /// Closes a resource whose slot was marked `.closing`, then frees the slot and wakes whoever
+    /// waited for the key or for room.
+    private func close(_ key: Key, _ resource: Resource) async {
+        await closeResource(key, resource)
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            var waiters: [CheckedContinuation<Void, Never>] = []
+            if case .closing(let waiting) = state.slots[key] {
+                state.slots[key] = nil
+                waiters = waiting
+            }
+            return waiters + Self.takeCapacityWaiters(&state)
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     /// Removes the least recently used unleased resource, if any, for the caller to close.
@@ -446,7 +474,7 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
             }
         }
         guard let oldest else { return nil }
-        state.slots[oldest.0] = nil
+        state.slots[oldest.0] = .closing(waiters: [])
         state.statistics.evictions += 1
         state.statistics.open -= 1
         return (oldest.0, oldest.1)
