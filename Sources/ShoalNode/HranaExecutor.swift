@@ -59,9 +59,10 @@ final class HranaExecutor {
     func close() {
         guard !borrowed else { return }
         if !connection.isAutocommit { try? connection.execute("ROLLBACK") }
+        // Closed before the permit and the turn go: a failed ROLLBACK still ends with the close.
+        try? connection.close()
         releasePermitIfDone(force: true)
         writers?.release(owner)
-        try? connection.close()
     }
 
     // MARK: Requests
@@ -303,7 +304,7 @@ final class HranaExecutor {
     // MARK: Write permits
 
     /// Who this executor is to its database's queue of writers.
-    var owner: WriterQueue.Owner { ObjectIdentifier(self) }
+    let owner = WriterQueue.Owner()
 
     /// The time limit of a statement started at `start`: the node's statement limit, within the
     /// request's.

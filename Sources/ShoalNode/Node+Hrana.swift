@@ -90,7 +90,7 @@ extension Node {
                 return response
             } catch {
                 // A request cancelled while it waited for the write turn still holds its connection.
-                _ = try? await database.lane.run(priority: .urgent) { once.close() }
+                _ = try? await database.lane.run(priority: .cleanup) { once.close() }
                 throw error
             }
         }

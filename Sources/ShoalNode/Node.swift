@@ -114,8 +114,9 @@ public final class Node: Sendable {
     }
 
     func close(_ stream: HranaStream) async {
-        // Urgent: a stream that holds the write turn frees the writers waiting for it.
-        _ = try? await stream.lease.resource.lane.run(priority: .urgent) { stream.close() }
+        // Cleanup (urgent, and run even when the request that failed was cancelled): a stream that
+        // holds the write turn frees the writers waiting for it.
+        _ = try? await stream.lease.resource.lane.run(priority: .cleanup) { stream.close() }
         if let state = stream.forwarding, let copy = stream.lease.resource.replica {
             await closePrimaryStream(state, copy: copy)
         }

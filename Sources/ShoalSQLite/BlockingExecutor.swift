@@ -18,6 +18,11 @@ public final class BlockingExecutor: Sendable {
         case normal
         /// Ahead of everything normal: releasing what others wait for (rollbacks, closes).
         case urgent
+        /// Urgent, and run even when the calling task is cancelled: the release of what others
+        /// wait for (a stream's rollback and close) must not be lost with the request that failed.
+        case cleanup
+
+        var isUrgent: Bool { self != .normal }
     }
 
     /// The process's executor for SQLite and file work: twice as many threads as cores, at least 4.
@@ -61,7 +66,7 @@ public final class BlockingExecutor: Sendable {
         _ body: @escaping @Sendable () throws -> T
     ) async throws -> T {
         try await submit(priority: priority, onCancel: onCancel, body) { job, priority in
-            queue.push(job, urgent: priority == .urgent)
+            queue.push(job, urgent: priority.isUrgent)
         }
     }
 
@@ -75,6 +80,16 @@ public final class BlockingExecutor: Sendable {
         enqueue: (Job, Priority) -> Void
     ) async throws -> T {
         let job = Job()
+        guard priority != .cleanup else {
+            // Cleanup runs whatever happens to the task that asked for it.
+            return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+                job.prepare(
+                    work: { continuation.resume(with: Result { try body() }) },
+                    abandon: { continuation.resume(throwing: CancellationError()) },
+                    onCancel: {})
+                enqueue(job, priority)
+            }
+        }
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
                 job.prepare(
@@ -102,18 +117,19 @@ public final class BlockingExecutor: Sendable {
             var urgentHead = 0
             var normalHead = 0
 
-            mutating func pop() -> Job? {
+            /// The next job waiting, urgent first, and whether it is urgent.
+            mutating func pop() -> (job: Job, urgent: Bool)? {
                 if urgentHead < urgent.count {
                     let job = urgent[urgentHead]
                     urgentHead += 1
                     compact()
-                    return job
+                    return (job, true)
                 }
                 if normalHead < normal.count {
                     let job = normal[normalHead]
                     normalHead += 1
                     compact()
-                    return job
+                    return (job, false)
                 }
                 return nil
             }
@@ -162,24 +178,25 @@ public final class BlockingExecutor: Sendable {
                         state.running += 1
                         return true
                     }
-                    if priority == .urgent { state.urgent.append(job) } else { state.normal.append(job) }
+                    if priority.isUrgent { state.urgent.append(job) } else { state.normal.append(job) }
                     return false
                 }
-                if start { executor.queue.push(job, urgent: priority == .urgent) }
+                if start { executor.queue.push(job, urgent: priority.isUrgent) }
             }
         }
 
         /// Called by a thread when a piece of the lane's work is over (run or abandoned): the next
         /// one waiting, if any, goes to the executor.
         func finished() {
-            let next = state.withLock { state -> Job? in
-                guard let job = state.pop() else {
+            let next = state.withLock { state -> (job: Job, urgent: Bool)? in
+                guard let next = state.pop() else {
                     state.running -= 1
                     return nil
                 }
-                return job
+                return next
             }
-            if let next { executor.queue.push(next, urgent: false) }
+            // Urgent work that had to wait in the lane stays urgent in the executor's queue.
+            if let next { executor.queue.push(next.job, urgent: next.urgent) }
         }
     }
 }

@@ -195,3 +195,13 @@ extension Connection {
         return current != 0
     }
 }
+
+extension Connection {
+    /// Sets SQLite's hard heap limit for the whole process (`sqlite3_hard_heap_limit64`): past it,
+    /// SQLite's allocations fail and statements end with `ResultCode.noMemory` instead of the
+    /// process growing. Zero removes the limit. Returns the limit in force before.
+    @discardableResult
+    public static func setProcessHeapLimit(bytes: Int64) -> Int64 {
+        sqlite3_hard_heap_limit64(bytes)
+    }
+}

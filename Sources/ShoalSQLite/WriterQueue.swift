@@ -8,8 +8,17 @@ import Synchronization
 /// The turn belongs to an owner (a connection's user: a stream, a request) until it gives it back;
 /// taking it again while holding it is a no-op.
 public final class WriterQueue: Sendable {
-    /// Who holds or waits for the turn.
-    public typealias Owner = ObjectIdentifier
+    /// Who holds or waits for the turn: unique for the life of the process (never reused, unlike
+    /// an object's address).
+    public struct Owner: Hashable, Sendable {
+        private static let next = Atomic<UInt64>(0)
+        private let id: UInt64
+
+        /// A new owner, unlike any other.
+        public init() {
+            id = Self.next.add(1, ordering: .relaxed).newValue
+        }
+    }
 
     private struct Waiter {
         let id: UInt64

@@ -84,6 +84,12 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "How many of those threads one database may use at once; the rest of its work waits, holding none.")
     var threadsPerDatabase = 1
 
+    @Option(
+        help:
+            "Megabytes SQLite may allocate in the whole process; past it statements fail with SQLITE_NOMEM (0: no limit)."
+    )
+    var sqliteHeapLimitMb = 0
+
     @Option(help: "Seconds one HTTP request's statements may run in all, waits for the write turn included.")
     var requestTimeLimitSeconds = 10.0
 
@@ -143,6 +149,9 @@ struct NodeCommand: AsyncParsableCommand {
             throw ValidationError("--sqlite-threads must be 1...1024")
         }
         guard threadsPerDatabase > 0 else { throw ValidationError("--threads-per-database must be positive") }
+        guard (0...(1 << 30)).contains(sqliteHeapLimitMb) else {
+            throw ValidationError("--sqlite-heap-limit-mb must be 0 (no limit) or a positive number of megabytes")
+        }
         guard requestTimeLimitSeconds > 0, requestTimeLimitSeconds <= 3600 else {
             throw ValidationError("--request-time-limit-seconds must be more than 0 and at most 3600")
         }
@@ -219,6 +228,7 @@ struct NodeCommand: AsyncParsableCommand {
             nodeConfiguration.executor = BlockingExecutor(threads: sqliteThreads, name: "shoal.sqlite")
         }
         nodeConfiguration.threadsPerDatabase = threadsPerDatabase
+        if sqliteHeapLimitMb > 0 { Connection.setProcessHeapLimit(bytes: Int64(sqliteHeapLimitMb) << 20) }
         nodeConfiguration.requestTimeLimit = .milliseconds(Int64(requestTimeLimitSeconds * 1000))
         nodeConfiguration.streamLimits = try Self.admissionLimits(streamLimits, option: "stream-limits")
         nodeConfiguration.longPollLimits = try Self.admissionLimits(longPollLimits, option: "long-poll-limits")

@@ -119,6 +119,7 @@ struct NodeCapacityOptionTests {
         (["--sqlite-threads", "0"], "--sqlite-threads must be 1...1024"),
         (["--threads-per-database", "0"], "--threads-per-database must be positive"),
         (["--request-time-limit-seconds", "0"], "--request-time-limit-seconds must be more than 0"),
+        (["--sqlite-heap-limit-mb=-1"], "--sqlite-heap-limit-mb must be 0"),
     ])
     func badCapacityOptionsAreRefusedWithWhatTheyTake(_ options: [String], _ message: String) async throws {
         let directory = try Scratch()
@@ -126,5 +127,26 @@ struct NodeCapacityOptionTests {
             ["node", "--no-auth", "--data", directory.path + "/data", "--port", "0"] + options, within: .seconds(30))
         #expect(finished.status != nil && finished.status != 0)
         #expect(finished.output.contains(message), "\(finished.output)")
+    }
+}
+
+/// `--sqlite-heap-limit-mb` bounds what SQLite may allocate in the node process: a statement that
+/// needs more fails with SQLITE_NOMEM, and the node goes on serving.
+@Suite("shoal node's SQLite heap limit", .serialized, .timeLimit(.minutes(2)))
+struct NodeHeapLimitTests {
+    @Test func aStatementPastTheHeapLimitFailsAndTheNodeGoesOn() async throws {
+        let directory = try Scratch()
+        let process = try ShoalProcess(
+            [
+                "node", "--no-auth", "--create-on-first-use", "--port", "0", "--data", directory.path + "/data",
+                "--sqlite-heap-limit-mb", "16",
+            ])
+        let url = try await process.waitForLine(prefix: "shoal node (local) listening on")
+        // 24 MB in one value: under the 32 MiB value cap, over the 16 MiB heap.
+        let big = try await HTTP.execute("SELECT length(randomblob(24000000))", at: url + "/db/acme/mem", token: "")
+        #expect(big.text.contains("SQLITE_NOMEM"), "\(big.text.prefix(300))")
+        let small = try await HTTP.execute("SELECT 6 * 7", at: url + "/db/acme/mem", token: "")
+        #expect(small.text.contains(#""value":"42""#), "\(small.text.prefix(300))")
+        #expect(try await process.stop(signal: SIGTERM) == 0)
     }
 }

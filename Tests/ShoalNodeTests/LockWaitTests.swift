@@ -7,7 +7,7 @@ import Testing
 /// One tenant holding its database's write lock, and writers piling up behind it, cannot take the
 /// node's SQLite threads from anybody: writers wait for their turn holding no thread, the holder's
 /// `COMMIT` runs at once, and another organization's reads are not delayed.
-@Suite(.timeLimit(.minutes(2))) struct LockWaitTests {
+@Suite(.serialized, .timeLimit(.minutes(2))) struct LockWaitTests {
     static func execute(_ sql: String) -> String {
         #"{"type":"execute","stmt":{"sql":"\#(sql)"}}"#
     }

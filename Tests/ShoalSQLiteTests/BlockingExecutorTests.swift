@@ -195,6 +195,54 @@ private final class Shared<Value: Sendable>: Sendable {
         #expect(order.current == ["urgent", "normal"])
     }
 
+    @Test func cleanupRunsEvenWhenTheTaskThatAsksForItIsCancelled() async throws {
+        let executor = BlockingExecutor(threads: 1, name: "test.cleanup")
+        defer { executor.shutdown() }
+        let lane = executor.makeLane()
+        let ran = Shared<[String]>([])
+        let task = Task {
+            withUnsafeCurrentTask { $0?.cancel() }
+            let refused: Bool
+            do {
+                try await lane.run { ran.update { $0.append("normal") } }
+                refused = false
+            } catch is CancellationError {
+                refused = true
+            }
+            try await lane.run(priority: .cleanup) { ran.update { $0.append("cleanup") } }
+            return refused
+        }
+        #expect(try await task.value)
+        #expect(ran.current == ["cleanup"])
+    }
+
+    @Test func urgentWorkThatWaitedInItsLaneStaysAheadOfOtherLanesNormalWork() async throws {
+        let executor = BlockingExecutor(threads: 1, name: "test.urgent-lane")
+        defer { executor.shutdown() }
+        let lane = executor.makeLane()
+        let other = executor.makeLane()
+        let latch = Latch()
+        let started = Signals()
+        let order = Shared<[String]>([])
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                try await lane.run {
+                    started.send("first")
+                    latch.wait()
+                }
+            }
+            _ = await started.next()
+            // Urgent work waits in the busy lane; normal work of another lane waits for the thread.
+            group.addTask { try await lane.run(priority: .urgent) { order.update { $0.append("urgent") } } }
+            while lane.waitingCount < 1 { await Task.yield() }
+            group.addTask { try await other.run { order.update { $0.append("other") } } }
+            while executor.queuedCount < 1 { await Task.yield() }
+            latch.open()
+            try await group.waitForAll()
+        }
+        #expect(order.current == ["urgent", "other"])
+    }
+
     @Test func workSubmittedAfterShutdownIsCancelled() async throws {
         let executor = BlockingExecutor(threads: 1, name: "test.shutdown")
         executor.shutdown()
