@@ -162,26 +162,8 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
             switch step {
             case .leased(let resource):
                 return Lease(key: key, resource: resource)
-            case .waitForOpening:
-                await withCheckedContinuation { continuation in
-                    let resumeNow = state.withLock { state -> Bool in
-                        guard case .opening(var waiters) = state.slots[key] else { return true }
-                        waiters.append(continuation)
-                        state.slots[key] = .opening(waiters: waiters)
-                        return false
-                    }
-                    if resumeNow { continuation.resume() }
-                }
-            case .waitForClosing:
-                await withCheckedContinuation { continuation in
-                    let resumeNow = state.withLock { state -> Bool in
-                        guard case .closing(var waiters) = state.slots[key] else { return true }
-                        waiters.append(continuation)
-                        state.slots[key] = .closing(waiters: waiters)
-                        return false
-                    }
-                    if resumeNow { continuation.resume() }
-                }
+            case .waitForOpening, .waitForClosing:
+                await waitWhileOpeningOrClosing(key)
             case .waitForCapacity:
                 try Task.checkCancellation()
                 if deadline == nil, let timeout = configuration.capacityWaitTimeout {
@@ -198,6 +180,26 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
                 }
                 return try await open(key)
             }
+        }
+    }
+
+    /// Waits until the slot of `key` is no longer opening or closing (at once if it is not now).
+    private func waitWhileOpeningOrClosing(_ key: Key) async {
+        await withCheckedContinuation { continuation in
+            let resumeNow = state.withLock { state -> Bool in
+                switch state.slots[key] {
+                case .opening(var waiters):
+                    waiters.append(continuation)
+                    state.slots[key] = .opening(waiters: waiters)
+                case .closing(var waiters):
+                    waiters.append(continuation)
+                    state.slots[key] = .closing(waiters: waiters)
+                case .open, nil:
+                    return true
+                }
+                return false
+            }
+            if resumeNow { continuation.resume() }
         }
     }
 

@@ -112,43 +112,7 @@ public final class BlockingExecutor: Sendable {
     public final class Lane: Sendable {
         private struct State {
             var running = 0
-            var urgent: [Job] = []
-            var normal: [Job] = []
-            var urgentHead = 0
-            var normalHead = 0
-
-            /// The next job waiting, urgent first, and whether it is urgent.
-            mutating func pop() -> (job: Job, urgent: Bool)? {
-                if urgentHead < urgent.count {
-                    let job = urgent[urgentHead]
-                    urgentHead += 1
-                    compact()
-                    return (job, true)
-                }
-                if normalHead < normal.count {
-                    let job = normal[normalHead]
-                    normalHead += 1
-                    compact()
-                    return (job, false)
-                }
-                return nil
-            }
-
-            mutating func compact() {
-                if urgentHead == urgent.count {
-                    urgent.removeAll(keepingCapacity: true)
-                    urgentHead = 0
-                }
-                if normalHead == normal.count {
-                    normal.removeAll(keepingCapacity: true)
-                    normalHead = 0
-                } else if normalHead > 64, normalHead * 2 > normal.count {
-                    normal.removeFirst(normalHead)
-                    normalHead = 0
-                }
-            }
-
-            var waiting: Int { urgent.count - urgentHead + normal.count - normalHead }
+            var waiting = JobQueue()
         }
 
         /// The executor whose threads run the lane's work.
@@ -164,7 +128,7 @@ public final class BlockingExecutor: Sendable {
         }
 
         /// Work submitted to the lane and not started yet.
-        public var waitingCount: Int { state.withLock { $0.waiting } }
+        public var waitingCount: Int { state.withLock { $0.waiting.count } }
 
         /// Runs `body` on one of the executor's threads once the lane has room, and returns its result.
         public func run<T: Sendable>(
@@ -178,7 +142,7 @@ public final class BlockingExecutor: Sendable {
                         state.running += 1
                         return true
                     }
-                    if priority.isUrgent { state.urgent.append(job) } else { state.normal.append(job) }
+                    state.waiting.push(job, urgent: priority.isUrgent)
                     return false
                 }
                 if start { executor.queue.push(job, urgent: priority.isUrgent) }
@@ -189,7 +153,7 @@ public final class BlockingExecutor: Sendable {
         /// one waiting, if any, goes to the executor.
         func finished() {
             let next = state.withLock { state -> (job: Job, urgent: Bool)? in
-                guard let next = state.pop() else {
+                guard let next = state.waiting.pop() else {
                     state.running -= 1
                     return nil
                 }
@@ -306,10 +270,7 @@ final class Job: Sendable {
 final class WorkQueue: @unchecked Sendable {
     // `@unchecked Sendable`: every stored property is read and written only with `condition` locked.
     private let condition = NSCondition()
-    private var urgent: [Job] = []
-    private var normal: [Job] = []
-    private var urgentHead = 0
-    private var normalHead = 0
+    private var ready = JobQueue()
     private var stopping = false
     private var workers: Set<pthread_t> = []
 
@@ -322,7 +283,7 @@ final class WorkQueue: @unchecked Sendable {
     var count: Int {
         condition.lock()
         defer { condition.unlock() }
-        return urgent.count - urgentHead + normal.count - normalHead
+        return ready.count
     }
 
     func push(_ job: Job, urgent isUrgent: Bool) {
@@ -333,7 +294,7 @@ final class WorkQueue: @unchecked Sendable {
             job.lane?.finished()
             return
         }
-        if isUrgent { urgent.append(job) } else { normal.append(job) }
+        ready.push(job, urgent: isUrgent)
         condition.signal()
         condition.unlock()
     }
@@ -359,29 +320,48 @@ final class WorkQueue: @unchecked Sendable {
         condition.lock()
         defer { condition.unlock() }
         while true {
-            if urgentHead < urgent.count {
-                let job = urgent[urgentHead]
-                urgentHead += 1
-                if urgentHead == urgent.count {
-                    urgent.removeAll(keepingCapacity: true)
-                    urgentHead = 0
-                }
-                return job
-            }
-            if normalHead < normal.count {
-                let job = normal[normalHead]
-                normalHead += 1
-                if normalHead == normal.count {
-                    normal.removeAll(keepingCapacity: true)
-                    normalHead = 0
-                } else if normalHead > 1024, normalHead * 2 > normal.count {
-                    normal.removeFirst(normalHead)
-                    normalHead = 0
-                }
-                return job
-            }
+            if let next = ready.pop() { return next.job }
             if stopping { return nil }
             condition.wait()
         }
+    }
+}
+
+/// Jobs in order of submission, urgent ones first: a lane's waiting work and the executor's ready
+/// work. Not synchronized: its owner's lock guards it.
+struct JobQueue {
+    private var urgent: [Job] = []
+    private var normal: [Job] = []
+    private var urgentHead = 0
+    private var normalHead = 0
+
+    /// How many jobs wait.
+    var count: Int { urgent.count - urgentHead + normal.count - normalHead }
+
+    mutating func push(_ job: Job, urgent isUrgent: Bool) {
+        if isUrgent { urgent.append(job) } else { normal.append(job) }
+    }
+
+    /// The next job, urgent first, and whether it is urgent.
+    mutating func pop() -> (job: Job, urgent: Bool)? {
+        if let job = Self.take(from: &urgent, head: &urgentHead) { return (job, true) }
+        if let job = Self.take(from: &normal, head: &normalHead) { return (job, false) }
+        return nil
+    }
+
+    /// The job at `head`, moving it on; the array is emptied when all is taken and compacted
+    /// once more than half of it is taken.
+    private static func take(from jobs: inout [Job], head: inout Int) -> Job? {
+        guard head < jobs.count else { return nil }
+        let job = jobs[head]
+        head += 1
+        if head == jobs.count {
+            jobs.removeAll(keepingCapacity: true)
+            head = 0
+        } else if head > 64, head * 2 > jobs.count {
+            jobs.removeFirst(head)
+            head = 0
+        }
+        return job
     }
 }
