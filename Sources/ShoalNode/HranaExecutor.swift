@@ -20,6 +20,9 @@ final class HranaExecutor {
     /// The bytes of values the current request has returned so far, across its statements (the
     /// node's response cap is per request: a pipeline of large results is refused as a whole).
     private var responseBytes = 0
+    /// What the current request holds of the node's response budget; handed to the caller at the
+    /// end of the request (`takeReservation`), to be given back once the answer is encoded.
+    private var reservation: ResponseReservation?
     /// A replica's reader belongs to the replica, which keeps it open.
     private let borrowed: Bool
     var storedSQL: [Int32: String] = [:]
@@ -161,7 +164,16 @@ final class HranaExecutor {
                     code: "RESPONSE_TOO_LARGE")
             }
             let row = (0..<statement.columnCount).map { Self.value(statement.value(at: $0)) }
-            responseBytes += row.reduce(0) { $0 + Self.size(of: $1) }
+            let rowBytes = row.reduce(0) { $0 + Self.size(of: $1) }
+            responseBytes += rowBytes
+            if reservation == nil { reservation = ResponseReservation(configuration.responseBudget) }
+            guard reservation?.grow(by: rowBytes) != false else {
+                throw Hrana.Failure(
+                    message:
+                        "the node holds \(configuration.responseBudget.limit) bytes of other requests' results now; "
+                        + "retry shortly, or select fewer rows or columns",
+                    code: "RESPONSE_TOO_LARGE")
+            }
             guard responseBytes <= configuration.maxResponseBytes else {
                 throw Hrana.Failure(
                     message:
@@ -394,6 +406,15 @@ final class HranaExecutor {
     func beginRequest(deadline: ContinuousClock.Instant) {
         requestDeadline = deadline
         responseBytes = 0
+        reservation?.release()
+        reservation = nil
+    }
+
+    /// Hands over what the request holds of the node's response budget (nil when it returned no
+    /// rows); the caller gives it back once the answer is encoded.
+    func takeReservation() -> ResponseReservation? {
+        defer { reservation = nil }
+        return reservation
     }
 
     /// Ends a request's work: the write permit and the write turn go back if the connection left

@@ -12,6 +12,9 @@ final class HranaStream: @unchecked Sendable {
     // baton protocol gives a stream to one request at a time anyway.
     private let lock = NSLock()
     private var executor: HranaExecutor?
+    /// What the last request's results hold of the node's response budget, until its answer is
+    /// encoded (`releaseResponse`).
+    private var heldResponse: ResponseReservation?
     let lease: ResourcePool<Namespace, HostedDatabase>.Lease
     let namespace: Namespace
     /// Its place under the caps on open streams.
@@ -54,7 +57,10 @@ final class HranaStream: @unchecked Sendable {
         if mayWait, executor.needsWriteTurn(requests), !lease.resource.writers.tryAcquire(executor.owner) {
             return .waitForWriteTurn(executor.owner)
         }
-        defer { executor.finishRequest() }
+        defer {
+            executor.finishRequest()
+            heldResponse = executor.takeReservation()
+        }
         var results: [Hrana.StreamResult] = []
         for request in requests {
             results.append(try executor.run(request, version: version))
@@ -81,14 +87,28 @@ final class HranaStream: @unchecked Sendable {
         {
             return .waitForWriteTurn(executor.owner)
         }
-        defer { executor.finishRequest() }
+        defer {
+            executor.finishRequest()
+            heldResponse = executor.takeReservation()
+        }
         return .done(try executor.batch(batch))
+    }
+
+    /// Gives back what the last request's results held of the node's response budget (its answer
+    /// is encoded).
+    func releaseResponse() {
+        lock.lock()
+        defer { lock.unlock() }
+        heldResponse?.release()
+        heldResponse = nil
     }
 
     /// Closes the connection (rolling back), idempotently.
     func close() {
         lock.lock()
         defer { lock.unlock() }
+        heldResponse?.release()
+        heldResponse = nil
         executor?.close()
         executor = nil
     }

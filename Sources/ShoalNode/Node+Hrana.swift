@@ -195,6 +195,7 @@ extension Node {
             buffer.writeBytes(line)
             buffer.writeString("\n")
         }
+        stream.releaseResponse()
         return Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: buffer))
     }
 
@@ -235,7 +236,9 @@ extension Node {
         } else {
             baton = streams.park(stream)
         }
-        var response = try Self.json(Hrana.PipelineResponse(baton: baton, results: outcome.results))
+        let encoded = Result { try Self.json(Hrana.PipelineResponse(baton: baton, results: outcome.results)) }
+        stream.releaseResponse()
+        var response = try encoded.get()
         response.headers[HTTPField.Name("x-shoal-frame")!] = "\(position.generation)/\(position.frame)"
         return response
     }

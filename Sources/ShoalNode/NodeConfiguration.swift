@@ -68,6 +68,9 @@ public struct NodeConfiguration: Sendable {
     /// The most bytes one connection's TEMP tables and indices may take (and never more than the
     /// database's own size limit); past it a write fails with `SQLITE_FULL`.
     public var maxTempBytes: Int64 = 64 << 20
+    /// The bytes of results all requests may hold at once (each request also stops at
+    /// `maxResponseBytes`); past it a request's statement is refused with `RESPONSE_TOO_LARGE`.
+    public var responseBudget = ResponseBudget(limit: 256 << 20)
     /// How long one HTTP request's statements may run in all, waits for the write turn included
     /// (each statement also stops at `statementTimeLimit`).
     public var requestTimeLimit: Duration = .seconds(10)

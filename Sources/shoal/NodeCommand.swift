@@ -90,6 +90,10 @@ struct NodeCommand: AsyncParsableCommand {
     )
     var sqliteHeapLimitMb = 0
 
+    @Option(
+        help: "Megabytes of results all requests may hold at once; past it a request is refused (RESPONSE_TOO_LARGE).")
+    var responseBudgetMb = 256
+
     @Option(help: "Seconds one HTTP request's statements may run in all, waits for the write turn included.")
     var requestTimeLimitSeconds = 10.0
 
@@ -149,6 +153,9 @@ struct NodeCommand: AsyncParsableCommand {
             throw ValidationError("--sqlite-threads must be 1...1024")
         }
         guard threadsPerDatabase > 0 else { throw ValidationError("--threads-per-database must be positive") }
+        guard (32...(1 << 30)).contains(responseBudgetMb) else {
+            throw ValidationError("--response-budget-mb must be at least 32 (one request's largest answer)")
+        }
         guard (0...(1 << 30)).contains(sqliteHeapLimitMb) else {
             throw ValidationError("--sqlite-heap-limit-mb must be 0 (no limit) or a positive number of megabytes")
         }
@@ -228,6 +235,7 @@ struct NodeCommand: AsyncParsableCommand {
             nodeConfiguration.executor = BlockingExecutor(threads: sqliteThreads, name: "shoal.sqlite")
         }
         nodeConfiguration.threadsPerDatabase = threadsPerDatabase
+        nodeConfiguration.responseBudget = ResponseBudget(limit: responseBudgetMb << 20)
         if sqliteHeapLimitMb > 0 { Connection.setProcessHeapLimit(bytes: Int64(sqliteHeapLimitMb) << 20) }
         nodeConfiguration.requestTimeLimit = .milliseconds(Int64(requestTimeLimitSeconds * 1000))
         nodeConfiguration.streamLimits = try Self.admissionLimits(streamLimits, option: "stream-limits")

@@ -120,6 +120,7 @@ struct NodeCapacityOptionTests {
         (["--threads-per-database", "0"], "--threads-per-database must be positive"),
         (["--request-time-limit-seconds", "0"], "--request-time-limit-seconds must be more than 0"),
         (["--sqlite-heap-limit-mb=-1"], "--sqlite-heap-limit-mb must be 0"),
+        (["--response-budget-mb", "8"], "--response-budget-mb must be at least 32"),
     ])
     func badCapacityOptionsAreRefusedWithWhatTheyTake(_ options: [String], _ message: String) async throws {
         let directory = try Scratch()

@@ -151,3 +151,52 @@ import Testing
         }
     }
 }
+
+/// The node's budget for results held at once: a request that would pass it is refused, and what a
+/// request held is given back once its answer is encoded.
+@Suite(.timeLimit(.minutes(1))) struct ResponseBudgetTests {
+    @Test func reservationsTakeOnlyWhatFitsAndGiveItBackOnce() {
+        let budget = ResponseBudget(limit: 100)
+        let first = ResponseReservation(budget)
+        #expect(first.grow(by: 60))
+        let second = ResponseReservation(budget)
+        #expect(!second.grow(by: 50))
+        #expect(second.grow(by: 40))
+        #expect(budget.inUse == 100)
+        first.release()
+        first.release()
+        #expect(budget.inUse == 40)
+        _ = consume second
+        #expect(budget.inUse == 0)
+    }
+
+    @Test func resultsPastTheNodesBudgetAreRefusedAndWhatARequestHeldComesBack() async throws {
+        let budget = ResponseBudget(limit: 1 << 20)
+        try await LiveNode.with({
+            $0.createOnFirstUse = true
+            $0.responseBudget = budget
+        }) { node in
+            for path in ["/db/big/a/v2/pipeline", "/db/big/a/v3/cursor"] {
+                let body =
+                    path.hasSuffix("cursor")
+                    ? #"{"baton":null,"batch":{"steps":[{"stmt":{"sql":"SELECT zeroblob(600000)"}},{"stmt":{"sql":"SELECT zeroblob(600000)"}}]}}"#
+                    : LockWaitTests.pipeline(
+                        baton: nil,
+                        [
+                            LockWaitTests.execute("SELECT zeroblob(600000)"),
+                            LockWaitTests.execute("SELECT zeroblob(600000)"), #"{"type":"close"}"#,
+                        ])
+                let answer = try await node.request("POST", path, body: body)
+                #expect(answer.status == 200)
+                #expect(answer.body.contains("RESPONSE_TOO_LARGE"), "\(path): \(answer.body.prefix(200))")
+                #expect(answer.body.contains("other requests' results"))
+                // The first result fit and was answered; once encoded, the budget is free again.
+                #expect(budget.inUse == 0)
+            }
+            let v1 = try await node.request(
+                "POST", "/db/big/a/v1/execute", body: #"{"stmt":{"sql":"SELECT zeroblob(600000)"}}"#)
+            #expect(v1.status == 200)
+            #expect(budget.inUse == 0)
+        }
+    }
+}
