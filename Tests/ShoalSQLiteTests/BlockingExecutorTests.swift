@@ -41,6 +41,20 @@ private final class Shared<Value: Sendable>: Sendable {
 }
 
 @Suite(.timeLimit(.minutes(1))) struct BlockingExecutorTests {
+    /// Occupies `lane` with work that waits on the returned latch; returns once that work runs.
+    private static func occupy(_ lane: BlockingExecutor.Lane) async -> (latch: Latch, work: Task<Void, any Error>) {
+        let latch = Latch()
+        let started = Signals()
+        let work = Task {
+            try await lane.run {
+                started.send("occupied")
+                latch.wait()
+            }
+        }
+        _ = await started.next()
+        return (latch, work)
+    }
+
     @Test func workRunsOnTheExecutorsOwnThreads() async throws {
         let executor = BlockingExecutor(threads: 2, name: "test.own")
         defer { executor.shutdown() }
@@ -52,19 +66,11 @@ private final class Shared<Value: Sendable>: Sendable {
         let executor = BlockingExecutor(threads: 4, name: "test.serial")
         defer { executor.shutdown() }
         let lane = executor.makeLane()
-        let latch = Latch()
-        let started = Signals()
         let running = Shared(0)
         let most = Shared(0)
         let order = Shared<[Int]>([])
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                try await lane.run {
-                    started.send("first")
-                    latch.wait()
-                }
-            }
-            _ = await started.next()
+            let blocker = await Self.occupy(lane)
             // Each piece is in the lane before the next is submitted: the lane's order is the loop's.
             for index in 0..<40 {
                 group.addTask {
@@ -81,7 +87,8 @@ private final class Shared<Value: Sendable>: Sendable {
                 }
                 while lane.waitingCount < index + 1 { await Task.yield() }
             }
-            latch.open()
+            blocker.latch.open()
+            try await blocker.work.value
             try await group.waitForAll()
         }
         #expect(most.current == 1)
@@ -119,24 +126,16 @@ private final class Shared<Value: Sendable>: Sendable {
         let executor = BlockingExecutor(threads: 1, name: "test.cancel")
         defer { executor.shutdown() }
         let lane = executor.makeLane()
-        let latch = Latch()
-        let started = Signals()
         let ran = Shared(false)
-        let blocker = Task {
-            try await lane.run {
-                started.send("blocker")
-                latch.wait()
-            }
-        }
-        _ = await started.next()
+        let blocker = await Self.occupy(lane)
         let waiting = Task {
             try await lane.run { ran.update { $0 = true } }
         }
         while lane.waitingCount == 0 { await Task.yield() }
         waiting.cancel()
         await #expect(throws: CancellationError.self) { try await waiting.value }
-        latch.open()
-        try await blocker.value
+        blocker.latch.open()
+        try await blocker.work.value
         // The lane is free again: its next work runs (after the abandoned one was passed over).
         #expect(try await lane.run { 7 } == 7)
         #expect(!ran.current)
@@ -174,22 +173,15 @@ private final class Shared<Value: Sendable>: Sendable {
         let executor = BlockingExecutor(threads: 1, name: "test.urgent")
         defer { executor.shutdown() }
         let lane = executor.makeLane()
-        let latch = Latch()
-        let started = Signals()
         let order = Shared<[String]>([])
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                try await lane.run {
-                    started.send("first")
-                    latch.wait()
-                }
-            }
-            _ = await started.next()
+            let blocker = await Self.occupy(lane)
             group.addTask { try await lane.run { order.update { $0.append("normal") } } }
             while lane.waitingCount < 1 { await Task.yield() }
             group.addTask { try await lane.run(priority: .urgent) { order.update { $0.append("urgent") } } }
             while lane.waitingCount < 2 { await Task.yield() }
-            latch.open()
+            blocker.latch.open()
+            try await blocker.work.value
             try await group.waitForAll()
         }
         #expect(order.current == ["urgent", "normal"])
@@ -221,23 +213,16 @@ private final class Shared<Value: Sendable>: Sendable {
         defer { executor.shutdown() }
         let lane = executor.makeLane()
         let other = executor.makeLane()
-        let latch = Latch()
-        let started = Signals()
         let order = Shared<[String]>([])
         try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask {
-                try await lane.run {
-                    started.send("first")
-                    latch.wait()
-                }
-            }
-            _ = await started.next()
+            let blocker = await Self.occupy(lane)
             // Urgent work waits in the busy lane; normal work of another lane waits for the thread.
             group.addTask { try await lane.run(priority: .urgent) { order.update { $0.append("urgent") } } }
             while lane.waitingCount < 1 { await Task.yield() }
             group.addTask { try await other.run { order.update { $0.append("other") } } }
             while executor.queuedCount < 1 { await Task.yield() }
-            latch.open()
+            blocker.latch.open()
+            try await blocker.work.value
             try await group.waitForAll()
         }
         #expect(order.current == ["urgent", "other"])
