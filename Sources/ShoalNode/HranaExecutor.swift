@@ -346,31 +346,13 @@ final class HranaExecutor {
         }
     }
 
-    /// Whether SQL may write, by SQLite's own read-only flag of each prepared statement (nothing
-    /// runs). `SELECT` needs no preparing; `BEGIN IMMEDIATE` and `BEGIN EXCLUSIVE` write.
+    /// Whether SQL may write (`Node.mayWrite`, the sandbox's hidden writes counted); SQL stored by
+    /// the same requests, not known yet, counts as writing.
     private func mayWrite(_ sql: String?, single: Bool) -> Bool {
-        guard var remaining = sql else { return true }
-        while true {
-            switch Node.firstWord(remaining).uppercased() {
-            case "SELECT" where single: return false
-            case "BEGIN":
-                let words = remaining.uppercased().split(whereSeparator: { !$0.isLetter }).prefix(2)
-                if words.contains("IMMEDIATE") || words.contains("EXCLUSIVE") { return true }
-            default: break
-            }
-            let prepared: Statement?
-            do {
-                prepared = try connection.prepareFirst(remaining)
-            } catch {
-                _ = sandbox?.takeHiddenWrite()
-                return true
-            }
-            guard let statement = prepared else { return false }
-            defer { statement.finalize() }
-            if writes(statement) { return true }
-            if single { return false }
-            remaining = statement.tail
-        }
+        guard let sql else { return true }
+        return Node.mayWrite(
+            sql, on: connection, single: single, transactionControl: .countsWhenImmediate,
+            hiddenWrite: { sandbox?.takeHiddenWrite() ?? false })
     }
 
     /// A statement that writes holds its database's write turn and the primary log's write permit

@@ -58,18 +58,54 @@ extension Node {
     /// Whether SQL writes (by SQLite's read-only flag of each prepared statement), controls a
     /// transaction, or does not prepare on the replica.
     static func writes(_ sql: String?, reader: Connection, single: Bool) -> Bool {
-        guard var remaining = sql else { return false }
+        guard let sql else { return false }
+        return mayWrite(sql, on: reader, single: single, transactionControl: .counts)
+    }
+
+    /// What a statement that opens or ends a transaction counts as when classifying.
+    enum TransactionControl {
+        /// Every one counts as writing (a replica forwards them: the transaction lives on the primary).
+        case counts
+        /// Only `BEGIN IMMEDIATE` and `BEGIN EXCLUSIVE` write (on the primary they take the lock).
+        case countsWhenImmediate
+    }
+
+    /// The one classifier of SQL before it runs (nothing runs): whether it may write, by SQLite's
+    /// own read-only flag of each statement prepared on `connection`, or `hiddenWrite` (the
+    /// sandbox saw a statement write behind SQLite's back). SQL that does not prepare counts as
+    /// writing. With `single`, only the first statement counts.
+    static func mayWrite(
+        _ sql: String, on connection: Connection, single: Bool, transactionControl: TransactionControl,
+        hiddenWrite: () -> Bool = { false }
+    ) -> Bool {
+        var remaining = sql
         while true {
-            if controlsTransaction(remaining) { return true }
+            switch transactionControl {
+            case .counts:
+                if controlsTransaction(remaining) { return true }
+            case .countsWhenImmediate:
+                // A SELECT never writes; here one that does not prepare fails when it runs anyway.
+                // (A replica prepares it: one that does not prepare there goes to the primary.)
+                switch firstWord(remaining).uppercased() {
+                case "SELECT" where single:
+                    return false
+                case "BEGIN":
+                    let words = remaining.uppercased().split(whereSeparator: { !$0.isLetter }).prefix(2)
+                    if words.contains("IMMEDIATE") || words.contains("EXCLUSIVE") { return true }
+                default:
+                    break
+                }
+            }
             let prepared: Statement?
             do {
-                prepared = try reader.prepareFirst(remaining)
+                prepared = try connection.prepareFirst(remaining)
             } catch {
+                _ = hiddenWrite()
                 return true
             }
             guard let statement = prepared else { return false }
             defer { statement.finalize() }
-            if !statement.isReadOnly { return true }
+            if hiddenWrite() || !statement.isReadOnly { return true }
             if single { return false }
             remaining = statement.tail
         }
