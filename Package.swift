@@ -178,6 +178,8 @@ let package = Package(
                 .embedInCode("postgresql/v0005_api_tokens.postgresql.sql"),
                 .embedInCode("sqlite/v0006_settings_pushes.sqlite.sql"),
                 .embedInCode("postgresql/v0006_settings_pushes.postgresql.sql"),
+                .embedInCode("sqlite/v0007_storage_usage.sqlite.sql"),
+                .embedInCode("postgresql/v0007_storage_usage.postgresql.sql"),
             ],
             swiftSettings: strict
         ),
@@ -235,7 +237,7 @@ let package = Package(
         // The built `shoal` binary, run as users run it.
         .testTarget(
             name: "ShoalCLITests",
-            dependencies: ["ShoalHTTP"],
+            dependencies: ["ShoalHTTP", "ShoalClient", "ShoalSQLite"],
             swiftSettings: strict
         ),
 

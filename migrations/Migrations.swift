@@ -31,6 +31,9 @@ public enum CatalogMigrations {
         CatalogMigration(
             version: 6, name: "v0006_settings_pushes.sqlite.sql",
             sql: String(decoding: PackageResources.v0006_settings_pushes_sqlite_sql, as: UTF8.self)),
+        CatalogMigration(
+            version: 7, name: "v0007_storage_usage.sqlite.sql",
+            sql: String(decoding: PackageResources.v0007_storage_usage_sqlite_sql, as: UTF8.self)),
     ]
 
     /// The PostgreSQL schema versions, in order.
@@ -54,5 +57,8 @@ public enum CatalogMigrations {
         CatalogMigration(
             version: 6, name: "v0006_settings_pushes.postgresql.sql",
             sql: String(decoding: PackageResources.v0006_settings_pushes_postgresql_sql, as: UTF8.self)),
+        CatalogMigration(
+            version: 7, name: "v0007_storage_usage.postgresql.sql",
+            sql: String(decoding: PackageResources.v0007_storage_usage_postgresql_sql, as: UTF8.self)),
     ]
 }

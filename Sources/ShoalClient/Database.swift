@@ -135,33 +135,61 @@ public final class Database: Sendable {
         if last.map({ ContinuousClock.now - $0 > maxStaleness }) ?? true {
             try await sync()
         }
-        return try query(sql, arguments)
+        return try await query(sql, arguments)
     }
 
     /// Runs `body` with a local read-only connection inside a read transaction (the fastest path:
     /// keep statements with `cachedStatement` and read columns directly).
+    ///
+    /// This blocks the calling thread while a sync applies frames; from async code, `await` the
+    /// async `read`, `query` or `queryOne`, which wait for the apply without holding a thread of the
+    /// cooperative pool (and cost the same when no apply runs).
     public func read<T>(_ body: (Connection) throws -> T) throws -> T {
         try replica.read(body)
     }
 
-    /// Runs a read locally and returns its rows.
-    public func query(_ sql: String, _ arguments: [any SQLiteBindable] = []) throws -> [Row] {
-        try replica.read { connection in
-            let statement = try connection.cachedStatement(sql)
-            defer { statement.reset() }
-            try statement.bind(arguments)
-            return try statement.rows()
-        }
+    /// Runs `body` as the synchronous `read` does; while a sync applies frames, the task suspends
+    /// instead of blocking its thread.
+    public func read<T>(_ body: (Connection) throws -> T) async throws -> T {
+        try await replica.read(body)
     }
 
-    /// Runs a read locally and returns its first row, if any.
+    /// Runs a read locally and returns its rows (blocking while a sync applies frames).
+    public func query(_ sql: String, _ arguments: [any SQLiteBindable] = []) throws -> [Row] {
+        try replica.read { try Self.rows(sql, arguments, $0) }
+    }
+
+    /// Runs a read locally and returns its rows (suspending while a sync applies frames).
+    public func query(_ sql: String, _ arguments: [any SQLiteBindable] = []) async throws -> [Row] {
+        try await replica.read { try Self.rows(sql, arguments, $0) }
+    }
+
+    /// Runs a read locally and returns its first row, if any (blocking while a sync applies frames).
     public func queryOne(_ sql: String, _ arguments: [any SQLiteBindable] = []) throws -> Row? {
-        try replica.read { connection in
-            let statement = try connection.cachedStatement(sql)
-            defer { statement.reset() }
-            try statement.bind(arguments)
-            return try statement.step() ? statement.row() : nil
-        }
+        try replica.read { try Self.firstRow(sql, arguments, $0) }
+    }
+
+    /// Runs a read locally and returns its first row, if any (suspending while a sync applies
+    /// frames).
+    public func queryOne(_ sql: String, _ arguments: [any SQLiteBindable] = []) async throws -> Row? {
+        try await replica.read { try Self.firstRow(sql, arguments, $0) }
+    }
+
+    private static func rows(_ sql: String, _ arguments: [any SQLiteBindable], _ connection: Connection) throws -> [Row]
+    {
+        let statement = try connection.cachedStatement(sql)
+        defer { statement.reset() }
+        try statement.bind(arguments)
+        return try statement.rows()
+    }
+
+    private static func firstRow(
+        _ sql: String, _ arguments: [any SQLiteBindable], _ connection: Connection
+    ) throws -> Row? {
+        let statement = try connection.cachedStatement(sql)
+        defer { statement.reset() }
+        try statement.bind(arguments)
+        return try statement.step() ? statement.row() : nil
     }
 
     /// Runs a statement on the primary; with read-your-writes, returns once the replica has it.

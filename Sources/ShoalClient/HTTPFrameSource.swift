@@ -1,5 +1,6 @@
 import Foundation
 import ShoalReplication
+import ShoalSQLite
 import ShoalTime
 
 /// A frame source over a node's sync protocol (`/info`, `/export/{G}`, `/sync/{G}/{start}/{end}`).
@@ -31,7 +32,8 @@ public struct HTTPFrameSource: FrameSource {
         let answer = try await transport.send("GET", "export/\(generation)", timeout: 600)
         if answer.status == 410 { throw ReplicationError.generationGone("generation \(generation) is gone") }
         guard answer.status == 200 else { throw transport.failure(answer, doing: "downloading the database") }
-        try answer.body.write(to: URL(fileURLWithPath: path), options: .atomic)
+        let body = answer.body
+        try await BlockingExecutor.shared.run { try body.write(to: URL(fileURLWithPath: path), options: .atomic) }
     }
 
     /// `GET /sync/{G}/{start}/{start + maxFrames}[?wait_ms=]`.

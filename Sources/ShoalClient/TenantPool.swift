@@ -1,5 +1,6 @@
 import Foundation
 import ShoalPool
+import ShoalSQLite
 import ShoalTime
 import Synchronization
 
@@ -122,7 +123,7 @@ public final class TenantPool: Sendable {
                         await database.close()
                         throw error
                     }
-                    budget?.opened(tenant)
+                    if let budget { try await BlockingExecutor.shared.run { budget.opened(tenant) } }
                     return database
                 } catch {
                     budget?.closed(tenant)
@@ -134,7 +135,9 @@ public final class TenantPool: Sendable {
                     recent.record(tenant, synced, keep: configuration.reuseWithin, limit: 4 * configuration.capacity)
                 }
                 await database.close()
-                budget?.closed(tenant)
+                if let budget {
+                    _ = try? await BlockingExecutor.shared.run(priority: .cleanup) { budget.closed(tenant) }
+                }
             })
     }
 
@@ -243,14 +246,17 @@ public final class TenantPool: Sendable {
         var synced = 0
         let refresher = tokenRefresher
         for tenant in pool.openKeys {
-            let done: Bool? = try? await pool.withLease(tenant) { database in
+            // Only a replica still open: one evicted since the list was taken is not reopened for it.
+            guard let lease = pool.leaseIfOpen(tenant) else { continue }
+            do {
+                let database = lease.resource
                 if let refresher, let token = try await refresher(tenant) {
                     database.setAuthToken(token)
                 }
                 _ = try await database.sync()
-                return true
-            }
-            if done == true { synced += 1 }
+                synced += 1
+            } catch {}
+            await pool.release(lease)
         }
         return synced
     }

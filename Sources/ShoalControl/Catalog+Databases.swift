@@ -77,13 +77,18 @@ extension Catalog {
     /// by `ControlPlane.deliverDeletions`, retried until each node confirms); its pending settings
     /// pushes go with it.
     func removeDatabaseRow(_ database: DatabaseRecord, in transaction: any CatalogTransaction) async throws {
+        // Its storage leaves the organization's sum with it.
+        try await transaction.query(
+            """
+            UPDATE organizations SET database_count = database_count - 1,
+                stored_bytes = stored_bytes - COALESCE((SELECT stored_bytes FROM databases WHERE id = $2), 0)
+            WHERE id = $1
+            """,
+            [.text(database.organization.id), .text(database.id)])
         try await transaction.query("DELETE FROM databases WHERE id = $1", [.text(database.id)])
         try await transaction.query(
             "DELETE FROM database_settings_pushes WHERE database_id = $1", [.text(database.id)])
         try await recordDeletion(of: database, in: transaction)
-        try await transaction.query(
-            "UPDATE organizations SET database_count = database_count - 1 WHERE id = $1",
-            [.text(database.organization.id)])
         if let node = database.primaryNode {
             try await transaction.query(
                 "UPDATE nodes SET primaries = primaries - 1 WHERE id = $1", [.text(node.id)])
@@ -460,14 +465,61 @@ extension Catalog {
 
     // Registration, credentials and the registration token: `Catalog+Nodes.swift`.
 
-    /// Records a node's heartbeat; throws not found for an unknown node (it registers again).
-    public func heartbeat(node id: String) async throws {
+    /// Records a node's heartbeat and what its primaries report they take on disk; throws not found
+    /// for an unknown node (it registers again). A report for a database whose primary is not this
+    /// node (moved, deleted, or never its own) is ignored. Returns the organizations with a primary on
+    /// this node that are over their plan's `storage_bytes`.
+    public func heartbeat(
+        node id: String, storage: [Platform.DatabaseStorage] = []
+    ) async throws -> [Platform.StorageExceeded] {
+        guard storage.count <= Platform.HeartbeatRequest.maxStorageReports else {
+            throw ControlError.unprocessable(
+                "a heartbeat carries at most \(Platform.HeartbeatRequest.maxStorageReports) storage reports; "
+                    + "send the rest with the next one")
+        }
+        guard storage.allSatisfy({ $0.bytes >= 0 }) else {
+            throw ControlError.unprocessable("a storage report's bytes must not be negative")
+        }
         let now = now()
-        try await read { transaction in
+        return try await read { transaction in
             let updated = try await transaction.query(
                 "UPDATE nodes SET last_heartbeat_at = $1 WHERE id = $2 RETURNING id", [.integer(now), .text(id)])
             guard !updated.isEmpty else { throw ControlError.notFound("node \(id.prefix(40)) is not registered") }
+            for report in storage {
+                try await Self.record(report, node: id, in: transaction)
+            }
+            return try await transaction.query(
+                """
+                SELECT o.slug, p.name, o.stored_bytes, p.max_storage_bytes FROM organizations o
+                JOIN plans p ON p.name = o.plan
+                WHERE o.stored_bytes > p.max_storage_bytes
+                    AND EXISTS (SELECT 1 FROM databases d WHERE d.org_id = o.id AND d.primary_node = $1)
+                ORDER BY o.slug
+                """, [.text(id)]
+            ).map {
+                Platform.StorageExceeded(
+                    organization: try $0.text(0), plan: try $0.text(1), storedBytes: try $0.integer(2),
+                    storageBytes: try $0.integer(3))
+            }
         }
+    }
+
+    /// Stores one database's reported size and moves its organization's sum by the difference.
+    private static func record(
+        _ report: Platform.DatabaseStorage, node id: String, in transaction: any CatalogTransaction
+    ) async throws {
+        guard
+            let row = try await transaction.queryOne(
+                "SELECT org_id, stored_bytes FROM databases WHERE id = $1 AND primary_node = $2",
+                [.text(report.databaseID), .text(id)])
+        else { return }
+        let change = report.bytes - (try row.integer(1))
+        guard change != 0 else { return }
+        try await transaction.query(
+            "UPDATE databases SET stored_bytes = $1 WHERE id = $2", [.integer(report.bytes), .text(report.databaseID)])
+        try await transaction.query(
+            "UPDATE organizations SET stored_bytes = stored_bytes + $1 WHERE id = $2",
+            [.integer(change), .text(try row.text(0))])
     }
 
     /// Every node with its status.

@@ -21,7 +21,7 @@ extension ControlPlane {
             let (node, credential) = try await self.catalog.registerNode(registration, by: caller)
             return try Self.json(
                 Platform.NodeRegistrationAnswer(
-                    node: node, heartbeatSeconds: Self.heartbeatInterval.components.seconds,
+                    node: node, heartbeatSeconds: max(1, self.heartbeatInterval.components.seconds),
                     policy: try await self.catalog.tokenPolicy(), credential: credential))
         }
         routes.post("registration-token") { request, _ in
@@ -54,18 +54,16 @@ extension ControlPlane {
         routes.post(":id/heartbeat") { request, context in
             let id = try Self.parameter(context, "id")
             try await self.requireCredential(of: id, request)
-            try await self.catalog.heartbeat(node: id)
             // The policy goes only to a node that does not hold its current version (older nodes
             // send no body and always get it).
-            let body = try await request.body.collect(upTo: 4096)
-            let held =
-                body.readableBytes == 0
-                ? nil
-                : (try? JSONDecoder().decode(Platform.HeartbeatRequest.self, from: Data(buffer: body)))?.policyVersion
+            let heartbeat = try await self.decodeIfPresent(Platform.HeartbeatRequest.self, from: request)
+            let exceeded = try await self.catalog.heartbeat(node: id, storage: heartbeat?.storage ?? [])
             let policy = try await self.catalog.tokenPolicy()
             let version = try Self.version(of: policy)
             return try Self.json(
-                Platform.HeartbeatAnswer(policy: held == version ? nil : policy, policyVersion: version))
+                Platform.HeartbeatAnswer(
+                    policy: heartbeat?.policyVersion == version ? nil : policy, policyVersion: version,
+                    storageExceeded: exceeded))
         }
         routes.post(":id/credential/rotate") { request, context in
             let principal = try await self.principal(request)

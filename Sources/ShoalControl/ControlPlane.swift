@@ -27,14 +27,19 @@ public struct ControlPlane: Sendable {
     let maxRequestBytes = 1 << 20
     /// The version string `GET /version` reports.
     public static let version = "shoal-control 0.1.0"
-    /// How often nodes should send a heartbeat.
-    public static let heartbeatInterval: Duration = .seconds(5)
+    /// How often nodes send a heartbeat by default.
+    public static let defaultHeartbeatInterval: Duration = .seconds(5)
+    /// How often nodes should send a heartbeat (whole seconds, at least 1): also how stale a node's
+    /// storage report and its list of organizations over quota can be.
+    public let heartbeatInterval: Duration
 
     /// A control plane over `catalog`.
     public init(
         catalog: Catalog, eagerPlacement: Bool = false, connectionLimits: ConnectionLimits = .controlPlane,
+        heartbeatInterval: Duration = ControlPlane.defaultHeartbeatInterval,
         logger: Logger = Logger(label: "shoal.control")
     ) {
+        self.heartbeatInterval = heartbeatInterval
         self.catalog = catalog
         self.eagerPlacement = eagerPlacement
         self.connectionLimits = connectionLimits
@@ -113,12 +118,24 @@ public struct ControlPlane: Sendable {
     }
 
     func decode<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T {
-        let buffer: ByteBuffer
+        try decode(type, from: try await body(of: request))
+    }
+
+    /// The request's JSON body decoded, or nil when the body is empty.
+    func decodeIfPresent<T: Decodable>(_ type: T.Type, from request: Request) async throws -> T? {
+        let buffer = try await body(of: request)
+        return buffer.readableBytes == 0 ? nil : try decode(type, from: buffer)
+    }
+
+    private func body(of request: Request) async throws -> ByteBuffer {
         do {
-            buffer = try await request.body.collect(upTo: maxRequestBytes)
+            return try await request.body.collect(upTo: maxRequestBytes)
         } catch {
             throw ControlError.badRequest("the request body is larger than \(maxRequestBytes) bytes")
         }
+    }
+
+    private func decode<T: Decodable>(_ type: T.Type, from buffer: ByteBuffer) throws -> T {
         do {
             return try JSONDecoder().decode(type, from: Data(buffer.readableBytesView))
         } catch {

@@ -116,11 +116,20 @@ public enum Platform {
         public var databases: Int64
         /// Groups in the organization.
         public var groups: Int64
+        /// Bytes its databases take on their primaries' disks (file, WAL and archived generations),
+        /// as the nodes last reported them: what the plan's `storage_bytes` is checked against.
+        public var storageBytes: Int64
 
         /// A value with every field.
-        public init(databases: Int64, groups: Int64) {
+        public init(databases: Int64, groups: Int64, storageBytes: Int64) {
             self.databases = databases
             self.groups = groups
+            self.storageBytes = storageBytes
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case databases, groups
+            case storageBytes = "storage_bytes"
         }
     }
 
@@ -440,12 +449,68 @@ public enum Platform {
     public struct HeartbeatRequest: Codable, Sendable, Equatable {
         /// The `policy_version` of the last answer that carried a policy; nil for none yet.
         public var policyVersion: String?
+        /// What the node's primaries take on disk now, for those that changed since the node last
+        /// reported them (at most `maxStorageReports`); nil or empty when none did.
+        public var storage: [DatabaseStorage]?
 
-        /// A heartbeat naming the policy version held.
-        public init(policyVersion: String?) { self.policyVersion = policyVersion }
+        /// The most storage reports one heartbeat carries; a node with more sends the rest next time.
+        public static let maxStorageReports = 2_000
+
+        /// A heartbeat naming the policy version held and the storage that changed.
+        public init(policyVersion: String?, storage: [DatabaseStorage]? = nil) {
+            self.policyVersion = policyVersion
+            self.storage = storage
+        }
 
         enum CodingKeys: String, CodingKey {
             case policyVersion = "policy_version"
+            case storage
+        }
+    }
+
+    /// What one database takes on its primary's disk: its file, WAL and archived generations.
+    public struct DatabaseStorage: Codable, Sendable, Equatable, Hashable {
+        /// The database's id in the catalog (its incarnation).
+        public var databaseID: String
+        /// Bytes on disk.
+        public var bytes: Int64
+
+        /// A report.
+        public init(databaseID: String, bytes: Int64) {
+            self.databaseID = databaseID
+            self.bytes = bytes
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case databaseID = "database_id"
+            case bytes
+        }
+    }
+
+    /// An organization whose databases take more than its plan's `storage_bytes`: its primaries
+    /// refuse writes until it is back within the quota.
+    public struct StorageExceeded: Codable, Sendable, Equatable {
+        /// The organization's slug.
+        public var organization: String
+        /// Its plan.
+        public var plan: String
+        /// What its databases take, as last reported.
+        public var storedBytes: Int64
+        /// What its plan allows.
+        public var storageBytes: Int64
+
+        /// A value with every field.
+        public init(organization: String, plan: String, storedBytes: Int64, storageBytes: Int64) {
+            self.organization = organization
+            self.plan = plan
+            self.storedBytes = storedBytes
+            self.storageBytes = storageBytes
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case organization, plan
+            case storedBytes = "stored_bytes"
+            case storageBytes = "storage_bytes"
         }
     }
 
@@ -456,16 +521,22 @@ public enum Platform {
         public var policy: TokenPolicy?
         /// The current policy's version (hex SHA-256 of its canonical JSON).
         public var policyVersion: String?
+        /// The organizations with a database whose primary is this node that are over their plan's
+        /// `storage_bytes` (the whole list each time: an organization not in it is within its quota).
+        /// Nil from control planes that do not check storage.
+        public var storageExceeded: [StorageExceeded]?
 
         /// An answer.
-        public init(policy: TokenPolicy?, policyVersion: String?) {
+        public init(policy: TokenPolicy?, policyVersion: String?, storageExceeded: [StorageExceeded]? = nil) {
             self.policy = policy
             self.policyVersion = policyVersion
+            self.storageExceeded = storageExceeded
         }
 
         enum CodingKeys: String, CodingKey {
             case policy
             case policyVersion = "policy_version"
+            case storageExceeded = "storage_exceeded"
         }
     }
 

@@ -142,10 +142,13 @@ public struct ControlPlaneLink: Sendable {
             do {
                 if let current = registration {
                     let answer: Platform.HeartbeatAnswer
+                    let storage = await store.storage.changes()
                     do {
                         answer = try await call(
                             Platform.HeartbeatAnswer.self, path: "v1/nodes/\(current.id)/heartbeat",
-                            body: try WireJSON.encode(Platform.HeartbeatRequest(policyVersion: policyVersion)),
+                            body: try WireJSON.encode(
+                                Platform.HeartbeatRequest(
+                                    policyVersion: policyVersion, storage: storage.isEmpty ? nil : storage)),
                             bearer: credential.current)
                     } catch LinkError.refused(let status, _) where status == 401 || status == 403 {
                         // The credential was rotated (or is not this node's): register again.
@@ -153,6 +156,8 @@ public struct ControlPlaneLink: Sendable {
                         registration = nil
                         continue
                     }
+                    store.storage.confirm(storage)
+                    if let exceeded = answer.storageExceeded { store.storage.setExceeded(exceeded) }
                     if let policy = answer.policy {
                         try verifier?.update(with: policy)
                         policyVersion = answer.policyVersion
@@ -163,6 +168,7 @@ public struct ControlPlaneLink: Sendable {
                 } else {
                     registration = try await register()
                     policyVersion = nil
+                    store.storage.forgetReported()
                 }
             } catch LinkError.notFound {
                 registration = nil

@@ -15,6 +15,8 @@ public final class DatabaseStore: Sendable {
     private let placements = PlacementLookup()
     /// The databases being deleted, and incarnations deleted lately.
     let deleted = DeletedDatabases()
+    /// The primaries' sizes for the control plane, and the organizations over their storage quota.
+    public let storage = StorageLedger()
     /// The file a database's directory gets when its deletion starts: a node restarted before the
     /// files are gone still refuses it.
     static let deletionMarker = "deleted"
@@ -35,6 +37,7 @@ public final class DatabaseStore: Sendable {
         let dataDirectory = configuration.dataDirectory
         let placements = self.placements
         let deleted = self.deleted
+        let storage = self.storage
         // What a deletion left in the trash when the node stopped before removing it.
         try? FileManager.default.removeItem(atPath: DatabaseStore.trashDirectory(in: dataDirectory))
         pool = ResourcePool(
@@ -74,8 +77,8 @@ public final class DatabaseStore: Sendable {
                 }
                 return try await BlockingWork.run {
                     try HostedDatabase(
-                        namespace: namespace, directory: directory, configuration: configuration, logger: logger,
-                        renewSyncToken: renew)
+                        namespace: namespace, directory: directory, configuration: configuration, storage: storage,
+                        logger: logger, renewSyncToken: renew)
                 }
             },
             close: { _, database in
@@ -233,6 +236,7 @@ public final class DatabaseStore: Sendable {
             try FileSystem.syncDirectory((directory as NSString).deletingLastPathComponent)
             try? FileManager.default.removeItem(atPath: target)
         }
+        if let incarnation = databaseID ?? stored?.databaseID { storage.forget(databaseID: incarnation) }
         deleted.finish(namespace, incarnation: databaseID ?? stored?.databaseID)
     }
 

@@ -26,13 +26,17 @@ public final class HostedDatabase: Sendable {
     let writers = WriterQueue()
     /// Its directory.
     let directory: String
+    /// Where a primary's size is counted for its organization's storage quota, and which refuses
+    /// its writes when the organization is over it.
+    let storage: StorageLedger
     private let currentSettings: Mutex<DatabaseSettings>
 
     init(
-        namespace: Namespace, directory: String, configuration: NodeConfiguration, logger: Logger,
-        renewSyncToken: @escaping @Sendable () async -> String? = { nil }
+        namespace: Namespace, directory: String, configuration: NodeConfiguration, storage: StorageLedger,
+        logger: Logger, renewSyncToken: @escaping @Sendable () async -> String? = { nil }
     ) throws {
         self.namespace = namespace
+        self.storage = storage
         self.configuration = configuration
         self.directory = directory
         lane = configuration.executor.makeLane(width: configuration.threadsPerDatabase)
@@ -50,11 +54,12 @@ public final class HostedDatabase: Sendable {
             copy.start()
             role = .replica(copy)
         } else {
-            role = .primary(
-                try PrimaryLog(
-                    directory: directory,
-                    configuration: .init(
-                        rollThresholdBytes: configuration.rollThresholdBytes, diskBudgetBytes: settings.maxSizeBytes)))
+            let log = try PrimaryLog(
+                directory: directory,
+                configuration: .init(
+                    rollThresholdBytes: configuration.rollThresholdBytes, diskBudgetBytes: settings.maxSizeBytes))
+            if let id = settings.databaseID { storage.opened(databaseID: id, log: log) }
+            role = .primary(log)
         }
     }
 
@@ -127,7 +132,9 @@ public final class HostedDatabase: Sendable {
 
     func close() {
         switch role {
-        case .primary(let log): log.close()
+        case .primary(let log):
+            if let id = settings.databaseID { storage.closed(databaseID: id, bytes: try? log.diskUsage().total) }
+            log.close()
         case .replica(let copy): copy.close()
         }
     }

@@ -307,6 +307,9 @@ final class HranaExecutor {
         if database.settings.blockWrites {
             throw Hrana.Failure(message: "writes to this database are blocked by its operator", code: "BLOCKED")
         }
+        if log != nil, let exceeded = database.storage.exceeded(database.namespace.organization) {
+            throw Hrana.Failure(message: "SQLite error: \(exceeded.refusal)", code: "SQLITE_FULL")
+        }
         guard access == .readOnly else { return }
         throw Hrana.Failure(
             message: "SQLite error: the token is read-only; this statement writes (ask for a read-write token)",

@@ -20,6 +20,9 @@ final class ReaderPool: @unchecked Sendable {
     private var open: (() throws -> Connection)?
     private let maxConnections: Int
     private var count = 0
+    /// Async leases waiting for the gate to open or a connection to come back: resumed (to try
+    /// again) whenever either happens. They hold no thread while they wait.
+    private var waiters: [CheckedContinuation<Void, Never>] = []
 
     init(maxConnections: Int) {
         self.maxConnections = maxConnections
@@ -32,13 +35,58 @@ final class ReaderPool: @unchecked Sendable {
         condition.unlock()
     }
 
-    /// Leases a connection inside its read transaction; waits while an apply runs or waits.
+    /// Whether a lease must wait now (with `condition` locked).
+    private var mustWait: Bool { applying || applyWaiting || (idle.isEmpty && count >= maxConnections) }
+
+    /// Leases a connection inside its read transaction; blocks the calling thread while an apply
+    /// runs or waits.
     func lease() throws -> ReaderConnection {
         condition.lock()
-        while applying || applyWaiting || (idle.isEmpty && count >= maxConnections) {
+        while mustWait {
             condition.wait()
         }
         defer { condition.unlock() }
+        return try takeLease()
+    }
+
+    /// Leases a connection as `lease()` does, but waits for an apply without holding the thread:
+    /// the calling task suspends until the gate opens. Without an apply it does not suspend.
+    func lease() async throws -> ReaderConnection {
+        while true {
+            if let reader = try leaseIfFree() { return reader }
+            await withCheckedContinuation { waitOrResume($0) }
+        }
+    }
+
+    /// A lease if none must wait now; nil otherwise.
+    private func leaseIfFree() throws -> ReaderConnection? {
+        condition.lock()
+        defer { condition.unlock() }
+        return mustWait ? nil : try takeLease()
+    }
+
+    /// Keeps `waiter` until the next wake, or resumes it at once if a lease need not wait now.
+    private func waitOrResume(_ waiter: CheckedContinuation<Void, Never>) {
+        condition.lock()
+        if mustWait {
+            waiters.append(waiter)
+            condition.unlock()
+        } else {
+            condition.unlock()
+            waiter.resume()
+        }
+    }
+
+    /// Wakes every waiting lease, threads and tasks (with `condition` locked); the tasks are
+    /// resumed by the caller after it unlocks.
+    private func wakeAll() -> [CheckedContinuation<Void, Never>] {
+        condition.broadcast()
+        defer { waiters.removeAll() }
+        return waiters
+    }
+
+    /// Takes an idle connection or opens one (with `condition` locked and no reason to wait).
+    private func takeLease() throws -> ReaderConnection {
         let reader: ReaderConnection
         if let last = idle.popLast() {
             reader = last
@@ -58,8 +106,9 @@ final class ReaderPool: @unchecked Sendable {
         condition.lock()
         leased -= 1
         idle.append(reader)
-        condition.broadcast()
+        let woken = wakeAll()
         condition.unlock()
+        for waiter in woken { waiter.resume() }
     }
 
     /// Closes the gate for an apply: waits up to `timeout` for leases to come back, then ends every
@@ -71,8 +120,9 @@ final class ReaderPool: @unchecked Sendable {
         while leased > 0 {
             if !condition.wait(until: deadline) && leased > 0 {
                 applyWaiting = false
-                condition.broadcast()
+                let woken = wakeAll()
                 condition.unlock()
+                for waiter in woken { waiter.resume() }
                 return false
             }
         }
@@ -95,8 +145,9 @@ final class ReaderPool: @unchecked Sendable {
     func openGate() {
         condition.lock()
         applying = false
-        condition.broadcast()
+        let woken = wakeAll()
         condition.unlock()
+        for waiter in woken { waiter.resume() }
     }
 
     /// Closes every idle connection (with the gate closed), e.g. before the file is replaced.

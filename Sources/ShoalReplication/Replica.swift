@@ -158,8 +158,20 @@ public final class Replica: Sendable {
     /// Runs `body` with a read-only connection inside a read transaction that shows one applied
     /// position. Keep it short: applies wait for it. Prepared statements (e.g. from
     /// `cachedStatement`) survive applies, schema changes included.
+    ///
+    /// This blocks the calling thread while an apply runs; from async code, `await` the async
+    /// `read`, which waits for the apply without holding a thread of the cooperative pool.
     public func read<T>(_ body: (Connection) throws -> T) throws -> T {
-        let reader = try readers.lease()
+        try read(body, with: try readers.lease())
+    }
+
+    /// Runs `body` as the synchronous `read` does, on the calling task's thread; while an apply
+    /// runs, the task suspends (holding no thread) until the apply is done.
+    public func read<T>(_ body: (Connection) throws -> T) async throws -> T {
+        try read(body, with: try await readers.lease())
+    }
+
+    private func read<T>(_ body: (Connection) throws -> T, with reader: ReaderConnection) throws -> T {
         defer {
             reader.refreshState()
             readers.release(reader)

@@ -103,7 +103,7 @@ struct DemoCommand: AsyncParsableCommand {
         var localTimes: [Duration] = []
         for index in 0..<reads {
             let start = ContinuousClock.now
-            let row = try replica.queryOne(sql, [Int64(index % cards + 1)])
+            let row = try await replica.queryOne(sql, [Int64(index % cards + 1)])
             localTimes.append(ContinuousClock.now - start)
             guard row != nil else { throw ValidationError("card \(index % cards + 1) is missing locally") }
         }
@@ -132,7 +132,7 @@ struct DemoCommand: AsyncParsableCommand {
         say("4. Card 1 of \(reader) is expired: the write goes to the primary")
         try await replica.execute("UPDATE cards SET valid_until = 0 WHERE id = 1")
         try await replica.sync()
-        let validUntil = try replica.queryOne("SELECT valid_until FROM cards WHERE id = 1")?[0]
+        let validUntil = try await replica.queryOne("SELECT valid_until FROM cards WHERE id = 1")?[0]
         await replica.close()
         guard validUntil == .integer(0) else {
             throw ValidationError("the expired card still reads as valid locally (\(String(describing: validUntil)))")

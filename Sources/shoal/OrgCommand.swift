@@ -57,6 +57,10 @@ struct OrgCommand: AsyncParsableCommand {
                     rows: [
                         ["what": "databases", "used": usage["databases"] ?? 0, "quota": quotas["databases"] ?? 0],
                         ["what": "groups", "used": usage["groups"] ?? 0, "quota": quotas["groups"] ?? 0],
+                        [
+                            "what": "storage bytes", "used": usage["storage_bytes"] ?? 0,
+                            "quota": quotas["storage_bytes"] ?? 0,
+                        ],
                     ], columns: ["what", "used", "quota"]))
         }
     }

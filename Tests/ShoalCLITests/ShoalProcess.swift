@@ -94,6 +94,15 @@ final class ShoalProcess: Sendable {
     }
 
     /// Sends `signal` and waits for the exit status.
+    /// Lowers the process's scheduling priority to the least (nice 19), for tests that measure
+    /// this process's own latency while the child serves it: the child then takes only the CPU this
+    /// process leaves, as a server on another machine would.
+    func yieldCPU() throws {
+        guard setpriority(__priority_which_t(PRIO_PROCESS.rawValue), id_t(process.processIdentifier), 19) == 0 else {
+            throw CLITestError("setpriority failed: \(String(cString: strerror(errno)))")
+        }
+    }
+
     func stop(signal: Int32) async throws -> Int32 {
         kill(process.processIdentifier, signal)
         return try await waitForExit()

@@ -48,24 +48,24 @@ func withNode(
             let database = try Database(directory: directory + "/replica-1", syncURL: syncURL)
             let first = try await database.sync()
             #expect(first.bootstrapped)
-            #expect(try database.queryOne("SELECT holder FROM card WHERE id = ?", [1])?[0] == .text("ada"))
+            #expect(try await database.queryOne("SELECT holder FROM card WHERE id = ?", [1])?[0] == .text("ada"))
 
             let inserted = try await database.execute(
                 "INSERT INTO card (holder, valid) VALUES (?, ?)", [.text("grace"), .integer(1)])
             #expect(inserted.affectedRowCount == 1)
             // Read-your-writes: the local copy has it when execute returns.
             #expect(
-                try database.query("SELECT holder FROM card ORDER BY id").map { $0[0] } == [
+                try await database.query("SELECT holder FROM card ORDER BY id").map { $0[0] } == [
                     .text("ada"), .text("grace"),
                 ])
 
             let other = try Database(directory: directory + "/replica-2", syncURL: syncURL, readYourWrites: false)
             try await other.sync()
-            #expect(try other.queryOne("SELECT count(*) FROM card")?[0] == .integer(2))
+            #expect(try await other.queryOne("SELECT count(*) FROM card")?[0] == .integer(2))
             try await writer.execute("UPDATE card SET valid = 0 WHERE holder = 'ada'")
-            #expect(try other.queryOne("SELECT valid FROM card WHERE id = 1")?[0] == .integer(1))
+            #expect(try await other.queryOne("SELECT valid FROM card WHERE id = 1")?[0] == .integer(1))
             try await other.sync()
-            #expect(try other.queryOne("SELECT valid FROM card WHERE id = 1")?[0] == .integer(0))
+            #expect(try await other.queryOne("SELECT valid FROM card WHERE id = 1")?[0] == .integer(0))
             await database.close()
             await other.close()
             await writer.close()
@@ -100,7 +100,7 @@ func withNode(
                 HTTPCall("POST", URL(string: url + "/v1/namespaces/acme/rolls/checkpoint")!))
             #expect(roll.isSuccess)
             try await database.execute("INSERT INTO t VALUES (2)")
-            #expect(try database.queryOne("SELECT sum(x) FROM t")?[0] == .integer(3))
+            #expect(try await database.queryOne("SELECT sum(x) FROM t")?[0] == .integer(3))
             #expect(database.replica.position?.generation == 2)
             await database.close()
         }
@@ -126,11 +126,11 @@ func withNode(
             await first.close()
             let again = try Database(directory: directory + "/replica", syncURL: syncURL)
             #expect(again.replica.position == position)
-            #expect(try again.queryOne("SELECT count(*) FROM t")?[0] == .integer(1))
+            #expect(try await again.queryOne("SELECT count(*) FROM t")?[0] == .integer(1))
             try await again.execute("INSERT INTO t VALUES (2)")
             let result = try await again.sync()
             #expect(!result.bootstrapped)
-            #expect(try again.queryOne("SELECT count(*) FROM t")?[0] == .integer(2))
+            #expect(try await again.queryOne("SELECT count(*) FROM t")?[0] == .integer(2))
             await again.close()
         }
     }
@@ -153,7 +153,7 @@ func withNode(
                 try Database(directory: directory + "/replica", syncURL: syncURL)
             }
             let rebuilt = try await Database.rebuild(directory: directory + "/replica", syncURL: syncURL)
-            #expect(try rebuilt.queryOne("SELECT count(*) FROM t")?[0] == .integer(1))
+            #expect(try await rebuilt.queryOne("SELECT count(*) FROM t")?[0] == .integer(1))
             await rebuilt.close()
         }
     }
@@ -187,11 +187,12 @@ func withNode(
             let loop = Task { await database.run(syncEvery: .milliseconds(5)) }
             try await writer.execute("INSERT INTO t VALUES (1)")
             let deadline = ContinuousClock.now.advanced(by: .seconds(30))
-            while (try database.queryOne("SELECT count(*) FROM t")?[0]) != .integer(1) && ContinuousClock.now < deadline
+            while (try await database.queryOne("SELECT count(*) FROM t")?[0]) != .integer(1)
+                && ContinuousClock.now < deadline
             {
                 try await Task.sleep(for: .milliseconds(2))
             }
-            #expect(try database.queryOne("SELECT count(*) FROM t")?[0] == .integer(1))
+            #expect(try await database.queryOne("SELECT count(*) FROM t")?[0] == .integer(1))
             loop.cancel()
             await loop.value
             await database.close()

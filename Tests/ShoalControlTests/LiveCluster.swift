@@ -102,7 +102,9 @@ struct LiveCluster: Sendable {
         }
         var logger = Logger(label: "shoal.control.test")
         logger.logLevel = .critical
-        let control = ControlPlane(catalog: catalog, eagerPlacement: eagerPlacement, logger: logger)
+        // Heartbeats every second (5 s in production), so storage reports arrive quickly.
+        let control = ControlPlane(
+            catalog: catalog, eagerPlacement: eagerPlacement, heartbeatInterval: .seconds(1), logger: logger)
         let pending = PendingWork()
         defer { pending.watch.withLock { $0?.cancel() } }
         // The servers stop first (their requests may still use the catalog), then the catalog.

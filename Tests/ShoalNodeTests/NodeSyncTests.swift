@@ -65,7 +65,7 @@ import Testing
             defer { replica.close() }
             try replica.bootstrap(generation: 1, baseFile: directory + "/base.db")
             try replica.apply(try FrameChunk(generation: 1, firstFrame: 1, bytes: Array(frames.body)))
-            let values = try replica.read { try $0.query("SELECT v FROM t ORDER BY id").map { $0[0] } }
+            let values = try await replica.read { try $0.query("SELECT v FROM t ORDER BY id").map { $0[0] } }
             #expect(values == [.text("a"), .text("b")])
         }
     }

@@ -243,9 +243,9 @@ struct ReplicaNodeTests {
             defer { try? FileManager.default.removeItem(atPath: directory) }
             let database = try Database(directory: directory, syncURL: URL(string: nodes.ams.url + "/db/acme/edge")!)
             try await database.sync()
-            #expect(try database.queryOne("SELECT sum(x) FROM t")?[0] == .integer(1))
+            #expect(try await database.queryOne("SELECT sum(x) FROM t")?[0] == .integer(1))
             try await database.execute("INSERT INTO t VALUES (2)")
-            #expect(try database.queryOne("SELECT sum(x) FROM t")?[0] == .integer(3))
+            #expect(try await database.queryOne("SELECT sum(x) FROM t")?[0] == .integer(3))
             #expect(try await nodes.fra.scalar("acme/edge", "SELECT sum(x) FROM t") == "3")
             await database.close()
         }
@@ -263,7 +263,7 @@ struct ReplicaNodeTests {
             let database = try Database(directory: directory, syncURL: URL(string: nodes.ams.url + "/db/acme/near")!)
             let first = try await database.sync()
             #expect(first.bootstrapped)
-            #expect(try database.queryOne("SELECT sum(x) FROM t")?[0] == .integer(1))
+            #expect(try await database.queryOne("SELECT sum(x) FROM t")?[0] == .integer(1))
             // Only the replica node answered: the primary sent no frame for this client.
             #expect(try await nodes.fra.framesServed() == servedBefore)
             // Frame numbers are the primary's, so the client could switch nodes.
@@ -278,7 +278,7 @@ struct ReplicaNodeTests {
             var synced: Int64?
             for _ in 0..<200 {
                 try await database.sync()
-                if case .integer(let sum) = try database.queryOne("SELECT sum(x) FROM t")?[0] { synced = sum }
+                if case .integer(let sum) = try await database.queryOne("SELECT sum(x) FROM t")?[0] { synced = sum }
                 if synced == 6 { break }
                 try await Task.sleep(for: .milliseconds(10))
             }
@@ -289,7 +289,7 @@ struct ReplicaNodeTests {
                 directory: directory + "-fresh", syncURL: URL(string: nodes.ams.url + "/db/acme/near")!)
             defer { try? FileManager.default.removeItem(atPath: directory + "-fresh") }
             #expect(try await fresh.sync().position.generation == 2)
-            #expect(try fresh.queryOne("SELECT sum(x) FROM t")?[0] == .integer(6))
+            #expect(try await fresh.queryOne("SELECT sum(x) FROM t")?[0] == .integer(6))
             await fresh.close()
             await database.close()
         }

@@ -54,7 +54,8 @@ import Testing
         try pair.write("INSERT INTO t (v) VALUES ('b'); UPDATE t SET v = 'z' WHERE id = 1")
         let second = try await pair.replicator.sync()
         #expect(!second.bootstrapped)
-        #expect(try pair.replica.read { try $0.query("SELECT v FROM t ORDER BY id").map { $0[0] } } == ["z", "b"])
+        #expect(
+            try await pair.replica.read { try $0.query("SELECT v FROM t ORDER BY id").map { $0[0] } } == ["z", "b"])
         // Rollback-journal mode for every new opener, and no WAL next to the replica.
         let fresh = try Connection(path: pair.replica.databasePath, configuration: .init(flags: [.readOnly]))
         #expect(try fresh.journalMode() == "delete")
@@ -262,7 +263,7 @@ import Testing
         let reopened = try Replica(directory: directory, configuration: .init(durability: .perBatch))
         #expect(!FileManager.default.fileExists(atPath: marker))
         #expect(reopened.position == pair.log.position)
-        #expect(try reopened.read { try $0.query("SELECT sum(x) FROM t").map { $0[0] } } == [.integer(1)])
+        #expect(try await reopened.read { try $0.query("SELECT sum(x) FROM t").map { $0[0] } } == [.integer(1)])
         reopened.close()
         sameBoot.close()
         pair.close()
