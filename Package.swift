@@ -53,10 +53,15 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Layer 1: the only Swift code that calls sqlite3, and the threads its blocking work runs on.
+        // Layer 1: the only Swift code that calls sqlite3, and the threads its blocking work runs on;
+        // with the VFS (in C) that bounds each connection's temporary files.
+        .target(
+            name: "CSQLiteTempBudget",
+            dependencies: ["CSQLite"]
+        ),
         .target(
             name: "ShoalSQLite",
-            dependencies: ["CSQLite", "ShoalTime"],
+            dependencies: ["CSQLite", "CSQLiteTempBudget", "ShoalTime"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -77,18 +77,13 @@ extension Catalog {
     /// by `ControlPlane.deliverDeletions`, retried until each node confirms); its pending settings
     /// pushes go with it.
     func removeDatabaseRow(_ database: DatabaseRecord, in transaction: any CatalogTransaction) async throws {
-        // Its storage leaves the organization's sum with it.
-        try await transaction.query(
-            """
-            UPDATE organizations SET database_count = database_count - 1,
-                stored_bytes = stored_bytes - COALESCE((SELECT stored_bytes FROM databases WHERE id = $2), 0)
-            WHERE id = $1
-            """,
-            [.text(database.organization.id), .text(database.id)])
         try await transaction.query("DELETE FROM databases WHERE id = $1", [.text(database.id)])
         try await transaction.query(
             "DELETE FROM database_settings_pushes WHERE database_id = $1", [.text(database.id)])
         try await recordDeletion(of: database, in: transaction)
+        try await transaction.query(
+            "UPDATE organizations SET database_count = database_count - 1 WHERE id = $1",
+            [.text(database.organization.id)])
         if let node = database.primaryNode {
             try await transaction.query(
                 "UPDATE nodes SET primaries = primaries - 1 WHERE id = $1", [.text(node.id)])
@@ -463,12 +458,18 @@ extension Catalog {
 
     // MARK: - Nodes
 
+    /// The largest size a node may report for one database (256 TiB): sums stay far from overflow.
+    static let maxReportedBytes: Int64 = 1 << 48
+
     // Registration, credentials and the registration token: `Catalog+Nodes.swift`.
 
     /// Records a node's heartbeat and what its primaries report they take on disk; throws not found
     /// for an unknown node (it registers again). A report for a database whose primary is not this
     /// node (moved, deleted, or never its own) is ignored. Returns the organizations with a primary on
     /// this node that are over their plan's `storage_bytes`.
+    ///
+    /// An organization's use is summed over its databases' rows when read, so that no report and
+    /// no deletion contends for the organization's row.
     public func heartbeat(
         node id: String, storage: [Platform.DatabaseStorage] = []
     ) async throws -> [Platform.StorageExceeded] {
@@ -477,23 +478,35 @@ extension Catalog {
                 "a heartbeat carries at most \(Platform.HeartbeatRequest.maxStorageReports) storage reports; "
                     + "send the rest with the next one")
         }
-        guard storage.allSatisfy({ $0.bytes >= 0 }) else {
-            throw ControlError.unprocessable("a storage report's bytes must not be negative")
+        guard storage.allSatisfy({ (0...Self.maxReportedBytes).contains($0.bytes) }) else {
+            throw ControlError.unprocessable(
+                "a storage report's bytes must be between 0 and \(Self.maxReportedBytes) (256 TiB)")
         }
         let now = now()
         return try await read { transaction in
-            let updated = try await transaction.query(
-                "UPDATE nodes SET last_heartbeat_at = $1 WHERE id = $2 RETURNING id", [.integer(now), .text(id)])
-            guard !updated.isEmpty else { throw ControlError.notFound("node \(id.prefix(40)) is not registered") }
-            for report in storage {
-                try await Self.record(report, node: id, in: transaction)
+            guard
+                try await transaction.queryOne("SELECT id FROM nodes WHERE id = $1", [.text(id)]) != nil
+            else { throw ControlError.notFound("node \(id.prefix(40)) is not registered") }
+            // Database rows first, in id order, then the node's: the order a deletion takes them in
+            // too (its database row, then its primary's node), so the two never deadlock.
+            for report in storage.sorted(by: { $0.databaseID < $1.databaseID }) {
+                try await transaction.query(
+                    "UPDATE databases SET stored_bytes = $1 WHERE id = $2 AND primary_node = $3 AND stored_bytes <> $1",
+                    [.integer(report.bytes), .text(report.databaseID), .text(id)])
             }
+            try await transaction.query(
+                "UPDATE nodes SET last_heartbeat_at = $1 WHERE id = $2", [.integer(now), .text(id)])
             return try await transaction.query(
                 """
-                SELECT o.slug, p.name, o.stored_bytes, p.max_storage_bytes FROM organizations o
+                SELECT o.slug, p.name, s.total, p.max_storage_bytes
+                FROM (
+                    SELECT org_id, CAST(SUM(stored_bytes) AS BIGINT) AS total FROM databases
+                    WHERE org_id IN (SELECT org_id FROM databases WHERE primary_node = $1)
+                    GROUP BY org_id
+                ) s
+                JOIN organizations o ON o.id = s.org_id
                 JOIN plans p ON p.name = o.plan
-                WHERE o.stored_bytes > p.max_storage_bytes
-                    AND EXISTS (SELECT 1 FROM databases d WHERE d.org_id = o.id AND d.primary_node = $1)
+                WHERE s.total > p.max_storage_bytes
                 ORDER BY o.slug
                 """, [.text(id)]
             ).map {
@@ -502,24 +515,6 @@ extension Catalog {
                     storageBytes: try $0.integer(3))
             }
         }
-    }
-
-    /// Stores one database's reported size and moves its organization's sum by the difference.
-    private static func record(
-        _ report: Platform.DatabaseStorage, node id: String, in transaction: any CatalogTransaction
-    ) async throws {
-        guard
-            let row = try await transaction.queryOne(
-                "SELECT org_id, stored_bytes FROM databases WHERE id = $1 AND primary_node = $2",
-                [.text(report.databaseID), .text(id)])
-        else { return }
-        let change = report.bytes - (try row.integer(1))
-        guard change != 0 else { return }
-        try await transaction.query(
-            "UPDATE databases SET stored_bytes = $1 WHERE id = $2", [.integer(report.bytes), .text(report.databaseID)])
-        try await transaction.query(
-            "UPDATE organizations SET stored_bytes = stored_bytes + $1 WHERE id = $2",
-            [.integer(change), .text(try row.text(0))])
     }
 
     /// Every node with its status.

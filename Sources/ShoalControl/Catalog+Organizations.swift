@@ -155,10 +155,14 @@ extension Catalog {
     ) {
         try await read { transaction in
             let organization = try await organization(slug, for: principal, in: transaction)
-            let counted = try await transaction.queryOne(
-                "SELECT database_count, stored_bytes FROM organizations WHERE id = $1", [.text(organization.id)])
-            let databases = try counted?.integer(0) ?? 0
-            let stored = try counted?.integer(1) ?? 0
+            let databases =
+                try await transaction.queryOne(
+                    "SELECT database_count FROM organizations WHERE id = $1", [.text(organization.id)])?.integer(0) ?? 0
+            let stored =
+                try await transaction.queryOne(
+                    "SELECT CAST(COALESCE(SUM(stored_bytes), 0) AS BIGINT) FROM databases WHERE org_id = $1",
+                    [.text(organization.id)]
+                )?.integer(0) ?? 0
             let groups =
                 try await transaction.queryOne(
                     "SELECT COUNT(*) FROM db_groups WHERE org_id = $1", [.text(organization.id)])?.integer(0) ?? 0

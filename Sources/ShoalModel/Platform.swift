@@ -131,6 +131,14 @@ public enum Platform {
             case databases, groups
             case storageBytes = "storage_bytes"
         }
+
+        /// Decodes usage; `storage_bytes` is 0 from control planes that do not report it.
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            databases = try container.decode(Int64.self, forKey: .databases)
+            groups = try container.decode(Int64.self, forKey: .groups)
+            storageBytes = try container.decodeIfPresent(Int64.self, forKey: .storageBytes) ?? 0
+        }
     }
 
     /// A location.

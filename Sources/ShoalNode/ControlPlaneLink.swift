@@ -156,8 +156,11 @@ public struct ControlPlaneLink: Sendable {
                         registration = nil
                         continue
                     }
-                    store.storage.confirm(storage)
-                    if let exceeded = answer.storageExceeded { store.storage.setExceeded(exceeded) }
+                    // A control plane that answers no list does not keep storage: the reports stay due.
+                    if let exceeded = answer.storageExceeded {
+                        store.storage.confirm(storage)
+                        store.storage.setExceeded(exceeded)
+                    }
                     if let policy = answer.policy {
                         try verifier?.update(with: policy)
                         policyVersion = answer.policyVersion

@@ -116,9 +116,11 @@ public final class HostedDatabase: Sendable {
         if let maxSize = settings.maxSizeBytes {
             try connection.execute("PRAGMA max_page_count = \(max(1, maxSize / 4096))")
         }
-        // TEMP tables and indices live in a file of their own per connection: capped too.
+        // TEMP tables and indices live in a file of their own per connection: capped too, and so
+        // are all its temporary files together (sorts, transient indices, statement journals).
         let tempBytes = min(configuration.maxTempBytes, settings.maxSizeBytes ?? configuration.maxTempBytes)
         try connection.execute("PRAGMA temp.max_page_count = \(max(1, tempBytes / 4096))")
+        try connection.limitTemporaryFiles(toBytes: tempBytes)
         return (connection, try Sandbox.apply(to: connection, configuration: configuration))
     }
 

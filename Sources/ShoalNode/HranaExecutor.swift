@@ -455,8 +455,8 @@ final class HranaExecutor {
             message += " (the statement ran longer than the node's time limit)"
         } else if error.code.primary == .full {
             message +=
-                " (the database reached its size limit, or its TEMP tables their limit of the same size or the node's; "
-                + "delete data, or ask for a larger size limit)"
+                " (the database reached its size limit, or its temporary files (TEMP tables, sorts, transient "
+                + "indices) their limit of the same size or the node's; delete data, or ask for a larger size limit)"
         }
         return Hrana.Failure(message: message, code: "SQLITE_\(name)")
     }

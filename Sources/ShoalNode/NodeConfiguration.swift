@@ -65,8 +65,9 @@ public struct NodeConfiguration: Sendable {
     /// How many of those threads one database may use at once; its other work waits in its lane,
     /// holding no thread, so one busy database cannot take the threads the others need.
     public var threadsPerDatabase = 1
-    /// The most bytes one connection's TEMP tables and indices may take (and never more than the
-    /// database's own size limit); past it a write fails with `SQLITE_FULL`.
+    /// The most bytes one connection's temporary files may take (TEMP tables and indices, sorter
+    /// spills, transient indices, statement journals), and never more than the database's own size
+    /// limit; past it a write fails with `SQLITE_FULL`.
     public var maxTempBytes: Int64 = 64 << 20
     /// The bytes of results all requests may hold at once (each request also stops at
     /// `maxResponseBytes`); past it a request's statement is refused with `RESPONSE_TOO_LARGE`.

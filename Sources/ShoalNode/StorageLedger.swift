@@ -39,7 +39,7 @@ public final class StorageLedger: Sendable {
     func closed(databaseID: String, bytes: Int64?) {
         state.withLock { state in
             state.open[databaseID] = nil
-            if let bytes { state.closed[databaseID] = bytes }
+            if let bytes, state.reported[databaseID] != bytes { state.closed[databaseID] = bytes }
         }
     }
 

@@ -1,4 +1,5 @@
 internal import CSQLite
+internal import CSQLiteTempBudget
 import Synchronization
 
 /// One SQLite connection: the single owner of a `sqlite3*` handle.
@@ -21,6 +22,8 @@ public final class Connection {
     let interruptState: InterruptState
     /// Boxes kept alive while their C callbacks are installed.
     var hooks = HookBoxes()
+    /// The budget its temporary files count against, once `limitTemporaryFiles(toBytes:)` set one.
+    private(set) var tempBudget: TempBudget?
     /// The statement cache behind `cachedStatement(_:)`.
     lazy var statementCache = StatementCache(capacity: 64)
 
@@ -31,6 +34,12 @@ public final class Connection {
         self.path = path
         var db: OpaquePointer?
         let flags = configuration.flags.rawValue | SQLITE_OPEN_EXRESCODE
+        // The default VFS counts temporary files against a connection's budget when it has one.
+        let installed = shoal_temp_budget_install()
+        guard installed == SQLITE_OK else {
+            throw SQLiteError(
+                code: ResultCode(rawValue: installed), message: "cannot install the temporary-file budget VFS")
+        }
         let rc = sqlite3_open_v2(path, &db, flags, nil)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? String(cString: sqlite3_errstr(rc))
@@ -77,9 +86,29 @@ public final class Connection {
             // Only an unfinished backup can keep the handle busy now; let SQLite free it when done.
             let message = String(cString: sqlite3_errmsg(db))
             sqlite3_close_v2(db)
+            // Its temporary files may outlive this call: their budget must too.
+            tempBudget?.leak()
             throw SQLiteError(code: ResultCode(rawValue: rc), message: "close of \(path) failed: \(message)")
         }
     }
+
+    /// Bounds the bytes this connection's temporary files may hold at once: TEMP tables and
+    /// indices, sorter spills, transient indices and tables, statement journals
+    /// (`temp.max_page_count` covers only the first). A write past it fails with `SQLITE_FULL`.
+    /// Applies to statements prepared from now on; call it once, before preparing any that matter.
+    public func limitTemporaryFiles(toBytes limit: Int64) throws {
+        precondition(tempBudget == nil, "a connection's temporary-file budget is set once")
+        guard let budget = TempBudget(limit: limit) else {
+            throw SQLiteError(code: .noMemory, message: "cannot allocate a temporary-file budget")
+        }
+        tempBudget = budget
+    }
+
+    /// Bytes this connection's temporary files hold now (0 without a budget).
+    public var temporaryFileBytes: Int64 { tempBudget.map { shoal_temp_budget_used($0.pointer) } ?? 0 }
+
+    /// Writes to temporary files this connection's budget refused so far (0 without a budget).
+    public var temporaryFileRefusals: Int64 { tempBudget.map { shoal_temp_budget_refusals($0.pointer) } ?? 0 }
 
     /// The open handle, or a misuse error after `close()`.
     @inline(__always)
@@ -280,4 +309,22 @@ extension Connection: Sendable {}
 /// A weak reference to a statement, so the registry does not keep statements alive.
 struct WeakStatement {
     weak var statement: Statement?
+}
+
+/// A connection's temporary-file budget (C, shared by its files); freed with the connection.
+final class TempBudget {
+    let pointer: OpaquePointer
+    private var leaked = false
+
+    init?(limit: Int64) {
+        guard let pointer = shoal_temp_budget_create(limit) else { return nil }
+        self.pointer = pointer
+    }
+
+    /// Keeps the budget allocated for good (files of a connection SQLite closes later use it).
+    func leak() { leaked = true }
+
+    deinit {
+        if !leaked { shoal_temp_budget_free(pointer) }
+    }
 }

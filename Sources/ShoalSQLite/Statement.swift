@@ -1,4 +1,5 @@
 internal import CSQLite
+internal import CSQLiteTempBudget
 
 /// One prepared statement, finalized in `deinit` (or by `finalize()`, or when its connection closes).
 ///
@@ -15,10 +16,14 @@ public final class Statement {
     public let tail: String
     /// Column names, read once.
     public let columnNames: [String]
+    /// The connection's budget for temporary files when it was prepared (the connection keeps it
+    /// alive), entered while it steps.
+    private let tempBudget: OpaquePointer?
 
     init(handle: OpaquePointer, connection: Connection, tail: String) {
         self.handle = handle
         self.connection = connection
+        self.tempBudget = connection.tempBudget?.pointer
         self.tail = tail
         self.sql = String(cString: sqlite3_sql(handle))
         let count = Int(sqlite3_column_count(handle))
@@ -73,7 +78,15 @@ public final class Statement {
     /// Advances to the next row: true if there is one, false when the statement is done.
     @inline(__always)
     public func step() throws -> Bool {
-        let rc = sqlite3_step(try liveHandle())
+        let rc: Int32
+        if let tempBudget {
+            let handle = try liveHandle()
+            let previous = shoal_temp_budget_enter(tempBudget)
+            rc = sqlite3_step(handle)
+            shoal_temp_budget_enter(previous)
+        } else {
+            rc = sqlite3_step(try liveHandle())
+        }
         if rc == SQLITE_ROW { return true }
         if rc == SQLITE_DONE { return false }
         throw error(rc)

@@ -96,4 +96,28 @@ import Testing
             #expect(try Self.errorCodes(answer.body) == [nil, "SQLITE_FULL"])
         }
     }
+
+    @Test func sortsAndTransientIndicesAreCappedAtTheDatabasesSizeLimit() async throws {
+        try await LiveNode.with({ _ in }) { node in
+            // 500-byte keys: a key over about 1,000 bytes would take an overflow page each.
+            let rows = "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 40000)"
+            let queries = [
+                // A sort of 20 MB of keys spills to a temporary file.
+                Self.execute("\(rows) SELECT i FROM s ORDER BY randomblob(500)"),
+                // DISTINCT keeps a transient index of 20 MB of keys.
+                Self.execute("\(rows) SELECT count(*) FROM (SELECT DISTINCT randomblob(500) FROM s)"),
+            ]
+            let tight = try Namespace("tight/sorts")
+            try await node.node.store.create(tight, settings: DatabaseSettings(maxSizeBytes: 1 << 20))
+            let refused = try await node.request(
+                "POST", "/db/tight/sorts/v2/pipeline", body: Self.pipeline(queries))
+            #expect(try Self.errorCodes(refused.body) == ["SQLITE_FULL", "SQLITE_FULL"])
+            #expect(refused.body.contains("temporary files"))
+            // Within the node's 64 MiB the same statements run.
+            try await node.node.store.create(try Namespace("roomy/sorts"))
+            let answered = try await node.request(
+                "POST", "/db/roomy/sorts/v2/pipeline", body: Self.pipeline(queries))
+            #expect(try Self.errorCodes(answered.body) == [nil, nil], "\(answered.body.suffix(600))")
+        }
+    }
 }

@@ -1,9 +1,7 @@
 -- Catalog schema, version 7 (PostgreSQL). Sizes are bytes.
 
 -- What a database takes on its primary's disk (file, WAL and archived generations), as its primary's
--- node last reported it with a heartbeat; 0 until then.
+-- node last reported it with a heartbeat; 0 until then. An organization's use is the sum over its
+-- databases, read when it is needed (a stored sum would be one more row every report and every
+-- deletion must lock).
 ALTER TABLE databases ADD COLUMN stored_bytes BIGINT NOT NULL DEFAULT 0;
-
--- The sum of its databases' stored_bytes, kept in the transactions that change one of them (a
--- heartbeat's report, a database's removal): what the plan's max_storage_bytes is checked against.
-ALTER TABLE organizations ADD COLUMN stored_bytes BIGINT NOT NULL DEFAULT 0;
