@@ -73,7 +73,7 @@ extension Node {
             let deadline = requestDeadline()
             let once = OneRequestExecutor()
             do {
-                let response = try await onLane(database, deadline: deadline, interrupt: nil) {
+                let response = try await onLane(database, deadline: deadline, interrupt: { once.interrupt() }) {
                     mayWait -> LaneAttempt<Response> in
                     let executor = try once.executor(for: database)
                     executor.access = access
@@ -166,7 +166,8 @@ extension Node {
         let result: Hrana.BatchResult
         do {
             let deadline = requestDeadline()
-            result = try await onLane(stream.lease.resource, deadline: deadline, interrupt: stream.interruptHandle) {
+            let handle = stream.interruptHandle
+            result = try await onLane(stream.lease.resource, deadline: deadline, interrupt: { handle?.interrupt() }) {
                 mayWait in
                 try stream.runBatch(batch, access: access, deadline: deadline, mayWait: mayWait)
             }
@@ -220,7 +221,8 @@ extension Node {
         let outcome: (results: [Hrana.StreamResult], closed: Bool)
         do {
             let deadline = requestDeadline()
-            outcome = try await onLane(stream.lease.resource, deadline: deadline, interrupt: stream.interruptHandle) {
+            let handle = stream.interruptHandle
+            outcome = try await onLane(stream.lease.resource, deadline: deadline, interrupt: { handle?.interrupt() }) {
                 mayWait in
                 try stream.run(requests, version: version, access: access, deadline: deadline, mayWait: mayWait)
             }

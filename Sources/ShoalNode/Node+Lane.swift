@@ -1,4 +1,5 @@
 import ShoalSQLite
+import Synchronization
 
 extension Node {
     /// Runs `attempt` on the database's lane (its share of the node's SQLite threads). When the
@@ -7,13 +8,14 @@ extension Node {
     /// and the attempt runs once more (statements that write without the turn then fail with
     /// `SQLITE_BUSY`). Cancelling the calling task interrupts the statement running then.
     func onLane<T: Sendable>(
-        _ database: HostedDatabase, deadline: ContinuousClock.Instant, interrupt: InterruptHandle?,
+        _ database: HostedDatabase, deadline: ContinuousClock.Instant,
+        interrupt: @escaping @Sendable () -> Void,
         _ attempt: @escaping @Sendable (_ mayWait: Bool) throws -> LaneAttempt<T>
     ) async throws -> T {
         var mayWait = true
         while true {
             let waiting = mayWait
-            let outcome = try await database.lane.run(onCancel: { interrupt?.interrupt() }) { try attempt(waiting) }
+            let outcome = try await database.lane.run(onCancel: interrupt) { try attempt(waiting) }
             switch outcome {
             case .done(let value):
                 return value
@@ -35,15 +37,23 @@ extension Node {
 /// closed there when the request ends.
 final class OneRequestExecutor: @unchecked Sendable {
     // `@unchecked Sendable`: `executor` is used only inside the database's lane, by one request's
-    // attempts, which run one after another.
+    // attempts, which run one after another; `handle` is behind its mutex.
     private var executor: HranaExecutor?
+    /// The executor's connection's interrupt handle, once made: what cancelling the request calls.
+    private let handle = Mutex<InterruptHandle?>(nil)
 
     /// The request's executor, made on first use.
     func executor(for database: HostedDatabase) throws -> HranaExecutor {
         if let executor { return executor }
         let made = try HranaExecutor(database: database)
         executor = made
+        handle.withLock { $0 = made.connection.interruptHandle }
         return made
+    }
+
+    /// Interrupts the statement the request runs now, if its executor is made (from any thread).
+    func interrupt() {
+        handle.withLock { $0 }?.interrupt()
     }
 
     /// Closes the executor (rolling back what it left open), idempotently.

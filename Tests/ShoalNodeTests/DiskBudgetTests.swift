@@ -1,5 +1,6 @@
 import Foundation
 import ShoalReplication
+import ShoalSQLite
 import Testing
 
 @testable import ShoalNode
@@ -118,6 +119,41 @@ import Testing
             let answered = try await node.request(
                 "POST", "/db/roomy/sorts/v2/pipeline", body: Self.pipeline(queries))
             #expect(try Self.errorCodes(answered.body) == [nil, nil], "\(answered.body.suffix(600))")
+        }
+    }
+}
+
+/// Cancelling an HTTP API v1 request interrupts the statement it runs (its executor is made inside
+/// the attempt, so the interrupt reaches it through `OneRequestExecutor`).
+@Suite(.timeLimit(.minutes(1))) struct OneRequestCancellationTests {
+    @Test func cancellingAOneRequestAttemptInterruptsItsStatement() async throws {
+        try await LiveNode.with({ _ in }) { node in
+            let namespace = try Namespace("acme/spin")
+            try await node.node.store.create(namespace)
+            try await node.node.store.withDatabase(namespace) { database in
+                let once = OneRequestExecutor()
+                let started = ContinuousClock.now
+                let request = Task {
+                    try await node.node.onLane(
+                        database, deadline: .now + .seconds(30), interrupt: { once.interrupt() }
+                    ) { _ -> LaneAttempt<Int> in
+                        let executor = try once.executor(for: database)
+                        defer { once.close() }
+                        _ = try executor.connection.query(
+                            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n) SELECT count(*) FROM n")
+                        return .done(0)
+                    }
+                }
+                try await Task.sleep(for: .milliseconds(300))
+                request.cancel()
+                await #expect {
+                    try await request.value
+                } throws: {
+                    ($0 as? SQLiteError)?.code.primary == .interrupt
+                }
+                // Interrupted at once, not at the node's 10 s statement limit.
+                #expect(ContinuousClock.now - started < .seconds(5))
+            }
         }
     }
 }
