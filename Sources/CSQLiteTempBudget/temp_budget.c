@@ -280,6 +280,12 @@ static void install(void) {
     install_result = sqlite3_vfs_register(&counting_vfs, 1);
 }
 
+int shoal_temp_budget_counts(sqlite3 *db) {
+    sqlite3_vfs *vfs = NULL;
+    if (sqlite3_file_control(db, "main", SQLITE_FCNTL_VFS_POINTER, &vfs) != SQLITE_OK || vfs == NULL) return 0;
+    return vfs == &counting_vfs;
+}
+
 int shoal_temp_budget_install(void) {
     pthread_once(&install_once, install);
     return install_result;

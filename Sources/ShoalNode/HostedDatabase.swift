@@ -113,14 +113,14 @@ public final class HostedDatabase: Sendable {
     /// A new connection for a stream, sandboxed, with the size limit applied (primaries only).
     func makeSandboxedConnection() throws -> (Connection, Sandbox) {
         let connection = try log.makeConnection()
+        // TEMP tables and indices live in a file of their own per connection: capped, and so are all
+        // its temporary files together (sorts, transient indices, statement journals).
+        let tempBytes = min(configuration.maxTempBytes, settings.maxSizeBytes ?? configuration.maxTempBytes)
+        try connection.limitTemporaryFiles(toBytes: tempBytes)
         if let maxSize = settings.maxSizeBytes {
             try connection.execute("PRAGMA max_page_count = \(max(1, maxSize / 4096))")
         }
-        // TEMP tables and indices live in a file of their own per connection: capped too, and so
-        // are all its temporary files together (sorts, transient indices, statement journals).
-        let tempBytes = min(configuration.maxTempBytes, settings.maxSizeBytes ?? configuration.maxTempBytes)
         try connection.execute("PRAGMA temp.max_page_count = \(max(1, tempBytes / 4096))")
-        try connection.limitTemporaryFiles(toBytes: tempBytes)
         return (connection, try Sandbox.apply(to: connection, configuration: configuration))
     }
 

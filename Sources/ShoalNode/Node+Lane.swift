@@ -39,21 +39,30 @@ final class OneRequestExecutor: @unchecked Sendable {
     // `@unchecked Sendable`: `executor` is used only inside the database's lane, by one request's
     // attempts, which run one after another; `handle` is behind its mutex.
     private var executor: HranaExecutor?
-    /// The executor's connection's interrupt handle, once made: what cancelling the request calls.
-    private let handle = Mutex<InterruptHandle?>(nil)
+    /// The executor's connection's interrupt handle once made, and whether the request was
+    /// cancelled (kept: a cancellation before the handle exists must not be lost).
+    private let interruption = Mutex<(handle: InterruptHandle?, cancelled: Bool)>((nil, false))
 
-    /// The request's executor, made on first use.
+    /// The request's executor, made on first use; throws `CancellationError` once cancelled.
     func executor(for database: HostedDatabase) throws -> HranaExecutor {
         if let executor { return executor }
         let made = try HranaExecutor(database: database)
         executor = made
-        handle.withLock { $0 = made.connection.interruptHandle }
+        let cancelled = interruption.withLock { state in
+            state.handle = made.connection.interruptHandle
+            return state.cancelled
+        }
+        if cancelled { throw CancellationError() }
         return made
     }
 
-    /// Interrupts the statement the request runs now, if its executor is made (from any thread).
+    /// Interrupts the statement the request runs now, and marks the request cancelled so that an
+    /// executor made afterwards refuses to run (from any thread).
     func interrupt() {
-        handle.withLock { $0 }?.interrupt()
+        interruption.withLock { state in
+            state.cancelled = true
+            return state.handle
+        }?.interrupt()
     }
 
     /// Closes the executor (rolling back what it left open), idempotently.

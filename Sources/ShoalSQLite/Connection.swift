@@ -98,6 +98,14 @@ public final class Connection {
     /// Applies to statements prepared from now on; call it once, before preparing any that matter.
     public func limitTemporaryFiles(toBytes limit: Int64) throws {
         precondition(tempBudget == nil, "a connection's temporary-file budget is set once")
+        let db = try openHandle()
+        guard shoal_temp_budget_counts(db) != 0 else {
+            throw SQLiteError(
+                code: .misuse,
+                message: "\(path) was not opened through the temporary-file budget VFS; its budget would not hold")
+        }
+        // Sorter helper threads would write without the stepping thread's budget.
+        sqlite3_limit(db, SQLITE_LIMIT_WORKER_THREADS, 0)
         guard let budget = TempBudget(limit: limit) else {
             throw SQLiteError(code: .noMemory, message: "cannot allocate a temporary-file budget")
         }

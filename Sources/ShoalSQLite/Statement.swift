@@ -78,15 +78,12 @@ public final class Statement {
     /// Advances to the next row: true if there is one, false when the statement is done.
     @inline(__always)
     public func step() throws -> Bool {
-        let rc: Int32
-        if let tempBudget {
-            let handle = try liveHandle()
-            let previous = shoal_temp_budget_enter(tempBudget)
-            rc = sqlite3_step(handle)
-            shoal_temp_budget_enter(previous)
-        } else {
-            rc = sqlite3_step(try liveHandle())
-        }
+        let handle = try liveHandle()
+        // Always this statement's budget, none included: never the budget of a step further out
+        // (a callback's SQL on another connection would charge its files to it).
+        let previous = shoal_temp_budget_enter(tempBudget)
+        let rc = sqlite3_step(handle)
+        shoal_temp_budget_enter(previous)
         if rc == SQLITE_ROW { return true }
         if rc == SQLITE_DONE { return false }
         throw error(rc)
@@ -95,8 +92,12 @@ public final class Statement {
     /// Resets the statement so it can run again; bindings are kept.
     @inline(__always)
     public func reset() {
-        // The result repeats the last step's error, which `step()` already reported.
-        if let handle { sqlite3_reset(handle) }
+        // The result repeats the last step's error, which `step()` already reported. A reset can
+        // still write (ending a transaction a statement left open), under this statement's budget.
+        guard let handle else { return }
+        let previous = shoal_temp_budget_enter(tempBudget)
+        sqlite3_reset(handle)
+        shoal_temp_budget_enter(previous)
     }
 
     /// Sets every parameter back to NULL.

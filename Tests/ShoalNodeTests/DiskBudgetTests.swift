@@ -156,4 +156,19 @@ import Testing
             }
         }
     }
+
+    @Test func aCancellationBeforeTheExecutorIsMadeIsKept() async throws {
+        try await LiveNode.with({ _ in }) { node in
+            let namespace = try Namespace("acme/early")
+            try await node.node.store.create(namespace)
+            try await node.node.store.withDatabase(namespace) { database in
+                let once = OneRequestExecutor()
+                once.interrupt()
+                await #expect(throws: CancellationError.self) {
+                    try await database.lane.run { _ = try once.executor(for: database) }
+                }
+                try await database.lane.run { once.close() }
+            }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 #ifndef SHOAL_CSQLITE_TEMP_BUDGET_H
 #define SHOAL_CSQLITE_TEMP_BUDGET_H
 
+#include <sqlite3.h>
 #include <stdint.h>
 
 // A budget of bytes for the temporary files of one connection: TEMP tables, sorter spills,
@@ -29,6 +30,10 @@ int64_t shoal_temp_budget_used(const shoal_temp_budget *budget);
 
 /// How many writes it refused.
 int64_t shoal_temp_budget_refusals(const shoal_temp_budget *budget);
+
+/// Whether `db`'s main database was opened through the counting VFS (so that a budget it enters
+/// is enforced).
+int shoal_temp_budget_counts(sqlite3 *db);
 
 /// Makes `budget` the calling thread's budget (NULL for none); returns the one it replaces, to be
 /// given back to `shoal_temp_budget_enter` when the step is over.
