@@ -138,6 +138,7 @@ public struct ControlPlaneLink: Sendable {
     public func run() async {
         var registration: (id: String, interval: Duration)?
         var policyVersion: String?
+        await store.storage.measureAtRest(dataDirectory: store.configuration.dataDirectory)
         while !Task.isCancelled {
             do {
                 if let current = registration {

@@ -1,3 +1,4 @@
+import Foundation
 import ShoalModel
 import ShoalReplication
 import Synchronization
@@ -66,6 +67,51 @@ public final class StorageLedger: Sendable {
                 return sizes
             }) ?? []
         return changes + measured
+    }
+
+    /// Counts the primaries on disk that are not open, as they are at rest (every file under each
+    /// database's directory): run when the node starts, so that databases nobody opens are
+    /// reported too (after an upgrade their catalog rows say 0). A database opened meanwhile is
+    /// counted by its log instead.
+    func measureAtRest(dataDirectory: String) async {
+        let root = dataDirectory + "/databases"
+        let found =
+            (try? await BlockingWork.run { () -> [String: Int64] in
+                var sizes: [String: Int64] = [:]
+                let manager = FileManager.default
+                for shard in (try? manager.contentsOfDirectory(atPath: root)) ?? [] {
+                    for organization in (try? manager.contentsOfDirectory(atPath: "\(root)/\(shard)")) ?? [] {
+                        let parent = "\(root)/\(shard)/\(organization)"
+                        for database in (try? manager.contentsOfDirectory(atPath: parent)) ?? [] {
+                            let directory = "\(parent)/\(database)"
+                            guard !manager.fileExists(atPath: directory + "/" + DatabaseStore.deletionMarker),
+                                let settings = try? DatabaseSettings.load(directory: directory),
+                                settings.primaryURL == nil, let id = settings.databaseID
+                            else { continue }
+                            sizes[id] = Self.bytes(under: directory)
+                        }
+                    }
+                }
+                return sizes
+            }) ?? [:]
+        state.withLock { state in
+            for (id, bytes) in found where state.open[id] == nil && state.closed[id] == nil {
+                state.closed[id] = bytes
+            }
+        }
+    }
+
+    /// Every regular file's bytes under `directory`.
+    static func bytes(under directory: String) -> Int64 {
+        guard let walker = FileManager.default.enumerator(atPath: directory) else { return 0 }
+        var total: Int64 = 0
+        while let name = walker.nextObject() as? String {
+            let attributes = try? FileManager.default.attributesOfItem(atPath: directory + "/" + name)
+            if attributes?[.type] as? FileAttributeType == .typeRegular {
+                total += (attributes?[.size] as? NSNumber)?.int64Value ?? 0
+            }
+        }
+        return total
     }
 
     /// Records what the control plane confirmed.

@@ -172,3 +172,31 @@ import Testing
         }
     }
 }
+
+/// A node that starts counts its primaries at rest for the control plane, not only those it opens.
+@Suite(.timeLimit(.minutes(1))) struct StorageLedgerTests {
+    @Test func primariesAtRestAreMeasuredOnceAndThoseWithoutACatalogIdAreNot() async throws {
+        try await LiveNode.with({ _ in }) { node in
+            try await node.node.store.create(
+                try Namespace("acme/rest"), settings: DatabaseSettings(databaseID: "db-rest"))
+            let wrote = try await node.request(
+                "POST", "/db/acme/rest/v2/pipeline",
+                body: DiskBudgetTests.pipeline([
+                    DiskBudgetTests.execute("CREATE TABLE t (x)"),
+                    DiskBudgetTests.execute("INSERT INTO t VALUES (randomblob(100000))"),
+                ]))
+            #expect(try DiskBudgetTests.errorCodes(wrote.body) == [nil, nil])
+            // An operator's database without a catalog id is not the control plane's to count.
+            try await node.node.store.create(try Namespace("acme/anonymous"))
+
+            let ledger = StorageLedger()
+            await ledger.measureAtRest(dataDirectory: node.node.configuration.dataDirectory)
+            let changes = await ledger.changes()
+            #expect(changes.map(\.databaseID) == ["db-rest"])
+            #expect((changes.first?.bytes ?? 0) > 100_000)
+            // Once the control plane confirmed it, it is not sent again.
+            ledger.confirm(changes)
+            #expect(await ledger.changes().isEmpty)
+        }
+    }
+}
