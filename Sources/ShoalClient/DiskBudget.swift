@@ -1,4 +1,5 @@
 import Foundation
+import ShoalReplication
 import Synchronization
 
 /// Keeps the replicas under a pool's directory within a number of bytes: when a tenant's replica
@@ -32,7 +33,7 @@ final class DiskBudget: Sendable {
         let existing = ((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).map { name in
             let modified =
                 (try? FileManager.default.attributesOfItem(atPath: root + "/" + name))?[.modificationDate] as? Date
-            return (name, modified ?? .distantPast, Self.size(of: root + "/" + name))
+            return (name, modified ?? .distantPast, FileSystem.bytes(under: root + "/" + name))
         }.sorted { $0.1 < $1.1 }
         state.withLock { state in
             for (name, _, bytes) in existing {
@@ -53,7 +54,7 @@ final class DiskBudget: Sendable {
 
     /// Called after a tenant's replica closed: counts it, then enforces the limit.
     func closed(_ tenant: String) {
-        let bytes = Self.size(of: root + "/" + tenant)
+        let bytes = FileSystem.bytes(under: root + "/" + tenant)
         state.withLock { state in
             let stillOpen = (state.open[tenant] ?? 1) - 1
             state.open[tenant] = stillOpen > 0 ? stillOpen : nil
@@ -67,7 +68,7 @@ final class DiskBudget: Sendable {
 
     /// Called after a tenant's replica opened (its files now exist): counts it, enforces the limit.
     func opened(_ tenant: String) {
-        let bytes = Self.size(of: root + "/" + tenant)
+        let bytes = FileSystem.bytes(under: root + "/" + tenant)
         state.withLock { state in
             if state.open[tenant] != nil { state.openBytes[tenant] = bytes }
             enforce(&state)
@@ -89,16 +90,4 @@ final class DiskBudget: Sendable {
 
     /// Bytes under the directory after the last enforcement, and how many replicas were deleted.
     var usage: (bytes: Int64, deletions: Int) { state.withLock { ($0.lastTotal, $0.deletions) } }
-
-    static func size(of directory: String) -> Int64 {
-        guard let walker = FileManager.default.enumerator(atPath: directory) else { return 0 }
-        var total: Int64 = 0
-        while let name = walker.nextObject() as? String {
-            let attributes = try? FileManager.default.attributesOfItem(atPath: directory + "/" + name)
-            if attributes?[.type] as? FileAttributeType == .typeRegular {
-                total += (attributes?[.size] as? NSNumber)?.int64Value ?? 0
-            }
-        }
-        return total
-    }
 }

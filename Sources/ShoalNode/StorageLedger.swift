@@ -88,7 +88,7 @@ public final class StorageLedger: Sendable {
                                 let settings = try? DatabaseSettings.load(directory: directory),
                                 settings.primaryURL == nil, let id = settings.databaseID
                             else { continue }
-                            sizes[id] = Self.bytes(under: directory)
+                            sizes[id] = FileSystem.bytes(under: directory)
                         }
                     }
                 }
@@ -99,19 +99,6 @@ public final class StorageLedger: Sendable {
                 state.closed[id] = bytes
             }
         }
-    }
-
-    /// Every regular file's bytes under `directory`.
-    static func bytes(under directory: String) -> Int64 {
-        guard let walker = FileManager.default.enumerator(atPath: directory) else { return 0 }
-        var total: Int64 = 0
-        while let name = walker.nextObject() as? String {
-            let attributes = try? FileManager.default.attributesOfItem(atPath: directory + "/" + name)
-            if attributes?[.type] as? FileAttributeType == .typeRegular {
-                total += (attributes?[.size] as? NSNumber)?.int64Value ?? 0
-            }
-        }
-        return total
     }
 
     /// Records what the control plane confirmed.

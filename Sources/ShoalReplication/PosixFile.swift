@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// A file descriptor for Shoal's own files (redo log, position, archives, WAL reads), with whole
@@ -104,6 +105,19 @@ final class PosixFile: @unchecked Sendable {
 
 /// File-system operations on paths, durable where they say so.
 public enum FileSystem {
+    /// Every regular file's bytes under `directory`, subdirectories included (0 if it is missing).
+    public static func bytes(under directory: String) -> Int64 {
+        guard let walker = FileManager.default.enumerator(atPath: directory) else { return 0 }
+        var total: Int64 = 0
+        while let name = walker.nextObject() as? String {
+            let attributes = try? FileManager.default.attributesOfItem(atPath: directory + "/" + name)
+            if attributes?[.type] as? FileAttributeType == .typeRegular {
+                total += (attributes?[.size] as? NSNumber)?.int64Value ?? 0
+            }
+        }
+        return total
+    }
+
     /// Makes a directory and its parents; succeeds if it exists.
     public static func makeDirectory(_ path: String) throws {
         var prefix = path.hasPrefix("/") ? "" : "."
