@@ -15,6 +15,8 @@ public struct ConnectionLimits: Sendable, Equatable {
         case header
         /// The request body was not complete in time.
         case body
+        /// The client read none of its response for too long (`writeStallTimeout`).
+        case write
     }
 
     /// How long a request head (request line and headers) may take, counted from the connection's
@@ -27,19 +29,24 @@ public struct ConnectionLimits: Sendable, Equatable {
     /// requests) before it is closed. Keep it longer than the longest wait the server itself holds
     /// open (the node's `/sync?wait_ms=` is capped at 60 s); a response being written is never idle.
     public var idleTimeout: Duration
+    /// How long a response may wait for its client to read any of it (the connection's send
+    /// buffers full) before the connection is closed; a client that reads, however slowly, resets it.
+    public var writeStallTimeout: Duration
     /// The most connections served at once; past it new connections wait in the listen backlog
     /// (256) until one closes, and past the backlog the kernel refuses them.
     public var maxConnections: Int
 
     /// Limits of 10 s for a head, 60 s for a body (16 MiB then needs about 280 KB/s), 75 s idle
-    /// (longer than the node's 60 s long-polls), and `maxConnections`.
+    /// (longer than the node's 60 s long-polls), 30 s for a response nobody reads, and
+    /// `maxConnections`.
     public init(
         headerTimeout: Duration = .seconds(10), bodyTimeout: Duration = .seconds(60),
-        idleTimeout: Duration = .seconds(75), maxConnections: Int
+        idleTimeout: Duration = .seconds(75), writeStallTimeout: Duration = .seconds(30), maxConnections: Int
     ) {
         self.headerTimeout = headerTimeout
         self.bodyTimeout = bodyTimeout
         self.idleTimeout = idleTimeout
+        self.writeStallTimeout = writeStallTimeout
         self.maxConnections = maxConnections
     }
 
@@ -48,7 +55,7 @@ public struct ConnectionLimits: Sendable, Equatable {
     /// The control plane's defaults: the timeouts above and 2,000 connections.
     public static let controlPlane = ConnectionLimits(maxConnections: 2_000)
 
-    /// Adds the header and body deadlines to `channel`, a server connection whose pipeline already
+    /// Adds the header, body and write-stall deadlines to `channel`, a server connection whose pipeline already
     /// holds NIO's HTTP/1 server handlers (`configureHTTPServerPipeline`). Call it on the channel's
     /// event loop, before the channel is active. `onDeadline` runs on that loop for each connection
     /// a deadline closes.
@@ -62,5 +69,6 @@ public struct ConnectionLimits: Sendable, Equatable {
         let deadlines = RequestDeadlineHandler(limits: self, onDeadline: onDeadline)
         try pipeline.addHandler(deadlines, position: .after(decoder))
         try pipeline.addHandler(RequestDeadlineHandler.ByteWatcher(deadlines), position: .first)
+        try pipeline.addHandler(WriteStallHandler(timeout: writeStallTimeout, onDeadline: onDeadline), position: .first)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import ShoalModel
 import ShoalReplication
 import ShoalSQLite
@@ -27,6 +28,8 @@ final class HranaExecutor {
     private let borrowed: Bool
     var storedSQL: [Int32: String] = [:]
     private var holdsWritePermit = false
+    /// The cursor the stream answers now, between its chunks.
+    private var cursor: CursorRun?
     /// The allow-list on a stream's own connection; nil on a replica's reader (which is opened
     /// read-only and has its own).
     private let sandbox: Sandbox?
@@ -60,6 +63,8 @@ final class HranaExecutor {
 
     /// Rolls back what is open, gives the write permit back and closes the connection.
     func close() {
+        cursor?.abandon()
+        cursor = nil
         guard !borrowed else { return }
         if !connection.isAutocommit { try? connection.execute("ROLLBACK") }
         // Closed before the permit and the turn go: a failed ROLLBACK still ends with the close.
@@ -136,21 +141,8 @@ final class HranaExecutor {
 
     /// Runs one statement and returns its result; throws `Hrana.Failure` or `SQLiteError`.
     func execute(_ request: Hrana.Statement) throws -> Hrana.StatementResult {
-        try refuseIfBlocked()
-        let sql = try resolve(sql: request.sql, sqlID: request.sqlID)
-        try sandbox?.enforceAccess(on: connection)
-        guard let statement = try connection.prepareFirst(sql) else {
-            throw Hrana.Failure(message: "SQL string does not contain any statement", code: "SQL_NO_STATEMENT")
-        }
+        let statement = try prepare(request)
         defer { statement.finalize() }
-        if !statement.tail.isEmpty, try connection.prepareFirst(statement.tail) != nil {
-            throw Hrana.Failure(message: "SQL string contains more than one statement", code: "SQL_MANY_STATEMENTS")
-        }
-        try bind(request, to: statement)
-        if writes(statement) {
-            try refuseIfReadOnly()
-            try acquirePermit()
-        }
         let start = ContinuousClock.now
         try connection.setDeadline(statementDeadline(from: start))
         defer { try? connection.setDeadline(nil) }
@@ -163,34 +155,70 @@ final class HranaExecutor {
                     message: "the statement returned more than \(configuration.maxRowsPerStatement) rows; add a LIMIT",
                     code: "RESPONSE_TOO_LARGE")
             }
-            let row = (0..<statement.columnCount).map { Self.value(statement.value(at: $0)) }
-            let rowBytes = row.reduce(0) { $0 + Self.size(of: $1) }
-            responseBytes += rowBytes
-            if reservation == nil { reservation = ResponseReservation(configuration.responseBudget) }
-            guard reservation?.grow(by: rowBytes) != false else {
-                throw Hrana.Failure(
-                    message:
-                        "the node holds \(configuration.responseBudget.limit) bytes of other requests' results now; "
-                        + "retry shortly, or select fewer rows or columns",
-                    code: "RESPONSE_TOO_LARGE")
-            }
+            let row = try takeRow(of: statement)
             guard responseBytes <= configuration.maxResponseBytes else {
                 throw Hrana.Failure(
                     message:
                         "the request's results are larger than \(configuration.maxResponseBytes) bytes; select fewer rows "
-                        + "or columns, or split the request",
+                        + "or columns, split the request, or read the rows through /v3/cursor",
                     code: "RESPONSE_TOO_LARGE")
             }
             rows.append(row)
         }
         let changed = connection.totalChanges - changesBefore
         return Hrana.StatementResult(
-            columns: (0..<statement.columnCount).map {
-                Hrana.Column(name: statement.columnNames[$0], declaredType: statement.declaredType(at: $0))
-            },
-            rows: rows, affectedRowCount: statement.isReadOnly ? 0 : connection.changes,
+            columns: Self.columns(of: statement), rows: rows,
+            affectedRowCount: statement.isReadOnly ? 0 : connection.changes,
             lastInsertRowID: connection.lastInsertRowID, rowsRead: rows.count, rowsWritten: changed,
             queryDurationMilliseconds: (ContinuousClock.now - start).inMilliseconds)
+    }
+
+    /// Resolves, prepares and binds a statement, refused when it is blocked, not alone in its SQL,
+    /// or writing where it may not (taking the write permit when it writes).
+    private func prepare(_ request: Hrana.Statement) throws -> Statement {
+        try refuseIfBlocked()
+        let sql = try resolve(sql: request.sql, sqlID: request.sqlID)
+        try sandbox?.enforceAccess(on: connection)
+        guard let statement = try connection.prepareFirst(sql) else {
+            throw Hrana.Failure(message: "SQL string does not contain any statement", code: "SQL_NO_STATEMENT")
+        }
+        do {
+            if !statement.tail.isEmpty, try connection.prepareFirst(statement.tail) != nil {
+                throw Hrana.Failure(
+                    message: "SQL string contains more than one statement", code: "SQL_MANY_STATEMENTS")
+            }
+            try bind(request, to: statement)
+            if writes(statement) {
+                try refuseIfReadOnly()
+                try acquirePermit()
+            }
+        } catch {
+            statement.finalize()
+            throw error
+        }
+        return statement
+    }
+
+    /// The current row of `statement`, its bytes counted against the node's response budget.
+    private func takeRow(of statement: Statement) throws -> [HranaValue] {
+        let row = (0..<statement.columnCount).map { Self.value(statement.value(at: $0)) }
+        let rowBytes = row.reduce(0) { $0 + Self.size(of: $1) }
+        responseBytes += rowBytes
+        if reservation == nil { reservation = ResponseReservation(configuration.responseBudget) }
+        guard reservation?.grow(by: rowBytes) != false else {
+            throw Hrana.Failure(
+                message:
+                    "the node holds \(configuration.responseBudget.limit) bytes of other requests' results now; "
+                    + "retry shortly, or select fewer rows or columns",
+                code: "RESPONSE_TOO_LARGE")
+        }
+        return row
+    }
+
+    private static func columns(of statement: Statement) -> [Hrana.Column] {
+        (0..<statement.columnCount).map {
+            Hrana.Column(name: statement.columnNames[$0], declaredType: statement.declaredType(at: $0))
+        }
     }
 
     private func bind(_ request: Hrana.Statement, to statement: Statement) throws {
@@ -240,6 +268,108 @@ final class HranaExecutor {
         return Hrana.BatchResult(stepResults: results, stepErrors: errors)
     }
 
+    // MARK: Cursors
+
+    /// Starts a cursor over `batch` (`advanceCursor` runs it); a condition on a step that does not
+    /// run before its own is refused now, before any entry is sent.
+    func startCursor(_ batch: Hrana.Batch) throws {
+        for (index, step) in batch.steps.enumerated() {
+            if let condition = step.condition { try Self.validate(condition, before: index) }
+        }
+        cursor?.abandon()
+        cursor = CursorRun(batch: batch)
+    }
+
+    /// Runs the cursor on until the entries it appends to `lines` (newline-delimited JSON) pass
+    /// `chunkBytes`, or it ends; returns whether it ended. A step whose rows do not fit stays open,
+    /// mid-statement, for the next call, so that no thread waits while the client reads and the
+    /// rows are never all in memory. SQL errors become `step_error` entries, as in a batch.
+    func advanceCursor(into lines: inout ByteBuffer, chunkBytes: Int) throws -> Bool {
+        guard let cursor else { throw NodeError.badRequest("the stream runs no cursor") }
+        let encoder = WireJSON.encoder()
+        func emit(_ entry: Hrana.CursorEntry) throws {
+            lines.writeBytes(try encoder.encode(entry))
+            lines.writeInteger(UInt8(ascii: "\n"))
+        }
+        while lines.readableBytes < chunkBytes {
+            if let open = cursor.open {
+                do {
+                    try connection.setDeadline(statementDeadline(from: open.start))
+                    defer { try? connection.setDeadline(nil) }
+                    var ended = false
+                    while lines.readableBytes < chunkBytes {
+                        guard try open.statement.step() else {
+                            ended = true
+                            break
+                        }
+                        if open.wantRows { try emit(.row(try takeRow(of: open.statement))) }
+                    }
+                    guard ended else { return false }
+                    try emit(
+                        .stepEnd(
+                            affectedRowCount: open.statement.isReadOnly ? 0 : connection.changes,
+                            lastInsertRowID: connection.lastInsertRowID))
+                    cursor.endStep(ok: true)
+                } catch let failure as Hrana.Failure {
+                    cursor.endStep(ok: false)
+                    try emit(.stepError(step: open.index, error: failure))
+                } catch let error as SQLiteError {
+                    cursor.endStep(ok: false)
+                    try emit(.stepError(step: open.index, error: Self.failure(error)))
+                }
+                releasePermitIfDone()
+            } else if cursor.next < cursor.batch.steps.count {
+                let index = cursor.next
+                cursor.next += 1
+                let step = cursor.batch.steps[index]
+                if let condition = step.condition,
+                    try !evaluate(condition, outcomes: cursor.outcomes, before: index)
+                {
+                    continue
+                }
+                do {
+                    let statement = try prepare(step.statement)
+                    cursor.open = CursorRun.OpenStep(
+                        index: index, statement: statement, start: .now, wantRows: step.statement.wantRows)
+                    try emit(.stepBegin(step: index, columns: Self.columns(of: statement)))
+                } catch let failure as Hrana.Failure {
+                    cursor.outcomes[index] = false
+                    try emit(.stepError(step: index, error: failure))
+                } catch let error as SQLiteError {
+                    cursor.outcomes[index] = false
+                    try emit(.stepError(step: index, error: Self.failure(error)))
+                }
+                releasePermitIfDone()
+            } else {
+                break
+            }
+        }
+        guard cursor.isFinished else { return false }
+        self.cursor = nil
+        return true
+    }
+
+    /// Stops the cursor where it is, finalizing its open statement (what it ran stays as it is:
+    /// the stream's transaction, if any, is the client's to end).
+    func abandonCursor() {
+        cursor?.abandon()
+        cursor = nil
+    }
+
+    /// Whether a condition names only steps before `index`.
+    private static func validate(_ condition: Hrana.Condition, before index: Int) throws {
+        switch condition {
+        case .ok(let n), .error(let n):
+            guard n >= 0, n < index else {
+                throw NodeError.badRequest(
+                    "a batch condition refers to step \(n), which does not run before step \(index)")
+            }
+        case .not(let inner): try validate(inner, before: index)
+        case .and(let all), .or(let all): for inner in all { try validate(inner, before: index) }
+        case .isAutocommit: break
+        }
+    }
+
     private func evaluate(_ condition: Hrana.Condition, outcomes: [Bool?], before index: Int) throws -> Bool {
         func step(_ n: Int) throws -> Bool? {
             guard n >= 0, n < index else {
@@ -283,10 +413,7 @@ final class HranaExecutor {
         }
         defer { statement.finalize() }
         return Hrana.DescribeResult(
-            parameters: statement.parameterNames,
-            columns: (0..<statement.columnCount).map {
-                Hrana.Column(name: statement.columnNames[$0], declaredType: statement.declaredType(at: $0))
-            },
+            parameters: statement.parameterNames, columns: Self.columns(of: statement),
             isExplain: statement.isExplain, isReadOnly: statement.isReadOnly)
     }
 
@@ -459,5 +586,48 @@ final class HranaExecutor {
                 + "indices) their limit of the same size or the node's; delete data, or ask for a larger size limit)"
         }
         return Hrana.Failure(message: message, code: "SQLITE_\(name)")
+    }
+}
+
+/// A batch a cursor runs a chunk at a time (`HranaExecutor.advanceCursor`): the step to start next,
+/// the outcomes so far, and the statement being stepped, open between chunks.
+final class CursorRun {
+    /// A step whose statement is prepared and stepped part of the way.
+    struct OpenStep {
+        let index: Int
+        let statement: Statement
+        let start: ContinuousClock.Instant
+        let wantRows: Bool
+    }
+
+    let batch: Hrana.Batch
+    /// The next step to start.
+    var next = 0
+    /// Each step's outcome once it ran (nil: skipped, or not run yet), for the conditions.
+    var outcomes: [Bool?]
+    /// The step being stepped.
+    var open: OpenStep?
+
+    init(batch: Hrana.Batch) {
+        self.batch = batch
+        outcomes = Array(repeating: nil, count: batch.steps.count)
+    }
+
+    /// Every step ran or was skipped.
+    var isFinished: Bool { open == nil && next == batch.steps.count }
+
+    /// Ends the open step with its outcome, finalizing its statement.
+    func endStep(ok: Bool) {
+        guard let open else { return }
+        open.statement.finalize()
+        outcomes[open.index] = ok
+        self.open = nil
+    }
+
+    /// Stops the cursor where it is (its stream closes or starts another request).
+    func abandon() {
+        open?.statement.finalize()
+        open = nil
+        next = batch.steps.count
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import ShoalModel
 import ShoalPool
 import ShoalSQLite
@@ -73,10 +74,11 @@ final class HranaStream: @unchecked Sendable {
         return .done((results, false))
     }
 
-    /// Runs a batch for `/v3/cursor` (waiting for the write turn as `run` does).
-    func runBatch(
-        _ batch: Hrana.Batch, access: Access, deadline: ContinuousClock.Instant, mayWait: Bool
-    ) throws -> LaneAttempt<Hrana.BatchResult> {
+    /// Starts a `/v3/cursor` batch and runs its first chunk (waiting for the write turn as `run`
+    /// does); `continueCursor` runs the rest, one chunk a call.
+    func startCursor(
+        _ batch: Hrana.Batch, access: Access, deadline: ContinuousClock.Instant, mayWait: Bool, chunkBytes: Int
+    ) throws -> LaneAttempt<CursorChunk> {
         lock.lock()
         defer { lock.unlock() }
         guard let executor else { throw NodeError.invalidBaton("the stream is closed") }
@@ -87,11 +89,36 @@ final class HranaStream: @unchecked Sendable {
         {
             return .waitForWriteTurn(executor.owner)
         }
-        defer {
+        do {
+            try executor.startCursor(batch)
+        } catch {
             executor.finishRequest()
-            heldResponse = executor.takeReservation()
+            throw error
         }
-        return .done(try executor.batch(batch))
+        return .done(try chunk(of: executor, chunkBytes: chunkBytes))
+    }
+
+    /// The next chunk of the cursor `startCursor` began.
+    func continueCursor(chunkBytes: Int) throws -> CursorChunk {
+        lock.lock()
+        defer { lock.unlock() }
+        guard let executor else { throw NodeError.invalidBaton("the stream is closed") }
+        return try chunk(of: executor, chunkBytes: chunkBytes)
+    }
+
+    private func chunk(of executor: HranaExecutor, chunkBytes: Int) throws -> CursorChunk {
+        var lines = ByteBuffer()
+        let finished: Bool
+        do {
+            finished = try executor.advanceCursor(into: &lines, chunkBytes: chunkBytes)
+        } catch {
+            executor.abandonCursor()
+            executor.finishRequest()
+            _ = executor.takeReservation()
+            throw error
+        }
+        if finished { executor.finishRequest() }
+        return CursorChunk(lines: lines, finished: finished, reservation: executor.takeReservation())
     }
 
     /// Gives back what the last request's results held of the node's response budget (its answer
@@ -114,6 +141,15 @@ final class HranaStream: @unchecked Sendable {
     }
 }
 
+/// Entries of a cursor's answer, encoded, with what their rows hold of the node's response budget
+/// until they are written.
+struct CursorChunk: Sendable {
+    let lines: ByteBuffer
+    /// Whether the cursor ended with these entries.
+    let finished: Bool
+    let reservation: ResponseReservation?
+}
+
 /// What a try at running requests on a database's lane came to: done, or nothing ran because the
 /// requests may write and another stream holds the database's write turn (wait for it, then try
 /// again).
@@ -122,6 +158,14 @@ enum LaneAttempt<Value: Sendable>: Sendable {
     case done(Value)
     /// Nothing ran: wait for the write turn for this owner, then try again.
     case waitForWriteTurn(WriterQueue.Owner)
+
+    /// The same try with its value transformed (on the lane, where the try ran).
+    func map<Other: Sendable>(_ transform: (Value) throws -> Other) rethrows -> LaneAttempt<Other> {
+        switch self {
+        case .done(let value): .done(try transform(value))
+        case .waitForWriteTurn(let owner): .waitForWriteTurn(owner)
+        }
+    }
 }
 
 /// Open streams by baton, with tombstones for expired ones so clients learn `STREAM_EXPIRED`, and
@@ -135,6 +179,9 @@ final class StreamRegistry: Sendable {
 
     private struct State {
         var parked: [String: Parked] = [:]
+        /// Streams answering a cursor whose baton is already sent, by baton, with the moment they
+        /// are closed if their answer has not ended by then.
+        var streaming: [String: (stream: HranaStream, until: ContinuousClock.Instant)] = [:]
         var expired: [String: ContinuousClock.Instant] = [:]
         var deleted: [String: ContinuousClock.Instant] = [:]
     }
@@ -166,19 +213,51 @@ final class StreamRegistry: Sendable {
             if state.deleted.removeValue(forKey: baton) != nil {
                 throw NodeError.notFound("the stream was closed because its database was deleted")
             }
+            if state.streaming[baton] != nil {
+                throw NodeError.invalidBaton(
+                    "the stream is still answering a cursor; read the cursor to its end before the next request")
+            }
             throw NodeError.invalidBaton("Received an invalid baton: it was used already, or never issued")
         }
     }
 
     /// Parks a stream until its next request and returns the baton for it.
     func park(_ stream: HranaStream) -> String {
+        let baton = Self.newBaton()
+        park(stream, baton: baton)
+        return baton
+    }
+
+    /// Parks a stream under a baton made by `newBaton()`.
+    func park(_ stream: HranaStream, baton: String) {
+        state.withLock { $0.parked[baton] = Parked(stream: stream, since: .now) }
+    }
+
+    /// A fresh baton: 24 random bytes, URL-safe base64.
+    static func newBaton() -> String {
         var bytes = [UInt8](repeating: 0, count: 24)
         var generator = SystemRandomNumberGenerator()
         for index in bytes.indices { bytes[index] = generator.next() }
-        let baton = Base64.encode(bytes, padded: false).replacingOccurrences(of: "/", with: "_")
+        return Base64.encode(bytes, padded: false).replacingOccurrences(of: "/", with: "_")
             .replacingOccurrences(of: "+", with: "-")
-        state.withLock { $0.parked[baton] = Parked(stream: stream, since: .now) }
-        return baton
+    }
+
+    /// Holds a stream whose cursor answer carries `baton` but is still being written: the baton
+    /// is refused until `endStreaming`, and past `until` the stream is expired as if idle (for an
+    /// answer that never finishes being written).
+    func beginStreaming(_ stream: HranaStream, baton: String, until: ContinuousClock.Instant) {
+        state.withLock { $0.streaming[baton] = (stream, until) }
+    }
+
+    /// Ends a cursor answer: parks its stream under its baton (`park`), or only takes it back.
+    /// Returns false when the stream was taken already (expired, or removed at shutdown): its
+    /// closing is someone else's then.
+    func endStreaming(baton: String, park: Bool) -> Bool {
+        state.withLock { state in
+            guard let streaming = state.streaming.removeValue(forKey: baton) else { return false }
+            if park { state.parked[baton] = Parked(stream: streaming.stream, since: .now) }
+            return true
+        }
     }
 
     /// Removes streams idle past the timeout (and tombstones older than five minutes); returns the
@@ -191,6 +270,11 @@ final class StreamRegistry: Sendable {
                 state.expired[baton] = now
                 expired.append(parked.stream)
             }
+            for (baton, streaming) in state.streaming where now >= streaming.until {
+                state.streaming[baton] = nil
+                state.expired[baton] = now
+                expired.append(streaming.stream)
+            }
             state.expired = state.expired.filter { now - $0.value < .seconds(300) }
             state.deleted = state.deleted.filter { now - $0.value < .seconds(300) }
             return expired
@@ -198,8 +282,9 @@ final class StreamRegistry: Sendable {
     }
 
     /// Removes the parked streams of a database being deleted (their batons answer that it was
-    /// deleted from now on); returns them for the caller to close. A stream running a request now
-    /// is parked again when the request ends, and is removed by the next call.
+    /// deleted from now on), and those answering a cursor (whose answer then stops); returns them
+    /// for the caller to close. A stream running a request now is parked again when the request
+    /// ends, and is removed by the next call.
     func remove(namespace: Namespace, now: ContinuousClock.Instant = .now) -> [HranaStream] {
         state.withLock { state in
             var removed: [HranaStream] = []
@@ -208,15 +293,23 @@ final class StreamRegistry: Sendable {
                 state.deleted[baton] = now
                 removed.append(parked.stream)
             }
+            for (baton, streaming) in state.streaming where streaming.stream.namespace == namespace {
+                state.streaming[baton] = nil
+                state.deleted[baton] = now
+                removed.append(streaming.stream)
+            }
             return removed
         }
     }
 
-    /// Removes every stream (at shutdown).
+    /// Removes every stream (at shutdown), those answering a cursor too.
     func removeAll() -> [HranaStream] {
         state.withLock { state in
-            defer { state.parked.removeAll() }
-            return state.parked.values.map(\.stream)
+            defer {
+                state.parked.removeAll()
+                state.streaming.removeAll()
+            }
+            return state.parked.values.map(\.stream) + state.streaming.values.map(\.stream)
         }
     }
 

@@ -163,41 +163,80 @@ extension Node {
             }
         }
         let batch = body.batch
-        let result: Hrana.BatchResult
+        let deadline = requestDeadline()
+        let handle = stream.interruptHandle
+        let first: CursorChunk
         do {
-            let deadline = requestDeadline()
-            let handle = stream.interruptHandle
-            result = try await onLane(stream.lease.resource, deadline: deadline, interrupt: { handle?.interrupt() }) {
+            first = try await onLane(stream.lease.resource, deadline: deadline, interrupt: { handle?.interrupt() }) {
                 mayWait in
-                try stream.runBatch(batch, access: access, deadline: deadline, mayWait: mayWait)
+                try stream.startCursor(
+                    batch, access: access, deadline: deadline, mayWait: mayWait, chunkBytes: Self.cursorChunkBytes)
             }
         } catch {
             await close(stream)
             throw error
         }
-        let encoder = WireJSON.encoder()
-        var lines = [try encoder.encode(Hrana.CursorHeader(baton: streams.park(stream)))]
-        for step in result.stepResults.indices {
-            if let failure = result.stepErrors[step] {
-                lines.append(try encoder.encode(Hrana.CursorEntry.stepError(step: step, error: failure)))
-            } else if let statement = result.stepResults[step] {
-                lines.append(try encoder.encode(Hrana.CursorEntry.stepBegin(step: step, columns: statement.columns)))
-                for row in statement.rows {
-                    lines.append(try encoder.encode(Hrana.CursorEntry.row(row)))
+        let baton = StreamRegistry.newBaton()
+        var head = ByteBuffer()
+        head.writeBytes(try WireJSON.encoder().encode(Hrana.CursorHeader(baton: baton)))
+        head.writeInteger(UInt8(ascii: "\n"))
+        let headers: HTTPFields = [.contentType: "text/plain"]
+        guard !first.finished else {
+            // The whole answer fits in one chunk: no streaming.
+            head.writeImmutableBuffer(first.lines)
+            first.reservation?.release()
+            streams.park(stream, baton: baton)
+            return Response(status: .ok, headers: headers, body: .init(byteBuffer: head))
+        }
+        // The rest is stepped while the answer is written; the stream is parked (its baton
+        // usable) once the last entry is out of SQLite, and closed if the answer fails.
+        streams.beginStreaming(
+            stream, baton: baton,
+            until: deadline.advanced(by: configuration.connectionLimits.writeStallTimeout + .seconds(30)))
+        return Response(
+            status: .ok, headers: headers,
+            body: ResponseBody { [head] writer in
+                try await self.writeCursor(stream, baton: baton, head: head, first: first, writer: &writer)
+            })
+    }
+
+    /// The entries a cursor's answer carries in each chunk (a row larger than this is a chunk of
+    /// its own): what one cursor holds in memory at a time.
+    static let cursorChunkBytes = 64 << 10
+
+    /// Writes a streamed cursor's answer: each chunk written before the next is stepped, on the
+    /// database's lane, so that a slow reader holds no thread and no more than a chunk in memory.
+    private func writeCursor(
+        _ stream: HranaStream, baton: String, head: ByteBuffer, first: CursorChunk,
+        writer: inout any ResponseBodyWriter
+    ) async throws {
+        var chunk = first
+        var pending = head
+        let handle = stream.interruptHandle
+        do {
+            while true {
+                pending.writeImmutableBuffer(chunk.lines)
+                if chunk.finished {
+                    chunk.reservation?.release()
+                    // Parked before the last bytes go out: a client that reads them may use the
+                    // baton at once.
+                    _ = streams.endStreaming(baton: baton, park: true)
+                    try await writer.write(pending)
+                    break
                 }
-                lines.append(
-                    try encoder.encode(
-                        Hrana.CursorEntry.stepEnd(
-                            affectedRowCount: statement.affectedRowCount, lastInsertRowID: statement.lastInsertRowID)))
+                try await writer.write(pending)
+                chunk.reservation?.release()
+                pending = ByteBuffer()
+                chunk = try await stream.lease.resource.lane.run(onCancel: { handle?.interrupt() }) {
+                    try stream.continueCursor(chunkBytes: Self.cursorChunkBytes)
+                }
             }
+        } catch {
+            chunk.reservation?.release()
+            if streams.endStreaming(baton: baton, park: false) { await close(stream) }
+            throw error
         }
-        var buffer = ByteBuffer()
-        for line in lines {
-            buffer.writeBytes(line)
-            buffer.writeString("\n")
-        }
-        stream.releaseResponse()
-        return Response(status: .ok, headers: [.contentType: "text/plain"], body: .init(byteBuffer: buffer))
+        try await writer.finish(nil)
     }
 
     func pipeline(_ request: Request, _ context: BasicRequestContext, version: Int) async throws -> Response {
@@ -218,13 +257,21 @@ extension Node {
                 throw error
             }
         }
-        let outcome: (results: [Hrana.StreamResult], closed: Bool)
+        // The answer is encoded on the lane too (a large one costs its database's share of the
+        // SQLite threads, not the event loops'), under a baton that is handed out once it is parked.
+        let baton = StreamRegistry.newBaton()
+        let outcome: (response: Response, closed: Bool)
         do {
             let deadline = requestDeadline()
             let handle = stream.interruptHandle
             outcome = try await onLane(stream.lease.resource, deadline: deadline, interrupt: { handle?.interrupt() }) {
-                mayWait in
+                mayWait -> LaneAttempt<(response: Response, closed: Bool)> in
                 try stream.run(requests, version: version, access: access, deadline: deadline, mayWait: mayWait)
+                    .map { results, closed in
+                        defer { stream.releaseResponse() }
+                        let answer = Hrana.PipelineResponse(baton: closed ? nil : baton, results: results)
+                        return (try Self.json(answer), closed)
+                    }
             }
         } catch {
             await close(stream)
@@ -232,15 +279,12 @@ extension Node {
         }
         // The primary's position after the requests: a replica that reaches it sees their writes.
         let position = try stream.lease.resource.log.position
-        var baton: String?
         if outcome.closed {
             await finish(stream)
         } else {
-            baton = streams.park(stream)
+            streams.park(stream, baton: baton)
         }
-        let encoded = Result { try Self.json(Hrana.PipelineResponse(baton: baton, results: outcome.results)) }
-        stream.releaseResponse()
-        var response = try encoded.get()
+        var response = outcome.response
         response.headers[HTTPField.Name("x-shoal-frame")!] = "\(position.generation)/\(position.frame)"
         return response
     }

@@ -24,6 +24,12 @@ struct ConnectionOptions: ParsableArguments {
                 + "(default 75; keep it above 60, the longest /sync long-poll)."))
     var idleTimeoutSeconds: Int?
 
+    @Option(
+        help: ArgumentHelp(
+            "Seconds a response may wait for a client that reads none of it before the connection is closed "
+                + "(default 30)."))
+    var writeStallTimeoutSeconds: Int?
+
     mutating func validate() throws {
         if let maxConnections, maxConnections <= 0 {
             throw ValidationError("--max-connections must be positive")
@@ -31,6 +37,7 @@ struct ConnectionOptions: ParsableArguments {
         for (name, value) in [
             ("--header-timeout-seconds", headerTimeoutSeconds), ("--body-timeout-seconds", bodyTimeoutSeconds),
             ("--idle-timeout-seconds", idleTimeoutSeconds),
+            ("--write-stall-timeout-seconds", writeStallTimeoutSeconds),
         ] {
             if let value, value <= 0 { throw ValidationError("\(name) must be a positive number of seconds") }
         }
@@ -43,6 +50,7 @@ struct ConnectionOptions: ParsableArguments {
         if let headerTimeoutSeconds { limits.headerTimeout = .seconds(headerTimeoutSeconds) }
         if let bodyTimeoutSeconds { limits.bodyTimeout = .seconds(bodyTimeoutSeconds) }
         if let idleTimeoutSeconds { limits.idleTimeout = .seconds(idleTimeoutSeconds) }
+        if let writeStallTimeoutSeconds { limits.writeStallTimeout = .seconds(writeStallTimeoutSeconds) }
         return limits
     }
 }

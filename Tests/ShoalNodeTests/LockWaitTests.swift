@@ -176,23 +176,38 @@ import Testing
             $0.createOnFirstUse = true
             $0.responseBudget = budget
         }) { node in
-            for path in ["/db/big/a/v2/pipeline", "/db/big/a/v3/cursor"] {
-                let body =
-                    path.hasSuffix("cursor")
-                    ? #"{"baton":null,"batch":{"steps":[{"stmt":{"sql":"SELECT zeroblob(600000)"}},{"stmt":{"sql":"SELECT zeroblob(600000)"}}]}}"#
-                    : LockWaitTests.pipeline(
-                        baton: nil,
-                        [
-                            LockWaitTests.execute("SELECT zeroblob(600000)"),
-                            LockWaitTests.execute("SELECT zeroblob(600000)"), #"{"type":"close"}"#,
-                        ])
-                let answer = try await node.request("POST", path, body: body)
-                #expect(answer.status == 200)
-                #expect(answer.body.contains("RESPONSE_TOO_LARGE"), "\(path): \(answer.body.prefix(200))")
-                #expect(answer.body.contains("other requests' results"))
-                // The first result fit and was answered; once encoded, the budget is free again.
-                #expect(budget.inUse == 0)
+            let pipeline = try await node.request(
+                "POST", "/db/big/a/v2/pipeline",
+                body: LockWaitTests.pipeline(
+                    baton: nil,
+                    [
+                        LockWaitTests.execute("SELECT zeroblob(600000)"),
+                        LockWaitTests.execute("SELECT zeroblob(600000)"), #"{"type":"close"}"#,
+                    ]))
+            #expect(pipeline.status == 200)
+            #expect(pipeline.body.contains("RESPONSE_TOO_LARGE"), "\(pipeline.body.prefix(200))")
+            #expect(pipeline.body.contains("other requests' results"))
+            // The first result fit and was answered; once encoded, the budget is free again.
+            #expect(budget.inUse == 0)
+
+            // A cursor holds only the chunk being written: both values fit one after the other,
+            // and only a single row larger than the budget is refused.
+            func cursor(_ steps: [String]) -> String {
+                let json = steps.map { #"{"stmt":{"sql":"\#($0)"}}"# }.joined(separator: ",")
+                return #"{"baton":null,"batch":{"steps":[\#(json)]}}"#
             }
+            let both = try await node.request(
+                "POST", "/db/big/a/v3/cursor", body: cursor(["SELECT zeroblob(600000)", "SELECT zeroblob(600000)"]))
+            #expect(both.status == 200)
+            #expect(!both.body.contains("step_error"), "\(both.body.suffix(300))")
+            #expect(both.body.components(separatedBy: #""type":"step_end""#).count == 3)
+            #expect(budget.inUse == 0)
+            let huge = try await node.request(
+                "POST", "/db/big/a/v3/cursor", body: cursor(["SELECT zeroblob(1500000)"]))
+            #expect(huge.status == 200)
+            #expect(huge.body.contains("RESPONSE_TOO_LARGE"), "\(huge.body.prefix(300))")
+            #expect(huge.body.contains("other requests' results"))
+            #expect(budget.inUse == 0)
             let v1 = try await node.request(
                 "POST", "/db/big/a/v1/execute", body: #"{"stmt":{"sql":"SELECT zeroblob(600000)"}}"#)
             #expect(v1.status == 200)

@@ -15,7 +15,9 @@ public final class RawConnection: Sendable {
     let descriptor: Int32
 
     /// Connects to `port` (the kernel completes the handshake even while the server does not accept).
-    public init(port: Int) throws {
+    /// A `receiveBuffer` (bytes) fixes the socket's receive buffer, so that a client that stops
+    /// reading stalls the server's writes after little data.
+    public init(port: Int, receiveBuffer: Int? = nil) throws {
         #if canImport(Glibc)
             let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         #else
@@ -26,6 +28,9 @@ public final class RawConnection: Sendable {
             var on: Int32 = 1
             setsockopt(descriptor, SOL_SOCKET, SO_NOSIGPIPE, &on, socklen_t(MemoryLayout<Int32>.size))
         #endif
+        if var size = receiveBuffer.map(Int32.init) {
+            setsockopt(descriptor, SOL_SOCKET, SO_RCVBUF, &size, socklen_t(MemoryLayout<Int32>.size))
+        }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
@@ -86,6 +91,26 @@ public final class RawConnection: Sendable {
                 if let end = received.firstRange(of: separator) {
                     return String(decoding: received[..<end.lowerBound], as: UTF8.self)
                 }
+            }
+            return nil
+        }
+    }
+
+    /// The bytes received until they contain `marker` (all of them: what arrived with the marker too),
+    /// or nil if it did not come in `timeout` or the server closed first.
+    public func receive(until marker: String, within timeout: Duration) async -> [UInt8]? {
+        let descriptor = self.descriptor
+        let marker = Array(marker.utf8)
+        return await Self.offPool {
+            let deadline = ContinuousClock.now + timeout
+            var received: [UInt8] = []
+            var buffer = [UInt8](repeating: 0, count: 4096)
+            while ContinuousClock.now < deadline {
+                guard Self.waitReadable(descriptor, for: deadline - .now) else { continue }
+                let count = recv(descriptor, &buffer, buffer.count, 0)
+                guard count > 0 else { return nil }
+                received += buffer[0..<count]
+                if received.firstRange(of: marker) != nil { return received }
             }
             return nil
         }
