@@ -2,6 +2,7 @@ import ArgumentParser
 import CBenchBaseline
 import Foundation
 import ShoalNode
+import ShoalSQLite
 import Synchronization
 
 /// `noisy-neighbour`: point reads of 100 quiet tenants on one node, first alone, then while one
@@ -35,11 +36,18 @@ struct NoisyNeighbour: AsyncParsableCommand {
     @Option(help: "Seconds a statement may run on the node (the noisy spinners' statements hit it).")
     var statementSeconds = 2
 
+    @Flag(help: "Never demote the noisy tenant's lane to low-priority threads (to compare).")
+    var noDemotion = false
+
     func run() async throws {
         let options = self
         try await InProcessNode.run(
             name: "noisy-neighbour",
             configure: {
+                // The shared executor's shape, with or without the demotion of heavy lanes.
+                $0.executor = BlockingExecutor(
+                    threads: BlockingExecutor.shared.threadCount, name: "shoal.bench",
+                    heavyWork: options.noDemotion ? nil : BlockingExecutor.HeavyWork())
                 $0.statementTimeLimit = .seconds(Int64(options.statementSeconds))
                 $0.requestTimeLimit = .seconds(Int64(options.statementSeconds))
             }

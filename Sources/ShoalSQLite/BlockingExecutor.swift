@@ -11,7 +11,29 @@ import Synchronization
 ///
 /// A task cancelled while its work waits gets `CancellationError` and the work never runs; while
 /// it runs, cancellation calls the work's `onCancel` (a connection's `interrupt()`, say).
+///
+/// A lane whose work runs long (`HeavyWork`) is demoted for a while: its normal work runs on a
+/// second set of threads at the lowest CPU priority, so that when the cores are busy the kernel
+/// gives them to everybody else's short work first. Urgent work always runs on the normal threads.
 public final class BlockingExecutor: Sendable {
+    /// When a lane counts as heavy, for how long, and how low its threads run.
+    public struct HeavyWork: Sendable {
+        /// A piece of a lane's work that runs this long demotes the lane.
+        public var threshold: Duration
+        /// How long a demotion lasts after the last long piece of work.
+        public var demotion: Duration
+        /// The nice value of the threads that run demoted work (19, the lowest priority; Linux,
+        /// where nice values are per thread; elsewhere the threads keep their priority).
+        public var niceness: Int32
+
+        /// Demotion after 100 ms of work, for 10 s, at nice 19.
+        public init(threshold: Duration = .milliseconds(100), demotion: Duration = .seconds(10), niceness: Int32 = 19) {
+            self.threshold = threshold
+            self.demotion = demotion
+            self.niceness = niceness
+        }
+    }
+
     /// How urgent a piece of work is.
     public enum Priority: Sendable {
         /// In order of submission.
@@ -25,40 +47,72 @@ public final class BlockingExecutor: Sendable {
         var isUrgent: Bool { self != .normal }
     }
 
-    /// The process's executor for SQLite and file work: twice as many threads as cores, at least 4.
+    /// The process's executor for SQLite and file work: twice as many threads as cores, at least 4,
+    /// with heavy lanes demoted (`HeavyWork()`).
     public static let shared = BlockingExecutor(
-        threads: max(4, 2 * ProcessInfo.processInfo.activeProcessorCount), name: "shoal.blocking")
+        threads: max(4, 2 * ProcessInfo.processInfo.activeProcessorCount), name: "shoal.blocking",
+        heavyWork: HeavyWork())
 
-    /// How many threads run work.
+    /// How many threads run work (and as many more run demoted lanes' work).
     public let threadCount: Int
+    /// What demotes a lane; nil: lanes are never demoted.
+    public let heavyWork: HeavyWork?
     private let queue: WorkQueue
+    /// Normal work of demoted lanes, run by threads at `heavyWork.niceness`.
+    private let demoted: WorkQueue
 
-    /// Starts `threads` threads named `name`-N; they live as long as the executor (see `shutdown()`).
-    public init(threads: Int, name: String) {
+    /// Starts `threads` threads named `name`-N and, with `heavyWork`, as many named `name`-low-N
+    /// for demoted lanes; they live as long as the executor (see `shutdown()`).
+    public init(threads: Int, name: String, heavyWork: HeavyWork? = nil) {
         precondition(threads > 0, "a blocking executor needs at least one thread")
         threadCount = threads
+        self.heavyWork = heavyWork
         queue = WorkQueue()
+        demoted = WorkQueue()
         for index in 0..<threads {
-            let queue = self.queue
-            let thread = Thread { queue.runWorker() }
-            thread.name = "\(name)-\(index)"
-            // SQLite's parser and the sandbox's callbacks recurse: the size of a process's main stack.
-            thread.stackSize = 8 << 20
-            thread.start()
+            Self.startThread(named: "\(name)-\(index)", queue: queue, niceness: nil)
+            if let heavyWork {
+                Self.startThread(named: "\(name)-low-\(index)", queue: demoted, niceness: heavyWork.niceness)
+            }
         }
+    }
+
+    private static func startThread(named name: String, queue: WorkQueue, niceness: Int32?) {
+        let thread = Thread {
+            #if os(Linux)
+                // Raising one's own nice value needs no privilege; on Linux it is the thread's.
+                if let niceness { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, niceness) }
+            #endif
+            queue.runWorker()
+        }
+        thread.name = name
+        // SQLite's parser and the sandbox's callbacks recurse: the size of a process's main stack.
+        thread.stackSize = 8 << 20
+        thread.start()
     }
 
     /// Stops the threads once the work submitted so far has run; work submitted later fails with
     /// `CancellationError`. For executors a test or a short-lived tool made.
     public func shutdown() {
         queue.shutdown()
+        demoted.shutdown()
     }
 
     /// Whether the calling code runs on one of this executor's threads.
-    public var ownsCurrentThread: Bool { queue.isWorker(pthread_self()) }
+    public var ownsCurrentThread: Bool {
+        queue.isWorker(pthread_self()) || demoted.isWorker(pthread_self())
+    }
+
+    /// Whether the calling code runs on one of the threads of demoted lanes.
+    public var runsDemotedWork: Bool { demoted.isWorker(pthread_self()) }
 
     /// Work waiting for a thread now (not counting work waiting in lanes).
-    public var queuedCount: Int { queue.count }
+    public var queuedCount: Int { queue.count + demoted.count }
+
+    /// Where a lane's job goes once it may start: demoted lanes' normal work to the low threads.
+    func push(_ job: Job, urgent: Bool, demoted isDemoted: Bool) {
+        (isDemoted && !urgent ? demoted : queue).push(job, urgent: urgent)
+    }
 
     /// Runs `body` on one of the executor's threads and returns its result.
     public func run<T: Sendable>(
@@ -113,6 +167,8 @@ public final class BlockingExecutor: Sendable {
         private struct State {
             var running = 0
             var waiting = JobQueue()
+            /// Until when the lane is demoted (its last long piece of work, plus the demotion).
+            var demotedUntil: ContinuousClock.Instant?
         }
 
         /// The executor whose threads run the lane's work.
@@ -130,6 +186,13 @@ public final class BlockingExecutor: Sendable {
         /// Work submitted to the lane and not started yet.
         public var waitingCount: Int { state.withLock { $0.waiting.count } }
 
+        /// Whether the lane's normal work runs on the low-priority threads now.
+        public var isDemoted: Bool { state.withLock { Self.isDemoted($0, now: .now) } }
+
+        private static func isDemoted(_ state: State, now: ContinuousClock.Instant) -> Bool {
+            state.demotedUntil.map { now < $0 } ?? false
+        }
+
         /// Runs `body` on one of the executor's threads once the lane has room, and returns its result.
         public func run<T: Sendable>(
             priority: Priority = .normal, onCancel: @escaping @Sendable () -> Void = {},
@@ -137,30 +200,34 @@ public final class BlockingExecutor: Sendable {
         ) async throws -> T {
             try await executor.submit(priority: priority, onCancel: onCancel, body) { job, priority in
                 job.lane = self
-                let start = state.withLock { state -> Bool in
+                let start = state.withLock { state -> Bool? in
                     if state.running < width {
                         state.running += 1
-                        return true
+                        return Self.isDemoted(state, now: .now)
                     }
                     state.waiting.push(job, urgent: priority.isUrgent)
-                    return false
+                    return nil
                 }
-                if start { executor.queue.push(job, urgent: priority.isUrgent) }
+                if let demoted = start { executor.push(job, urgent: priority.isUrgent, demoted: demoted) }
             }
         }
 
-        /// Called by a thread when a piece of the lane's work is over (run or abandoned): the next
-        /// one waiting, if any, goes to the executor.
-        func finished() {
-            let next = state.withLock { state -> (job: Job, urgent: Bool)? in
+        /// Called by a thread when a piece of the lane's work is over (run for `ran`, or abandoned):
+        /// a long one demotes the lane; the next one waiting, if any, goes to the executor.
+        func finished(ran: Duration?) {
+            let now = ContinuousClock.now
+            let next = state.withLock { state -> (job: Job, urgent: Bool, demoted: Bool)? in
+                if let heavy = executor.heavyWork, let ran, ran >= heavy.threshold {
+                    state.demotedUntil = now.advanced(by: heavy.demotion)
+                }
                 guard let next = state.waiting.pop() else {
                     state.running -= 1
                     return nil
                 }
-                return next
+                return (next.job, next.urgent, Self.isDemoted(state, now: now))
             }
             // Urgent work that had to wait in the lane stays urgent in the executor's queue.
-            if let next { executor.queue.push(next.job, urgent: next.urgent) }
+            if let next { executor.push(next.job, urgent: next.urgent, demoted: next.demoted) }
         }
     }
 }
@@ -241,14 +308,17 @@ final class Job: Sendable {
             state.abandon = nil
             return work
         }
+        var ran: Duration?
         if let work {
+            let start = ContinuousClock.now
             work()
+            ran = .now - start
             state.withLock { state in
                 state.phase = .done
                 state.onCancel = nil
             }
         }
-        lane?.finished()
+        lane?.finished(ran: ran)
     }
 
     /// Fails the work with `CancellationError` if it has not started (at shutdown).
@@ -291,7 +361,7 @@ final class WorkQueue: @unchecked Sendable {
         guard !stopping else {
             condition.unlock()
             job.abandonIfQueued()
-            job.lane?.finished()
+            job.lane?.finished(ran: nil)
             return
         }
         ready.push(job, urgent: isUrgent)

@@ -232,7 +232,8 @@ struct NodeCommand: AsyncParsableCommand {
             authentication: try authentication(fetched: fetched))
         nodeConfiguration.connectionLimits = connections.limits(.node)
         if let sqliteThreads {
-            nodeConfiguration.executor = BlockingExecutor(threads: sqliteThreads, name: "shoal.sqlite")
+            nodeConfiguration.executor = BlockingExecutor(
+                threads: sqliteThreads, name: "shoal.sqlite", heavyWork: .init())
         }
         nodeConfiguration.threadsPerDatabase = threadsPerDatabase
         nodeConfiguration.responseBudget = ResponseBudget(limit: responseBudgetMb << 20)

@@ -169,6 +169,44 @@ private final class Shared<Value: Sendable>: Sendable {
         #expect(error?.code == .interrupt)
     }
 
+    @Test func aLaneWhoseWorkRunsLongIsDemotedToLowPriorityThreadsForAWhile() async throws {
+        let executor = BlockingExecutor(
+            threads: 1, name: "test.heavy",
+            heavyWork: .init(threshold: .milliseconds(50), demotion: .milliseconds(300)))
+        defer { executor.shutdown() }
+        let lane = executor.makeLane()
+        let other = executor.makeLane()
+        #expect(try await lane.run { executor.runsDemotedWork } == false)
+        #expect(!lane.isDemoted)
+        try await lane.run { Thread.sleep(forTimeInterval: 0.08) }
+        #expect(lane.isDemoted)
+        let (demoted, niceness) = try await lane.run {
+            (executor.runsDemotedWork, getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0))
+        }
+        #expect(demoted)
+        #expect(niceness == 19)
+        // Urgent work (a rollback, a close) and other lanes keep the normal threads.
+        #expect(try await lane.run(priority: .urgent) { executor.runsDemotedWork } == false)
+        #expect(try await other.run { executor.runsDemotedWork } == false)
+        #expect(try await other.run { getpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0) } == 0)
+        // Short work does not renew the demotion: once it is over, the lane is back.
+        let demotedAt = ContinuousClock.now
+        while lane.isDemoted {
+            #expect(ContinuousClock.now - demotedAt < .seconds(5))
+            try await Task.sleep(for: .milliseconds(20))
+        }
+        #expect(try await lane.run { executor.runsDemotedWork } == false)
+    }
+
+    @Test func anExecutorWithoutHeavyWorkNeverDemotes() async throws {
+        let executor = BlockingExecutor(threads: 1, name: "test.flat")
+        defer { executor.shutdown() }
+        let lane = executor.makeLane()
+        try await lane.run { Thread.sleep(forTimeInterval: 0.15) }
+        #expect(!lane.isDemoted)
+        #expect(try await lane.run { executor.runsDemotedWork } == false)
+    }
+
     @Test func urgentWorkOvertakesNormalWorkWaitingInTheLane() async throws {
         let executor = BlockingExecutor(threads: 1, name: "test.urgent")
         defer { executor.shutdown() }
