@@ -28,6 +28,8 @@ public struct RemoteResult: Sendable, Equatable {
 public actor RemoteDatabase {
     let transport: HTTPTransport
     private var baton: String?
+    /// Whether the stream is inside a transaction, as the node said after the last request.
+    private var inTransaction = false
 
     /// A connection to the database at `url` (`http://host/db/org/database`).
     public init(url: URL, token: String?) {
@@ -61,21 +63,42 @@ public actor RemoteDatabase {
         _ = try await run(["type": "sequence", "sql": sql])
     }
 
-    /// Sends one request on the stream, carrying the baton; returns its response and the answer's
-    /// headers, or throws the SQL error it reports.
+    /// Sends one request on the stream, carrying the baton, with `get_autocommit` after it (so the
+    /// stream's transaction state is known); returns its response and the answer's headers, or
+    /// throws the SQL error it reports. A stream the node expired while idle outside a transaction
+    /// is replaced by a new one and the request sent again (it did not run); inside one, the
+    /// transaction is gone and the caller is told so.
     private func run(_ request: [String: Any]) async throws -> (response: [String: Any], headers: [String: String]) {
-        let body: [String: Any] = ["baton": baton as Any? ?? NSNull(), "requests": [request]]
+        let sentWithBaton = baton != nil
+        let body: [String: Any] = [
+            "baton": baton as Any? ?? NSNull(), "requests": [request, ["type": "get_autocommit"]],
+        ]
         let answer = try await transport.send(
             "POST", "v3/pipeline",
             body: try JSONSerialization.data(withJSONObject: body, options: .withoutEscapingSlashes))
         guard answer.status == 200 else {
             baton = nil
+            let wasInTransaction = inTransaction
+            inTransaction = false
+            if sentWithBaton, Self.isExpiredStream(answer) {
+                guard !wasInTransaction else {
+                    throw ClientError(
+                        .sql,
+                        "the transaction's stream expired on the node after being idle, and the transaction was "
+                            + "rolled back; run the transaction again, without long pauses between its statements",
+                        sqlCode: "STREAM_EXPIRED")
+                }
+                return try await run(request)
+            }
             throw transport.failure(answer, doing: "running SQL on the primary")
         }
         guard let object = try JSONSerialization.jsonObject(with: answer.body) as? [String: Any],
-            let first = (object["results"] as? [[String: Any]])?.first
+            let results = object["results"] as? [[String: Any]], let first = results.first
         else { throw ClientError(.protocolViolation, "the node's pipeline answer has no results") }
         baton = object["baton"] as? String
+        if results.count > 1, let autocommit = (results[1]["response"] as? [String: Any])?["is_autocommit"] as? Bool {
+            inTransaction = !autocommit
+        }
         if first["type"] as? String == "error" {
             let error = first["error"] as? [String: Any]
             throw ClientError(
@@ -84,10 +107,19 @@ public actor RemoteDatabase {
         return (first["response"] as? [String: Any] ?? [:], answer.headers)
     }
 
+    /// Whether the node refused the baton because the stream expired (`STREAM_EXPIRED`).
+    private static func isExpiredStream(_ answer: HTTPTransport.Answer) -> Bool {
+        guard answer.status == 400,
+            let object = try? JSONSerialization.jsonObject(with: answer.body) as? [String: Any]
+        else { return false }
+        return object["code"] as? String == "STREAM_EXPIRED"
+    }
+
     /// Closes the stream (rolling back an open transaction).
     public func close() async {
         guard let baton else { return }
         self.baton = nil
+        inTransaction = false
         let body: [String: Any] = ["baton": baton, "requests": [["type": "close"]]]
         _ = try? await transport.send(
             "POST", "v3/pipeline",

@@ -240,10 +240,12 @@ public final class TenantPool: Sendable {
         await pool.evictIdle()
     }
 
-    /// Syncs every replica open now, once; returns how many synced.
+    /// Syncs every replica open now, once; returns how many synced and which failed, with why (a
+    /// tenant deleted on its node, a token refused, a node out of reach): the loop goes on with the
+    /// others, and the failed ones are tried again next round.
     @discardableResult
-    public func syncOpenReplicas() async -> Int {
-        var synced = 0
+    public func syncOpenReplicas() async -> SyncRound {
+        var round = SyncRound()
         let refresher = tokenRefresher
         for tenant in pool.openKeys {
             // Only a replica still open: one evicted since the list was taken is not reopened for it.
@@ -254,18 +256,22 @@ public final class TenantPool: Sendable {
                     database.setAuthToken(token)
                 }
                 _ = try await database.sync()
-                synced += 1
-            } catch {}
+                round.synced += 1
+            } catch {
+                round.record(tenant, error)
+            }
             await pool.release(lease)
         }
-        return synced
+        return round
     }
 
     /// The shared sync loop: every `interval`, syncs the replicas open at that moment (one loop for
-    /// all tenants, not a timer each) and closes idle ones, until cancelled.
-    public func run(every interval: Duration = .seconds(1)) async {
+    /// all tenants, not a timer each) and closes idle ones, until cancelled. `onRound` sees each
+    /// round's report (log its failures there).
+    public func run(every interval: Duration = .seconds(1), onRound: (@Sendable (SyncRound) -> Void)? = nil) async {
         while !Task.isCancelled {
-            await syncOpenReplicas()
+            let round = await syncOpenReplicas()
+            onRound?(round)
             await pool.evictIdle()
             try? await Task.sleep(for: interval)
         }
@@ -274,6 +280,29 @@ public final class TenantPool: Sendable {
     /// Closes every replica.
     public func close() async {
         await pool.close()
+    }
+}
+
+/// What one round of a pool's sync loop did (`TenantPool.syncOpenReplicas`).
+public struct SyncRound: Sendable {
+    /// A replica whose sync failed.
+    public struct Failure: Sendable {
+        /// The tenant.
+        public let tenant: String
+        /// Why, as the client library reports it.
+        public let error: any Error
+    }
+
+    /// Replicas synced.
+    public var synced = 0
+    /// Replicas whose sync failed, all of them counted.
+    public var failedCount = 0
+    /// The first 100 failures, in the order they happened.
+    public var failures: [Failure] = []
+
+    mutating func record(_ tenant: String, _ error: any Error) {
+        failedCount += 1
+        if failures.count < 100 { failures.append(Failure(tenant: tenant, error: error)) }
     }
 }
 

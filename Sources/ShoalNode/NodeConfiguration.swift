@@ -12,8 +12,9 @@ public struct NodeConfiguration: Sendable {
     public var maxOpenDatabases: Int
     /// How long an unused database stays open.
     public var databaseIdleTimeout: Duration
-    /// How long a Hrana stream may sit idle before it expires (SDKs hold `BEGIN … COMMIT` across
-    /// calls, so this is generous).
+    /// How long a Hrana stream may sit idle before it expires (10 s by default, as sqld: a
+    /// transaction left open on an idle stream holds its database's write turn until then, and
+    /// clients that forget to close their streams leave them to this).
     public var streamIdleTimeout: Duration
     /// Create a database on its first request instead of answering 404 (local development).
     public var createOnFirstUse: Bool
@@ -105,7 +106,7 @@ public struct NodeConfiguration: Sendable {
     /// A node serving `location` from `dataDirectory`, with defaults for the rest.
     public init(
         dataDirectory: String, location: String = "local", maxOpenDatabases: Int = 1000,
-        databaseIdleTimeout: Duration = .seconds(300), streamIdleTimeout: Duration = .seconds(300),
+        databaseIdleTimeout: Duration = .seconds(300), streamIdleTimeout: Duration = .seconds(10),
         createOnFirstUse: Bool = false, maxRequestBytes: Int = 16 << 20, maxRowsPerStatement: Int = 100_000,
         maxResponseBytes: Int = 32 << 20,
         statementTimeLimit: Duration = .seconds(10), maxSQLLength: Int32 = 1 << 20,

@@ -61,17 +61,19 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
         }
     }
 
+    /// A slot; its waiters are ids of `State.slotWaits`.
     @usableFromInline
     enum Slot {
-        case opening(waiters: [CheckedContinuation<Void, Never>])
+        case opening(waiters: [Int])
         case open(resource: Resource, leases: Int, lastUsed: ContinuousClock.Instant)
         /// Being closed: the key cannot open again until its close has finished (a reopen would
         /// overlap the close, two owners on one file); whoever wants it waits here.
-        case closing(waiters: [CheckedContinuation<Void, Never>])
+        case closing(waiters: [Int])
     }
 
-    /// One caller waiting for room, by id: between deciding to wait and registering (`pending`),
-    /// registered, or ended (timed out or cancelled) before it registered.
+    /// One caller waiting (for room, or for a slot to finish opening or closing), by id: between
+    /// deciding to wait and registering (`pending`), registered, or ended (timed out or cancelled)
+    /// before it registered.
     @usableFromInline
     enum CapacityWait {
         case pending
@@ -83,6 +85,8 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
     struct State {
         @usableFromInline var slots: [Key: Slot] = [:]
         @usableFromInline var capacityWaits: [Int: CapacityWait] = [:]
+        /// Callers waiting for a slot that is opening or closing.
+        @usableFromInline var slotWaits: [Int: CapacityWait] = [:]
         @usableFromInline var nextCapacityWaitID = 0
         @usableFromInline var statistics = Statistics()
         @usableFromInline var closed = false
@@ -164,6 +168,7 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
                 return Lease(key: key, resource: resource)
             case .waitForOpening, .waitForClosing:
                 await waitWhileOpeningOrClosing(key)
+                try Task.checkCancellation()
             case .waitForCapacity:
                 try Task.checkCancellation()
                 if deadline == nil, let timeout = configuration.capacityWaitTimeout {
@@ -183,23 +188,66 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
         }
     }
 
-    /// Waits until the slot of `key` is no longer opening or closing (at once if it is not now).
+    /// Waits until the slot of `key` is no longer opening or closing (at once if it is not now),
+    /// or until the task is cancelled; the wait is off the list when this returns.
     private func waitWhileOpeningOrClosing(_ key: Key) async {
-        await withCheckedContinuation { continuation in
-            let resumeNow = state.withLock { state -> Bool in
-                switch state.slots[key] {
-                case .opening(var waiters):
-                    waiters.append(continuation)
-                    state.slots[key] = .opening(waiters: waiters)
-                case .closing(var waiters):
-                    waiters.append(continuation)
-                    state.slots[key] = .closing(waiters: waiters)
-                case .open, nil:
-                    return true
+        let id = state.withLock { state -> Int in
+            state.nextCapacityWaitID &+= 1
+            state.slotWaits[state.nextCapacityWaitID] = .pending
+            return state.nextCapacityWaitID
+        }
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { continuation in
+                let resumeNow = state.withLock { state -> Bool in
+                    guard case .pending = state.slotWaits[id] else {
+                        state.slotWaits[id] = nil
+                        return true
+                    }
+                    switch state.slots[key] {
+                    case .opening(var waiters):
+                        waiters.append(id)
+                        state.slots[key] = .opening(waiters: waiters)
+                    case .closing(var waiters):
+                        waiters.append(id)
+                        state.slots[key] = .closing(waiters: waiters)
+                    case .open, nil:
+                        state.slotWaits[id] = nil
+                        return true
+                    }
+                    state.slotWaits[id] = .registered(continuation)
+                    return false
                 }
-                return false
+                if resumeNow { continuation.resume() }
             }
-            if resumeNow { continuation.resume() }
+        } onCancel: {
+            endSlotWait(id)
+        }
+        state.withLock { _ = $0.slotWaits.removeValue(forKey: id) }
+    }
+
+    /// Ends slot wait `id` (its task was cancelled): resumes it if registered, or marks it so that
+    /// it does not register; its id stays in the slot's list and is skipped when the slot wakes.
+    private func endSlotWait(_ id: Int) {
+        let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            switch state.slotWaits[id] {
+            case .registered(let continuation):
+                state.slotWaits[id] = nil
+                return continuation
+            case .pending:
+                state.slotWaits[id] = .ended
+                return nil
+            case .ended, nil:
+                return nil
+            }
+        }
+        continuation?.resume()
+    }
+
+    /// Takes the waits of a slot's list that are still registered, for the caller to wake.
+    private static func takeSlotWaiters(_ ids: [Int], _ state: inout State) -> [CheckedContinuation<Void, Never>] {
+        ids.compactMap { id in
+            guard case .registered(let continuation) = state.slotWaits.removeValue(forKey: id) else { return nil }
+            return continuation
         }
     }
 
@@ -291,7 +339,7 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
                 state.statistics.opens += 1
                 state.statistics.open += 1
                 state.statistics.leased += 1
-                return waiters
+                return Self.takeSlotWaiters(waiters, &state)
             }
             for waiter in waiters { waiter.resume() }
             return Lease(key: key, resource: resource)
@@ -300,7 +348,7 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
                 guard case .opening(let waiters) = state.slots[key] else { return [] }
                 state.slots[key] = nil
                 state.statistics.failedOpens += 1
-                return waiters + Self.takeCapacityWaiters(&state)
+                return Self.takeSlotWaiters(waiters, &state) + Self.takeCapacityWaiters(&state)
             }
             // Waiters try again: the next one opens anew (an error is not cached).
             for waiter in waiters { waiter.resume() }
@@ -460,7 +508,7 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
             var waiters: [CheckedContinuation<Void, Never>] = []
             if case .closing(let waiting) = state.slots[key] {
                 state.slots[key] = nil
-                waiters = waiting
+                waiters = Self.takeSlotWaiters(waiting, &state)
             }
             return waiters + Self.takeCapacityWaiters(&state)
         }

@@ -20,9 +20,19 @@ final class ReaderPool: @unchecked Sendable {
     private var open: (() throws -> Connection)?
     private let maxConnections: Int
     private var count = 0
-    /// Async leases waiting for the gate to open or a connection to come back: resumed (to try
-    /// again) whenever either happens. They hold no thread while they wait.
-    private var waiters: [CheckedContinuation<Void, Never>] = []
+    /// Async leases waiting for the gate to open or a connection to come back, by id: resumed (to
+    /// try again) whenever either happens, or when their task is cancelled. They hold no thread
+    /// while they wait.
+    private var waiters: [Int: AsyncWait] = [:]
+    private var nextWaiterID = 0
+
+    /// One async lease's wait: between deciding to wait and registering (`pending`), registered,
+    /// or cancelled before it registered (`ended`).
+    private enum AsyncWait {
+        case pending
+        case registered(CheckedContinuation<Void, Never>)
+        case ended
+    }
 
     init(maxConnections: Int) {
         self.maxConnections = maxConnections
@@ -51,11 +61,45 @@ final class ReaderPool: @unchecked Sendable {
 
     /// Leases a connection as `lease()` does, but waits for an apply without holding the thread:
     /// the calling task suspends until the gate opens. Without an apply it does not suspend.
+    /// Throws `CancellationError` when its task is cancelled while it waits.
     func lease() async throws -> ReaderConnection {
         while true {
             if let reader = try leaseIfFree() { return reader }
-            await withCheckedContinuation { waitOrResume($0) }
+            try Task.checkCancellation()
+            let id = registerPending()
+            await withTaskCancellationHandler {
+                await withCheckedContinuation { waitOrResume(id, $0) }
+            } onCancel: {
+                endWait(id)
+            }
+            try Task.checkCancellation()
         }
+    }
+
+    /// A new wait id, pending.
+    private func registerPending() -> Int {
+        condition.lock()
+        defer { condition.unlock() }
+        nextWaiterID &+= 1
+        waiters[nextWaiterID] = .pending
+        return nextWaiterID
+    }
+
+    /// Ends wait `id` (its task was cancelled): resumed if registered, marked if not yet.
+    private func endWait(_ id: Int) {
+        condition.lock()
+        var continuation: CheckedContinuation<Void, Never>?
+        switch waiters[id] {
+        case .registered(let registered):
+            waiters[id] = nil
+            continuation = registered
+        case .pending:
+            waiters[id] = .ended
+        case .ended, nil:
+            break
+        }
+        condition.unlock()
+        continuation?.resume()
     }
 
     /// A lease if none must wait now; nil otherwise.
@@ -65,24 +109,40 @@ final class ReaderPool: @unchecked Sendable {
         return mustWait ? nil : try takeLease()
     }
 
-    /// Keeps `waiter` until the next wake, or resumes it at once if a lease need not wait now.
-    private func waitOrResume(_ waiter: CheckedContinuation<Void, Never>) {
+    /// Keeps wait `id` until the next wake, or resumes it at once if a lease need not wait now (or
+    /// it was cancelled already).
+    private func waitOrResume(_ id: Int, _ waiter: CheckedContinuation<Void, Never>) {
         condition.lock()
-        if mustWait {
-            waiters.append(waiter)
+        if mustWait, case .pending = waiters[id] {
+            waiters[id] = .registered(waiter)
             condition.unlock()
         } else {
+            waiters[id] = nil
             condition.unlock()
             waiter.resume()
         }
     }
 
     /// Wakes every waiting lease, threads and tasks (with `condition` locked); the tasks are
-    /// resumed by the caller after it unlocks.
+    /// resumed by the caller after it unlocks. Pending waits stay (they see the change when they
+    /// register).
     private func wakeAll() -> [CheckedContinuation<Void, Never>] {
         condition.broadcast()
-        defer { waiters.removeAll() }
-        return waiters
+        var woken: [CheckedContinuation<Void, Never>] = []
+        for (id, wait) in waiters {
+            if case .registered(let continuation) = wait {
+                woken.append(continuation)
+                waiters[id] = nil
+            }
+        }
+        return woken
+    }
+
+    /// Async leases waiting now (registered or about to).
+    var asyncWaiting: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return waiters.count
     }
 
     /// Takes an idle connection or opens one (with `condition` locked and no reason to wait).

@@ -12,13 +12,13 @@ import Synchronization
 /// A task cancelled while its work waits gets `CancellationError` and the work never runs; while
 /// it runs, cancellation calls the work's `onCancel` (a connection's `interrupt()`, say).
 ///
-/// A lane whose work runs long (`HeavyWork`) is demoted for a while: its normal work runs on a
+/// A lane whose work takes much CPU (`HeavyWork`) is demoted for a while: its normal work runs on a
 /// second set of threads at the lowest CPU priority, so that when the cores are busy the kernel
 /// gives them to everybody else's short work first. Urgent work always runs on the normal threads.
 public final class BlockingExecutor: Sendable {
     /// When a lane counts as heavy, for how long, and how low its threads run.
     public struct HeavyWork: Sendable {
-        /// A piece of a lane's work that runs this long demotes the lane.
+        /// A piece of a lane's work that takes this much CPU time demotes the lane.
         public var threshold: Duration
         /// How long a demotion lasts after the last long piece of work.
         public var demotion: Duration
@@ -26,7 +26,7 @@ public final class BlockingExecutor: Sendable {
         /// where nice values are per thread; elsewhere the threads keep their priority).
         public var niceness: Int32
 
-        /// Demotion after 100 ms of work, for 10 s, at nice 19.
+        /// Demotion after a piece of work of 100 ms of CPU, for 10 s, at nice 19.
         public init(threshold: Duration = .milliseconds(100), demotion: Duration = .seconds(10), niceness: Int32 = 19) {
             self.threshold = threshold
             self.demotion = demotion
@@ -138,7 +138,7 @@ public final class BlockingExecutor: Sendable {
             // Cleanup runs whatever happens to the task that asked for it.
             return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
                 job.prepare(
-                    work: { continuation.resume(with: Result { try body() }) },
+                    work: { continuation.resume(with: job.timed(body)) },
                     abandon: { continuation.resume(throwing: CancellationError()) },
                     onCancel: {})
                 enqueue(job, priority)
@@ -147,7 +147,7 @@ public final class BlockingExecutor: Sendable {
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
                 job.prepare(
-                    work: { continuation.resume(with: Result { try body() }) },
+                    work: { continuation.resume(with: job.timed(body)) },
                     abandon: { continuation.resume(throwing: CancellationError()) },
                     onCancel: onCancel)
                 if Task.isCancelled {
@@ -212,14 +212,19 @@ public final class BlockingExecutor: Sendable {
             }
         }
 
-        /// Called by a thread when a piece of the lane's work is over (run for `ran`, or abandoned):
-        /// a long one demotes the lane; the next one waiting, if any, goes to the executor.
-        func finished(ran: Duration?) {
+        /// Called by a thread when a piece of the lane's work took `ran` of CPU time, before its
+        /// caller resumes: a heavy one demotes the lane.
+        func ran(_ ran: Duration) {
+            guard let heavy = executor.heavyWork, ran >= heavy.threshold else { return }
+            let until = ContinuousClock.now.advanced(by: heavy.demotion)
+            state.withLock { $0.demotedUntil = until }
+        }
+
+        /// Called by a thread when a piece of the lane's work is over (run or abandoned): the next
+        /// one waiting, if any, goes to the executor.
+        func finished() {
             let now = ContinuousClock.now
             let next = state.withLock { state -> (job: Job, urgent: Bool, demoted: Bool)? in
-                if let heavy = executor.heavyWork, let ran, ran >= heavy.threshold {
-                    state.demotedUntil = now.advanced(by: heavy.demotion)
-                }
                 guard let next = state.waiting.pop() else {
                     state.running -= 1
                     return nil
@@ -308,17 +313,31 @@ final class Job: Sendable {
             state.abandon = nil
             return work
         }
-        var ran: Duration?
         if let work {
-            let start = ContinuousClock.now
             work()
-            ran = .now - start
             state.withLock { state in
                 state.phase = .done
                 state.onCancel = nil
             }
         }
-        lane?.finished(ran: ran)
+        lane?.finished()
+    }
+
+    /// Runs `body`, telling the job's lane how long it ran before the result goes to the caller
+    /// (so that the caller's next piece of work already finds the lane demoted).
+    func timed<T>(_ body: () throws -> T) -> Result<T, any Error> {
+        let start = Self.threadCPUTime()
+        let result = Result { try body() }
+        lane?.ran(Self.threadCPUTime() - start)
+        return result
+    }
+
+    /// The CPU time the calling thread has used: what a job costs, whatever it waited for (a
+    /// loaded machine stretches wall time, not this).
+    static func threadCPUTime() -> Duration {
+        var time = timespec()
+        clock_gettime(CLOCK_THREAD_CPUTIME_ID, &time)
+        return .seconds(time.tv_sec) + .nanoseconds(time.tv_nsec)
     }
 
     /// Fails the work with `CancellationError` if it has not started (at shutdown).
@@ -361,7 +380,7 @@ final class WorkQueue: @unchecked Sendable {
         guard !stopping else {
             condition.unlock()
             job.abandonIfQueued()
-            job.lane?.finished(ran: nil)
+            job.lane?.finished()
             return
         }
         ready.push(job, urgent: isUrgent)

@@ -28,8 +28,11 @@ struct NodeCommand: AsyncParsableCommand {
     @Option(help: "The most databases open at once.")
     var maxOpenDatabases = 1000
 
-    @Option(help: "Seconds a Hrana stream may stay idle before it expires.")
-    var streamIdleSeconds = 300
+    @Option(
+        help: ArgumentHelp(
+            "Seconds a Hrana stream may stay idle before it expires, rolling back its open transaction "
+                + "(default 10, as sqld)."))
+    var streamIdleSeconds = 10
 
     @Flag(help: "Create a database on its first request instead of answering 404 (local development).")
     var createOnFirstUse = false

@@ -11,6 +11,15 @@ import Testing
 func withNode(
     _ configure: (inout NodeConfiguration) -> Void = { _ in }, _ body: @Sendable (String, String) async throws -> Void
 ) async throws {
+    try await withLiveNode(configure) { url, directory, _ in try await body(url, directory) }
+}
+
+/// Runs a real node on a loopback port for one test, handing the test the node as well (to run its
+/// upkeep, `maintain()`, when the test says).
+func withLiveNode(
+    _ configure: (inout NodeConfiguration) -> Void = { _ in },
+    _ body: @Sendable (String, String, Node) async throws -> Void
+) async throws {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shoal-client-\(UUID().uuidString)")
         .path
     defer { try? FileManager.default.removeItem(atPath: directory) }
@@ -26,7 +35,7 @@ func withNode(
         var iterator = ports.makeAsyncIterator()
         let port = await iterator.next() ?? 0
         do {
-            try await body("http://127.0.0.1:\(port)", directory)
+            try await body("http://127.0.0.1:\(port)", directory, node)
         } catch {
             group.cancelAll()
             await node.shutdown()
@@ -86,6 +95,28 @@ func withNode(
             } throws: { error in
                 (error as? ClientError)?.sqlCode == "SQLITE_CONSTRAINT"
             }
+            await remote.close()
+        }
+    }
+
+    @Test func anIdleStreamThatExpiredIsReplacedUnlessItHeldATransaction() async throws {
+        // Every parked stream is past an idle timeout of zero: the node's upkeep expires them all.
+        try await withLiveNode({ $0.streamIdleTimeout = .zero }) { url, _, node in
+            let remote = RemoteDatabase(url: URL(string: url + "/db/acme/idle")!, token: nil)
+            try await remote.execute("CREATE TABLE t (x)")
+            await node.maintain()
+            try await remote.execute("INSERT INTO t VALUES (1)")
+            try await remote.execute("BEGIN")
+            try await remote.execute("INSERT INTO t VALUES (2)")
+            await node.maintain()
+            await #expect {
+                try await remote.execute("INSERT INTO t VALUES (3)")
+            } throws: { error in
+                let error = error as? ClientError
+                return error?.sqlCode == "STREAM_EXPIRED" && "\(error!)".contains("rolled back")
+            }
+            // The expired transaction was rolled back; the next statement runs on a new stream.
+            #expect(try await remote.execute("SELECT x FROM t ORDER BY x").rows == [[.integer(1)]])
             await remote.close()
         }
     }

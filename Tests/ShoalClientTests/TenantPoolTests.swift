@@ -1,5 +1,6 @@
 import Foundation
 import ShoalClient
+import ShoalHTTP
 import ShoalSQLite
 import Synchronization
 import Testing
@@ -46,9 +47,36 @@ import Testing
             let remote = RemoteDatabase(url: URL(string: "\(url)/db/acme/t3")!, token: nil)
             try await remote.execute("INSERT INTO t VALUES ('later')")
             await remote.close()
-            #expect(await pool.syncOpenReplicas() == 2)
+            #expect(await pool.syncOpenReplicas().synced == 2)
             let count = try await pool.withDatabase("t3") { try $0.queryOne("SELECT count(*) FROM t")?[0] }
             #expect(count == .integer(2))
+            await pool.close()
+        }
+    }
+
+    @Test func aSyncRoundReportsTheReplicasThatFailedAndGoesOnWithTheOthers() async throws {
+        // Databases made through the admin API only: a deleted one is not made again by a sync.
+        try await withNode({ $0.createOnFirstUse = false }) { url, directory in
+            let pool = TenantPool(
+                configuration: .init(directory: directory + "/tenants", capacity: 4),
+                resolver: { tenant in TenantEndpoint(url: URL(string: "\(url)/db/acme/\(tenant)")!) })
+            for tenant in ["kept", "gone"] {
+                let created = try await OutboundHTTP.send(
+                    HTTPCall("POST", URL(string: "\(url)/v1/namespaces/acme/\(tenant)/create")!))
+                #expect(created.status == 200)
+                let remote = RemoteDatabase(url: URL(string: "\(url)/db/acme/\(tenant)")!, token: nil)
+                try await remote.execute("CREATE TABLE t (x)")
+                await remote.close()
+                _ = try await pool.withDatabase(tenant) { try $0.queryOne("SELECT count(*) FROM t") }
+            }
+            let deleted = try await OutboundHTTP.send(
+                HTTPCall("DELETE", URL(string: "\(url)/v1/namespaces/acme/gone")!))
+            #expect(deleted.status == 200)
+            let round = await pool.syncOpenReplicas()
+            #expect(round.synced == 1)
+            #expect(round.failedCount == 1)
+            #expect(round.failures.map(\.tenant) == ["gone"])
+            #expect(round.failures.first?.error as? ClientError == .notFound, "\(round.failures)")
             await pool.close()
         }
     }

@@ -52,7 +52,7 @@ struct ControlPlaneResolverTests {
 
             // The shared sync asks the resolver, which issues a new token into the open replica: the
             // sync succeeds with it, and the replica was not reopened.
-            #expect(await pool.syncOpenReplicas() == 1)
+            #expect(await pool.syncOpenReplicas().synced == 1)
             let second = try await pool.withDatabase("tenant-1") { try $0.queryOne("SELECT count(*) FROM t")?[0] }
             #expect(second == .integer(1))
             #expect(pool.statistics.opens == 1)

@@ -41,11 +41,15 @@ import Testing
 
     @Test func aCursorLargerThanTheResponseCapAndTheNodesBudgetIsAnsweredWhole() async throws {
         // 20,000 rows, about 8 MB of JSON: eight times the per-request cap and the node's budget.
+        // The request time limit is raised: a cursor must end within it, and a loaded machine
+        // (the whole suite at once) may take longer than the default 10 s.
         let budget = ResponseBudget(limit: 1 << 20)
         try await LiveNode.with({
             $0.createOnFirstUse = true
             $0.maxResponseBytes = 1 << 20
             $0.responseBudget = budget
+            $0.requestTimeLimit = .seconds(120)
+            $0.statementTimeLimit = .seconds(120)
         }) { node in
             let pipeline = try await node.pipeline(
                 "acme/big",
@@ -112,6 +116,10 @@ import Testing
         try await LiveNode.with({
             $0.createOnFirstUse = true
             $0.connectionLimits = ConnectionLimits(writeStallTimeout: .seconds(1), maxConnections: 100)
+            // Long enough that the cursor is still stepping when its reader stalls, however loaded
+            // the machine (at its end the answer would fit the socket buffers and never stall).
+            $0.requestTimeLimit = .seconds(120)
+            $0.statementTimeLimit = .seconds(120)
         }) { node in
             let port = try #require(URL(string: node.url)?.port)
             // About 40 MB of answer for a client with a 4 KB receive buffer that reads only the head.

@@ -37,6 +37,37 @@ private final class SlowClose: Sendable {
 }
 
 @Suite(.timeLimit(.minutes(1))) struct ResourcePoolClosingTests {
+    @Test func aWaitForAKeyThatIsClosingEndsAtOnceWhenCancelledAndLeavesNoWaiterBehind() async throws {
+        let slow = SlowClose()
+        let pool = ResourcePool<String, String>(
+            configuration: .init(capacity: 4, idleTimeout: .seconds(60)),
+            open: { $0 },
+            close: { key, _ in await slow.close(key) })
+        await pool.release(try await pool.acquire("tenant"))
+        let eviction = Task { await pool.evict("tenant") }
+        var started = slow.startedStream.makeAsyncIterator()
+        #expect(await started.next() == "tenant")
+        let waiting = Task { try await pool.acquire("tenant") }
+        func registered() -> Int {
+            pool.state.withLock { state -> Int in
+                guard case .closing(let waiters) = state.slots["tenant"] else { return 0 }
+                return waiters.count { state.slotWaits[$0] != nil }
+            }
+        }
+        while registered() == 0 { await Task.yield() }
+        // Cancelled while the close is still under way: it ends now, not when the close does.
+        waiting.cancel()
+        await #expect(throws: CancellationError.self) { try await waiting.value }
+        #expect(registered() == 0)
+        #expect(pool.state.withLock { $0.slotWaits.isEmpty })
+        slow.finish()
+        #expect(await eviction.value)
+        let lease = try await pool.acquire("tenant")
+        #expect(lease.resource == "tenant")
+        await pool.release(lease)
+        await pool.close()
+    }
+
     @Test func aKeyReopenedWhileItsCloseIsSlowOpensOnlyOnceTheCloseHasFinished() async throws {
         let ledger = Ledger()
         let slow = SlowClose()
