@@ -138,11 +138,25 @@ let package = Package(
             swiftSettings: strict
         ),
 
+        // Layer 3: what both servers (node and control plane) share of Hummingbird.
+        .target(
+            name: "ShoalServerKit",
+            dependencies: [
+                "ShoalHTTP",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strict
+        ),
+
         // Layer 4: the data plane node.
         .target(
             name: "ShoalNode",
             dependencies: [
                 "ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalPool", "ShoalTime", "ShoalHTTP", "ShoalClient",
+                "ShoalServerKit",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -193,7 +207,7 @@ let package = Package(
         .target(
             name: "ShoalControl",
             dependencies: [
-                "ShoalModel", "ShoalSQLite", "ShoalMigrations", "ShoalHTTP", "ShoalTime",
+                "ShoalModel", "ShoalSQLite", "ShoalMigrations", "ShoalHTTP", "ShoalTime", "ShoalServerKit",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "NIOCore", package: "swift-nio"),

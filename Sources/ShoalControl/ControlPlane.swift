@@ -6,6 +6,7 @@ import HummingbirdCore
 import Logging
 import ShoalHTTP
 import ShoalModel
+import ShoalServerKit
 import Synchronization
 
 /// The control plane's HTTP server: the Platform API over the catalog, node registration and

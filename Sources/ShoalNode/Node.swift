@@ -6,6 +6,7 @@ import Logging
 import ShoalHTTP
 import ShoalModel
 import ShoalReplication
+import ShoalServerKit
 
 /// The data plane node: hosts databases and speaks the libSQL protocols (Hrana over HTTP and the
 /// sync protocol) plus a small admin API.

@@ -1,6 +1,7 @@
 import Foundation
 import HTTPTypes
 import Hummingbird
+import Logging
 import ShoalTime
 import Synchronization
 
@@ -172,7 +173,9 @@ final class NodeMetrics: Sendable {
     }
 }
 
-/// Counts every request and its duration by route kind.
+/// Counts every request and its duration by route kind, and logs requests for which the node has
+/// no route (a client speaking a protocol or version the node does not serve shows up in the log,
+/// not only as its own error).
 struct MetricsMiddleware: RouterMiddleware {
     typealias Context = BasicRequestContext
     let metrics: NodeMetrics
@@ -192,10 +195,23 @@ struct MetricsMiddleware: RouterMiddleware {
             return response
         } catch let error as any HTTPResponseError {
             metrics.record(route: route, status: error.status.code, seconds: seconds())
+            // Hummingbird names the endpoint of a request no route matched "NotFound".
+            if error.status == .notFound, context.endpointPath == "NotFound" { Self.logUnrouted(request, context) }
             throw error
         } catch {
             metrics.record(route: route, status: 500, seconds: seconds())
             throw error
         }
+    }
+
+    static func logUnrouted(_ request: Request, _ context: Context) {
+        var metadata: Logger.Metadata = [
+            "http.method": "\(request.method)", "url.path": "\(request.uri.path.prefix(200))",
+            "user_agent.original": "\(request.headers[.userAgent]?.prefix(200) ?? "")",
+        ]
+        if request.headers[.upgrade]?.lowercased() == "websocket" {
+            metadata["hint"] = "Hrana over WebSocket is not served yet; give the client an http:// URL"
+        }
+        context.logger.notice("request.unrouted", metadata: metadata)
     }
 }

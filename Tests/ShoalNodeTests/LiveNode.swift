@@ -11,9 +11,10 @@ struct LiveNode {
     let node: Node
     let dataDirectory: String
 
-    /// Starts a node, runs `body` against it, then shuts it down.
+    /// Starts a node, runs `body` against it, then shuts it down; with `logs`, what the node logs
+    /// at notice and above is kept there.
     static func with(
-        _ configure: (inout NodeConfiguration) -> Void = { _ in },
+        logs: CapturedLogs? = nil, _ configure: (inout NodeConfiguration) -> Void = { _ in },
         _ body: @Sendable (LiveNode) async throws -> Void
     ) async throws {
         let directory = FileManager.default.temporaryDirectory
@@ -23,6 +24,10 @@ struct LiveNode {
         configure(&configuration)
         var logger = Logger(label: "shoal.node.test")
         logger.logLevel = .warning
+        if let logs {
+            logger = Logger(label: "shoal.node.test") { _ in CapturedLogs.Handler(logs: logs) }
+            logger.logLevel = .notice
+        }
         let node = try Node(configuration: configuration, logger: logger)
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
         let app = node.application(host: "127.0.0.1", port: 0) { continuation.yield($0) }
@@ -110,4 +115,30 @@ extension Dictionary where Key == String, Value == Any {
     var results: [[String: Any]] { self["results"] as? [[String: Any]] ?? [] }
     /// The baton of a pipeline answer.
     var baton: String? { self["baton"] as? String }
+}
+
+/// Log lines a node wrote, kept for a test to read: each message with its metadata.
+final class CapturedLogs: Sendable {
+    private let lines = Mutex<[(message: String, metadata: [String: String])]>([])
+
+    /// What was logged so far.
+    var entries: [(message: String, metadata: [String: String])] { lines.withLock { $0 } }
+
+    struct Handler: LogHandler {
+        let logs: CapturedLogs
+        var metadata: Logger.Metadata = [:]
+        var logLevel: Logger.Level = .notice
+
+        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+            get { metadata[key] }
+            set { metadata[key] = newValue }
+        }
+
+        func log(event: LogEvent) {
+            var all = metadata.mapValues { "\($0)" }
+            for (key, value) in event.metadata ?? [:] { all[key] = "\(value)" }
+            let entry = (message: "\(event.message)", metadata: all)
+            logs.lines.withLock { $0.append(entry) }
+        }
+    }
 }

@@ -3,17 +3,17 @@ import Logging
 import NIOCore
 import ShoalHTTP
 
-/// Hummingbird's HTTP/1 connection under the node's `ConnectionLimits`: its idle timeout set, and
-/// the header and body deadlines (ShoalHTTP's handlers) added to each connection's pipeline. The
-/// control plane has the same few lines (the two servers share no Hummingbird code).
-struct LimitedHTTP1Channel: ServerChildChannel {
-    typealias Value = HTTP1Channel.Value
+/// Hummingbird's HTTP/1 connection under a server's `ConnectionLimits` (the node's and the control
+/// plane's alike): its idle timeout set, and the header, body and write-stall deadlines (ShoalHTTP's
+/// handlers) added to each connection's pipeline.
+public struct LimitedHTTP1Channel: ServerChildChannel {
+    public typealias Value = HTTP1Channel.Value
 
     let http1: HTTP1Channel
     let limits: ConnectionLimits
 
     /// The server for `Application(server:)`.
-    static func server(_ limits: ConnectionLimits) -> HTTPServerBuilder {
+    public static func server(_ limits: ConnectionLimits) -> HTTPServerBuilder {
         HTTPServerBuilder { responder in
             LimitedHTTP1Channel(
                 http1: HTTP1Channel(
@@ -22,7 +22,7 @@ struct LimitedHTTP1Channel: ServerChildChannel {
         }
     }
 
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+    public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         let limits = self.limits
         return http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
             try limits.addDeadlineHandlers(to: channel) { deadline in
@@ -32,7 +32,7 @@ struct LimitedHTTP1Channel: ServerChildChannel {
         }
     }
 
-    func handle(value: Value, logger: Logger) async {
+    public func handle(value: Value, logger: Logger) async {
         await http1.handle(value: value, logger: logger)
     }
 }
