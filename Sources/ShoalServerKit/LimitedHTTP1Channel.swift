@@ -7,6 +7,7 @@ import ShoalHTTP
 /// plane's alike): its idle timeout set, and the header, body and write-stall deadlines (ShoalHTTP's
 /// handlers) added to each connection's pipeline.
 public struct LimitedHTTP1Channel: ServerChildChannel {
+    /// What Hummingbird's HTTP/1 channel hands its handler.
     public typealias Value = HTTP1Channel.Value
 
     let http1: HTTP1Channel
@@ -22,6 +23,7 @@ public struct LimitedHTTP1Channel: ServerChildChannel {
         }
     }
 
+    /// Sets up Hummingbird's HTTP/1 pipeline, then adds the deadlines to it.
     public func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         let limits = self.limits
         return http1.setup(channel: channel, logger: logger).flatMapThrowing { value in
@@ -32,6 +34,7 @@ public struct LimitedHTTP1Channel: ServerChildChannel {
         }
     }
 
+    /// Serves the connection as Hummingbird's HTTP/1 channel does.
     public func handle(value: Value, logger: Logger) async {
         await http1.handle(value: value, logger: logger)
     }
