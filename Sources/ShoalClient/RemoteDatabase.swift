@@ -80,12 +80,13 @@ public actor RemoteDatabase {
             baton = nil
             let wasInTransaction = inTransaction
             inTransaction = false
-            if sentWithBaton, Self.isExpiredStream(answer) {
+            if sentWithBaton, Self.isLostStream(answer) {
                 guard !wasInTransaction else {
                     throw ClientError(
                         .sql,
-                        "the transaction's stream expired on the node after being idle, and the transaction was "
-                            + "rolled back; run the transaction again, without long pauses between its statements",
+                        "the transaction's stream expired on the node after being idle (or the node restarted), "
+                            + "and the transaction was rolled back; run the transaction again, without long pauses "
+                            + "between its statements",
                         sqlCode: "STREAM_EXPIRED")
                 }
                 return try await run(request)
@@ -107,12 +108,15 @@ public actor RemoteDatabase {
         return (first["response"] as? [String: Any] ?? [:], answer.headers)
     }
 
-    /// Whether the node refused the baton because the stream expired (`STREAM_EXPIRED`).
-    private static func isExpiredStream(_ answer: HTTPTransport.Answer) -> Bool {
-        guard answer.status == 400,
-            let object = try? JSONSerialization.jsonObject(with: answer.body) as? [String: Any]
-        else { return false }
-        return object["code"] as? String == "STREAM_EXPIRED"
+    /// Whether the node refused the baton because its stream is gone: expired (`STREAM_EXPIRED`),
+    /// or no longer known at all (its tombstone is kept 5 minutes, and none survives a restart).
+    /// Either way the request did not run.
+    private static func isLostStream(_ answer: HTTPTransport.Answer) -> Bool {
+        guard answer.status == 400 else { return false }
+        if let object = try? JSONSerialization.jsonObject(with: answer.body) as? [String: Any] {
+            return object["code"] as? String == "STREAM_EXPIRED"
+        }
+        return String(decoding: answer.body.prefix(200), as: UTF8.self).contains("invalid baton")
     }
 
     /// Closes the stream (rolling back an open transaction).

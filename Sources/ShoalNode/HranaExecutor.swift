@@ -270,11 +270,13 @@ final class HranaExecutor {
 
     // MARK: Cursors
 
-    /// Starts a cursor over `batch` (`advanceCursor` runs it); a condition on a step that does not
-    /// run before its own is refused now, before any entry is sent.
+    /// Starts a cursor over `batch` (`advanceCursor` runs it); what would fail the whole request
+    /// (a condition on a step that does not run before its own, SQL that is neither given nor
+    /// stored) is refused now, before any entry is sent.
     func startCursor(_ batch: Hrana.Batch) throws {
         for (index, step) in batch.steps.enumerated() {
             if let condition = step.condition { try Self.validate(condition, before: index) }
+            _ = try resolve(sql: step.statement.sql, sqlID: step.statement.sqlID)
         }
         cursor?.abandon()
         cursor = CursorRun(batch: batch)
@@ -310,12 +312,9 @@ final class HranaExecutor {
                             affectedRowCount: open.statement.isReadOnly ? 0 : connection.changes,
                             lastInsertRowID: connection.lastInsertRowID))
                     cursor.endStep(ok: true)
-                } catch let failure as Hrana.Failure {
+                } catch {
                     cursor.endStep(ok: false)
-                    try emit(.stepError(step: open.index, error: failure))
-                } catch let error as SQLiteError {
-                    cursor.endStep(ok: false)
-                    try emit(.stepError(step: open.index, error: Self.failure(error)))
+                    try emit(.stepError(step: open.index, error: Self.cursorFailure(error)))
                 }
                 releasePermitIfDone()
             } else if cursor.next < cursor.batch.steps.count {
@@ -327,19 +326,19 @@ final class HranaExecutor {
                 {
                     continue
                 }
+                // The write permit a writing statement takes when prepared is kept until it has
+                // stepped to its end (it commits then, in autocommit): given back only on failure.
                 do {
                     let statement = try prepare(step.statement)
                     cursor.open = CursorRun.OpenStep(
                         index: index, statement: statement, start: .now, wantRows: step.statement.wantRows)
                     try emit(.stepBegin(step: index, columns: Self.columns(of: statement)))
-                } catch let failure as Hrana.Failure {
+                } catch {
+                    cursor.endStep(ok: false)
                     cursor.outcomes[index] = false
-                    try emit(.stepError(step: index, error: failure))
-                } catch let error as SQLiteError {
-                    cursor.outcomes[index] = false
-                    try emit(.stepError(step: index, error: Self.failure(error)))
+                    try emit(.stepError(step: index, error: Self.cursorFailure(error)))
+                    releasePermitIfDone()
                 }
-                releasePermitIfDone()
             } else {
                 break
             }
@@ -347,6 +346,26 @@ final class HranaExecutor {
         guard cursor.isFinished else { return false }
         self.cursor = nil
         return true
+    }
+
+    /// An error of a cursor's step as its `step_error` entry says it: once the answer has started,
+    /// nothing else may end it (the Rust client reads an `error` entry as a string).
+    private static func cursorFailure(_ error: any Error) -> Hrana.Failure {
+        switch error {
+        case let failure as Hrana.Failure: failure
+        case let error as SQLiteError: failure(error)
+        default: Hrana.Failure(message: "\(error)", code: "SQLITE_UNKNOWN")
+        }
+    }
+
+    /// Whether the connection is outside a transaction with no writing statement open: then a
+    /// cursor between chunks gives its database's write turn back, so that other writers need not
+    /// wait while its client reads (a later writing step takes it again, or fails with
+    /// `SQLITE_BUSY` as in a batch).
+    func releaseWriteTurnBetweenChunks() {
+        guard connection.isAutocommit, cursor?.open.map({ $0.statement.isReadOnly }) ?? true else { return }
+        releasePermitIfDone()
+        writers?.release(owner)
     }
 
     /// Stops the cursor where it is, finalizing its open statement (what it ran stays as it is:

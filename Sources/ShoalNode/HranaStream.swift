@@ -117,7 +117,11 @@ final class HranaStream: @unchecked Sendable {
             _ = executor.takeReservation()
             throw error
         }
-        if finished { executor.finishRequest() }
+        if finished {
+            executor.finishRequest()
+        } else {
+            executor.releaseWriteTurnBetweenChunks()
+        }
         return CursorChunk(lines: lines, finished: finished, reservation: executor.takeReservation())
     }
 
@@ -138,6 +142,28 @@ final class HranaStream: @unchecked Sendable {
         heldResponse = nil
         executor?.close()
         executor = nil
+    }
+}
+
+/// A streamed cursor answer's claim on its stream until its body starts being written: if the
+/// answer is dropped unwritten (Hummingbird calls a body only once the head went out, so a client
+/// gone by then never gets it), the stream expires at the next upkeep instead of at its late
+/// `until`.
+final class UnwrittenCursor: Sendable {
+    private let streams: StreamRegistry
+    private let baton: String
+    private let started = Atomic<Bool>(false)
+
+    init(streams: StreamRegistry, baton: String) {
+        self.streams = streams
+        self.baton = baton
+    }
+
+    /// The body is being written: its writer ends the stream from now on.
+    func start() { started.store(true, ordering: .relaxed) }
+
+    deinit {
+        if !started.load(ordering: .relaxed) { streams.expireStreaming(baton: baton) }
     }
 }
 
@@ -247,6 +273,15 @@ final class StreamRegistry: Sendable {
     /// answer that never finishes being written).
     func beginStreaming(_ stream: HranaStream, baton: String, until: ContinuousClock.Instant) {
         state.withLock { $0.streaming[baton] = (stream, until) }
+    }
+
+    /// Makes a cursor answer's stream expire at the next upkeep (`expire`): its answer was dropped
+    /// before its body was written, so nobody else will end it.
+    func expireStreaming(baton: String) {
+        state.withLock { state in
+            guard let streaming = state.streaming[baton] else { return }
+            state.streaming[baton] = (streaming.stream, .now)
+        }
     }
 
     /// Ends a cursor answer: parks its stream under its baton (`park`), or only takes it back.

@@ -193,9 +193,11 @@ extension Node {
         streams.beginStreaming(
             stream, baton: baton,
             until: deadline.advanced(by: configuration.connectionLimits.writeStallTimeout + .seconds(30)))
+        let unwritten = UnwrittenCursor(streams: streams, baton: baton)
         return Response(
             status: .ok, headers: headers,
             body: ResponseBody { [head] writer in
+                unwritten.start()
                 try await self.writeCursor(stream, baton: baton, head: head, first: first, writer: &writer)
             })
     }

@@ -11,6 +11,13 @@ final class Gate: @unchecked Sendable {
     private var exclusiveHeld = false
     private var exclusiveWaiting = 0
 
+    /// How many hold the gate shared now (the primary log's write permits, exports, frame reads).
+    var sharedCount: Int {
+        condition.lock()
+        defer { condition.unlock() }
+        return sharedHolders
+    }
+
     /// Enters shared; waits while an exclusive holder is inside or waiting.
     func acquireShared() {
         condition.lock()

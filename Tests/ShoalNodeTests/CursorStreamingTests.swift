@@ -1,9 +1,11 @@
 import Foundation
 import ShoalHTTP
+import ShoalSQLite
 import ShoalTestSupport
 import Testing
 
 @testable import ShoalNode
+@testable import ShoalReplication
 
 /// `/v3/cursor` answers are streamed: stepped a chunk at a time while they are written, so that a
 /// cursor may return more than the response cap, holds no more than a chunk of the node's response
@@ -109,6 +111,63 @@ import Testing
             )
             #expect(bad.status == 400)
             #expect(bad.body.contains("refers to step 1"))
+            // So is SQL neither given nor stored, even after a step that would fill a chunk.
+            let unknown = try await node.request(
+                "POST", "/db/acme/small/v3/cursor",
+                body:
+                    #"{"baton":null,"batch":{"steps":[{"stmt":{"sql":"\#(Self.rows(2_000))"}},{"stmt":{"sql_id":7}}]}}"#
+            )
+            #expect(unknown.status == 400)
+            #expect(unknown.body.contains("not stored"), "\(unknown.body.prefix(200))")
+        }
+    }
+
+    @Test func aWritingStepKeepsItsWritePermitWhileItsRowsAreStreamed() async throws {
+        try await LiveNode.with({
+            $0.createOnFirstUse = true
+            $0.requestTimeLimit = .seconds(120)
+            $0.statementTimeLimit = .seconds(120)
+            $0.connectionLimits = ConnectionLimits(writeStallTimeout: .seconds(2), maxConnections: 100)
+        }) { node in
+            let port = try #require(URL(string: node.url)?.port)
+            #expect(
+                try await node.request(
+                    "POST", "/db/acme/rw/v1/execute", body: #"{"stmt":{"sql":"CREATE TABLE t (x)"}}"#
+                )
+                .status == 200)
+            // INSERT … RETURNING changes everything at its first step and commits when its last row
+            // is out: its rows (about 40 MB) stream to a client that reads only the head.
+            let body = Self.cursorBody(
+                "INSERT INTO t WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c WHERE i < 100000) "
+                    + "SELECT randomblob(300) FROM c RETURNING x")
+            let stuck = try RawConnection(port: port, receiveBuffer: 4096)
+            #expect(
+                stuck.send(
+                    "POST /db/acme/rw/v3/cursor HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                        + "Content-Length: \(body.utf8.count)\r\n\r\n" + body))
+            let start = try #require(await stuck.receive(until: #""type":"row""#, within: .seconds(30)))
+            #expect(String(decoding: start, as: UTF8.self).hasPrefix("HTTP/1.1 200"))
+            // The statement is open mid-step: it holds the log's write permit (a generation roll
+            // cannot cut its commit in two) and its database's write turn.
+            let namespace = try Namespace(organization: "acme", database: "rw")
+            let (permits, turnHeld) = try await node.node.store.withDatabase(namespace) { database in
+                let probe = WriterQueue.Owner()
+                let free = database.writers.tryAcquire(probe)
+                if free { database.writers.release(probe) }
+                return (try database.log.gate.sharedCount, !free)
+            }
+            #expect(permits == 1)
+            #expect(turnHeld)
+            // The client reads no more: past the write-stall timeout its connection is closed and
+            // the stream with it. SQLite made the statement's changes at its first step and commits
+            // them when it ends, read to the end or not (as on sqld), under the permit, which goes
+            // back only then.
+            #expect(try await Self.eventually(within: .seconds(30)) { node.node.streams.admission.total == 0 })
+            let count = try await node.request(
+                "POST", "/db/acme/rw/v1/execute", body: #"{"stmt":{"sql":"SELECT count(*) FROM t"}}"#)
+            #expect(count.body.contains(#""value":"100000""#), "\(count.body)")
+            let after = try await node.node.store.withDatabase(namespace) { try $0.log.gate.sharedCount }
+            #expect(after == 0)
         }
     }
 
@@ -122,8 +181,15 @@ import Testing
             $0.statementTimeLimit = .seconds(120)
         }) { node in
             let port = try #require(URL(string: node.url)?.port)
-            // About 40 MB of answer for a client with a 4 KB receive buffer that reads only the head.
-            let body = Self.cursorBody(Self.rows(100_000))
+            // A write, then about 40 MB of rows, for a client with a 4 KB receive buffer that reads
+            // only the head.
+            #expect(
+                try await node.request(
+                    "POST", "/db/acme/wide/v1/execute", body: #"{"stmt":{"sql":"CREATE TABLE w (x)"}}"#
+                ).status == 200)
+            let body =
+                #"{"baton":null,"batch":{"steps":[{"stmt":{"sql":"INSERT INTO w VALUES (1)"}},"#
+                + #"{"stmt":{"sql":"\#(Self.rows(100_000))"}}]}}"#
             let stuck = try RawConnection(port: port, receiveBuffer: 4096)
             #expect(
                 stuck.send(
@@ -141,6 +207,12 @@ import Testing
             #expect(early.status == 400)
             #expect("\(early.json)".contains("still answering a cursor"), "\(early.json)")
             #expect(node.node.streams.admission.total == 1)
+            // Its write committed and it reads outside a transaction: it holds no write turn, so
+            // another writer of the same database goes ahead at once.
+            let writer = try await node.request(
+                "POST", "/db/acme/wide/v1/execute", body: #"{"stmt":{"sql":"INSERT INTO w VALUES (2)"}}"#)
+            #expect(writer.status == 200)
+            #expect(!writer.body.contains("error"), "\(writer.body.prefix(300))")
             // Nobody else waits on it: another organization is answered meanwhile.
             let other = try await node.request(
                 "POST", "/db/globex/app/v1/execute", body: #"{"stmt":{"sql":"SELECT 1"}}"#)
