@@ -75,7 +75,7 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
     /// deciding to wait and registering (`pending`), registered, or ended (timed out or cancelled)
     /// before it registered.
     @usableFromInline
-    enum CapacityWait {
+    enum Wait {
         case pending
         case registered(CheckedContinuation<Void, Never>)
         case ended
@@ -84,9 +84,9 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
     @usableFromInline
     struct State {
         @usableFromInline var slots: [Key: Slot] = [:]
-        @usableFromInline var capacityWaits: [Int: CapacityWait] = [:]
+        @usableFromInline var capacityWaits: [Int: Wait] = [:]
         /// Callers waiting for a slot that is opening or closing.
-        @usableFromInline var slotWaits: [Int: CapacityWait] = [:]
+        @usableFromInline var slotWaits: [Int: Wait] = [:]
         @usableFromInline var nextCapacityWaitID = 0
         @usableFromInline var statistics = Statistics()
         @usableFromInline var closed = false
@@ -220,27 +220,9 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
                 if resumeNow { continuation.resume() }
             }
         } onCancel: {
-            endSlotWait(id)
+            endWait(id, in: \.slotWaits)
         }
         state.withLock { _ = $0.slotWaits.removeValue(forKey: id) }
-    }
-
-    /// Ends slot wait `id` (its task was cancelled): resumes it if registered, or marks it so that
-    /// it does not register; its id stays in the slot's list and is skipped when the slot wakes.
-    private func endSlotWait(_ id: Int) {
-        let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            switch state.slotWaits[id] {
-            case .registered(let continuation):
-                state.slotWaits[id] = nil
-                return continuation
-            case .pending:
-                state.slotWaits[id] = .ended
-                return nil
-            case .ended, nil:
-                return nil
-            }
-        }
-        continuation?.resume()
     }
 
     /// Takes the waits of a slot's list that are still registered, for the caller to wake.
@@ -266,18 +248,18 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
                 if let deadline {
                     group.addTask {
                         if await CancellableSleep.sleep(for: deadline - ContinuousClock.now) {
-                            self.endCapacityWait(id)
+                            self.endWait(id, in: \.capacityWaits)
                         }
                     }
                 }
                 await group.next()
                 // Woken, timed out or cancelled: the timer goes (freed at once), the wait ends.
                 group.cancelAll()
-                self.endCapacityWait(id)
+                self.endWait(id, in: \.capacityWaits)
                 await group.waitForAll()
             }
         } onCancel: {
-            endCapacityWait(id)
+            endWait(id, in: \.capacityWaits)
         }
         state.withLock { _ = $0.capacityWaits.removeValue(forKey: id) }
     }
@@ -306,16 +288,17 @@ public final class ResourcePool<Key: Hashable & Sendable, Resource: Sendable>: S
         }
     }
 
-    /// Ends wait `id`: resumes it if it is registered, or marks it so it ends as soon as it
-    /// registers; nothing if it was woken already.
-    private func endCapacityWait(_ id: Int) {
+    /// Ends wait `id` of `table` (capacity or slot waits): resumes it if it is registered, or marks
+    /// it so it ends as soon as it registers; nothing if it was woken already. A slot wait's id
+    /// stays in its slot's list and is skipped when the slot wakes.
+    private func endWait(_ id: Int, in table: any WritableKeyPath<State, [Int: Wait]> & Sendable) {
         let continuation = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            switch state.capacityWaits[id] {
+            switch state[keyPath: table][id] {
             case .registered(let continuation):
-                state.capacityWaits[id] = nil
+                state[keyPath: table][id] = nil
                 return continuation
             case .pending:
-                state.capacityWaits[id] = .ended
+                state[keyPath: table][id] = .ended
                 return nil
             case .ended, nil:
                 return nil

@@ -77,23 +77,10 @@ public final class RawConnection: Sendable {
 
     /// The head of the next response (status line and headers), or nil if none came in `timeout`.
     public func responseHead(within timeout: Duration) async -> String? {
-        let descriptor = self.descriptor
-        return await Self.offPool {
-            let deadline = ContinuousClock.now + timeout
-            let separator: [UInt8] = [13, 10, 13, 10]
-            var received: [UInt8] = []
-            var buffer = [UInt8](repeating: 0, count: 4096)
-            while ContinuousClock.now < deadline {
-                guard Self.waitReadable(descriptor, for: deadline - .now) else { continue }
-                let count = recv(descriptor, &buffer, buffer.count, 0)
-                guard count > 0 else { return nil }
-                received += buffer[0..<count]
-                if let end = received.firstRange(of: separator) {
-                    return String(decoding: received[..<end.lowerBound], as: UTF8.self)
-                }
-            }
-            return nil
-        }
+        guard let received = await receive(until: "\r\n\r\n", within: timeout),
+            let end = received.firstRange(of: Array("\r\n\r\n".utf8))
+        else { return nil }
+        return String(decoding: received[..<end.lowerBound], as: UTF8.self)
     }
 
     /// The bytes received until they contain `marker` (all of them: what arrived with the marker too),
