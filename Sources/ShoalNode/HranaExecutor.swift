@@ -522,11 +522,6 @@ final class HranaExecutor {
         holdsWritePermit = true
     }
 
-    /// Gives the write permit back if the connection left its transaction.
-    func releaseWritePermitIfDone() {
-        releasePermitIfDone()
-    }
-
     private func releasePermitIfDone(force: Bool = false) {
         guard holdsWritePermit, force || connection.isAutocommit else { return }
         holdsWritePermit = false
