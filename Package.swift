@@ -199,6 +199,8 @@ let package = Package(
                 .embedInCode("postgresql/v0006_settings_pushes.postgresql.sql"),
                 .embedInCode("sqlite/v0007_storage_usage.sqlite.sql"),
                 .embedInCode("postgresql/v0007_storage_usage.postgresql.sql"),
+                .embedInCode("sqlite/v0008_tenant_schemas.sqlite.sql"),
+                .embedInCode("postgresql/v0008_tenant_schemas.postgresql.sql"),
             ],
             swiftSettings: strict
         ),

@@ -34,6 +34,9 @@ public enum CatalogMigrations {
         CatalogMigration(
             version: 7, name: "v0007_storage_usage.sqlite.sql",
             sql: String(decoding: PackageResources.v0007_storage_usage_sqlite_sql, as: UTF8.self)),
+        CatalogMigration(
+            version: 8, name: "v0008_tenant_schemas.sqlite.sql",
+            sql: String(decoding: PackageResources.v0008_tenant_schemas_sqlite_sql, as: UTF8.self)),
     ]
 
     /// The PostgreSQL schema versions, in order.
@@ -60,5 +63,8 @@ public enum CatalogMigrations {
         CatalogMigration(
             version: 7, name: "v0007_storage_usage.postgresql.sql",
             sql: String(decoding: PackageResources.v0007_storage_usage_postgresql_sql, as: UTF8.self)),
+        CatalogMigration(
+            version: 8, name: "v0008_tenant_schemas.postgresql.sql",
+            sql: String(decoding: PackageResources.v0008_tenant_schemas_postgresql_sql, as: UTF8.self)),
     ]
 }

@@ -5,7 +5,7 @@ import ShoalTime
 extension Catalog {
     static let databaseColumns =
         "d.id, d.name, d.group_id, d.primary_node, d.size_limit_bytes, d.block_reads, d.block_writes, "
-        + "d.delete_protection, d.size_limit_by_operator, d.created_at"
+        + "d.delete_protection, d.size_limit_by_operator, d.created_at, d.schema_version, d.schema_drift"
     /// The smallest size limit accepted: 16 pages of 4096 bytes. Nodes refuse a limit under one page,
     /// and a database needs a few pages for its schema before it holds any data.
     static let minimumSizeLimit: Int64 = 64 << 10
@@ -40,7 +40,7 @@ extension Catalog {
             primaryNode: try await node(id: try row.optionalText(3), in: transaction),
             sizeLimitBytes: try row.optionalInteger(4), sizeLimitByOperator: try row.flag(8),
             blockReads: try row.flag(5), blockWrites: try row.flag(6), deleteProtection: try row.flag(7),
-            createdAt: try row.integer(9))
+            createdAt: try row.integer(9), schemaVersion: try row.integer(10), schemaDrift: try row.optionalText(11))
     }
 
     func database(
@@ -99,7 +99,11 @@ extension Catalog {
         Platform.Database(
             name: database.name, id: database.id, hostname: hostname(database), group: database.group.name,
             primaryRegion: database.group.primary, regions: database.group.locations, blockReads: database.blockReads,
-            blockWrites: database.blockWrites, deleteProtection: database.deleteProtection)
+            blockWrites: database.blockWrites, deleteProtection: database.deleteProtection,
+            schemaVersion: database.schemaVersion,
+            schemaDrift: database.schemaDrift.flatMap {
+                try? JSONDecoder().decode(Platform.SchemaDrift.self, from: Data($0.utf8))
+            })
     }
 
     /// Creates a database in a group: checks the name, the region rules of every location the group

@@ -120,6 +120,10 @@ public struct Catalog: Sendable {
         /// When this incarnation of the name was created (milliseconds since 1970); nodes accept a
         /// token without `did` only if it was issued since.
         var createdAt: Int64 = 0
+        /// The tenant-schema version it last reported applying.
+        var schemaVersion: Int64 = 0
+        /// How its schema differed from its migrations' at its last check (JSON), nil if it did not.
+        var schemaDrift: String? = nil
 
         var organization: OrganizationRecord { group.organization }
         /// `org/db`, as tokens and nodes name it.

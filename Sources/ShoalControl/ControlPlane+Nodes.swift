@@ -3,6 +3,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import ShoalModel
+import ShoalSQLite
 
 extension ControlPlane {
     /// `v1/nodes`: the list (admin), registration, heartbeats and placement lookups, the node
@@ -50,6 +51,23 @@ extension ControlPlane {
             settings.primaryURL = "\(primary.url)/db/\(database.organization.slug)/\(database.name)"
             settings.syncToken = try await self.catalog.replicaSyncToken(for: database, location: node.location)
             return try Self.json(settings)
+        }
+        // A group's released tenant schema, for a node bringing a database up to date when it opens.
+        routes.get(":id/groups/:group/schema") { request, context in
+            let id = try Self.parameter(context, "id")
+            try await self.requireCredential(of: id, request)
+            let (version, migrations) = try await self.catalog.migrations(
+                ofGroup: try Self.parameter(context, "group"), node: id)
+            struct Answer: Encodable {
+                let schemaVersion: Int64
+                let migrations: [TenantMigration]
+                enum CodingKeys: String, CodingKey {
+                    case migrations
+                    case schemaVersion = "schema_version"
+                }
+            }
+            return try Self.json(
+                Answer(schemaVersion: version, migrations: Array(migrations.prefix(Int(version)))))
         }
         routes.post(":id/heartbeat") { request, context in
             let id = try Self.parameter(context, "id")

@@ -24,6 +24,8 @@ public struct ControlPlane: Sendable {
     let nodes: NodeClient
     let logger: Logger
     let metrics = ControlMetrics()
+    /// This instance's id: the owner of the rollout leases it takes.
+    let instanceID = Catalog.newID()
     /// The largest request body accepted.
     let maxRequestBytes = 1 << 20
     /// The version string `GET /version` reports.
@@ -96,6 +98,7 @@ public struct ControlPlane: Sendable {
         let organization = router.group("v1/organizations/:org")
         addGroupRoutes(organization.group("groups"))
         addDatabaseRoutes(organization.group("databases"))
+        addMigrationRoutes(organization.group("groups/:group/migrations"))
         return router
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import ShoalHTTP
 import ShoalModel
+import ShoalSQLite
 
 /// Calls a node's admin API: create or delete a database, push its settings or the token policy.
 struct NodeClient: Sendable {
@@ -41,9 +42,12 @@ struct NodeClient: Sendable {
     }
 
     let timeout: Duration
+    /// How long a migration request may take: its statements may build indexes over large tables.
+    let migrationTimeout: Duration
 
-    init(timeout: Duration = .seconds(10)) {
+    init(timeout: Duration = .seconds(10), migrationTimeout: Duration = .seconds(120)) {
         self.timeout = timeout
+        self.migrationTimeout = migrationTimeout
     }
 
     /// Creates a database on its node with its settings (an existing one is updated instead).
@@ -82,6 +86,55 @@ struct NodeClient: Sendable {
         try require(
             try await send("POST", "/v1/auth/policy", body: try WireJSON.encoder().encode(policy), to: node), "policy",
             node)
+    }
+
+    /// What a node made of a migration request.
+    enum MigrationResult: Sendable {
+        /// The database is at `version` now, with `schema`.
+        case migrated(version: Int64, schema: [SchemaEntry])
+        /// A migration failed (or the node could not be asked): the database stays at `version`
+        /// when known.
+        case failed(version: Int64?, message: String)
+        /// The node no longer has the database.
+        case gone
+    }
+
+    /// The node's answer to `POST …/migrate`.
+    struct MigrationAnswer: Codable, Sendable {
+        let version: Int64
+        let applied: [String]?
+        let schema: [SchemaEntry]?
+        let error: String?
+    }
+
+    /// Applies the migrations a database lacks of `migrations` (the group's list from version 1) on
+    /// its primary's node, under the database's write turn.
+    func migrate(
+        _ namespace: String, migrations: [TenantMigration], on node: Catalog.NodeRecord
+    ) async -> MigrationResult {
+        struct Body: Encodable { let migrations: [TenantMigration] }
+        guard let url = URL(string: node.url + "/v1/namespaces/\(namespace)/migrate"),
+            let body = try? WireJSON.encoder().encode(Body(migrations: migrations))
+        else { return .failed(version: nil, message: "node URL \(node.url) is not valid") }
+        let answer: HTTPAnswer
+        do {
+            answer = try await OutboundHTTP.send(
+                HTTPCall("POST", url, bearer: node.adminToken, body: body, timeout: migrationTimeout))
+        } catch {
+            return .failed(
+                version: nil, message: "node \(node.url) (\(node.location)) cannot be reached: \(error); retry once it is up")
+        }
+        let decoded = try? JSONDecoder().decode(MigrationAnswer.self, from: answer.body)
+        switch answer.status {
+        case 200:
+            guard let decoded else { return .failed(version: nil, message: "node \(node.url) answered no valid JSON") }
+            return .migrated(version: decoded.version, schema: decoded.schema ?? [])
+        case 410:
+            return .gone
+        default:
+            let text = decoded?.error ?? String(decoding: answer.body.prefix(500), as: UTF8.self)
+            return .failed(version: decoded?.version, message: text.isEmpty ? "node answered \(answer.status)" : text)
+        }
     }
 
     @discardableResult

@@ -236,12 +236,20 @@ public enum Platform {
         public var blockWrites: Bool
         /// Whether deleting it is refused.
         public var deleteProtection: Bool
+        /// The version of its group's tenant schema it last reported applying (0: none).
+        public var schemaVersion: Int64?
+        /// How its schema differs from what its applied migrations make; nil when it did not differ
+        /// at its last check.
+        public var schemaDrift: SchemaDrift?
 
         /// A value with every field.
         public init(
             name: String, id: String, hostname: String, group: String, primaryRegion: String, regions: [String],
-            blockReads: Bool, blockWrites: Bool, deleteProtection: Bool
+            blockReads: Bool, blockWrites: Bool, deleteProtection: Bool, schemaVersion: Int64? = nil,
+            schemaDrift: SchemaDrift? = nil
         ) {
+            self.schemaVersion = schemaVersion
+            self.schemaDrift = schemaDrift
             self.name = name
             self.id = id
             self.hostname = hostname
@@ -263,6 +271,8 @@ public enum Platform {
             case blockReads = "block_reads"
             case blockWrites = "block_writes"
             case deleteProtection = "delete_protection"
+            case schemaVersion = "schema_version"
+            case schemaDrift = "schema_drift"
         }
     }
 

@@ -127,6 +127,7 @@ public struct ControlPlaneLink: Sendable {
         store.setPlacementSource(
             { [self] namespace in try await placement(of: namespace, node: id) },
             unknownLifetime: configuration.unknownDatabaseLifetime)
+        store.setSchemaSource { [self] group in try await schema(ofGroup: group, node: id) }
         logger.info(
             "control.registered",
             metadata: ["node.id": "\(registered.node.id)", "control.url": "\(configuration.controlURL)"])
@@ -210,6 +211,15 @@ public struct ControlPlaneLink: Sendable {
             throw NodeError.unavailable(
                 "the control plane answered \(status) when asked about database \(namespace); try again")
         }
+    }
+
+    /// Asks the control plane for a group's released tenant schema (by the group's id).
+    func schema(ofGroup group: String, node id: String) async throws -> GroupSchema {
+        let url = configuration.controlURL.appendingPathComponent("v1/nodes/\(id)/groups/\(group)/schema")
+        let answer = try await OutboundHTTP.send(
+            HTTPCall("GET", url, bearer: credential.current, timeout: GroupSchemaLookup.questionTimeout))
+        guard answer.status == 200 else { throw LinkError.refused(answer.status, String(decoding: answer.body, as: UTF8.self)) }
+        return try JSONDecoder().decode(GroupSchema.self, from: answer.body)
     }
 
     enum LinkError: Error, CustomStringConvertible {

@@ -13,6 +13,8 @@ public final class DatabaseStore: Sendable {
     public let configuration: NodeConfiguration
     let pool: ResourcePool<Namespace, HostedDatabase>
     private let placements = PlacementLookup()
+    /// Where a primary that opens learns its group's tenant schema.
+    let schemas = GroupSchemaLookup()
     /// The databases being deleted, and incarnations deleted lately.
     let deleted = DeletedDatabases()
     /// The primaries' sizes for the control plane, and the organizations over their storage quota.
@@ -38,6 +40,7 @@ public final class DatabaseStore: Sendable {
         let placements = self.placements
         let deleted = self.deleted
         let storage = self.storage
+        let schemas = self.schemas
         // What a deletion left in the trash when the node stopped before removing it.
         try? FileManager.default.removeItem(atPath: DatabaseStore.trashDirectory(in: dataDirectory))
         pool = ResourcePool(
@@ -75,11 +78,14 @@ public final class DatabaseStore: Sendable {
                     try? await Self.writePlacement(settings, directory: directory)
                     return token
                 }
-                return try await BlockingWork.run {
+                let database = try await BlockingWork.run {
                     try HostedDatabase(
                         namespace: namespace, directory: directory, configuration: configuration, storage: storage,
                         logger: logger, renewSyncToken: renew)
                 }
+                // Behind its group's released schema: brought up to date before its first statement.
+                await Self.bringUpToDate(database, schemas: schemas, logger: logger)
+                return database
             },
             close: { _, database in
                 _ = try? await BlockingWork.run { database.close() }
@@ -157,6 +163,12 @@ public final class DatabaseStore: Sendable {
         unknownCapacity: Int = DatabaseStore.unknownDatabaseCapacity
     ) {
         placements.set(source, remembering: UnknownDatabases(lifetime: unknownLifetime, capacity: unknownCapacity))
+    }
+
+    /// Sets (or clears) where a primary that opens learns its group's tenant schema (the control
+    /// plane link does).
+    func setSchemaSource(_ source: GroupSchemaLookup.Source?) {
+        schemas.set(source)
     }
 
     /// The refusal of a database being deleted.

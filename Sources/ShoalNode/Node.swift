@@ -71,6 +71,7 @@ public final class Node: Sendable {
         addAdminRoutes(router.group("v1/namespaces/:org/:database"))
         addPolicyRoute(router)
         addAdminDatabaseRoutes(router.group("v1/namespaces/:org/:database"))
+        addMigrationRoute(router.group("v1/namespaces/:org/:database"))
         return router
     }
 

@@ -182,6 +182,18 @@ final class Sandbox {
                 return .refuse("the virtual-table module \(module) is not available to tenant SQL")
             }
             return writing("CREATE VIRTUAL TABLE")
+        case .insert where Self.isMigrationRecord(action.first), .update where Self.isMigrationRecord(action.first),
+            .delete where Self.isMigrationRecord(action.first),
+            .createTable where Self.isMigrationRecord(action.first),
+            .dropTable where Self.isMigrationRecord(action.first),
+            .alterTable where Self.isMigrationRecord(action.second),
+            .createIndex where Self.isMigrationRecord(action.second),
+            .createTrigger where Self.isMigrationRecord(action.second),
+            .dropIndex where Self.isMigrationRecord(action.second),
+            .dropTrigger where Self.isMigrationRecord(action.second):
+            return .refuse(
+                "\(TenantMigrator.table) records the schema migrations this database applied; only the node's "
+                    + "migrations change it (read it freely)")
         case .insert, .update, .delete:
             return writing(action.code == .insert ? "INSERT" : action.code == .update ? "UPDATE" : "DELETE")
         case .analyze:
@@ -193,6 +205,11 @@ final class Sandbox {
         default:
             return .refuse("this kind of statement (authorizer action \(action.code.rawValue)) is not available")
         }
+    }
+
+    /// Whether a table name is the migrations' record.
+    private static func isMigrationRecord(_ table: String?) -> Bool {
+        table?.lowercased() == TenantMigrator.table
     }
 
     private func writing(_ what: String) -> AuthorizerDecision {

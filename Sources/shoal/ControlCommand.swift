@@ -112,6 +112,8 @@ struct ControlCommand: AsyncParsableCommand {
             // the loop stops with the server, before the catalog closes.
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await control.retryDeletions() }
+                // Schema rollouts: this instance drives those whose lease it holds or can take.
+                group.addTask { await control.runRollouts() }
                 try await ListenFailure.explaining(host: host, port: port) { try await app.runService() }
                 group.cancelAll()
             }

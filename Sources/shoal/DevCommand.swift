@@ -158,7 +158,10 @@ struct DevCommand: AsyncParsableCommand {
                 tasks.addTask { await node.runMaintenance() }
             }
             // Deletions and settings pushes a node has not confirmed are sent again until it does.
-            tasks.addTask { await ControlPlane(catalog: catalog).retryDeletions() }
+            let plane = ControlPlane(catalog: catalog)
+            tasks.addTask { await plane.retryDeletions() }
+            // Schema rollouts run here, driven by this process.
+            tasks.addTask { await plane.runRollouts() }
             try await Self.prepareOrganization(catalog: catalog, admin: admin, primary: locationList[0])
             let file = DevFile(apiURL: apiURL, adminToken: adminToken, org: "dev", nodes: nodeURLs)
             let encoder = WireJSON.encoder([.prettyPrinted, .sortedKeys])

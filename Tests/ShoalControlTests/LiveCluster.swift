@@ -137,6 +137,9 @@ struct LiveCluster: Sendable {
             group.addTask {
                 await pending.run("deletion retries") { await control.retryDeletions(every: .milliseconds(200)) }
             }
+            group.addTask {
+                await pending.run("rollouts") { await control.runRollouts(every: .milliseconds(100)) }
+            }
             var nodes: [String: LiveClusterNode] = [:]
             var started: [Node] = []
             for location in locations {

@@ -1,0 +1,155 @@
+import Foundation
+import Hummingbird
+import Logging
+import ShoalModel
+import ShoalSQLite
+import ShoalTime
+import Synchronization
+
+extension HostedDatabase {
+    /// How long a migration waits for the database's write turn (a transaction another stream holds
+    /// open) and how long its statements may run.
+    static let migrationTimeLimit: Duration = .seconds(60)
+
+    /// Applies the migrations of `migrations` (a group's list from version 1) this primary has not
+    /// recorded, up to `target`, each in its own transaction, under the database's write turn and the
+    /// log's write permit: its writers wait only for the migration's transaction, never for other
+    /// databases. Runs on the database's lane, on a sandboxed connection (the migration is tenant
+    /// SQL). Returns what it did and the schema afterwards.
+    func migrate(
+        _ migrations: [TenantMigration], upTo target: Int64? = nil
+    ) async throws -> (outcome: TenantMigrator.Outcome, schema: [SchemaEntry]) {
+        let log = try log
+        let owner = WriterQueue.Owner()
+        let deadline = ContinuousClock.now.advanced(by: Self.migrationTimeLimit)
+        guard await writers.acquire(owner, until: deadline) else {
+            throw NodeError.unavailable(
+                "database \(namespace) kept its write turn (an open transaction) for \(Self.migrationTimeLimit); "
+                    + "the migration was not started, try again", retryAfter: 1)
+        }
+        defer { writers.release(owner) }
+        return try await lane.run {
+            let (connection, sandbox) = try self.makeSandboxedConnection()
+            defer { try? connection.close() }
+            try connection.setDeadline(deadline)
+            let now = Int64((Date().timeIntervalSince1970 * 1000).rounded())
+            return try log.withWritePermit {
+                let outcome = try TenantMigrator.apply(
+                    migrations, upTo: target, on: connection, now: now, bookkeeping: { try sandbox.trusted($0) })
+                let schema = try sandbox.trusted { try TenantMigrator.schema(of: connection) }
+                return (outcome, schema)
+            }
+        }
+    }
+}
+
+extension Node {
+    /// `POST /v1/namespaces/{org}/{database}/migrate` (admin): applies what a database lacks of its
+    /// group's migrations. 200 with the version, the migrations applied and the schema; 422 when
+    /// one fails (those before it stay applied) or the database's record disagrees with the list.
+    func addMigrationRoute(_ routes: RouterGroup<BasicRequestContext>) {
+        routes.post("migrate") { request, context in
+            try self.authorizeAdmin(request)
+            let namespace = try Self.adminNamespace(context)
+            struct Body: Decodable { let migrations: [TenantMigration] }
+            let body = try await self.decode(Body.self, from: request)
+            guard body.migrations.count <= 1000 else {
+                throw NodeError.badRequest("at most 1000 migrations are applied in one request")
+            }
+            struct Answer: Encodable {
+                let version: Int64
+                let applied: [String]?
+                let schema: [SchemaEntry]?
+                let error: String?
+            }
+            return try await self.store.withDatabase(namespace) { database in
+                do {
+                    let (outcome, schema) = try await database.migrate(body.migrations)
+                    return try Self.json(
+                        Answer(version: outcome.version, applied: outcome.applied, schema: schema, error: nil))
+                } catch let failure as TenantMigrator.Failure {
+                    var version: Int64 = 0
+                    if case .failed(let failed, _, _) = failure { version = failed - 1 }
+                    var message = "\(failure)"
+                    if case .failed(let failed, let name, let error) = failure {
+                        let code = HranaExecutor.failure(error).code
+                        message = "migration \(failed) (\(name)) failed with \(code): \(error.message)"
+                    }
+                    return try Self.json(
+                        Answer(version: version, applied: nil, schema: nil, error: message),
+                        status: .unprocessableContent)
+                }
+            }
+        }
+    }
+}
+
+/// A group's released tenant schema as the control plane gives it: the version its databases are
+/// brought to when they open, and the migrations up to it.
+public struct GroupSchema: Sendable, Decodable {
+    /// The released version.
+    public let schemaVersion: Int64
+    /// The migrations from version 1 to it.
+    public let migrations: [TenantMigration]
+
+    enum CodingKeys: String, CodingKey {
+        case migrations
+        case schemaVersion = "schema_version"
+    }
+}
+
+/// Where a primary opening learns its group's schema (the control plane, through the link), with
+/// each group's answer kept for `lifetime` (shorter than the control plane waits after a release
+/// before it calls a rollout done). A question that fails or times out uses the last answer, or
+/// none: a database is never kept closed because the control plane is away.
+final class GroupSchemaLookup: Sendable {
+    /// Asks for a group's schema by the group's id.
+    typealias Source = @Sendable (String) async throws -> GroupSchema
+    /// How long an answer is used without asking again.
+    static let lifetime: Duration = .seconds(4)
+    /// How long an open waits for the control plane's answer.
+    static let questionTimeout: Duration = .seconds(2)
+
+    private let current = Mutex<Source?>(nil)
+    private let answers = Mutex<[String: (at: ContinuousClock.Instant, schema: GroupSchema)]>([:])
+
+    func set(_ source: Source?) { current.withLock { $0 = source } }
+
+    /// The group's schema: a fresh answer, else the control plane's, else the last one (nil when
+    /// there is no source or it never answered).
+    func schema(ofGroup id: String) async -> GroupSchema? {
+        let now = ContinuousClock.now
+        let known = answers.withLock { $0[id] }
+        if let known, now - known.at < Self.lifetime { return known.schema }
+        guard let source = current.withLock({ $0 }) else { return known?.schema }
+        let asked = try? await withDeadline(Self.questionTimeout) { try? await source(id) }
+        guard let fetched = asked ?? nil else { return known?.schema }
+        answers.withLock { $0[id] = (now, fetched) }
+        return fetched
+    }
+}
+
+extension DatabaseStore {
+    /// Brings a primary that just opened up to its group's released schema before its first
+    /// statement. A failure is logged and the database serves as it is (at its last version).
+    static func bringUpToDate(_ database: HostedDatabase, schemas: GroupSchemaLookup, logger: Logger) async {
+        guard case .primary = database.role, let groupID = database.settings.groupID,
+            let schema = await schemas.schema(ofGroup: groupID), schema.schemaVersion > 0
+        else { return }
+        do {
+            let (outcome, _) = try await database.migrate(schema.migrations, upTo: schema.schemaVersion)
+            if !outcome.applied.isEmpty {
+                logger.info(
+                    "database.migrated_on_open",
+                    metadata: [
+                        "db.namespace": "\(database.namespace)", "schema.version": "\(outcome.version)",
+                        "schema.applied": "\(outcome.applied.joined(separator: ","))",
+                    ])
+            }
+        } catch {
+            logger.warning(
+                "database.migrate_on_open.failed",
+                metadata: ["db.namespace": "\(database.namespace)", "error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+
+@testable import ShoalSQLite
+
+/// A tenant schema's migrations applied to one database: once each, recorded in it, resumable.
+@Suite struct TenantMigratorTests {
+    static func migration(_ version: Int64, _ name: String, _ sql: String) -> TenantMigration {
+        TenantMigration(version: version, name: name, sql: sql, checksum: "sum-\(name)-\(sql.count)")
+    }
+
+    static let schema = [
+        migration(1, "0001_items", "CREATE TABLE items (id INTEGER PRIMARY KEY, v TEXT);"),
+        migration(
+            2, "0002_email",
+            """
+            BEGIN;
+            ALTER TABLE items ADD COLUMN email TEXT;
+            SAVEPOINT inner; CREATE INDEX items_email ON items (email); RELEASE inner;
+            COMMIT;
+            """),
+    ]
+
+    @Test func appliesEachMigrationOnceAndRecordsItInTheDatabase() throws {
+        let connection = try Connection(path: ":memory:")
+        let first = try TenantMigrator.apply(Self.schema, upTo: 1, on: connection, now: 10)
+        #expect(first == .init(version: 1, applied: ["0001_items"]))
+        let second = try TenantMigrator.apply(Self.schema, on: connection, now: 20)
+        #expect(second == .init(version: 2, applied: ["0002_email"]))
+        let again = try TenantMigrator.apply(Self.schema, on: connection, now: 30)
+        #expect(again == .init(version: 2, applied: []))
+        let recorded = try connection.query("SELECT version, name, applied_at FROM _shoal_migrations ORDER BY version")
+        #expect(recorded.map { $0.values } == [
+            [.integer(1), .text("0001_items"), .integer(10)], [.integer(2), .text("0002_email"), .integer(20)],
+        ])
+        // The migration's own BEGIN/COMMIT ran inside the migrator's transaction: the column is there.
+        try connection.execute("INSERT INTO items (v, email) VALUES ('a', 'a@example.com')")
+        #expect(try TenantMigrator.schema(of: connection).map(\.label) == ["index items_email", "table items"])
+    }
+
+    @Test func aFailedMigrationLeavesNothingOfItselfAndKeepsThoseBefore() throws {
+        let connection = try Connection(path: ":memory:")
+        let broken = Self.schema + [
+            Self.migration(3, "0003_broken", "CREATE TABLE extra (x); INSERT INTO missing VALUES (1);")
+        ]
+        #expect {
+            try TenantMigrator.apply(broken, on: connection, now: 0)
+        } throws: { error in
+            guard case .failed(let version, let name, let sqlite) = error as? TenantMigrator.Failure else {
+                return false
+            }
+            return version == 3 && name == "0003_broken" && sqlite.message.contains("no such table: missing")
+        }
+        #expect(try TenantMigrator.version(on: connection) == 2)
+        // `extra` was made inside the failed migration's transaction and rolled back with it.
+        #expect(try connection.queryOne("SELECT 1 FROM sqlite_schema WHERE name = 'extra'") == nil)
+        #expect(connection.isAutocommit)
+    }
+
+    @Test func anEditedAppliedMigrationIsRefused() throws {
+        let connection = try Connection(path: ":memory:")
+        _ = try TenantMigrator.apply(Self.schema, on: connection, now: 0)
+        var edited = Self.schema
+        edited[0] = TenantMigration(
+            version: 1, name: "0001_items", sql: "CREATE TABLE items (id INTEGER PRIMARY KEY);", checksum: "other")
+        #expect {
+            try TenantMigrator.apply(edited, on: connection, now: 0)
+        } throws: { error in
+            guard case .historyMismatch(let message) = error as? TenantMigrator.Failure else { return false }
+            return message.contains("was edited")
+        }
+        // A list shorter than what the database applied: it is ahead of that schema.
+        #expect(throws: TenantMigrator.Failure.self) {
+            try TenantMigrator.apply(Array(Self.schema.prefix(1)), on: connection, now: 0)
+        }
+    }
+
+    @Test func aMigrationThatRollsItselfBackFails() throws {
+        let connection = try Connection(path: ":memory:")
+        let rolling = [Self.migration(1, "0001_rollback", "CREATE TABLE t (x); ROLLBACK;")]
+        #expect(throws: TenantMigrator.Failure.self) { try TenantMigrator.apply(rolling, on: connection, now: 0) }
+        #expect(try TenantMigrator.version(on: connection) == 0)
+        // ROLLBACK TO a savepoint is the migration's own business.
+        let partial = [
+            Self.migration(1, "0001_partial", "CREATE TABLE t (x); SAVEPOINT s; CREATE TABLE u (y); ROLLBACK TO s;")
+        ]
+        #expect(try TenantMigrator.apply(partial, on: connection, now: 0).version == 1)
+        #expect(try TenantMigrator.schema(of: connection).map(\.label) == ["table t"])
+    }
+
+    @Test func driftNamesWhatDiffersFromTheMigrations() throws {
+        let connection = try Connection(path: ":memory:")
+        _ = try TenantMigrator.apply(Self.schema, on: connection, now: 0)
+        try connection.execute("CREATE INDEX by_hand ON items (v)")
+        try connection.execute("DROP INDEX items_email")
+        let expected = try TenantMigrator.expectedSchema(of: Self.schema)
+        let drift = SchemaDrift(expected: expected, actual: try TenantMigrator.schema(of: connection))
+        #expect(drift.missing == ["index items_email"])
+        #expect(drift.unexpected == ["index by_hand"])
+        #expect(drift.changed.isEmpty)
+        #expect(SchemaDrift(expected: expected, actual: expected).isEmpty)
+    }
+
+    @Test func leadingWordsSkipCommentsAndWhitespace() {
+        #expect(SQLText.leadingWords("  -- note\n /* x */ begin immediate;", count: 2) == ["BEGIN", "IMMEDIATE"])
+        #expect(SQLText.leadingWords("ROLLBACK TO s", count: 2) == ["ROLLBACK", "TO"])
+        #expect(SQLText.leadingWords("end", count: 2) == ["END"])
+    }
+}
