@@ -9,8 +9,11 @@ extension ControlPlane {
     /// How long a rollout's lease lasts unrenewed: another instance takes the rollout over this long
     /// after its driver stopped renewing (killed, cut off).
     static let rolloutLeaseMs: Int64 = 30_000
-    /// Tasks read from the catalog at a time; their outcomes are recorded together.
-    static let rolloutPageSize = 500
+    /// Tasks read from the catalog at a time, their outcomes recorded together: sixteen per unit of
+    /// concurrency, 32 to 500, so progress shows (and a pause holds) within a page's time.
+    static func rolloutPageSize(concurrency: Int64) -> Int {
+        Int(min(500, max(32, concurrency * 16)))
+    }
 
     /// `…/groups/{group}/migrations`: the group's tenant schema and its rollouts.
     func addMigrationRoutes(_ routes: RouterGroup<BasicRequestContext>) {
@@ -105,7 +108,7 @@ extension ControlPlane {
                     return
                 }
                 let tasks = try await catalog.pendingTasks(
-                    of: rollout, canaryOnly: rollout.state == "canary", limit: Self.rolloutPageSize)
+                    of: rollout, canaryOnly: rollout.state == "canary", limit: Self.rolloutPageSize(concurrency: rollout.concurrency))
                 if !tasks.isEmpty {
                     let outcomes = await run(tasks, of: rollout, migrations: migrations, expected: expected)
                     try await catalog.record(outcomes, of: rollout)
