@@ -9,7 +9,7 @@ struct ShoalBench: AsyncParsableCommand {
         discussion: "Build in release mode: swift run -c release shoal-bench <benchmark>",
         subcommands: [
             LocalRead.self, ReplicaRead.self, Apply.self, RemoteRead.self, ClientRead.self, PoolBench.self,
-            Provision.self, ReplicaLag.self, PoolChurn.self, ChurnNode.self, NoisyNeighbour.self,
+            Provision.self, ReplicaLag.self, PoolChurn.self, ChurnNode.self, NoisyNeighbour.self, Migrate.self,
         ]
     )
 }

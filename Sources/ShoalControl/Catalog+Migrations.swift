@@ -164,7 +164,8 @@ extension Catalog {
                 try await transaction.queryOne(
                     "SELECT COUNT(*) FROM group_migrations WHERE group_id = $1", [.text(group.id)])?.integer(0) ?? 0
             guard count == Int64(existing.count) else {
-                throw ControlError.conflict("another migration was added to group \(name) meanwhile; add this one again")
+                throw ControlError.conflict(
+                    "another migration was added to group \(name) meanwhile; add this one again")
             }
             let now = self.now()
             do {
@@ -178,7 +179,8 @@ extension Catalog {
                         .text(checksum), .integer(now),
                     ])
             } catch CatalogStoreError.uniqueViolation {
-                throw ControlError.conflict("another migration was added to group \(name) meanwhile; add this one again")
+                throw ControlError.conflict(
+                    "another migration was added to group \(name) meanwhile; add this one again")
             }
             try await self.audit(
                 transaction, organization: organization.id, actor: principal, action: "migration.create",
@@ -239,7 +241,7 @@ extension Catalog {
                 let applied = atVersion.filter { $0.key >= version }.values.reduce(0, +)
                 let failed =
                     rollout.map { $0.targetVersion >= version }
-                    == true ? failedAtVersion.filter { $0.key < version }.values.reduce(0, +) : 0
+                        == true ? failedAtVersion.filter { $0.key < version }.values.reduce(0, +) : 0
                 migrations.append(
                     Platform.Migration(
                         version: version, name: try row.text(1), checksum: try row.text(2),
@@ -404,7 +406,8 @@ extension Catalog {
             let group = try await self.group(
                 name, of: try await self.organization(slug, for: principal, in: transaction), in: transaction)
             guard let rollout = try await self.latestRollout(ofGroup: group.id, in: transaction) else {
-                throw ControlError.notFound("group \(name) has no rollout; start one with `shoal migrate apply \(name)`")
+                throw ControlError.notFound(
+                    "group \(name) has no rollout; start one with `shoal migrate apply \(name)`")
             }
             return try await self.rolloutModel(rollout, in: transaction)
         }
@@ -432,7 +435,8 @@ extension Catalog {
             let organization = try await self.lockedOrganization(slug, for: principal, in: transaction)
             let group = try await self.group(name, of: organization, in: transaction)
             guard let rollout = try await self.latestRollout(ofGroup: group.id, in: transaction) else {
-                throw ControlError.notFound("group \(name) has no rollout; start one with `shoal migrate apply \(name)`")
+                throw ControlError.notFound(
+                    "group \(name) has no rollout; start one with `shoal migrate apply \(name)`")
             }
             let now = self.now()
             var state = rollout.state

@@ -52,7 +52,8 @@ extension ControlPlane {
             let principal = try await self.principal(request)
             let name = try Self.parameter(context, "action")
             guard let action = Catalog.RolloutAction(rawValue: name) else {
-                throw ControlError.notFound("a rollout can be paused, resumed, retried or skipped, not \(name.prefix(32))")
+                throw ControlError.notFound(
+                    "a rollout can be paused, resumed, retried or skipped, not \(name.prefix(32))")
             }
             let rollout = try await self.catalog.controlRollout(
                 organization: try Self.parameter(context, "org"), group: try Self.parameter(context, "group"),
@@ -99,8 +100,9 @@ extension ControlPlane {
             let expected = ExpectedSchemas(migrations: migrations)
             var rollout = leased
             while !Task.isCancelled {
-                guard let renewed = try await catalog.renewRolloutLease(
-                    rollout.id, owner: instanceID, leaseMs: Self.rolloutLeaseMs)
+                guard
+                    let renewed = try await catalog.renewRolloutLease(
+                        rollout.id, owner: instanceID, leaseMs: Self.rolloutLeaseMs)
                 else { return }
                 rollout = renewed
                 guard rollout.state == "canary" || rollout.state == "running" else {
@@ -108,7 +110,8 @@ extension ControlPlane {
                     return
                 }
                 let tasks = try await catalog.pendingTasks(
-                    of: rollout, canaryOnly: rollout.state == "canary", limit: Self.rolloutPageSize(concurrency: rollout.concurrency))
+                    of: rollout, canaryOnly: rollout.state == "canary",
+                    limit: Self.rolloutPageSize(concurrency: rollout.concurrency))
                 if !tasks.isEmpty {
                     let outcomes = await run(tasks, of: rollout, migrations: migrations, expected: expected)
                     try await catalog.record(outcomes, of: rollout)

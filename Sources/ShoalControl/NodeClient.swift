@@ -122,7 +122,8 @@ struct NodeClient: Sendable {
                 HTTPCall("POST", url, bearer: node.adminToken, body: body, timeout: migrationTimeout))
         } catch {
             return .failed(
-                version: nil, message: "node \(node.url) (\(node.location)) cannot be reached: \(error); retry once it is up")
+                version: nil,
+                message: "node \(node.url) (\(node.location)) cannot be reached: \(error); retry once it is up")
         }
         let decoded = try? JSONDecoder().decode(MigrationAnswer.self, from: answer.body)
         switch answer.status {

@@ -218,7 +218,9 @@ public struct ControlPlaneLink: Sendable {
         let url = configuration.controlURL.appendingPathComponent("v1/nodes/\(id)/groups/\(group)/schema")
         let answer = try await OutboundHTTP.send(
             HTTPCall("GET", url, bearer: credential.current, timeout: GroupSchemaLookup.questionTimeout))
-        guard answer.status == 200 else { throw LinkError.refused(answer.status, String(decoding: answer.body, as: UTF8.self)) }
+        guard answer.status == 200 else {
+            throw LinkError.refused(answer.status, String(decoding: answer.body, as: UTF8.self))
+        }
         return try JSONDecoder().decode(GroupSchema.self, from: answer.body)
     }
 

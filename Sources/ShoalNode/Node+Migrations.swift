@@ -111,21 +111,23 @@ final class GroupSchemaLookup: Sendable {
     static let questionTimeout: Duration = .seconds(2)
 
     private let current = Mutex<Source?>(nil)
-    private let answers = Mutex<[String: (at: ContinuousClock.Instant, schema: GroupSchema)]>([:])
+    /// Each group's last answer (nil: none yet) and when it was asked for.
+    private let answers = Mutex<[String: (at: ContinuousClock.Instant, schema: GroupSchema?)]>([:])
 
     func set(_ source: Source?) { current.withLock { $0 = source } }
 
     /// The group's schema: a fresh answer, else the control plane's, else the last one (nil when
-    /// there is no source or it never answered).
+    /// there is no source or it never answered). A question that failed is not asked again for
+    /// `lifetime`, so while the control plane is away opens wait for it once per group, not each.
     func schema(ofGroup id: String) async -> GroupSchema? {
         let now = ContinuousClock.now
         let known = answers.withLock { $0[id] }
         if let known, now - known.at < Self.lifetime { return known.schema }
         guard let source = current.withLock({ $0 }) else { return known?.schema }
         let asked = try? await withDeadline(Self.questionTimeout) { try? await source(id) }
-        guard let fetched = asked ?? nil else { return known?.schema }
-        answers.withLock { $0[id] = (now, fetched) }
-        return fetched
+        let answer = (asked ?? nil) ?? known?.schema
+        answers.withLock { $0[id] = (now, answer) }
+        return answer
     }
 }
 

@@ -87,6 +87,7 @@ public enum TenantMigrator {
         /// (an applied migration was edited, or the database belongs to another schema).
         case historyMismatch(String)
 
+        /// What failed, for people.
         public var description: String {
             switch self {
             case .failed(let version, let name, let error):

@@ -8,7 +8,7 @@ struct Shoal: AsyncParsableCommand {
         abstract: "Shoal: thousands of SQLite databases, one per tenant, replicated into your app.",
         subcommands: [
             DevCommand.self, ControlCommand.self, NodeCommand.self, AuthCommand.self, OrgCommand.self,
-            LocationCommand.self, GroupCommand.self, DatabaseCommand.self, DemoCommand.self,
+            LocationCommand.self, GroupCommand.self, DatabaseCommand.self, MigrateCommand.self, DemoCommand.self,
         ]
     )
 }

@@ -80,7 +80,9 @@ struct RolloutCrashTests {
         _ = try await control.waitForLine(prefix: "shoal control listening on ")
         var final: [String: Any] = [:]
         try await Self.waitUntil("the rollout's end", limit: .seconds(180)) {
-            final = (try await HTTP.send("GET", migrations + "/rollout", token: admin).json["rollout"] as? [String: Any]) ?? [:]
+            final =
+                (try await HTTP.send("GET", migrations + "/rollout", token: admin).json["rollout"] as? [String: Any])
+                ?? [:]
             return final["state"] as? String == "done"
         }
         #expect(final["done"] as? Int == count, "\(final)")

@@ -73,7 +73,9 @@ struct MigrationRolloutTests {
         return try #require(answer.json["jwt"] as? String, "\(answer.text)")
     }
 
-    static func rows(_ sql: String, in database: String, _ cluster: LiveCluster, token: String) async throws
+    static func rows(
+        _ sql: String, in database: String, _ cluster: LiveCluster, token: String
+    ) async throws
         -> [[Any]]
     {
         let answer = try await LiveCluster.execute(
@@ -93,8 +95,7 @@ struct MigrationRolloutTests {
     }
 
     /// The number a one-row, one-column query answers.
-    static func count(_ sql: String, in database: String, _ cluster: LiveCluster, token: String) async throws -> Int64
-    {
+    static func count(_ sql: String, in database: String, _ cluster: LiveCluster, token: String) async throws -> Int64 {
         let rows = try await rows(sql, in: database, cluster, token: token)
         return try #require(rows.first?.first.flatMap { integer($0) }, "\(sql) on \(database) answered \(rows)")
     }
@@ -138,7 +139,8 @@ struct MigrationRolloutTests {
                 // One full round of writes first, so every database is written to during the rollout.
                 try await Self.waitUntil("a first round of writes") { written.withLock { $0.allSatisfy { $0 > 0 } } }
                 let added = try await Self.addMigration(
-                    cluster, "0002_tag", "ALTER TABLE items ADD COLUMN tag TEXT; CREATE INDEX items_tag ON items (tag);")
+                    cluster, "0002_tag", "ALTER TABLE items ADD COLUMN tag TEXT; CREATE INDEX items_tag ON items (tag);"
+                )
                 #expect(added.status == 200, "\(added.text)")
                 let second = try await Self.apply(cluster, ["concurrency": 8])
                 stop.withLock { $0 = true }
@@ -151,8 +153,9 @@ struct MigrationRolloutTests {
             let counts = written.withLock { $0 }
             for index in stride(from: 0, to: count, by: 37) {
                 let name = names[index]
-                #expect(try await Self.count("SELECT count(*) FROM items", in: name, cluster, token: token)
-                    == Int64(counts[index]))
+                #expect(
+                    try await Self.count("SELECT count(*) FROM items", in: name, cluster, token: token)
+                        == Int64(counts[index]))
                 #expect(
                     try await Self.count(
                         "SELECT count(*) FROM _shoal_migrations WHERE version IN (1, 2)", in: name, cluster,
@@ -201,7 +204,9 @@ struct MigrationRolloutTests {
             #expect(done["failed"] as? Int == 0)
             #expect(done["done"] as? Int == 20)
             for name in chosen {
-                #expect(try await Self.count("SELECT count(*) FROM _shoal_migrations", in: name, cluster, token: token) == 1)
+                #expect(
+                    try await Self.count("SELECT count(*) FROM _shoal_migrations", in: name, cluster, token: token) == 1
+                )
             }
         }
     }
@@ -277,7 +282,9 @@ struct MigrationRolloutTests {
             let token = try await Self.groupToken(cluster)
             for name in ["mid-0", "mid-2", "late", "db-7"] {
                 #expect(try await Self.count("SELECT count(*) FROM t", in: name, cluster, token: token) == 0)
-                #expect(try await Self.count("SELECT max(version) FROM _shoal_migrations", in: name, cluster, token: token) == 1)
+                #expect(
+                    try await Self.count("SELECT max(version) FROM _shoal_migrations", in: name, cluster, token: token)
+                        == 1)
             }
             let database = try await cluster.call("GET", "/v1/organizations/acme/databases/mid-1").json["database"]
             #expect((database as? [String: Any])?["schema_version"] as? Int == 1)
@@ -306,7 +313,9 @@ struct MigrationRolloutTests {
             // The node is back: the first request opens the database at the released schema.
             let token = try await Self.groupToken(cluster)
             #expect(try await Self.count("SELECT count(*) FROM t", in: "away-0", cluster, token: token) == 0)
-            #expect(try await Self.count("SELECT count(*) FROM _shoal_migrations", in: "away-0", cluster, token: token) == 1)
+            #expect(
+                try await Self.count("SELECT count(*) FROM _shoal_migrations", in: "away-0", cluster, token: token) == 1
+            )
             // A tenant changes its schema by hand; retry finds the migration applied (once) and the drift.
             _ = try await Self.rows("CREATE INDEX by_hand ON t (x)", in: "away-1", cluster, token: token)
             // The record is the node's: a tenant may read it, not change it.
@@ -316,7 +325,9 @@ struct MigrationRolloutTests {
             #expect(try await cluster.call("POST", Self.migrations + "/rollout/retry").status == 200)
             let retried = try await Self.waitFor(cluster, ["done"])
             #expect(retried["failed"] as? Int == 0)
-            #expect(try await Self.count("SELECT count(*) FROM _shoal_migrations", in: "away-1", cluster, token: token) == 1)
+            #expect(
+                try await Self.count("SELECT count(*) FROM _shoal_migrations", in: "away-1", cluster, token: token) == 1
+            )
             let drifted = try await cluster.call("GET", "/v1/organizations/acme/databases/away-1").json["database"]
             let drift = (drifted as? [String: Any])?["schema_drift"] as? [String: Any]
             #expect(drift?["unexpected"] as? [String] == ["index by_hand"], "\(String(describing: drifted))")

@@ -30,9 +30,10 @@ import Testing
         let again = try TenantMigrator.apply(Self.schema, on: connection, now: 30)
         #expect(again == .init(version: 2, applied: []))
         let recorded = try connection.query("SELECT version, name, applied_at FROM _shoal_migrations ORDER BY version")
-        #expect(recorded.map { $0.values } == [
-            [.integer(1), .text("0001_items"), .integer(10)], [.integer(2), .text("0002_email"), .integer(20)],
-        ])
+        #expect(
+            recorded.map { $0.values } == [
+                [.integer(1), .text("0001_items"), .integer(10)], [.integer(2), .text("0002_email"), .integer(20)],
+            ])
         // The migration's own BEGIN/COMMIT ran inside the migrator's transaction: the column is there.
         try connection.execute("INSERT INTO items (v, email) VALUES ('a', 'a@example.com')")
         #expect(try TenantMigrator.schema(of: connection).map(\.label) == ["index items_email", "table items"])
@@ -40,9 +41,10 @@ import Testing
 
     @Test func aFailedMigrationLeavesNothingOfItselfAndKeepsThoseBefore() throws {
         let connection = try Connection(path: ":memory:")
-        let broken = Self.schema + [
-            Self.migration(3, "0003_broken", "CREATE TABLE extra (x); INSERT INTO missing VALUES (1);")
-        ]
+        let broken =
+            Self.schema + [
+                Self.migration(3, "0003_broken", "CREATE TABLE extra (x); INSERT INTO missing VALUES (1);")
+            ]
         #expect {
             try TenantMigrator.apply(broken, on: connection, now: 0)
         } throws: { error in
