@@ -475,9 +475,11 @@ extension Catalog {
     /// An organization's use is summed over its databases' rows when read, so that no report and
     /// no deletion contends for the organization's row.
     public func heartbeat(
-        node id: String, storage: [Platform.DatabaseStorage] = []
+        node id: String, storage: [Platform.DatabaseStorage] = [], schemaVersions: [Platform.SchemaVersionReport] = []
     ) async throws -> [Platform.StorageExceeded] {
-        guard storage.count <= Platform.HeartbeatRequest.maxStorageReports else {
+        guard storage.count <= Platform.HeartbeatRequest.maxStorageReports,
+            schemaVersions.count <= Platform.HeartbeatRequest.maxStorageReports
+        else {
             throw ControlError.unprocessable(
                 "a heartbeat carries at most \(Platform.HeartbeatRequest.maxStorageReports) storage reports; "
                     + "send the rest with the next one")
@@ -497,6 +499,15 @@ extension Catalog {
                 try await transaction.query(
                     "UPDATE databases SET stored_bytes = $1 WHERE id = $2 AND primary_node = $3 AND stored_bytes <> $1",
                     [.integer(report.bytes), .text(report.databaseID), .text(id)])
+            }
+            // A version only moves forward, and only the database's primary reports it.
+            for report in schemaVersions.sorted(by: { $0.databaseID < $1.databaseID })
+            where (0...Int64(Self.maxMigrations)).contains(report.schemaVersion) {
+                try await transaction.query(
+                    """
+                    UPDATE databases SET schema_version = $1
+                    WHERE id = $2 AND primary_node = $3 AND schema_version < $1
+                    """, [.integer(report.schemaVersion), .text(report.databaseID), .text(id)])
             }
             try await transaction.query(
                 "UPDATE nodes SET last_heartbeat_at = $1 WHERE id = $2", [.integer(now), .text(id)])

@@ -75,7 +75,8 @@ extension ControlPlane {
             // The policy goes only to a node that does not hold its current version (older nodes
             // send no body and always get it).
             let heartbeat = try await self.decodeIfPresent(Platform.HeartbeatRequest.self, from: request)
-            let exceeded = try await self.catalog.heartbeat(node: id, storage: heartbeat?.storage ?? [])
+            let exceeded = try await self.catalog.heartbeat(
+                node: id, storage: heartbeat?.storage ?? [], schemaVersions: heartbeat?.schemaVersions ?? [])
             let policy = try await self.catalog.tokenPolicy()
             let version = try Self.version(of: policy)
             return try Self.json(

@@ -470,19 +470,45 @@ public enum Platform {
         /// What the node's primaries take on disk now, for those that changed since the node last
         /// reported them (at most `maxStorageReports`); nil or empty when none did.
         public var storage: [DatabaseStorage]?
+        /// Tenant-schema versions primaries reached when they were brought up to date on opening
+        /// (at most `maxStorageReports`); nil or empty when none did since the last heartbeat.
+        public var schemaVersions: [SchemaVersionReport]?
 
         /// The most storage reports one heartbeat carries; a node with more sends the rest next time.
         public static let maxStorageReports = 2_000
 
         /// A heartbeat naming the policy version held and the storage that changed.
-        public init(policyVersion: String?, storage: [DatabaseStorage]? = nil) {
+        public init(
+            policyVersion: String?, storage: [DatabaseStorage]? = nil, schemaVersions: [SchemaVersionReport]? = nil
+        ) {
             self.policyVersion = policyVersion
             self.storage = storage
+            self.schemaVersions = schemaVersions
         }
 
         enum CodingKeys: String, CodingKey {
             case policyVersion = "policy_version"
             case storage
+            case schemaVersions = "schema_versions"
+        }
+    }
+
+    /// A primary's tenant-schema version after the node migrated it on opening.
+    public struct SchemaVersionReport: Codable, Sendable, Equatable, Hashable {
+        /// The database's id in the catalog.
+        public var databaseID: String
+        /// The version it is at.
+        public var schemaVersion: Int64
+
+        /// A report.
+        public init(databaseID: String, schemaVersion: Int64) {
+            self.databaseID = databaseID
+            self.schemaVersion = schemaVersion
+        }
+
+        enum CodingKeys: String, CodingKey {
+            case databaseID = "database_id"
+            case schemaVersion = "schema_version"
         }
     }
 

@@ -145,12 +145,14 @@ public struct ControlPlaneLink: Sendable {
                 if let current = registration {
                     let answer: Platform.HeartbeatAnswer
                     let storage = await store.storage.changes()
+                    let schemaVersions = store.schemaReports.due()
                     do {
                         answer = try await call(
                             Platform.HeartbeatAnswer.self, path: "v1/nodes/\(current.id)/heartbeat",
                             body: try WireJSON.encode(
                                 Platform.HeartbeatRequest(
-                                    policyVersion: policyVersion, storage: storage.isEmpty ? nil : storage)),
+                                    policyVersion: policyVersion, storage: storage.isEmpty ? nil : storage,
+                                    schemaVersions: schemaVersions.isEmpty ? nil : schemaVersions)),
                             bearer: credential.current)
                     } catch LinkError.refused(let status, _) where status == 401 || status == 403 {
                         // The credential was rotated (or is not this node's): register again.
@@ -158,6 +160,7 @@ public struct ControlPlaneLink: Sendable {
                         registration = nil
                         continue
                     }
+                    store.schemaReports.confirm(schemaVersions)
                     // A control plane that answers no list does not keep storage: the reports stay due.
                     if let exceeded = answer.storageExceeded {
                         store.storage.confirm(storage)

@@ -15,6 +15,8 @@ public final class DatabaseStore: Sendable {
     private let placements = PlacementLookup()
     /// Where a primary that opens learns its group's tenant schema.
     let schemas = GroupSchemaLookup()
+    /// Versions primaries reached on opening, not yet sent to the control plane.
+    let schemaReports = SchemaReports()
     /// The databases being deleted, and incarnations deleted lately.
     let deleted = DeletedDatabases()
     /// The primaries' sizes for the control plane, and the organizations over their storage quota.
@@ -41,6 +43,7 @@ public final class DatabaseStore: Sendable {
         let deleted = self.deleted
         let storage = self.storage
         let schemas = self.schemas
+        let schemaReports = self.schemaReports
         // What a deletion left in the trash when the node stopped before removing it.
         try? FileManager.default.removeItem(atPath: DatabaseStore.trashDirectory(in: dataDirectory))
         pool = ResourcePool(
@@ -84,7 +87,7 @@ public final class DatabaseStore: Sendable {
                         logger: logger, renewSyncToken: renew)
                 }
                 // Behind its group's released schema: brought up to date before its first statement.
-                await Self.bringUpToDate(database, schemas: schemas, logger: logger)
+                await Self.bringUpToDate(database, schemas: schemas, reports: schemaReports, logger: logger)
                 return database
             },
             close: { _, database in

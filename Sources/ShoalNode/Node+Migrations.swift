@@ -134,13 +134,16 @@ final class GroupSchemaLookup: Sendable {
 extension DatabaseStore {
     /// Brings a primary that just opened up to its group's released schema before its first
     /// statement. A failure is logged and the database serves as it is (at its last version).
-    static func bringUpToDate(_ database: HostedDatabase, schemas: GroupSchemaLookup, logger: Logger) async {
+    static func bringUpToDate(
+        _ database: HostedDatabase, schemas: GroupSchemaLookup, reports: SchemaReports, logger: Logger
+    ) async {
         guard case .primary = database.role, let groupID = database.settings.groupID,
             let schema = await schemas.schema(ofGroup: groupID), schema.schemaVersion > 0
         else { return }
         do {
             let (outcome, _) = try await database.migrate(schema.migrations, upTo: schema.schemaVersion)
             if !outcome.applied.isEmpty {
+                if let id = database.settings.databaseID { reports.record(databaseID: id, version: outcome.version) }
                 logger.info(
                     "database.migrated_on_open",
                     metadata: [
@@ -152,6 +155,33 @@ extension DatabaseStore {
             logger.warning(
                 "database.migrate_on_open.failed",
                 metadata: ["db.namespace": "\(database.namespace)", "error": "\(error)"])
+        }
+    }
+}
+
+/// Versions primaries reached on opening, for the control plane's catalog (sent with heartbeats).
+final class SchemaReports: Sendable {
+    private let pending = Mutex<[String: Int64]>([:])
+
+    func record(databaseID: String, version: Int64) {
+        pending.withLock { $0[databaseID] = max($0[databaseID] ?? 0, version) }
+    }
+
+    /// Up to `limit` reports not confirmed yet.
+    func due(limit: Int = Platform.HeartbeatRequest.maxStorageReports) -> [Platform.SchemaVersionReport] {
+        pending.withLock { pending in
+            pending.sorted { $0.key < $1.key }.prefix(limit).map {
+                Platform.SchemaVersionReport(databaseID: $0.key, schemaVersion: $0.value)
+            }
+        }
+    }
+
+    /// The control plane took these: forget them unless a later version came meanwhile.
+    func confirm(_ sent: [Platform.SchemaVersionReport]) {
+        pending.withLock { pending in
+            for report in sent where pending[report.databaseID] == report.schemaVersion {
+                pending[report.databaseID] = nil
+            }
         }
     }
 }

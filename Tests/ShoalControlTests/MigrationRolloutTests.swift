@@ -288,6 +288,11 @@ struct MigrationRolloutTests {
             }
             let database = try await cluster.call("GET", "/v1/organizations/acme/databases/mid-1").json["database"]
             #expect((database as? [String: Any])?["schema_version"] as? Int == 1)
+            // The one migrated on opening reaches the catalog with its node's next heartbeat.
+            try await Self.waitUntil("the late database's version in the catalog", limit: .seconds(30)) {
+                let late = try await cluster.call("GET", "/v1/organizations/acme/databases/late").json["database"]
+                return (late as? [String: Any])?["schema_version"] as? Int == 1
+            }
         }
     }
 
