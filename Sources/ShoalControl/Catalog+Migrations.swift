@@ -8,6 +8,9 @@ extension Catalog {
     static let maxMigrations = 1000
     /// The longest migration SQL accepted.
     static let maxMigrationSQLBytes = 256 << 10
+    /// The most SQL a group's migrations hold together (each migrate request carries them all, and
+    /// a node takes at most 16 MiB in a request).
+    static let maxSchemaSQLBytes = 8 << 20
     /// Rollout states in which the rollout still has work or waits for a decision.
     static let activeRolloutStates = ["canary", "approval", "soaking", "running", "paused", "stopped"]
     /// How long the control plane's own nodes may keep a group's schema version cached: a rollout is
@@ -141,6 +144,11 @@ extension Catalog {
             }
             return Platform.Migration(
                 version: same.version, name: same.name, checksum: same.checksum, createdAt: 0, sql: same.sql)
+        }
+        guard existing.reduce(migration.sql.utf8.count, { $0 + $1.sql.utf8.count }) <= Self.maxSchemaSQLBytes else {
+            throw ControlError.quotaExceeded(
+                "a group's migrations hold at most \(Self.maxSchemaSQLBytes >> 20) MiB of SQL together (every database "
+                    + "is sent them all)")
         }
         guard existing.count < Self.maxMigrations else {
             throw ControlError.quotaExceeded("a group's schema holds at most \(Self.maxMigrations) migrations")
@@ -469,24 +477,26 @@ extension Catalog {
                     throw ControlError.conflict("rollout \(rollout.id) has no failed databases to \(action.rawValue)")
                 }
                 if state == "stopped" || state == "done" {
-                    // Back to the phase it stopped in: the canary's failures stop it before the rest.
-                    let canaryLeft =
-                        try await transaction.queryOne(
-                            """
-                            SELECT COUNT(*) FROM rollout_tasks WHERE rollout_id = $1 AND canary = 1
-                            AND state = 'pending'
-                            """, [.text(rollout.id)])?.integer(0) ?? 0
-                    state = rollout.releasedAt == nil && canaryLeft > 0 ? "canary" : "running"
-                    if rollout.releasedAt == nil, state == "running" {
-                        try await self.enterMainPhase(rollout, in: transaction)
-                    }
+                    // Back to the phase it stopped in. Not released yet: back to the canary, which goes
+                    // to approval or its soak once its last task is done, never straight to the group.
+                    state = rollout.releasedAt == nil ? "canary" : "running"
                 }
             }
-            try await transaction.query(
+            // Only from the state read: a driver that moved the rollout meanwhile wins, and the
+            // caller is told to look again.
+            let changed = try await transaction.query(
                 """
                 UPDATE rollouts SET state = $1, paused_state = $2, updated_at = $3, finished_at = NULL
-                WHERE id = $4
-                """, [.text(state), pausedState.map { .text($0) } ?? .null, .integer(now), .text(rollout.id)])
+                WHERE id = $4 AND state = $5 RETURNING id
+                """,
+                [
+                    .text(state), pausedState.map { .text($0) } ?? .null, .integer(now), .text(rollout.id),
+                    .text(rollout.state),
+                ])
+            guard !changed.isEmpty else {
+                throw ControlError.conflict(
+                    "rollout \(rollout.id) moved on meanwhile; look at it again (`shoal migrate status \(name)`)")
+            }
             try await self.audit(
                 transaction, organization: organization.id, actor: principal, action: "migration.\(action.rawValue)",
                 target: "\(slug)/\(name)", detail: "rollout \(rollout.id): \(rollout.state) → \(state)")
@@ -597,25 +607,30 @@ extension Catalog {
         }
     }
 
-    /// Records what tasks came to, in one transaction: the tasks' states, and each database's
-    /// version and drift.
-    func record(_ outcomes: [TaskOutcome], of rollout: RolloutRecord) async throws {
-        guard !outcomes.isEmpty else { return }
+    /// Records what tasks came to, in one transaction: the tasks' states, and each migrated
+    /// database's version and drift; only while `owner` still holds the rollout's lease (false
+    /// when it lost it: another instance drives the rollout now, and nothing is recorded).
+    func record(_ outcomes: [TaskOutcome], of rollout: RolloutRecord, owner: String) async throws -> Bool {
+        guard !outcomes.isEmpty else { return true }
         let now = now()
         let encoder = WireJSON.encoder([.sortedKeys])
-        try await read { transaction in
+        return try await read { transaction in
+            let held = try await transaction.query(
+                "UPDATE rollouts SET lease_until = $1 WHERE id = $2 AND lease_owner = $3 RETURNING id",
+                [.integer(now + 30_000), .text(rollout.id), .text(owner)])
+            guard !held.isEmpty else { return false }
             for outcome in outcomes {
                 let state = outcome.gone ? "skipped" : outcome.error == nil ? "done" : "failed"
                 try await transaction.query(
                     """
                     UPDATE rollout_tasks SET state = $1, error = $2, attempts = attempts + 1, updated_at = $3
-                    WHERE rollout_id = $4 AND database_id = $5
+                    WHERE rollout_id = $4 AND database_id = $5 AND state = 'pending'
                     """,
                     [
                         .text(state), outcome.error.map { .text(String($0.prefix(2000))) } ?? .null, .integer(now),
                         .text(rollout.id), .text(outcome.databaseID),
                     ])
-                if let version = outcome.version {
+                if let version = outcome.version, outcome.error == nil {
                     let drift: CatalogValue =
                         try outcome.drift.map { .text(String(decoding: try encoder.encode($0), as: UTF8.self)) }
                         ?? .null
@@ -624,6 +639,7 @@ extension Catalog {
                         [.integer(version), drift, .text(outcome.databaseID)])
                 }
             }
+            return true
         }
     }
 

@@ -52,7 +52,8 @@ extension ControlPlane {
             settings.syncToken = try await self.catalog.replicaSyncToken(for: database, location: node.location)
             return try Self.json(settings)
         }
-        // A group's released tenant schema, for a node bringing a database up to date when it opens.
+        // A group's tenant schema and its released version, for a node bringing a database up to date
+        // when it opens (the whole list, so a database ahead of the release still checks out).
         routes.get(":id/groups/:group/schema") { request, context in
             let id = try Self.parameter(context, "id")
             try await self.requireCredential(of: id, request)
@@ -67,7 +68,7 @@ extension ControlPlane {
                 }
             }
             return try Self.json(
-                Answer(schemaVersion: version, migrations: Array(migrations.prefix(Int(version)))))
+                Answer(schemaVersion: version, migrations: migrations))
         }
         routes.post(":id/heartbeat") { request, context in
             let id = try Self.parameter(context, "id")

@@ -70,70 +70,72 @@ extension ControlPlane {
     /// records its own) and applies nothing twice.
     public func runRollouts(every interval: Duration = .milliseconds(500)) async {
         while !Task.isCancelled {
-            await driveRollouts()
-            try? await Task.sleep(for: interval)
+            // Straight on while there is work; a pause only when every rollout waits.
+            if await driveRollouts() == 0 { try? await Task.sleep(for: interval) }
         }
     }
 
-    /// One pass: drives every rollout this instance holds or can take until each waits (for
-    /// approval, a soak, a decision) or finishes. Returns how many it drove.
+    /// One pass: one page of tasks of every rollout this instance holds or can take (so a large
+    /// rollout never starves the others), and each moved on through its phases. Returns how many
+    /// rollouts had work.
     @discardableResult
     public func driveRollouts() async -> Int {
         do {
             let leased = try await catalog.leaseRollouts(owner: instanceID, leaseMs: Self.rolloutLeaseMs)
+            var worked = 0
             for rollout in leased {
                 guard !Task.isCancelled else { break }
-                await drive(rollout)
+                if await drivePage(of: rollout) { worked += 1 }
             }
-            return leased.count
+            return worked
         } catch {
             logger.warning("rollout.catalog_failed", metadata: ["error": "\(error)"])
             return 0
         }
     }
 
-    private func drive(_ leased: Catalog.RolloutRecord) async {
+    /// Sends one page of a rollout's pending tasks, records what they came to and moves the rollout
+    /// on; returns whether anything was done or moved.
+    private func drivePage(of leased: Catalog.RolloutRecord) async -> Bool {
         var metadata: Logger.Metadata = ["rollout.id": "\(leased.id)", "group.id": "\(leased.groupID)"]
         do {
-            let (_, all) = try await catalog.migrations(ofGroup: leased.groupID)
-            let migrations = Array(all.prefix(Int(leased.targetVersion)))
-            let expected = ExpectedSchemas(migrations: migrations)
-            var rollout = leased
-            while !Task.isCancelled {
-                guard
-                    let renewed = try await catalog.renewRolloutLease(
-                        rollout.id, owner: instanceID, leaseMs: Self.rolloutLeaseMs)
-                else { return }
-                rollout = renewed
-                guard rollout.state == "canary" || rollout.state == "running" else {
-                    if rollout.state == "soaking" { _ = try await catalog.advance(rollout) }
-                    return
-                }
-                let tasks = try await catalog.pendingTasks(
-                    of: rollout, canaryOnly: rollout.state == "canary",
-                    limit: Self.rolloutPageSize(concurrency: rollout.concurrency))
-                if !tasks.isEmpty {
-                    let outcomes = await run(tasks, of: rollout, migrations: migrations, expected: expected)
-                    try await catalog.record(outcomes, of: rollout)
-                    let failed = outcomes.filter { $0.error != nil }
-                    if !failed.isEmpty {
-                        metadata["rollout.failed"] = "\(failed.count)"
-                        logger.warning("rollout.tasks_failed", metadata: metadata)
-                    }
-                }
-                guard let after = try await catalog.advance(rollout) else { return }
-                if after.state != rollout.state {
-                    metadata["rollout.state"] = "\(after.state)"
-                    logger.info("rollout.state", metadata: metadata)
-                }
-                // Nothing was pending and nothing moved: it waits (for the schema cache to expire
-                // since the release, at most a few seconds), and the next pass looks again.
-                if tasks.isEmpty, after.state == rollout.state { return }
-                rollout = after
+            guard
+                let rollout = try await catalog.renewRolloutLease(
+                    leased.id, owner: instanceID, leaseMs: Self.rolloutLeaseMs)
+            else { return false }
+            guard rollout.state == "canary" || rollout.state == "running" else {
+                if rollout.state == "soaking" { return try await catalog.advance(rollout)?.state != rollout.state }
+                return false
             }
+            let tasks = try await catalog.pendingTasks(
+                of: rollout, canaryOnly: rollout.state == "canary",
+                limit: Self.rolloutPageSize(concurrency: rollout.concurrency))
+            if !tasks.isEmpty {
+                let (_, migrations) = try await catalog.migrations(ofGroup: rollout.groupID)
+                let expected = ExpectedSchemas(migrations: migrations)
+                let outcomes = await run(tasks, of: rollout, migrations: migrations, expected: expected)
+                guard try await catalog.record(outcomes, of: rollout, owner: instanceID) else {
+                    logger.warning("rollout.lease_lost", metadata: metadata)
+                    return false
+                }
+                let failed = outcomes.filter { $0.error != nil }
+                if !failed.isEmpty {
+                    metadata["rollout.failed"] = "\(failed.count)"
+                    logger.warning("rollout.tasks_failed", metadata: metadata)
+                }
+            }
+            guard let after = try await catalog.advance(rollout) else { return false }
+            if after.state != rollout.state {
+                metadata["rollout.state"] = "\(after.state)"
+                logger.info("rollout.state", metadata: metadata)
+            }
+            // Nothing pending and nothing moved: it waits (for the schema cache to expire since the
+            // release, at most a few seconds), and a later pass looks again.
+            return !tasks.isEmpty || after.state != rollout.state
         } catch {
             metadata["error"] = "\(error)"
             logger.warning("rollout.drive_failed", metadata: metadata)
+            return false
         }
     }
 
@@ -182,7 +184,8 @@ extension ControlPlane {
                             let index = next.take()
                             guard index < tasks.count else { break }
                             let outcome = await Self.migrate(
-                                tasks[index], migrations: migrations, expected: expected, nodes: nodes)
+                                tasks[index], migrations: migrations, upTo: rollout.targetVersion,
+                                expected: expected, nodes: nodes)
                             if outcome.error != nil, stopOnFailure { stop.set() }
                             done.append(outcome)
                         }
@@ -204,12 +207,13 @@ extension ControlPlane {
     }
 
     private static func migrate(
-        _ task: Catalog.RolloutTask, migrations: [TenantMigration], expected: ExpectedSchemas, nodes: NodeClient
+        _ task: Catalog.RolloutTask, migrations: [TenantMigration], upTo target: Int64, expected: ExpectedSchemas,
+        nodes: NodeClient
     ) async -> Catalog.TaskOutcome {
         guard let node = task.node else {
             return .init(databaseID: task.databaseID, version: nil, error: "no node", drift: nil)
         }
-        switch await nodes.migrate(task.namespace, migrations: migrations, on: node) {
+        switch await nodes.migrate(task.namespace, migrations: migrations, upTo: target, on: node) {
         case .migrated(let version, let schema):
             var drift: Platform.SchemaDrift?
             if let want = try? await expected.schema(at: version) {
@@ -240,7 +244,7 @@ final class ExpectedSchemas: Sendable {
 
     func schema(at version: Int64) async throws -> [SchemaEntry] {
         if let known = computed.withLock({ $0[version] }) { return known }
-        let prefix = Array(migrations.prefix(Int(version)))
+        let prefix = Array(migrations.prefix(Int(max(0, min(version, Int64(migrations.count))))))
         let schema = try await BlockingExecutor.shared.run { try TenantMigrator.expectedSchema(of: prefix) }
         computed.withLock { $0[version] = schema }
         return schema

@@ -101,7 +101,7 @@ struct NodeClient: Sendable {
 
     /// The node's answer to `POST …/migrate`.
     struct MigrationAnswer: Codable, Sendable {
-        let version: Int64
+        let version: Int64?
         let applied: [String]?
         let schema: [SchemaEntry]?
         let error: String?
@@ -110,11 +110,18 @@ struct NodeClient: Sendable {
     /// Applies the migrations a database lacks of `migrations` (the group's list from version 1) on
     /// its primary's node, under the database's write turn.
     func migrate(
-        _ namespace: String, migrations: [TenantMigration], on node: Catalog.NodeRecord
+        _ namespace: String, migrations: [TenantMigration], upTo target: Int64, on node: Catalog.NodeRecord
     ) async -> MigrationResult {
-        struct Body: Encodable { let migrations: [TenantMigration] }
+        struct Body: Encodable {
+            let migrations: [TenantMigration]
+            let targetVersion: Int64
+            enum CodingKeys: String, CodingKey {
+                case migrations
+                case targetVersion = "target_version"
+            }
+        }
         guard let url = URL(string: node.url + "/v1/namespaces/\(namespace)/migrate"),
-            let body = try? WireJSON.encoder().encode(Body(migrations: migrations))
+            let body = try? WireJSON.encoder().encode(Body(migrations: migrations, targetVersion: target))
         else { return .failed(version: nil, message: "node URL \(node.url) is not valid") }
         let answer: HTTPAnswer
         do {
@@ -128,8 +135,10 @@ struct NodeClient: Sendable {
         let decoded = try? JSONDecoder().decode(MigrationAnswer.self, from: answer.body)
         switch answer.status {
         case 200:
-            guard let decoded else { return .failed(version: nil, message: "node \(node.url) answered no valid JSON") }
-            return .migrated(version: decoded.version, schema: decoded.schema ?? [])
+            guard let decoded, let version = decoded.version else {
+                return .failed(version: nil, message: "node \(node.url) answered no valid JSON")
+            }
+            return .migrated(version: version, schema: decoded.schema ?? [])
         case 410:
             return .gone
         default:

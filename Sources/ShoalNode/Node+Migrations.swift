@@ -17,11 +17,19 @@ extension HostedDatabase {
     /// databases. Runs on the database's lane, on a sandboxed connection (the migration is tenant
     /// SQL). Returns what it did and the schema afterwards.
     func migrate(
-        _ migrations: [TenantMigration], upTo target: Int64? = nil
+        _ migrations: [TenantMigration], upTo target: Int64? = nil, timeLimit: Duration = migrationTimeLimit
     ) async throws -> (outcome: TenantMigrator.Outcome, schema: [SchemaEntry]) {
         let log = try log
+        // A migration writes: not to a database whose writes are blocked, or whose organization is
+        // over its storage quota.
+        if settings.blockWrites {
+            throw NodeError.conflict("writes to database \(namespace) are blocked by its operator; no migration ran")
+        }
+        if let exceeded = storage.exceeded(namespace.organization) {
+            throw NodeError.conflict("\(exceeded.refusal); no migration ran")
+        }
         let owner = WriterQueue.Owner()
-        let deadline = ContinuousClock.now.advanced(by: Self.migrationTimeLimit)
+        let deadline = ContinuousClock.now.advanced(by: timeLimit)
         guard await writers.acquire(owner, until: deadline) else {
             throw NodeError.unavailable(
                 "database \(namespace) kept its write turn (an open transaction) for \(Self.migrationTimeLimit); "
@@ -51,24 +59,32 @@ extension Node {
         routes.post("migrate") { request, context in
             try self.authorizeAdmin(request)
             let namespace = try Self.adminNamespace(context)
-            struct Body: Decodable { let migrations: [TenantMigration] }
+            struct Body: Decodable {
+                let migrations: [TenantMigration]
+                let targetVersion: Int64?
+                enum CodingKeys: String, CodingKey {
+                    case migrations
+                    case targetVersion = "target_version"
+                }
+            }
             let body = try await self.decode(Body.self, from: request)
             guard body.migrations.count <= 1000 else {
                 throw NodeError.badRequest("at most 1000 migrations are applied in one request")
             }
             struct Answer: Encodable {
-                let version: Int64
+                let version: Int64?
                 let applied: [String]?
                 let schema: [SchemaEntry]?
                 let error: String?
             }
             return try await self.store.withDatabase(namespace) { database in
                 do {
-                    let (outcome, schema) = try await database.migrate(body.migrations)
+                    let (outcome, schema) = try await database.migrate(body.migrations, upTo: body.targetVersion)
                     return try Self.json(
                         Answer(version: outcome.version, applied: outcome.applied, schema: schema, error: nil))
                 } catch let failure as TenantMigrator.Failure {
-                    var version: Int64 = 0
+                    // The version it stays at, when known: a mismatch leaves it unknown.
+                    var version: Int64?
                     if case .failed(let failed, _, _) = failure { version = failed - 1 }
                     var message = "\(failure)"
                     if case .failed(let failed, let name, let error) = failure {
@@ -114,7 +130,24 @@ final class GroupSchemaLookup: Sendable {
     /// Each group's last answer (nil: none yet) and when it was asked for.
     private let answers = Mutex<[String: (at: ContinuousClock.Instant, schema: GroupSchema?)]>([:])
 
+    /// Migrations on opening that failed lately (`namespace#version`), with when they may be tried again.
+    private let failures = Mutex<[String: ContinuousClock.Instant]>([:])
+    /// How long a migration that failed on opening is not tried again there.
+    static let failureBackoff: Duration = .seconds(300)
+
     func set(_ source: Source?) { current.withLock { $0 = source } }
+
+    func failed(_ attempt: String) {
+        failures.withLock { failures in
+            let now = ContinuousClock.now
+            if failures.count > 10_000 { failures = failures.filter { $0.value > now } }
+            failures[attempt] = now.advanced(by: Self.failureBackoff)
+        }
+    }
+
+    func failedLately(_ attempt: String) -> Bool {
+        failures.withLock { ($0[attempt] ?? .now) > .now }
+    }
 
     /// The group's schema: a fresh answer, else the control plane's, else the last one (nil when
     /// there is no source or it never answered). A question that failed is not asked again for
@@ -140,8 +173,14 @@ extension DatabaseStore {
         guard case .primary = database.role, let groupID = database.settings.groupID,
             let schema = await schemas.schema(ofGroup: groupID), schema.schemaVersion > 0
         else { return }
+        // A migration that failed here is not tried at every open: the rollout's retry, or the next
+        // release, tries again.
+        let attempt = "\(database.namespace)#\(schema.schemaVersion)"
+        guard !schemas.failedLately(attempt) else { return }
         do {
-            let (outcome, _) = try await database.migrate(schema.migrations, upTo: schema.schemaVersion)
+            let (outcome, _) = try await database.migrate(
+                schema.migrations, upTo: schema.schemaVersion,
+                timeLimit: database.configuration.statementTimeLimit)
             if !outcome.applied.isEmpty {
                 if let id = database.settings.databaseID { reports.record(databaseID: id, version: outcome.version) }
                 logger.info(
@@ -152,6 +191,7 @@ extension DatabaseStore {
                     ])
             }
         } catch {
+            schemas.failed(attempt)
             logger.warning(
                 "database.migrate_on_open.failed",
                 metadata: ["db.namespace": "\(database.namespace)", "error": "\(error)"])

@@ -105,16 +105,40 @@ public enum TenantMigrator {
         public let applied: [String]
     }
 
+    /// The table's definition as the migrator makes it; `sqlite_schema` keeps it as written.
+    static let tableSQL =
+        "CREATE TABLE \(table) (version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL, "
+        + "applied_at INTEGER NOT NULL)"
+
     /// The migrations `connection`'s database has recorded, in order (none if it never migrated).
+    /// Throws `historyMismatch` when the record is not the migrator's: a table of that name (in any
+    /// letter case) with another definition, anything else on it (a trigger, an index), or rows that
+    /// are not versions 1, 2, 3, … with a name and a checksum.
     public static func applied(on connection: Connection) throws -> [Applied] {
-        guard
-            try connection.queryOne(
-                "SELECT 1 FROM sqlite_schema WHERE type = 'table' AND name = '\(table)'") != nil
-        else { return [] }
-        return try connection.query("SELECT version, name, checksum FROM \(table) ORDER BY version").map { row in
-            Applied(
-                version: row[0].integerValue ?? 0, name: row[1].textValue ?? "", checksum: row[2].textValue ?? "")
+        let objects = try connection.query(
+            """
+            SELECT type, name, sql FROM main.sqlite_schema
+            WHERE name = '\(table)' COLLATE NOCASE OR tbl_name = '\(table)' COLLATE NOCASE
+            """)
+        guard !objects.isEmpty else { return [] }
+        guard objects.count == 1, objects[0][0].textValue == "table", objects[0][1].textValue == table,
+            objects[0][2].textValue == tableSQL
+        else {
+            throw Failure.historyMismatch(
+                "the database's \(table) is not the one the node keeps (it was made or changed by other SQL); "
+                    + "its migrations cannot be told apart, so none is applied")
         }
+        var applied: [Applied] = []
+        for row in try connection.query("SELECT version, name, checksum FROM main.\(table) ORDER BY version") {
+            guard let version = row[0].integerValue, version == Int64(applied.count + 1),
+                let name = row[1].textValue, let checksum = row[2].textValue
+            else {
+                throw Failure.historyMismatch(
+                    "the database's \(table) holds rows that are not migrations 1, 2, 3, … in order; none is applied")
+            }
+            applied.append(Applied(version: version, name: name, checksum: checksum))
+        }
+        return applied
     }
 
     /// The version `connection`'s database is at: its last applied migration's, 0 for none.
@@ -164,17 +188,28 @@ public enum TenantMigrator {
                 try connection.execute("BEGIN IMMEDIATE")
                 try run(migration.sql, on: connection)
                 try bookkeeping {
+                    // What the migration's SQL may have made of the table is checked again first; the
+                    // record is written with triggers off, so nothing of the tenant's runs with it.
+                    let recordedNow = try applied(on: connection)
+                    guard recordedNow.count == Int(migration.version - 1) else {
+                        throw Failure.historyMismatch(
+                            "migration \(migration.version) (\(migration.name)) changed \(table) itself")
+                    }
+                    if recordedNow.isEmpty,
+                        try connection.queryOne("SELECT 1 FROM main.sqlite_schema WHERE name = '\(table)'") == nil
+                    {
+                        try connection.execute(tableSQL)
+                    }
+                    let triggers = try connection.setConfig(.enableTrigger, false)
+                    defer { _ = try? connection.setConfig(.enableTrigger, triggers) }
                     try connection.execute(
-                        """
-                        CREATE TABLE IF NOT EXISTS \(table) (
-                            version INTEGER PRIMARY KEY, name TEXT NOT NULL, checksum TEXT NOT NULL,
-                            applied_at INTEGER NOT NULL)
-                        """)
-                    try connection.execute(
-                        "INSERT INTO \(table) (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
+                        "INSERT INTO main.\(table) (version, name, checksum, applied_at) VALUES (?, ?, ?, ?)",
                         [migration.version, migration.name, migration.checksum, now])
                 }
                 try connection.execute("COMMIT")
+            } catch let failure as Failure {
+                if !connection.isAutocommit { try? connection.execute("ROLLBACK") }
+                throw failure
             } catch {
                 if !connection.isAutocommit { try? connection.execute("ROLLBACK") }
                 let sqliteError =
@@ -215,7 +250,7 @@ public enum TenantMigrator {
     public static func schema(of connection: Connection) throws -> [SchemaEntry] {
         try connection.query(
             """
-            SELECT type, name, sql FROM sqlite_schema
+            SELECT type, name, sql FROM main.sqlite_schema
             WHERE name NOT LIKE 'sqlite\\_%' ESCAPE '\\' AND name != '\(table)' AND tbl_name != '\(table)'
             ORDER BY type, name
             """
@@ -232,18 +267,42 @@ public enum TenantMigrator {
     ) throws -> [SchemaEntry] {
         let connection = try Connection(path: ":memory:")
         try connection.setConfig(.enableLoadExtension, false)
+        try connection.setConfig(.enableFTS3Tokenizer, false)
         try connection.setConfig(.defensive, true)
         _ = try connection.setLimit(.attached, to: 0)
         _ = try connection.setLimit(.length, to: 16 << 20)
-        try connection.execute("PRAGMA temp_store = MEMORY")
-        try connection.execute("PRAGMA max_page_count = \(max(1, memoryBytes / 4096))")
+        let pages = max(1, memoryBytes / 4096)
+        try connection.execute("PRAGMA max_page_count = \(pages)")
+        try connection.execute("PRAGMA temp.max_page_count = \(pages)")
+        // Sorts and transient tables spill to temporary files, under the same budget.
         try connection.limitTemporaryFiles(toBytes: memoryBytes)
+        // Pragmas act on the whole process (heap limits, the temporary directory) or undo the caps
+        // above; migrations may use only those that describe or shape the schema.
+        try connection.setAuthorizer { action in
+            switch action.code {
+            case .pragma:
+                let name = (action.first ?? "").lowercased()
+                return dryRunPragmas.contains(name)
+                    ? .allow : .refuse("PRAGMA \(name) is not available in a migration")
+            case .attach, .detach:
+                return .refuse("ATTACH and DETACH are not available in a migration")
+            default:
+                return .allow
+            }
+        }
         try connection.setDeadline(ContinuousClock.now.advanced(by: timeLimit))
         _ = try apply(migrations, on: connection, now: 0)
         try connection.setDeadline(nil)
         return try schema(of: connection)
     }
 }
+
+/// The pragmas a migration's dry run lets through: they describe the schema or shape how it changes.
+let dryRunPragmas: Set<String> = [
+    "foreign_keys", "defer_foreign_keys", "foreign_key_check", "foreign_key_list", "legacy_alter_table",
+    "recursive_triggers", "table_info", "table_xinfo", "table_list", "index_list", "index_info", "index_xinfo",
+    "user_version", "application_id", "integrity_check", "quick_check", "collation_list", "function_list",
+]
 
 extension SQLText {
     /// The first `count` words of `sql`, upper-cased, after whitespace and comments.

@@ -340,6 +340,33 @@ struct MigrationRolloutTests {
         }
     }
 
+    @Test func aRecordPlantedByATenantFailsItsDatabaseAloneAndTheNodeStaysUp() async throws {
+        try await LiveCluster.with(.sqlite) { cluster in
+            try await cluster.makeGroup(organization: "acme", group: "default")
+            try await Self.createDatabases(cluster, ["planted", "plain"])
+            let token = try await Self.groupToken(cluster)
+            // The authorizer sees only a renamed table's old name; the migrator checks the result.
+            for sql in [
+                "CREATE TABLE x (version, name, checksum, applied_at)", "INSERT INTO x VALUES (0, 'a', 'b', 0)",
+                "ALTER TABLE x RENAME TO _shoal_migrations",
+            ] {
+                _ = try await Self.rows(sql, in: "planted", cluster, token: token)
+            }
+            for sql in ["CREATE VIEW _shoal_migrations AS SELECT 1", "CREATE TEMP TABLE _shoal_migrations (x)"] {
+                let refused = try await LiveCluster.execute(
+                    sql, at: cluster.nodes["fra"]!.url + "/db/acme/plain", token: token)
+                #expect(refused.pipelineFailed, "\(sql): \(refused.text)")
+            }
+            _ = try await Self.addMigration(cluster, "0001_t", "CREATE TABLE t (x)")
+            let done = try await Self.apply(cluster, ["continue_on_error": true], until: ["done"])
+            #expect(done["done"] as? Int == 1)
+            let failures = done["failures"] as? [[String: Any]] ?? []
+            #expect(failures.map { $0["database"] as? String } == ["planted"])
+            #expect((failures.first?["error"] as? String ?? "").contains("not the one the node keeps"), "\(failures)")
+            #expect(try await Self.count("SELECT count(*) FROM t", in: "plain", cluster, token: token) == 0)
+        }
+    }
+
     @Test func twoInstancesOnOneCatalogDriveEachRolloutOnce() async throws {
         try await LiveCluster.with(.postgresql) { cluster in
             try await cluster.makeGroup(organization: "acme", group: "default")

@@ -103,6 +103,47 @@ import Testing
         #expect(SchemaDrift(expected: expected, actual: expected).isEmpty)
     }
 
+    @Test func aRecordMadeByOtherSQLIsRefusedNotTrusted() throws {
+        // A table renamed into the record's name (the authorizer sees only the old name), with a row
+        // that is no migration: refused, never indexed.
+        let planted = try Connection(path: ":memory:")
+        try planted.execute("CREATE TABLE x (version, name, checksum, applied_at)")
+        try planted.execute("INSERT INTO x VALUES (0, 'a', 'b', 0)")
+        try planted.execute("ALTER TABLE x RENAME TO _Shoal_Migrations")
+        #expect(throws: TenantMigrator.Failure.self) { try TenantMigrator.apply(Self.schema, on: planted, now: 0) }
+        // The node's own table with a trigger on it, or rows out of order, are refused too.
+        let triggered = try Connection(path: ":memory:")
+        _ = try TenantMigrator.apply(Self.schema, upTo: 1, on: triggered, now: 0)
+        try triggered.execute(
+            "CREATE TRIGGER t AFTER INSERT ON _shoal_migrations BEGIN DELETE FROM _shoal_migrations; END")
+        #expect(throws: TenantMigrator.Failure.self) { try TenantMigrator.apply(Self.schema, on: triggered, now: 0) }
+        let gap = try Connection(path: ":memory:")
+        _ = try TenantMigrator.apply(Self.schema, upTo: 1, on: gap, now: 0)
+        try gap.execute("UPDATE _shoal_migrations SET version = 5")
+        #expect(throws: TenantMigrator.Failure.self) { try TenantMigrator.apply(Self.schema, on: gap, now: 0) }
+    }
+
+    @Test func theDryRunRefusesPragmasThatReachTheProcessAndFiles() throws {
+        for sql in [
+            "PRAGMA soft_heap_limit = 1;", "PRAGMA hard_heap_limit = 1;", "PRAGMA max_page_count = 2147483647;",
+            "ATTACH 'x.db' AS x;", "PRAGMA temp_store_directory = '/tmp';",
+        ] {
+            #expect(throws: TenantMigrator.Failure.self, "\(sql)") {
+                try TenantMigrator.expectedSchema(of: [Self.migration(1, "0001_x", sql)])
+            }
+        }
+        // A query that never ends stops at the time limit.
+        let endless = "WITH RECURSIVE c(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM c) SELECT count(*) FROM c;"
+        #expect(throws: TenantMigrator.Failure.self) {
+            try TenantMigrator.expectedSchema(
+                of: [Self.migration(1, "0001_loop", endless)], timeLimit: .milliseconds(200))
+        }
+        #expect(
+            try TenantMigrator.expectedSchema(of: [
+                Self.migration(1, "0001_fk", "PRAGMA foreign_keys = OFF; CREATE TABLE t (x);")
+            ]).map(\.label) == ["table t"])
+    }
+
     @Test func leadingWordsSkipCommentsAndWhitespace() {
         #expect(SQLText.leadingWords("  -- note\n /* x */ begin immediate;", count: 2) == ["BEGIN", "IMMEDIATE"])
         #expect(SQLText.leadingWords("ROLLBACK TO s", count: 2) == ["ROLLBACK", "TO"])
