@@ -84,7 +84,8 @@ struct Migrate: AsyncParsableCommand {
         let auth = ["Authorization": "Bearer \(admin)", "Content-Type": "application/json"]
         _ = try client.post(
             "/v1/plans/bench",
-            body: Array(#"{"databases":1000000,"groups":10,"locations_per_group":3,"storage_bytes":0}"#.utf8),
+            body: Array(
+                #"{"databases":1000000,"groups":10,"locations_per_group":3,"storage_bytes":1099511627776}"#.utf8),
             headers: auth, method: "PUT")
         _ = try client.post("/v1/organizations", body: Array(#"{"slug":"bench","plan":"bench"}"#.utf8), headers: auth)
         _ = try client.post(
