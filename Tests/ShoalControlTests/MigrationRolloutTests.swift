@@ -368,6 +368,30 @@ struct MigrationRolloutTests {
         }
     }
 
+    @Test func aGroupsSchemaGoesOnlyToANodeHoldingOneOfItsPrimariesWithItsOwnCredential() async throws {
+        try await LiveCluster.with(.sqlite, locations: ["fra", "ams"]) { cluster in
+            try await cluster.makeGroup(organization: "acme", group: "default", location: "fra")
+            try await Self.createDatabases(cluster, ["db-0"])
+            _ = try await Self.addMigration(cluster, "0001_t", "CREATE TABLE t (x)")
+            let groups = try await cluster.call("GET", "/v1/organizations/acme/groups/default").json
+            let groupID = try #require((groups["group"] as? [String: Any])?["uuid"] as? String, "\(groups)")
+            let fra = cluster.nodes["fra"]!
+            let ams = cluster.nodes["ams"]!
+            let path = { (node: String) in cluster.controlURL + "/v1/nodes/\(node)/groups/\(groupID)/schema" }
+            let own = try await LiveCluster.send("GET", path(fra.id), token: try fra.credential())
+            #expect(own.status == 200, "\(own.text)")
+            #expect((own.json["migrations"] as? [[String: Any]])?.count == 1)
+            // No token, an API token, another node's credential, and a node holding no primary of the group.
+            #expect(try await LiveCluster.send("GET", path(fra.id), token: nil).status == 401)
+            #expect(
+                [401, 403].contains(try await LiveCluster.send("GET", path(fra.id), token: cluster.adminToken).status))
+            #expect(
+                [401, 403].contains(try await LiveCluster.send("GET", path(fra.id), token: try ams.credential()).status)
+            )
+            #expect(try await LiveCluster.send("GET", path(ams.id), token: try ams.credential()).status == 404)
+        }
+    }
+
     @Test func twoInstancesOnOneCatalogDriveEachRolloutOnce() async throws {
         try await LiveCluster.with(.postgresql) { cluster in
             try await cluster.makeGroup(organization: "acme", group: "default")
