@@ -18,6 +18,7 @@ extension Node {
             try await self.cursor(request, context)
         }
         addSyncRoutes(routes)
+        addTursoSyncRoutes(routes)
     }
 
     /// `POST /v1/execute`: one statement on a fresh connection.

@@ -7,12 +7,12 @@ import Glibc
 ///
 /// `@unchecked Sendable`: the descriptor is immutable and only used with positional `pread` /
 /// `pwrite` / `fdatasync`, which the kernel makes safe from any thread; it closes once, in `deinit`.
-final class PosixFile: @unchecked Sendable {
+public final class PosixFile: @unchecked Sendable {
     let descriptor: Int32
     let path: String
 
     /// Opens `path` with `open(2)` flags; `mode` applies when creating.
-    init(path: String, flags: Int32, mode: mode_t = 0o644) throws {
+    public init(path: String, flags: Int32, mode: mode_t = 0o644) throws {
         let descriptor = Glibc.open(path, flags | O_CLOEXEC, mode)
         guard descriptor >= 0 else {
             throw ReplicationError.io("cannot open \(path): \(String(cString: strerror(errno)))")
@@ -26,7 +26,7 @@ final class PosixFile: @unchecked Sendable {
     }
 
     /// Whether a file exists at `path`.
-    static func exists(_ path: String) -> Bool {
+    public static func exists(_ path: String) -> Bool {
         access(path, F_OK) == 0
     }
 
@@ -55,7 +55,7 @@ final class PosixFile: @unchecked Sendable {
     }
 
     /// Reads exactly `count` bytes at `offset`, or fewer at end of file.
-    func read(count: Int, at offset: Int64) throws -> [UInt8] {
+    public func read(count: Int, at offset: Int64) throws -> [UInt8] {
         try [UInt8](unsafeUninitializedCapacity: count) { buffer, initialized in
             initialized = try read(into: UnsafeMutableRawBufferPointer(buffer), at: offset)
         }
@@ -75,7 +75,7 @@ final class PosixFile: @unchecked Sendable {
     }
 
     /// Writes all of `bytes` at `offset`.
-    func write(_ bytes: [UInt8], at offset: Int64) throws {
+    public func write(_ bytes: [UInt8], at offset: Int64) throws {
         try bytes.withUnsafeBytes { try write($0, at: offset) }
     }
 
@@ -87,7 +87,7 @@ final class PosixFile: @unchecked Sendable {
     }
 
     /// The file's size in bytes.
-    func size() throws -> Int64 {
+    public func size() throws -> Int64 {
         var status = stat()
         guard fstat(descriptor, &status) == 0 else {
             throw ReplicationError.io("fstat of \(path) failed: \(String(cString: strerror(errno)))")
@@ -96,7 +96,7 @@ final class PosixFile: @unchecked Sendable {
     }
 
     /// Truncates or extends the file.
-    func truncate(to size: Int64) throws {
+    public func truncate(to size: Int64) throws {
         guard ftruncate(descriptor, off_t(size)) == 0 else {
             throw ReplicationError.io("truncate of \(path) failed: \(String(cString: strerror(errno)))")
         }
