@@ -12,6 +12,7 @@ final class NodeMetrics: Sendable {
     /// The kinds of route requests are counted under.
     enum Route: String, CaseIterable, Sendable {
         case pipeline, cursor, v1, sync, export, info, admin, probe, other
+        case pullUpdates = "pull_updates"
 
         init(path: String) {
             if path.hasSuffix("/pipeline") {
@@ -22,6 +23,8 @@ final class NodeMetrics: Sendable {
                 self = .v1
             } else if path.contains("/sync/") {
                 self = .sync
+            } else if path.hasSuffix("/pull-updates") {
+                self = .pullUpdates
             } else if path.contains("/export/") {
                 self = .export
             } else if path.hasSuffix("/info") {

@@ -19,11 +19,11 @@ import Testing
     @Test func requestsForRoutesTheNodeDoesNotServeAreLogged() async throws {
         let logs = CapturedLogs()
         try await LiveNode.with(logs: logs) { (node: LiveNode) async throws in
-            #expect(try await node.request("POST", "/pull-updates", body: "").status == 404)
+            #expect(try await node.request("POST", "/push-changes", body: "").status == 404)
             #expect(try await node.request("GET", "/health").status == 200)
             let unrouted = logs.entries.filter { $0.message == "request.unrouted" }
             #expect(unrouted.count == 1)
-            #expect(unrouted.first?.metadata["url.path"] == "/pull-updates")
+            #expect(unrouted.first?.metadata["url.path"] == "/push-changes")
             #expect(unrouted.first?.metadata["http.method"] == "POST")
         }
     }

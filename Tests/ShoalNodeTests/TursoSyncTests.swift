@@ -135,6 +135,8 @@ struct PulledDatabase {
                 fresh.apply(answer)
                 #expect(try fresh.query("SELECT count(*) FROM t", scratch: node.dataDirectory) == [[.integer(2000)]])
             }
+            let metrics = try await node.request("GET", "/metrics").body
+            #expect(metrics.contains(#"shoal_node_requests_total{route="pull_updates",status="2xx"} 6"#))
         }
     }
 
