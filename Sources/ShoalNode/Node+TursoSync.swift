@@ -32,7 +32,7 @@ extension Node {
         let answerPull = { (database: HostedDatabase) async throws -> PullAnswer in
             try Self.refuseIfBlocked(database)
             try self.checkRegion(grant, database)
-            return try await self.pullAnswer(database, since: since)
+            return try await self.pullAnswer(database, since: since, holder: grant.holder(for: namespace))
         }
         var answer = try await store.withDatabase(namespace, answerPull)
         if wait > 0, answer.pages == nil, since != nil {
@@ -77,7 +77,7 @@ extension Node {
 
     /// The pages a client at `since` needs to reach the newest revision, written to a scratch file
     /// (unlinked at once, so nothing is left behind whatever happens to the request).
-    func pullAnswer(_ database: HostedDatabase, since: TursoRevision?) async throws -> PullAnswer {
+    func pullAnswer(_ database: HostedDatabase, since: TursoRevision?, holder: String) async throws -> PullAnswer {
         var attempts = 0
         while true {
             attempts += 1
@@ -97,7 +97,7 @@ extension Node {
                         return answer
                     }
                 }
-                return try await snapshot(database, generation: current.generation)
+                return try await snapshot(database, generation: current.generation, holder: holder)
             } catch let error as NodeError where error.code == .gone {
                 // The generation rolled while the answer was made: make it again.
                 if attempts < 3 { continue }
@@ -123,16 +123,23 @@ extension Node {
         return try database.log.position
     }
 
-    /// The size in pages of a generation's base.
+    /// The size in pages of a generation's base, from its file's size (nothing is copied).
     func baseSize(_ database: HostedDatabase, _ generation: UInt64) async throws -> UInt64 {
-        let scratch = try PageScratch(directory: configuration.dataDirectory + "/tmp")
-        try await copyBase(database, generation: generation, into: scratch)
-        return try await BlockingWork.run { UInt64(try scratch.file.size()) / UInt64(WALFormat.pageSize) }
+        let path: String
+        if let copy = database.replica {
+            path = try copy.archive.exportBase(generation: generation, applied: copy.position)
+        } else {
+            path = try database.log.databasePath
+        }
+        let size = try FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber
+        return (size?.uint64Value ?? 0) / UInt64(WALFormat.pageSize)
     }
 
     /// Every page of the newest revision: the generation's base with its frames laid over it.
-    func snapshot(_ database: HostedDatabase, generation: UInt64) async throws -> PullAnswer {
-        let scratch = try PageScratch(directory: configuration.dataDirectory + "/tmp")
+    func snapshot(_ database: HostedDatabase, generation: UInt64, holder: String) async throws -> PullAnswer {
+        // Counted until the answer is sent or dropped (the scratch file holds the ticket).
+        let ticket = try snapshots.admit(holder: holder, organization: database.namespace.organization)
+        let scratch = try PageScratch(directory: configuration.dataDirectory + "/tmp", holding: ticket)
         try await copyBase(database, generation: generation, into: scratch)
         var databasePages = try await BlockingWork.run {
             UInt64(try scratch.file.size()) / UInt64(WALFormat.pageSize)
@@ -361,11 +368,14 @@ enum PulledPages: Sendable {
     }
 }
 
-/// A scratch file for pages, removed from its directory as soon as it is open.
+/// A scratch file for pages, removed from its directory as soon as it is open; it holds its
+/// admission ticket, if any, for as long as it lives.
 final class PageScratch: Sendable {
     let file: PosixFile
+    private let ticket: AdmissionTicket?
 
-    init(directory: String) throws {
+    init(directory: String, holding ticket: AdmissionTicket? = nil) throws {
+        self.ticket = ticket
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let path = directory + "/pull-\(UUID().uuidString)"
         file = try PosixFile(path: path, flags: O_RDWR | O_CREAT | O_EXCL, mode: 0o600)

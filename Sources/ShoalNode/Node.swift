@@ -18,6 +18,8 @@ public final class Node: Sendable {
     let streams: StreamRegistry
     /// The `/sync?wait_ms=` long-polls waiting now, by token and organization (capped).
     let longPolls: AdmissionLedger
+    /// Whole-database Turso Sync answers being built or sent.
+    let snapshots: AdmissionLedger
     let metrics = NodeMetrics()
     let logger: Logger
     /// The version string `GET /version` reports.
@@ -34,6 +36,10 @@ public final class Node: Sendable {
         longPolls = AdmissionLedger(
             what: "waiting /sync long-polls", remedy: "poll again after Retry-After, or without wait_ms",
             limits: configuration.longPollLimits)
+        snapshots = AdmissionLedger(
+            what: "whole-database /pull-updates answers",
+            remedy: "pull again after Retry-After; a client that keeps its revision gets only the changed pages",
+            limits: configuration.snapshotLimits)
     }
 
     /// The node's routes.

@@ -58,6 +58,10 @@ public struct NodeConfiguration: Sendable {
     /// The most `/sync?wait_ms=` long-polls waiting at once per token, per organization and on the
     /// node; past a cap a long-poll is refused with 429 and `Retry-After`.
     public var longPollLimits = AdmissionLimits(perToken: 50, perOrganization: 200, perNode: 2_000)
+    /// The most whole-database `/pull-updates` answers (Turso Sync bootstraps) being built or sent at
+    /// once per token, per organization and on the node; each holds a database-sized scratch file.
+    /// Past a cap a bootstrap is refused with 429 and `Retry-After`.
+    public var snapshotLimits = AdmissionLimits(perToken: 2, perOrganization: 8, perNode: 32)
     /// How long a request waits for room when every open database is in use (`maxOpenDatabases`
     /// all leased) before it is answered 503 with `Retry-After`.
     public var databaseWaitTimeout: Duration = .milliseconds(500)

@@ -107,6 +107,12 @@ struct NodeCommand: AsyncParsableCommand {
         help: "The most /sync long-polls waiting at once per token, per organization and on the node (TOKEN,ORG,NODE).")
     var longPollLimits = "50,200,2000"
 
+    @Option(
+        help:
+            "The most whole-database Turso Sync answers (/pull-updates bootstraps) at once per token, per organization and on the node (TOKEN,ORG,NODE)."
+    )
+    var snapshotLimits = "2,8,32"
+
     /// Three positive caps `TOKEN,ORG,NODE`, or a validation error naming the option.
     static func admissionLimits(_ text: String, option: String) throws -> NodeConfiguration.AdmissionLimits {
         let numbers = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -167,6 +173,7 @@ struct NodeCommand: AsyncParsableCommand {
         }
         _ = try Self.admissionLimits(streamLimits, option: "stream-limits")
         _ = try Self.admissionLimits(longPollLimits, option: "long-poll-limits")
+        _ = try Self.admissionLimits(snapshotLimits, option: "snapshot-limits")
     }
 
     /// The registration token from `--registration-token` or `SHOAL_NODE_REGISTRATION_TOKEN`.
@@ -244,6 +251,7 @@ struct NodeCommand: AsyncParsableCommand {
         nodeConfiguration.requestTimeLimit = .milliseconds(Int64(requestTimeLimitSeconds * 1000))
         nodeConfiguration.streamLimits = try Self.admissionLimits(streamLimits, option: "stream-limits")
         nodeConfiguration.longPollLimits = try Self.admissionLimits(longPollLimits, option: "long-poll-limits")
+        nodeConfiguration.snapshotLimits = try Self.admissionLimits(snapshotLimits, option: "snapshot-limits")
         let node = try Node(configuration: nodeConfiguration, logger: logger)
         let givenKeys = try self.givenKeys()
         let revoked = Set(revokedJti)

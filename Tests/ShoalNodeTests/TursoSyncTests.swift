@@ -190,6 +190,33 @@ struct PulledDatabase {
         }
     }
 
+    @Test func wholeDatabaseAnswersAreCappedAndGiveTheirPlaceBack() async throws {
+        try await LiveNode.with({
+            $0.createOnFirstUse = true
+            $0.snapshotLimits = .init(perToken: 5, perOrganization: 1, perNode: 5)
+        }) { node in
+            try await Self.run(node, "CREATE TABLE t (x); INSERT INTO t VALUES (1)")
+            // The organization's one place is taken, as by a bootstrap still being sent.
+            let held = try node.node.snapshots.admit(holder: "someone-else", organization: "acme")
+            let refused = try await Self.pull(node)
+            #expect(refused.status == 429)
+            #expect(refused.headers["retry-after"] == "1")
+            #expect(String(decoding: refused.body, as: UTF8.self).contains("whole-database /pull-updates answers"))
+            held.release()
+            let first = try await Self.pull(node)
+            #expect(first.status == 200)
+            let revision = try PulledDatabase.decode(first.body).header.serverRevision
+            // The place went back when the answer was sent.
+            #expect(node.node.snapshots.total == 0)
+            // A client that is current needs no whole answer: not refused while the place is taken.
+            let again = try node.node.snapshots.admit(holder: "someone-else", organization: "acme")
+            let current = try await Self.pull(node, since: revision)
+            #expect(current.status == 200)
+            #expect(try PulledDatabase.decode(current.body).pages.isEmpty)
+            again.release()
+        }
+    }
+
     @Test func requestsShoalDoesNotServeAreRefusedWithTheReason() async throws {
         try await LiveNode.with({ $0.createOnFirstUse = true }) { node in
             try await Self.run(node, "CREATE TABLE t (x)")
