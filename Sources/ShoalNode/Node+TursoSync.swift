@@ -98,17 +98,20 @@ extension Node {
                     }
                 }
                 return try await snapshot(database, generation: current.generation, holder: holder)
-            } catch let error as NodeError where error.code == .gone {
+            } catch let error where Self.isGenerationGone(error) {
                 // The generation rolled while the answer was made: make it again.
-                if attempts < 3 { continue }
-                throw NodeError.unavailable(
-                    "the database's log moved on while its pages were read; try again", retryAfter: 1)
-            } catch let error as ReplicationError where error == .kindGenerationGone {
                 if attempts < 3 { continue }
                 throw NodeError.unavailable(
                     "the database's log moved on while its pages were read; try again", retryAfter: 1)
             }
         }
+    }
+
+    /// A generation no longer kept, as the log reports it or as `readingLog` turned it into 410.
+    static func isGenerationGone(_ error: any Error) -> Bool {
+        if let error = error as? NodeError { return error.code == .gone }
+        if let error = error as? ReplicationError { return error == .kindGenerationGone }
+        return false
     }
 
     /// Where a database's log stands (on a replica, what it applied).
@@ -249,7 +252,7 @@ extension Node {
         var header = Shoal_Tursosync_PullUpdatesHeader()
         header.serverRevision = answer.revision.description
         header.rawEncoding = Shoal_Tursosync_RawPageEncoding()
-        header.dbSize = answer.databasePages ?? 0
+        header.dbSize = answer.databasePages
         let headerBytes = try Self.delimited(header)
         let headers: HTTPFields = [
             .contentType: "application/protobuf",
@@ -259,7 +262,7 @@ extension Node {
             // Nothing new. `db_size` is what the client has; it applies nothing either way.
             return Response(status: .ok, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: headerBytes)))
         }
-        let count = pages.count(databasePages: answer.databasePages ?? 0)
+        let count = pages.count(databasePages: answer.databasePages)
         return Response(
             status: .ok, headers: headers,
             body: ResponseBody { writer in
@@ -332,8 +335,8 @@ struct TursoRevision: Sendable, Equatable, CustomStringConvertible {
 struct PullAnswer: Sendable {
     /// The revision the client reaches by applying the pages.
     let revision: TursoRevision
-    /// The database's size in pages at that revision (nil: unchanged since the client's).
-    let databasePages: UInt64?
+    /// The database's size in pages at that revision.
+    let databasePages: UInt64
     /// The pages, or nil when nothing changed.
     let pages: PulledPages?
     /// Waits for the log to move past the revision (the long-poll).
