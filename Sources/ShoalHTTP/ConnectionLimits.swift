@@ -71,4 +71,14 @@ public struct ConnectionLimits: Sendable, Equatable {
         try pipeline.addHandler(RequestDeadlineHandler.ByteWatcher(deadlines), position: .first)
         try pipeline.addHandler(WriteStallHandler(timeout: writeStallTimeout, onDeadline: onDeadline), position: .first)
     }
+
+    /// Removes the header and body deadlines from a connection that stops speaking HTTP/1 (a
+    /// WebSocket upgrade, while its upgrade request is handled), keeping the write-stall deadline.
+    /// Call it on the channel's event loop.
+    public static func removeRequestDeadlines(from channel: any Channel) throws {
+        let pipeline = channel.pipeline.syncOperations
+        pipeline.removeHandler(
+            context: try pipeline.context(handlerType: RequestDeadlineHandler.ByteWatcher.self), promise: nil)
+        pipeline.removeHandler(context: try pipeline.context(handlerType: RequestDeadlineHandler.self), promise: nil)
+    }
 }

@@ -5,7 +5,7 @@ import NIOHTTP1
 /// `ConnectionLimits` and `RequestDeadlines`). It sits right after NIO's HTTP/1 request decoder, so
 /// it sees each head and end as soon as they are decoded; its `ByteWatcher`, at the front of the
 /// pipeline, tells it when the first byte of a later request arrives.
-final class RequestDeadlineHandler: ChannelInboundHandler {
+final class RequestDeadlineHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = HTTPServerRequestPart
     typealias InboundOut = HTTPServerRequestPart
 
@@ -81,7 +81,7 @@ final class RequestDeadlineHandler: ChannelInboundHandler {
 
     /// Reports every read from the socket to its `RequestDeadlineHandler`, then passes it on
     /// unchanged; the first handler of the pipeline.
-    final class ByteWatcher: ChannelInboundHandler {
+    final class ByteWatcher: ChannelInboundHandler, RemovableChannelHandler {
         typealias InboundIn = ByteBuffer
         typealias InboundOut = ByteBuffer
 

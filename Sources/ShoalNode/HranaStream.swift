@@ -201,6 +201,8 @@ final class StreamRegistry: Sendable {
     private struct Parked {
         let stream: HranaStream
         let since: ContinuousClock.Instant
+        /// Never expired as idle (a WebSocket's stream: its connection closes it).
+        var pinned = false
     }
 
     private struct State {
@@ -247,16 +249,17 @@ final class StreamRegistry: Sendable {
         }
     }
 
-    /// Parks a stream until its next request and returns the baton for it.
-    func park(_ stream: HranaStream) -> String {
+    /// Parks a stream until its next request and returns the baton for it; a `pinned` one does
+    /// not expire when idle.
+    func park(_ stream: HranaStream, pinned: Bool = false) -> String {
         let baton = Self.newBaton()
-        park(stream, baton: baton)
+        park(stream, baton: baton, pinned: pinned)
         return baton
     }
 
     /// Parks a stream under a baton made by `newBaton()`.
-    func park(_ stream: HranaStream, baton: String) {
-        state.withLock { $0.parked[baton] = Parked(stream: stream, since: .now) }
+    func park(_ stream: HranaStream, baton: String, pinned: Bool = false) {
+        state.withLock { $0.parked[baton] = Parked(stream: stream, since: .now, pinned: pinned) }
     }
 
     /// A fresh baton: 24 random bytes, URL-safe base64.
@@ -300,7 +303,7 @@ final class StreamRegistry: Sendable {
     func expire(now: ContinuousClock.Instant = .now) -> [HranaStream] {
         state.withLock { state in
             var expired: [HranaStream] = []
-            for (baton, parked) in state.parked where now - parked.since >= idleTimeout {
+            for (baton, parked) in state.parked where !parked.pinned && now - parked.since >= idleTimeout {
                 state.parked[baton] = nil
                 state.expired[baton] = now
                 expired.append(parked.stream)

@@ -245,16 +245,27 @@ extension Node {
     func pipeline(_ request: Request, _ context: BasicRequestContext, version: Int) async throws -> Response {
         let namespace = try self.namespace(request, context)
         let grant = try await self.grant(request, namespace)
-        let access = grant.access
         let bytes = try await self.body(of: request)
+        return try await pipeline(
+            namespace, grant: grant, authorization: request.headers[.authorization], body: bytes, version: version)
+    }
+
+    /// Runs a pipeline body (`/v2|v3/pipeline`, and each request on a Hrana WebSocket's stream) for
+    /// a caller `grant` admits. A `pinned` stream is parked without the idle expiry: a WebSocket's
+    /// stream lives as long as its connection, which closes it.
+    func pipeline(
+        _ namespace: Namespace, grant: Grant, authorization: String?, body bytes: [UInt8], version: Int,
+        pinned: Bool = false
+    ) async throws -> Response {
+        let access = grant.access
         let body = try decode(Hrana.PipelineRequest.self, from: bytes)
         let stream = try await self.stream(baton: body.baton, namespace: namespace, grant: grant)
         let requests = body.requests
         if let copy = stream.lease.resource.replica {
             do {
                 return try await replicaPipeline(
-                    request, stream: stream, copy: copy, requests: requests, body: bytes, version: version,
-                    access: access)
+                    authorization: authorization, stream: stream, copy: copy, requests: requests, body: bytes,
+                    version: version, access: access, pinned: pinned)
             } catch {
                 await close(stream)
                 throw error
@@ -285,7 +296,7 @@ extension Node {
         if outcome.closed {
             await finish(stream)
         } else {
-            streams.park(stream, baton: baton)
+            streams.park(stream, baton: baton, pinned: pinned)
         }
         var response = outcome.response
         response.headers[HTTPField.Name("x-shoal-frame")!] = "\(position.generation)/\(position.frame)"

@@ -140,11 +140,11 @@ extension Node {
     /// primary; from there on the rest of the pipeline goes to the primary's stream, and so does
     /// every later request until that stream is back in autocommit.
     func replicaPipeline(
-        _ request: Request, stream: HranaStream, copy: ReplicaCopy, requests: [Hrana.StreamRequest],
-        body: [UInt8], version: Int, access: Access
+        authorization: String?, stream: HranaStream, copy: ReplicaCopy, requests: [Hrana.StreamRequest],
+        body: [UInt8], version: Int, access: Access, pinned: Bool
     ) async throws -> Response {
         guard let state = stream.forwarding else { throw NodeError.badRequest("the stream is not a replica stream") }
-        state.authorization = request.headers[.authorization]
+        state.authorization = authorization
         var local: [Hrana.StreamResult] = []
         var next = 0
         var closed = false
@@ -181,7 +181,7 @@ extension Node {
         }
         guard next < requests.count, !closed else {
             if closed { await closePrimaryStream(state, copy: copy) }
-            return try await finishReplicaStream(stream, closed: closed, results: local)
+            return try await finishReplicaStream(stream, closed: closed, results: local, pinned: pinned)
         }
 
         // The rest goes to the primary, byte for byte.
@@ -221,7 +221,7 @@ extension Node {
         }
         let relayedResults = results.dropFirst(prefix.count).prefix(rest.count).map { Array(bytes[$0]) }
         var response = try await finishReplicaStream(
-            stream, closed: endsWithClose, results: local, forwarded: relayedResults)
+            stream, closed: endsWithClose, results: local, forwarded: relayedResults, pinned: pinned)
         await readYourWrites(answer, copy: copy, response: &response)
         return response
     }
@@ -260,13 +260,14 @@ extension Node {
     /// Parks (or ends) a replica stream and writes the answer: local results encoded here, the
     /// primary's results as it sent them.
     func finishReplicaStream(
-        _ stream: HranaStream, closed: Bool, results: [Hrana.StreamResult], forwarded: [[UInt8]] = []
+        _ stream: HranaStream, closed: Bool, results: [Hrana.StreamResult], forwarded: [[UInt8]] = [],
+        pinned: Bool = false
     ) async throws -> Response {
         var baton: String?
         if closed {
             await finish(stream)
         } else {
-            baton = streams.park(stream)
+            baton = streams.park(stream, pinned: pinned)
         }
         guard !forwarded.isEmpty else { return try Self.json(Hrana.PipelineResponse(baton: baton, results: results)) }
         let encoder = WireJSON.encoder()

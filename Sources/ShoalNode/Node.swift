@@ -89,7 +89,10 @@ public final class Node: Sendable {
         let limits = configuration.connectionLimits
         return Application(
             router: router(),
-            server: LimitedHTTP1Channel.server(limits),
+            server: NodeChannel.server(limits, maxMessageBytes: configuration.maxRequestBytes) {
+                head, channel, logger in
+                try self.webSocketUpgrade(head, channel: channel, logger: logger)
+            },
             configuration: .init(
                 address: .hostname(host, port: port), serverName: Self.version,
                 availableConnectionsDelegate: MaximumAvailableConnections(limits.maxConnections, logger: logger)),
@@ -142,27 +145,43 @@ public final class Node: Sendable {
             }
             return try namespaceFromToken(request, organization: organization)
         }
-        if let header = request.headers[HTTPField.Name("x-namespace")!] {
+        if let namespace = try Self.namespace(headers: request.headers, authority: request.head.authority) {
+            return namespace
+        }
+        throw Self.noNamespace
+    }
+
+    static let noNamespace = NodeError.noDatabase(
+        "name the database: use the path /db/{organization}/{database}/…, the x-namespace header, or a host name {database}-{organization}.{domain}"
+    )
+
+    /// The database named by the `x-namespace` header or else the first label of the host name
+    /// (`{database}-{organization}.…`), if any.
+    static func namespace(headers: HTTPFields, authority: String?) throws -> Namespace? {
+        if let header = headers[HTTPField.Name("x-namespace")!] {
             return try Namespace(header)
         }
-        if let authority = request.head.authority, let label = authority.split(separator: ".").first,
-            authority.contains("."), let dash = label.lastIndex(of: "-")
+        if let authority, let label = authority.split(separator: ".").first, authority.contains("."),
+            let dash = label.lastIndex(of: "-")
         {
             let database = String(label[..<dash])
             let organization = String(label[label.index(after: dash)...])
             if let namespace = try? Namespace(organization: organization, database: database) { return namespace }
         }
-        throw NodeError.noDatabase(
-            "name the database: use the path /db/{organization}/{database}/…, the x-namespace header, or a host name {database}-{organization}.{domain}"
-        )
+        return nil
     }
 
     /// `/db/{org}/v1/…`: libsql-client drops the last path segment of a base URL without a trailing
     /// slash, so the database comes from the token's `id` claim (verified by `authorize` later).
     func namespaceFromToken(_ request: Request, organization: String) throws -> Namespace {
+        try namespaceFromToken(Self.bearer(request), organization: organization)
+    }
+
+    /// The database a token's `id` claim names in `organization` (verified by `grant` later).
+    func namespaceFromToken(_ token: String?, organization: String) throws -> Namespace {
         let hint =
             "the database name is missing from the path: give the client the URL with a trailing slash (http://host/db/\(organization)/{database}/)"
-        guard case .tokens = configuration.authentication, let token = Self.bearer(request) else {
+        guard case .tokens = configuration.authentication, let token else {
             throw NodeError.noDatabase(hint)
         }
         let parts = token.split(separator: ".")
@@ -183,11 +202,18 @@ public final class Node: Sendable {
     }
 
     func grant(_ request: Request, _ namespace: Namespace) async throws -> Grant {
+        try await grant(
+            token: Self.bearer(request), namespace,
+            missing: "send the database's token as Authorization: Bearer <token>")
+    }
+
+    /// What `token` allows on `namespace`; `missing` is the refusal when there is no token.
+    func grant(token: String?, _ namespace: Namespace, missing: String) async throws -> Grant {
         guard case .tokens(let verifier, _) = configuration.authentication else {
             return Grant(access: .readWrite, location: nil)
         }
-        guard let token = Self.bearer(request), !token.isEmpty, token != "None" else {
-            throw NodeError.unauthorized("send the database's token as Authorization: Bearer <token>")
+        guard let token, !token.isEmpty, token != "None" else {
+            throw NodeError.unauthorized(missing)
         }
         // The signature, time claims and scope first: a garbage, expired or foreign token costs one
         // signature check and never a question to the control plane.
