@@ -37,14 +37,7 @@ final class LoopbackHTTPClient {
         var request = Array(
             "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(extra)Content-Length: \(body.count)\r\n\r\n".utf8)
         request += body
-        try request.withUnsafeBytes { raw in
-            var sent = 0
-            while sent < raw.count {
-                let count = send(socket, raw.baseAddress! + sent, raw.count - sent, 0)
-                guard count > 0 else { throw BenchError("send failed") }
-                sent += count
-            }
-        }
+        try sendAll(request)
         let separator: [UInt8] = [13, 10, 13, 10]
         var headerEnd: Int?
         while headerEnd == nil {
@@ -62,6 +55,81 @@ final class LoopbackHTTPClient {
         let body = Array(buffer[headerEnd!..<(headerEnd! + length)])
         buffer.removeFirst(headerEnd! + length)
         return body
+    }
+
+    /// Upgrades the connection to a WebSocket offering `subprotocol` (101 expected); from then on
+    /// only `sendText` and `receiveText` apply.
+    func upgradeToWebSocket(_ path: String, subprotocol: String) throws {
+        let request = Array(
+            "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: \(subprotocol)\r\n\r\n"
+                .utf8)
+        try sendAll(request)
+        let separator: [UInt8] = [13, 10, 13, 10]
+        var headerEnd: Int?
+        while headerEnd == nil {
+            headerEnd = buffer.firstRange(of: separator)?.upperBound
+            if headerEnd == nil { try fill() }
+        }
+        let head = String(decoding: buffer[..<headerEnd!], as: UTF8.self)
+        guard head.hasPrefix("HTTP/1.1 101") else { throw BenchError("the upgrade was answered \(head.prefix(40))") }
+        buffer.removeFirst(headerEnd!)
+    }
+
+    /// Sends one text message (a single masked frame, as a client must).
+    func sendText(_ text: String) throws {
+        let payload = Array(text.utf8)
+        var frame: [UInt8] = [0x81]
+        if payload.count < 126 {
+            frame.append(0x80 | UInt8(payload.count))
+        } else if payload.count <= 0xFFFF {
+            frame.append(0x80 | 126)
+            frame += [UInt8(payload.count >> 8), UInt8(payload.count & 0xFF)]
+        } else {
+            frame.append(0x80 | 127)
+            frame += (0..<8).reversed().map { UInt8((payload.count >> ($0 * 8)) & 0xFF) }
+        }
+        let mask: [UInt8] = [0x37, 0xFA, 0x21, 0x3D]
+        frame += mask
+        frame += payload.enumerated().map { $0.element ^ mask[$0.offset & 3] }
+        try sendAll(frame)
+    }
+
+    /// The next text message from the server (single unmasked frames; pings are skipped).
+    func receiveText() throws -> [UInt8] {
+        while true {
+            while buffer.count < 2 { try fill() }
+            let opcode = buffer[0] & 0x0F
+            var length = Int(buffer[1] & 0x7F)
+            var offset = 2
+            if length == 126 {
+                while buffer.count < 4 { try fill() }
+                length = Int(buffer[2]) << 8 | Int(buffer[3])
+                offset = 4
+            } else if length == 127 {
+                while buffer.count < 10 { try fill() }
+                length = (2..<10).reduce(0) { $0 << 8 | Int(buffer[$1]) }
+                offset = 10
+            }
+            while buffer.count < offset + length { try fill() }
+            let payload = Array(buffer[offset..<(offset + length)])
+            buffer.removeFirst(offset + length)
+            switch opcode {
+            case 0x1: return payload
+            case 0x8: throw BenchError("the server closed the WebSocket")
+            default: continue
+            }
+        }
+    }
+
+    private func sendAll(_ bytes: [UInt8]) throws {
+        try bytes.withUnsafeBytes { raw in
+            var sent = 0
+            while sent < raw.count {
+                let count = send(socket, raw.baseAddress! + sent, raw.count - sent, 0)
+                guard count > 0 else { throw BenchError("send failed") }
+                sent += count
+            }
+        }
     }
 
     private func fill() throws {

@@ -5,7 +5,8 @@ import ShoalNode
 import ShoalSQLite
 
 /// `remote-read`: a point read over HTTP (Hrana v3 pipeline on one stream, keep-alive, loopback)
-/// against a live node in this process, next to the same read done locally.
+/// and over Hrana over WebSocket against a live node in this process, next to the same read done
+/// locally and to a constant route of the same server.
 struct RemoteRead: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "remote-read",
@@ -59,6 +60,38 @@ struct RemoteRead: AsyncParsableCommand {
         }
         let remoteSeconds = Double(shoal_bench_now_ns() - remoteStart) / 1e9
 
+        // Baseline of the HTTP server itself: a constant route (`GET /version`) on the same connection.
+        var constant = [UInt64](repeating: 0, count: keys.count)
+        for index in keys.indices {
+            let start = shoal_bench_now_ns()
+            _ = try client.post("/version", body: [], method: "GET")
+            constant[index] = shoal_bench_now_ns() - start
+        }
+
+        // Hrana over WebSocket: one connection, one stream, one execute request per read.
+        let socket = try LoopbackHTTPClient(port: port)
+        try socket.upgradeToWebSocket("/db/bench/kv", subprotocol: "hrana2")
+        try socket.sendText(#"{"type":"hello","jwt":null}"#)
+        guard String(decoding: try socket.receiveText(), as: UTF8.self).contains("hello_ok") else {
+            throw BenchError("the hello was refused")
+        }
+        try socket.sendText(#"{"type":"request","request_id":0,"request":{"type":"open_stream","stream_id":1}}"#)
+        _ = try socket.receiveText()
+        var overSocket = [UInt64](repeating: 0, count: keys.count)
+        let socketStart = shoal_bench_now_ns()
+        for (index, key) in keys.enumerated() {
+            let start = shoal_bench_now_ns()
+            try socket.sendText(
+                #"{"type":"request","request_id":\#(index + 1),"request":{"type":"execute","stream_id":1,"stmt":{"sql":"\#(Self.sql)","args":[{"type":"integer","value":"\#(key)"}]}}}"#
+            )
+            let answer = try socket.receiveText()
+            overSocket[index] = shoal_bench_now_ns() - start
+            guard answer.starts(with: Array(#"{"type":"response_ok""#.utf8)) else {
+                throw BenchError("the read failed: \(String(decoding: answer.prefix(300), as: UTF8.self))")
+            }
+        }
+        let socketSeconds = Double(shoal_bench_now_ns() - socketStart) / 1e9
+
         // Local: the same read through ShoalSQLite on the node's file, autocommit.
         let file = try Namespace("bench/kv").directory(in: directory) + "/data.db"
         let connection = try Connection(path: file, configuration: .init(flags: [.readOnly, .noMutex]))
@@ -77,16 +110,31 @@ struct RemoteRead: AsyncParsableCommand {
         statement.reset()
         let remoteStats = DurationStats(nanoseconds: remote)
         let localStats = DurationStats(nanoseconds: local)
-        for (metric, value, baseline) in [
-            ("median", remoteStats.median, localStats.median), ("p99", remoteStats.p99, localStats.p99),
+        let constantStats = DurationStats(nanoseconds: constant)
+        let socketStats = DurationStats(nanoseconds: overSocket)
+        for (metric, value, baseline, constantValue, socketValue) in [
+            ("median", remoteStats.median, localStats.median, constantStats.median, socketStats.median),
+            ("p99", remoteStats.p99, localStats.p99, constantStats.p99, socketStats.p99),
         ] {
             BenchResult(
                 bench: "remote-read", metric: "hrana_v3_\(metric)", value: value / 1000, unit: "us",
                 baseline: baseline / 1000, baselineName: "local_autocommit_\(metric)"
             ).print()
+            BenchResult(
+                bench: "remote-read", metric: "hrana_v3_\(metric)", value: value / 1000, unit: "us",
+                baseline: constantValue / 1000, baselineName: "constant_route_\(metric)"
+            ).print()
+            BenchResult(
+                bench: "remote-read", metric: "websocket_hrana2_\(metric)", value: socketValue / 1000, unit: "us",
+                baseline: baseline / 1000, baselineName: "local_autocommit_\(metric)"
+            ).print()
         }
         BenchResult(
             bench: "remote-read", metric: "hrana_v3_reads_per_second", value: Double(reads) / remoteSeconds,
+            unit: "1/s", baseline: 1e9 / localStats.mean, baselineName: "local_reads_per_second"
+        ).print()
+        BenchResult(
+            bench: "remote-read", metric: "websocket_hrana2_reads_per_second", value: Double(reads) / socketSeconds,
             unit: "1/s", baseline: 1e9 / localStats.mean, baselineName: "local_reads_per_second"
         ).print()
     }
