@@ -23,16 +23,103 @@ struct RemoteRead: AsyncParsableCommand {
 
     static let sql = "SELECT value, n FROM kv WHERE id = ?"
 
+    @Option(help: "Connections of the concurrent phase (each its own client thread and stream).")
+    var connections = 8
+
+    @Option(help: "PostgreSQL URL for the baseline point read (also SHOAL_BENCH_POSTGRES_URL); none skips it.")
+    var postgres: String?
+
     func run() async throws {
-        let (rows, reads, seed) = (self.rows, self.reads, self.seed)
+        let (rows, reads, seed, connections) = (self.rows, self.reads, self.seed, self.connections)
+        var baseline: PostgresPointRead.Baseline?
+        if let url = postgres ?? ProcessInfo.processInfo.environment["SHOAL_BENCH_POSTGRES_URL"] {
+            baseline = try await PostgresPointRead.measure(
+                url: url, rows: rows, reads: reads, seed: seed, connections: connections)
+        } else {
+            FileHandle.standardError.write(Data("remote-read: no PostgreSQL URL given; skipped its baseline\n".utf8))
+        }
+        let postgres = baseline
         try await InProcessNode.run(name: "remote-read") { port, directory in
-            try await Task.detached {
-                try Self.measure(port: port, directory: directory + "/node", rows: rows, reads: reads, seed: seed)
-            }.value
+            // The clients block, so they run on threads of their own: not on the concurrency
+            // pool's, which the server's handlers need.
+            try await Self.onThread {
+                try Self.measure(
+                    port: port, directory: directory + "/node", rows: rows, reads: reads, seed: seed, postgres: postgres
+                )
+            }
+            try await Self.onThread {
+                try Self.measureConcurrent(
+                    port: port, connections: connections, reads: reads, seed: seed, rows: rows, postgres: postgres)
+            }
         }
     }
 
-    static func measure(port: Int, directory: String, rows: Int, reads: Int, seed: UInt64) throws {
+    /// Runs blocking `work` on a new thread and waits for it.
+    static func onThread(_ work: @escaping @Sendable () throws -> Void) async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            let thread = Thread {
+                do {
+                    try work()
+                    continuation.resume()
+                } catch {
+                    continuation.resume(throwing: error)
+                }
+            }
+            thread.start()
+        }
+    }
+
+    /// Reads per second with `connections` clients at once, over HTTP and over WebSocket.
+    static func measureConcurrent(
+        port: Int, connections: Int, reads: Int, seed: UInt64, rows: Int, postgres: PostgresPointRead.Baseline?
+    ) throws {
+        var constantRate = 0.0
+        for transport in ["constant_route", "hrana_v3", "websocket_hrana2"] {
+            let group = DispatchGroup()
+            let failures = FailureBox()
+            let perConnection = max(1, reads / connections)
+            let start = shoal_bench_now_ns()
+            for connection in 0..<connections {
+                group.enter()
+                Thread {
+                    defer { group.leave() }
+                    do {
+                        var generator = SeededGenerator(seed: seed &+ UInt64(connection))
+                        let reader = try PointReader(port: port, transport: transport)
+                        for _ in 0..<perConnection {
+                            try reader.read(Int64.random(in: 1...Int64(rows), using: &generator))
+                        }
+                    } catch {
+                        failures.record(error)
+                    }
+                }.start()
+            }
+            group.wait()
+            if let error = failures.first { throw error }
+            let seconds = Double(shoal_bench_now_ns() - start) / 1e9
+            let rate = Double(perConnection * connections) / seconds
+            guard transport != "constant_route" else {
+                constantRate = rate
+                continue
+            }
+            let metric = "\(transport)_reads_per_second_\(connections)_connections"
+            BenchResult(
+                bench: "remote-read", metric: metric, value: rate, unit: "1/s", baseline: constantRate,
+                baselineName: "constant_route_requests_per_second_\(connections)_connections"
+            ).print()
+            if let postgres {
+                BenchResult(
+                    bench: "remote-read", metric: metric, value: rate, unit: "1/s",
+                    baseline: postgres.concurrentReadsPerSecond,
+                    baselineName: "postgresql_reads_per_second_\(connections)_connections"
+                ).print()
+            }
+        }
+    }
+
+    static func measure(
+        port: Int, directory: String, rows: Int, reads: Int, seed: UInt64, postgres: PostgresPointRead.Baseline?
+    ) throws {
         let client = try LoopbackHTTPClient(port: port)
         let path = "/db/bench/kv/v3/pipeline"
         func pipeline(_ json: String) throws -> [String: Any] {
@@ -128,6 +215,15 @@ struct RemoteRead: AsyncParsableCommand {
                 bench: "remote-read", metric: "websocket_hrana2_\(metric)", value: socketValue / 1000, unit: "us",
                 baseline: baseline / 1000, baselineName: "local_autocommit_\(metric)"
             ).print()
+            if let postgres {
+                let postgresValue = metric == "median" ? postgres.median : postgres.p99
+                for (name, mine) in [("hrana_v3", value), ("websocket_hrana2", socketValue)] {
+                    BenchResult(
+                        bench: "remote-read", metric: "\(name)_\(metric)", value: mine / 1000, unit: "us",
+                        baseline: postgresValue / 1000, baselineName: "postgresql_\(metric)"
+                    ).print()
+                }
+            }
         }
         BenchResult(
             bench: "remote-read", metric: "hrana_v3_reads_per_second", value: Double(reads) / remoteSeconds,
@@ -137,5 +233,68 @@ struct RemoteRead: AsyncParsableCommand {
             bench: "remote-read", metric: "websocket_hrana2_reads_per_second", value: Double(reads) / socketSeconds,
             unit: "1/s", baseline: 1e9 / localStats.mean, baselineName: "local_reads_per_second"
         ).print()
+    }
+}
+
+/// One client connection reading one key at a time on its own stream: HTTP pipelines carrying
+/// the baton, or requests on a WebSocket stream.
+final class PointReader {
+    private let client: LoopbackHTTPClient
+    /// `hrana_v3`, `websocket_hrana2`, or `constant_route` (`GET /version`, no read).
+    private let transport: String
+    private var baton = "null"
+    private var requestID = 0
+
+    init(port: Int, transport: String) throws {
+        client = try LoopbackHTTPClient(port: port)
+        self.transport = transport
+        guard transport == "websocket_hrana2" else { return }
+        try client.upgradeToWebSocket("/db/bench/kv", subprotocol: "hrana2")
+        try client.sendText(#"{"type":"hello","jwt":null}"#)
+        _ = try client.receiveText()
+        try client.sendText(#"{"type":"request","request_id":0,"request":{"type":"open_stream","stream_id":1}}"#)
+        _ = try client.receiveText()
+    }
+
+    func read(_ key: Int64) throws {
+        let statement = #"{"sql":"\#(RemoteRead.sql)","args":[{"type":"integer","value":"\#(key)"}]}"#
+        if transport == "constant_route" {
+            _ = try client.post("/version", body: [], method: "GET")
+        } else if transport == "websocket_hrana2" {
+            requestID += 1
+            try client.sendText(
+                #"{"type":"request","request_id":\#(requestID),"request":{"type":"execute","stream_id":1,"stmt":\#(statement)}}"#
+            )
+            let answer = try client.receiveText()
+            guard answer.starts(with: Array(#"{"type":"response_ok""#.utf8)) else {
+                throw BenchError("the read failed: \(String(decoding: answer.prefix(300), as: UTF8.self))")
+            }
+        } else {
+            let body = try client.post(
+                "/db/bench/kv/v3/pipeline",
+                body: Array(#"{"baton":\#(baton),"requests":[{"type":"execute","stmt":\#(statement)}]}"#.utf8))
+            let answer = try JSONSerialization.jsonObject(with: Data(body)) as? [String: Any] ?? [:]
+            guard let next = answer["baton"] as? String else { throw BenchError("no baton in \(answer)") }
+            baton = "\"\(next)\""
+        }
+    }
+}
+
+/// The first error of the threads of a concurrent phase.
+final class FailureBox: @unchecked Sendable {
+    // `@unchecked Sendable`: every access holds `lock`.
+    private let lock = NSLock()
+    private var error: (any Error)?
+
+    func record(_ error: any Error) {
+        lock.lock()
+        defer { lock.unlock() }
+        if self.error == nil { self.error = error }
+    }
+
+    var first: (any Error)? {
+        lock.lock()
+        defer { lock.unlock() }
+        return error
     }
 }
