@@ -7,6 +7,7 @@ import NIOCore
 import NIOWebSocket
 import ShoalHTTP
 import ShoalModel
+import ShoalTime
 import Synchronization
 
 /// Hrana over WebSocket (`hrana2`, `hrana1`): the protocol `@libsql/client` speaks for `libsql://`
@@ -27,6 +28,8 @@ extension Node {
     static let socketMaxStreams = 128
     /// The most SQL texts one connection may store (`store_sql`), as a stream may.
     static let socketMaxStoredSQL = 50
+    /// The most request bytes one connection may have received and not answered yet.
+    static let socketMaxQueuedBytes = 32 << 20
 
     /// Decides a WebSocket upgrade request (on its connection's event loop): accepted when it
     /// offers a Hrana subprotocol the node serves (or none: `hrana1`), refused (400) otherwise.
@@ -45,6 +48,12 @@ extension Node {
             logger.debug("websocket.refused", metadata: ["ws.offered": "\(offered)"])
             return .dontUpgrade
         }
+        // A handshake has no body; one announced would be awaited with no deadline.
+        if head.headerFields[.transferEncoding] != nil
+            || (head.headerFields[.contentLength].flatMap { Int($0) } ?? 0) != 0
+        {
+            return .dontUpgrade
+        }
         let target = SocketTarget(head)
         // From here the connection speaks WebSocket: HTTP/1's header and body deadlines must not see it.
         try ConnectionLimits.removeRequestDeadlines(from: channel)
@@ -57,20 +66,29 @@ extension Node {
     }
 
     /// Serves one Hrana WebSocket until either side closes it; its streams are closed at the end.
+    /// The node closes it when it says no hello in time, sits idle (no request unanswered and none
+    /// for the idle timeout), breaks the protocol or floods it; once a close is queued nothing more
+    /// is read.
     func serveHrana(
         _ inbound: WebSocketInboundStream, _ outbound: WebSocketOutboundWriter, target: SocketTarget,
         protocolVersion: Int
     ) async {
         let (outgoing, send) = AsyncStream.makeStream(of: SocketOutgoing.self)
-        let connection = SocketConnection(send: send)
+        let (ended, end) = AsyncStream.makeStream(of: Void.self)
+        let connection = SocketConnection(send: send, end: end)
+        metrics.webSocket(open: true)
+        defer { metrics.webSocket(open: false) }
+        let limits = configuration.connectionLimits
+        let maxMessage = configuration.maxRequestBytes
         await withTaskGroup(of: Void.self) { writers in
             // One writer: whole messages, in the order they were queued, until the queue ends.
             writers.addTask {
                 for await message in outgoing {
                     do {
                         switch message {
-                        case .text(let text):
+                        case .text(let text, let answer):
                             try await outbound.write(.text(text))
+                            if answer { connection.written(text) }
                         case .close(let code, let reason):
                             try await outbound.close(code, reason: reason)
                             return
@@ -81,40 +99,76 @@ extension Node {
                 }
             }
             await withTaskGroup(of: Void.self) { group in
-                // A connection that does not say hello in time is closed.
-                let helloTimeout = configuration.connectionLimits.headerTimeout
                 group.addTask {
-                    try? await Task.sleep(for: helloTimeout)
-                    if !Task.isCancelled, !connection.greeted.load(ordering: .relaxed) {
-                        connection.send(.close(.policyViolation, "no hello within \(helloTimeout)"))
-                    }
+                    await Self.watch(connection, helloTimeout: limits.headerTimeout, idleTimeout: limits.idleTimeout)
                 }
-                var session = SocketSession(target: target, protocolVersion: protocolVersion)
-                var iterator = inbound.messages(maxSize: configuration.maxRequestBytes).makeAsyncIterator()
-                while true {
-                    let message: WebSocketMessage?
-                    do {
-                        message = try await iterator.next()
-                    } catch {
-                        break
-                    }
-                    guard let message else { break }
-                    guard case .text(let text) = message else {
-                        connection.send(.close(.unacceptableData, "Hrana over WebSocket takes text messages (JSON)"))
-                        break
-                    }
-                    guard await handle(Array(text.utf8), session: &session, connection: connection, group: &group)
-                    else { break }
+                group.addTask {
+                    await self.read(
+                        inbound, target: target, protocolVersion: protocolVersion, connection: connection,
+                        maxMessage: maxMessage)
+                    connection.end()
                 }
-                // The client is gone (or broke the protocol): its streams end, then the hello timer.
-                connection.closing.store(true, ordering: .relaxed)
-                for queue in session.streams.values { queue.finish() }
-                session.streams.removeAll()
-                await connection.streamsDone()
+                // The reader ended (the client closed), or a close is queued: stop reading; the
+                // reader closes the connection's streams on its way out.
+                for await _ in ended { break }
                 group.cancelAll()
             }
             // What was queued is written (a refusal and its close frame), then the writer ends.
             send.finish()
+        }
+    }
+
+    /// Closes a connection that says no hello within `helloTimeout`, or that is idle for
+    /// `idleTimeout` (no request unanswered, nothing received or sent).
+    private static func watch(_ connection: SocketConnection, helloTimeout: Duration, idleTimeout: Duration) async {
+        let helloDue = ContinuousClock.now.advanced(by: helloTimeout)
+        while true {
+            let now = ContinuousClock.now
+            let next: ContinuousClock.Instant
+            if connection.greeted.load(ordering: .relaxed) {
+                let due = connection.lastActivity.advanced(by: idleTimeout)
+                if now >= due, connection.unanswered == 0 {
+                    return connection.close(.goingAway, "idle for \(idleTimeout)")
+                }
+                next = max(due, now.advanced(by: .seconds(1)))
+            } else {
+                if now >= helloDue { return connection.close(.policyViolation, "no hello within \(helloTimeout)") }
+                next = min(helloDue, now.advanced(by: .seconds(1)))
+            }
+            guard (try? await Task.sleep(until: next, clock: .continuous)) != nil else { return }
+        }
+    }
+
+    /// Reads the client's messages until it closes, breaks the protocol, or the reading is
+    /// cancelled; then ends the connection's streams (their Hrana streams closed).
+    private func read(
+        _ inbound: WebSocketInboundStream, target: SocketTarget, protocolVersion: Int, connection: SocketConnection,
+        maxMessage: Int
+    ) async {
+        await withTaskGroup(of: Void.self) { streams in
+            var session = SocketSession(target: target, protocolVersion: protocolVersion)
+            var iterator = inbound.makeAsyncIterator()
+            while !connection.closeQueued {
+                let message: WebSocketMessage?
+                do {
+                    message = try await iterator.nextMessage(maxSize: maxMessage)
+                } catch {
+                    break
+                }
+                guard let message, !Task.isCancelled else { break }
+                connection.touch()
+                guard case .text(let text) = message else {
+                    connection.close(.unacceptableData, "Hrana over WebSocket takes text messages (JSON)")
+                    break
+                }
+                guard await handle(Array(text.utf8), session: &session, connection: connection, group: &streams)
+                else { break }
+            }
+            // Streams end: what is queued on them is not run once the client is gone.
+            connection.closing.store(true, ordering: .relaxed)
+            for queue in session.streams.values { queue.finish() }
+            session.streams.removeAll()
+            await streams.waitForAll()
         }
     }
 
@@ -133,7 +187,7 @@ extension Node {
             }
         }
         guard let envelope = try? JSONDecoder().decode(Envelope.self, from: Data(bytes)) else {
-            connection.send(.close(.protocolError, "the message is not a Hrana client message (JSON with a type)"))
+            connection.close(.protocolError, "the message is not a Hrana client message (JSON with a type)")
             return false
         }
         switch envelope.type {
@@ -141,17 +195,17 @@ extension Node {
             return await hello(jwt: envelope.jwt, session: &session, connection: connection)
         case "request":
             guard let id = envelope.requestID, let range = RawJSON.member("request", in: bytes) else {
-                connection.send(.close(.protocolError, "a request message needs a request_id and a request"))
+                connection.close(.protocolError, "a request message needs a request_id and a request")
                 return false
             }
             guard session.namespace != nil else {
-                connection.send(.close(.protocolError, "send a hello (with the database's token) before any request"))
+                connection.close(.protocolError, "send a hello (with the database's token) before any request")
                 return false
             }
             request(Array(bytes[range]), id: id, session: &session, connection: connection, group: &group)
             return true
         default:
-            connection.send(.close(.protocolError, "unknown message type \(envelope.type): expected hello or request"))
+            connection.close(.protocolError, "unknown message type \(envelope.type): expected hello or request")
             return false
         }
     }
@@ -160,7 +214,7 @@ extension Node {
     /// A refused hello is answered with `hello_error`, and the connection closed.
     private func hello(jwt: String?, session: inout SocketSession, connection: SocketConnection) async -> Bool {
         if session.protocolVersion == 1, session.namespace != nil {
-            connection.send(.close(.protocolError, "hrana1 allows one hello per connection"))
+            connection.close(.protocolError, "hrana1 allows one hello per connection")
             return false
         }
         do {
@@ -174,11 +228,11 @@ extension Node {
             session.namespace = namespace
             session.token = jwt
             connection.greeted.store(true, ordering: .relaxed)
-            connection.send(.text(#"{"type":"hello_ok"}"#))
+            connection.send(#"{"type":"hello_ok"}"#)
             return true
         } catch {
-            connection.send(.text(Self.socketMessage(type: "hello_error", id: nil, error: Self.socketError(error))))
-            connection.send(.close(.policyViolation, "hello refused"))
+            connection.send(Self.socketMessage(type: "hello_error", id: nil, error: Self.socketError(error)))
+            connection.close(.policyViolation, "hello refused")
             return false
         }
     }
@@ -201,24 +255,23 @@ extension Node {
             }
         }
         func fail(_ message: String, code: String? = nil) {
-            connection.answer(id, Self.socketMessage(type: "response_error", id: id, error: (message, code)))
+            connection.answer(
+                Self.socketMessage(type: "response_error", id: id, error: (message, code)), requestBytes: raw.count)
         }
-        guard connection.admit() else {
-            connection.send(
-                .text(
-                    Self.socketMessage(
-                        type: "response_error", id: id,
-                        error: (
-                            "this connection has \(Self.socketMaxPendingRequests) requests unanswered; wait for their answers first",
-                            "TOO_MANY_REQUESTS"
-                        ))))
+        guard connection.admit(bytes: raw.count) else {
+            // A client past these bounds does not read its answers, or floods: it is closed.
+            connection.close(
+                .policyViolation,
+                "more than \(Self.socketMaxPendingRequests) requests or \(Self.socketMaxQueuedBytes >> 20) MiB unanswered"
+            )
             return
         }
         guard let head = try? JSONDecoder().decode(Head.self, from: Data(raw)) else {
             return fail("the request is not a Hrana request (JSON with a type)")
         }
         func ok(_ type: String) {
-            connection.answer(id, #"{"type":"response_ok","request_id":\#(id),"response":{"type":"\#(type)"}}"#)
+            connection.answer(
+                #"{"type":"response_ok","request_id":\#(id),"response":{"type":"\#(type)"}}"#, requestBytes: raw.count)
         }
         switch head.type {
         case "store_sql":
@@ -227,6 +280,7 @@ extension Node {
             guard session.storedSQL.count < Self.socketMaxStoredSQL else {
                 return fail("a connection stores at most \(Self.socketMaxStoredSQL) SQL texts; close_sql some first")
             }
+            guard sql.utf8.count <= 5 * 1024 else { return fail("stored SQL is limited to 5 KB") }
             session.storedSQL[sqlID] = sql
             return ok("store_sql")
         case "close_sql":
@@ -241,19 +295,17 @@ extension Node {
                     "a connection holds at most \(Self.socketMaxStreams) streams; close_stream some first",
                     code: "TOO_MANY_REQUESTS")
             }
+            guard let namespace = session.namespace else { return fail("send a hello first") }
             let (work, queue) = AsyncStream.makeStream(of: SocketWork.self)
             session.streams[streamID] = queue
-            queue.yield(SocketWork(id: id, kind: .open, token: session.token))
-            guard let namespace = session.namespace else { return fail("send a hello first") }
-            connection.streamStarted()
+            queue.yield(SocketWork(id: id, kind: .open, token: session.token, bytes: raw.count))
             group.addTask {
                 await self.runSocketStream(work, namespace: namespace, connection: connection)
-                connection.streamEnded()
             }
         case "close_stream":
             guard let streamID = head.streamID else { return fail("close_stream needs a stream_id") }
             guard let queue = session.streams.removeValue(forKey: streamID) else { return ok("close_stream") }
-            queue.yield(SocketWork(id: id, kind: .close, token: session.token))
+            queue.yield(SocketWork(id: id, kind: .close, token: session.token, bytes: raw.count))
             queue.finish()
         case "execute", "batch", "sequence", "describe":
             guard let streamID = head.streamID else { return fail("\(head.type) needs a stream_id") }
@@ -273,7 +325,10 @@ extension Node {
                 }
                 needed[sqlID] = sql
             }
-            queue.yield(SocketWork(id: id, kind: .run(raw, storedSQL: needed), token: session.token))
+            queue.yield(
+                SocketWork(
+                    id: id, kind: .run(raw, storedSQL: needed, connectionSQL: Set(session.storedSQL.keys)),
+                    token: session.token, bytes: raw.count))
         default:
             fail(
                 "unknown request type \(head.type) (this node serves \(Self.hranaSubprotocols.joined(separator: ", ")))"
@@ -302,69 +357,104 @@ extension Node {
         /// The SQL texts stored on the Hrana stream, as this connection stored them.
         var stored: [Int32: String] = [:]
         for await item in work {
+            let start = ContinuousClock.now
+            /// Answers the request; SQL requests are counted under the node's request metrics.
+            func reply(_ text: String) {
+                if case .run = item.kind {
+                    let failed = text.hasPrefix(#"{"type":"response_error""#)
+                    metrics.record(
+                        route: .websocket, status: failed ? 400 : 200, seconds: (ContinuousClock.now - start).inSeconds)
+                }
+                connection.answer(text, requestBytes: item.bytes)
+            }
+            func failure(_ error: any Error) -> String {
+                Self.socketMessage(type: "response_error", id: item.id, error: Self.socketError(error))
+            }
+            if connection.closing.load(ordering: .relaxed), !item.closes {
+                // The client is gone: nothing more runs for it (its stream is closed below).
+                connection.answer(nil, requestBytes: item.bytes)
+                continue
+            }
             switch item.kind {
             case .open:
                 do {
-                    let answer = try await socketPipeline(namespace, token: item.token, baton: nil, requests: [])
-                    baton = answer.baton
-                    connection.answer(
-                        item.id, #"{"type":"response_ok","request_id":\#(item.id),"response":{"type":"open_stream"}}"#)
+                    let grant = try await socketGrant(namespace, token: item.token)
+                    baton = try await socketPipeline(
+                        namespace, grant: grant, token: item.token, baton: nil, requests: []
+                    )
+                    .baton
+                    reply(#"{"type":"response_ok","request_id":\#(item.id),"response":{"type":"open_stream"}}"#)
                 } catch {
                     lost = "the stream could not be opened"
-                    connection.answer(
-                        item.id, Self.socketMessage(type: "response_error", id: item.id, error: Self.socketError(error))
-                    )
+                    reply(failure(error))
                 }
             case .close:
                 await closeSocketStream(baton)
                 baton = nil
-                connection.answer(
-                    item.id, #"{"type":"response_ok","request_id":\#(item.id),"response":{"type":"close_stream"}}"#)
-            case .run(let raw, let needed):
-                guard !connection.closing.load(ordering: .relaxed) else {
-                    connection.answer(item.id, "")
-                    continue
-                }
-                guard let current = baton else {
-                    connection.answer(
-                        item.id,
+                reply(#"{"type":"response_ok","request_id":\#(item.id),"response":{"type":"close_stream"}}"#)
+            case .run(let raw, let needed, let connectionSQL):
+                guard baton != nil else {
+                    reply(
                         Self.socketMessage(
                             type: "response_error", id: item.id,
                             error: ("\(lost ?? "the stream is closed"): close it and open a new one", "STREAM_CLOSED")))
                     continue
                 }
-                var prefix: [[UInt8]] = []
-                for (sqlID, sql) in needed.sorted(by: { $0.key < $1.key }) where stored[sqlID] != sql {
-                    if stored[sqlID] != nil { prefix.append(Array(#"{"type":"close_sql","sql_id":\#(sqlID)}"#.utf8)) }
-                    let text = String(
-                        decoding: (try? WireJSON.encoder().encode(sql)) ?? Data("\"\"".utf8), as: UTF8.self)
-                    prefix.append(Array(#"{"type":"store_sql","sql_id":\#(sqlID),"sql":\#(text)}"#.utf8))
+                // The token first: a refused one (expired, revoked) leaves the stream as it is, for
+                // the request after a new hello.
+                let grant: Grant
+                do {
+                    grant = try await socketGrant(namespace, token: item.token)
+                } catch {
+                    reply(failure(error))
+                    continue
                 }
                 do {
-                    if !prefix.isEmpty {
-                        // Stored first, in a pipeline of their own: SQL stored in the same pipeline
-                        // is not known when the request is classified, and would count as writing.
+                    // Stored SQL first, in a pipeline of its own (SQL stored in the same pipeline is
+                    // not known when the request is classified, and would count as writing): texts
+                    // the connection closed or changed are closed on the stream, those it names stored.
+                    var changes: [(id: Int32, sql: String?)] = []
+                    for id in stored.keys.sorted()
+                    where !connectionSQL.contains(id) || (needed[id].map { $0 != stored[id] } ?? false) {
+                        changes.append((id, nil))
+                    }
+                    for (id, sql) in needed.sorted(by: { $0.key < $1.key })
+                    where stored[id] != sql {
+                        changes.append((id, sql))
+                    }
+                    if !changes.isEmpty {
+                        let requests = changes.map { change -> [UInt8] in
+                            guard let sql = change.sql else {
+                                return Array(#"{"type":"close_sql","sql_id":\#(change.id)}"#.utf8)
+                            }
+                            let text = String(
+                                decoding: (try? WireJSON.encoder().encode(sql)) ?? Data("\"\"".utf8), as: UTF8.self)
+                            return Array(#"{"type":"store_sql","sql_id":\#(change.id),"sql":\#(text)}"#.utf8)
+                        }
                         let answer = try await socketPipeline(
-                            namespace, token: item.token, baton: current, requests: prefix)
+                            namespace, grant: grant, token: item.token, baton: baton, requests: requests)
                         baton = answer.baton
-                        if let failure = Self.socketFailure(id: item.id, results: answer.results, body: answer.body) {
-                            connection.answer(item.id, failure)
+                        for (change, range) in zip(changes, answer.results)
+                        where Self.socketFailure(id: item.id, results: [range], body: answer.body) == nil {
+                            stored[change.id] = change.sql
+                        }
+                        if let refusal = Self.socketFailure(id: item.id, results: answer.results, body: answer.body) {
+                            reply(refusal)
                             continue
                         }
-                        for (sqlID, sql) in needed { stored[sqlID] = sql }
                     }
-                    guard let current = baton else { throw NodeError.invalidBaton("the stream was closed") }
-                    let answer = try await socketPipeline(namespace, token: item.token, baton: current, requests: [raw])
+                    let answer = try await socketPipeline(
+                        namespace, grant: grant, token: item.token, baton: baton, requests: [raw])
                     baton = answer.baton
                     if baton == nil { lost = "the stream was closed" }
-                    connection.answer(
-                        item.id, Self.socketAnswer(id: item.id, results: answer.results, body: answer.body))
+                    reply(Self.socketAnswer(id: item.id, results: answer.results, body: answer.body))
                 } catch {
+                    // The pipeline failed as a whole (a deadline, the database going away): the
+                    // stream is closed, wherever it was left.
+                    await closeSocketStream(baton)
                     baton = nil
                     lost = "the stream was closed by an earlier failure (\(Self.socketError(error).message))"
-                    connection.answer(
-                        item.id, Self.socketMessage(type: "response_error", id: item.id, error: Self.socketError(error))
-                    )
+                    reply(failure(error))
                 }
             }
         }
@@ -377,13 +467,16 @@ extension Node {
         await close(stream)
     }
 
-    /// A pipeline on a connection's stream: the caller's token checked again, then the pipeline as
-    /// `/v2/pipeline` runs it; returns the new baton and the results' ranges in the answer.
+    /// What the connection's token allows now (checked again on every request).
+    private func socketGrant(_ namespace: Namespace, token: String?) async throws -> Grant {
+        try await grant(token: token, namespace, missing: "send the database's token as the jwt of the hello message")
+    }
+
+    /// A pipeline on a connection's stream, as `/v2/pipeline` runs it; returns the new baton and
+    /// the results' ranges in the answer. An answer that cannot be read closes the stream it parked.
     private func socketPipeline(
-        _ namespace: Namespace, token: String?, baton: String?, requests: [[UInt8]]
+        _ namespace: Namespace, grant: Grant, token: String?, baton: String?, requests: [[UInt8]]
     ) async throws -> (baton: String?, results: [Range<Int>], body: [UInt8]) {
-        let grant = try await grant(
-            token: token, namespace, missing: "send the database's token as the jwt of the hello message")
         let response = try await pipeline(
             namespace, grant: grant, authorization: token.map { "Bearer \($0)" },
             body: Self.pipelineBody(baton: baton, requests: requests), version: 2, pinned: true)
@@ -391,12 +484,13 @@ extension Node {
         let collector = CollectedBody()
         try await response.body.write(CollectingWriter(sink: collector))
         let body = collector.bytes
+        let newBaton = RawJSON.member("baton", in: body).flatMap { Self.jsonString(body[$0]) }
         guard status == .ok, let results = RawJSON.arrayElements("results", in: body), results.count == requests.count
         else {
+            await closeSocketStream(newBaton)
             throw NodeError.unavailable(
                 "the request failed (\(status.code)): \(String(decoding: body.prefix(1000), as: UTF8.self))")
         }
-        let newBaton = RawJSON.member("baton", in: body).flatMap { Self.jsonString(body[$0]) }
         return (newBaton, results, body)
     }
 
@@ -522,80 +616,116 @@ struct SocketWork: Sendable {
     enum Kind: Sendable {
         case open
         case close
-        /// A stream request as the client sent it, with the stored SQL texts it refers to.
-        case run([UInt8], storedSQL: [Int32: String])
+        /// A stream request as the client sent it, with the stored SQL texts it refers to and the
+        /// ids the connection holds when it arrived.
+        case run([UInt8], storedSQL: [Int32: String], connectionSQL: Set<Int32>)
     }
 
     let id: Int32
     let kind: Kind
     /// The connection's token when the request arrived.
     let token: String?
+    /// The request's size, counted under the connection's bound until it is answered.
+    let bytes: Int
+
+    /// Whether it is `close_stream`.
+    var closes: Bool {
+        if case .close = kind { return true }
+        return false
+    }
 }
 
-/// What a connection sends.
+/// What a connection sends: texts (answers among them, counted until written) and its close.
 enum SocketOutgoing: Sendable {
-    case text(String)
+    case text(String, answer: Bool)
     case close(WebSocketErrorCode, String)
 }
 
-/// What a connection's tasks share: the writer's queue, how many requests are unanswered, whether
-/// it said hello, and how many stream tasks run.
+/// What a connection's tasks share: the writer's queue, what is unanswered (requests, and bytes of
+/// requests and answers not written yet), whether it said hello, when it was last active, and
+/// whether a close is queued (then the reading stops: `end`).
 final class SocketConnection: Sendable {
+    private struct Counts {
+        var unanswered = 0
+        var bytes = 0
+        var lastActivity = ContinuousClock.now
+        var closeQueued = false
+    }
+
     private let queue: AsyncStream<SocketOutgoing>.Continuation
-    private let pending = Atomic<Int>(0)
-    private let running = Mutex<(count: Int, idle: CheckedContinuation<Void, Never>?)>((0, nil))
+    private let ending: AsyncStream<Void>.Continuation
+    private let counts = Mutex(Counts())
     let greeted = Atomic<Bool>(false)
     /// Set once the client is gone: requests still queued are not run.
     let closing = Atomic<Bool>(false)
 
-    init(send: AsyncStream<SocketOutgoing>.Continuation) {
+    init(send: AsyncStream<SocketOutgoing>.Continuation, end: AsyncStream<Void>.Continuation) {
         queue = send
+        ending = end
     }
 
-    func send(_ message: SocketOutgoing) {
-        queue.yield(message)
+    /// Sends a message that answers no request.
+    func send(_ text: String) {
+        queue.yield(.text(text, answer: false))
     }
 
-    /// Counts a request in, unless the connection has too many unanswered.
-    func admit() -> Bool {
-        let (admitted, _) = pending.add(1, ordering: .relaxed)
-        guard admitted <= Node.socketMaxPendingRequests else {
-            pending.subtract(1, ordering: .relaxed)
-            return false
+    /// Queues the close frame and stops the reading; later messages are not sent.
+    func close(_ code: WebSocketErrorCode, _ reason: String) {
+        let first = counts.withLock { counts -> Bool in
+            defer { counts.closeQueued = true }
+            return !counts.closeQueued
         }
-        return true
+        guard first else { return }
+        queue.yield(.close(code, reason))
+        ending.yield()
     }
 
-    /// Sends the answer to an admitted request (none once the client is gone).
-    func answer(_ id: Int32, _ text: String) {
-        pending.subtract(1, ordering: .relaxed)
-        guard !closing.load(ordering: .relaxed) else { return }
-        queue.yield(.text(text))
+    /// Ends the connection from the reading side (the client closed).
+    func end() {
+        ending.yield()
     }
 
-    func streamStarted() {
-        running.withLock { $0.count += 1 }
+    var closeQueued: Bool { counts.withLock { $0.closeQueued } }
+    var unanswered: Int { counts.withLock { $0.unanswered } }
+    var lastActivity: ContinuousClock.Instant { counts.withLock { $0.lastActivity } }
+
+    /// A message arrived.
+    func touch() {
+        counts.withLock { $0.lastActivity = .now }
     }
 
-    func streamEnded() {
-        let waiter = running.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.count -= 1
-            guard state.count == 0 else { return nil }
-            defer { state.idle = nil }
-            return state.idle
+    /// Counts a request in, unless the connection has too many requests or bytes unanswered.
+    func admit(bytes: Int) -> Bool {
+        counts.withLock { counts in
+            guard counts.unanswered < Node.socketMaxPendingRequests, counts.bytes + bytes <= Node.socketMaxQueuedBytes
+            else { return false }
+            counts.unanswered += 1
+            counts.bytes += bytes
+            return true
         }
-        waiter?.resume()
     }
 
-    /// Waits until every stream task has ended (their queues are finished).
-    func streamsDone() async {
-        await withCheckedContinuation { continuation in
-            let done = running.withLock { state -> Bool in
-                guard state.count > 0 else { return true }
-                state.idle = continuation
+    /// Queues the answer to an admitted request (nil: none, the client is gone); it counts as
+    /// unanswered until the writer has written it.
+    func answer(_ text: String?, requestBytes: Int) {
+        let written = counts.withLock { counts -> Bool in
+            counts.bytes -= requestBytes
+            guard let text, !counts.closeQueued else {
+                counts.unanswered -= 1
                 return false
             }
-            if done { continuation.resume() }
+            counts.bytes += text.utf8.count
+            return true
+        }
+        if written, let text { queue.yield(.text(text, answer: true)) }
+    }
+
+    /// The writer wrote an answer.
+    func written(_ text: String) {
+        counts.withLock { counts in
+            counts.unanswered -= 1
+            counts.bytes -= text.utf8.count
+            counts.lastActivity = .now
         }
     }
 }

@@ -13,6 +13,8 @@ final class NodeMetrics: Sendable {
     enum Route: String, CaseIterable, Sendable {
         case pipeline, cursor, v1, sync, export, info, admin, probe, other
         case pullUpdates = "pull_updates"
+        /// A request on a Hrana WebSocket (`response_ok` counts as 2xx, `response_error` as 4xx).
+        case websocket
 
         init(path: String) {
             if path.hasSuffix("/pipeline") {
@@ -59,6 +61,12 @@ final class NodeMetrics: Sendable {
     static let lagBuckets: [Double] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5]
 
     private let state = Mutex(State())
+    private let webSockets = Atomic<Int>(0)
+
+    /// A Hrana WebSocket opened (`true`) or closed.
+    func webSocket(open: Bool) {
+        webSockets.add(open ? 1 : -1, ordering: .relaxed)
+    }
 
     func record(route: Route, status: Int, seconds: Double) {
         state.withLock { state in
@@ -101,7 +109,7 @@ final class NodeMetrics: Sendable {
     ) -> String {
         let snapshot = state.withLock { $0 }
         var lines = [
-            "# HELP shoal_node_requests_total HTTP requests by route kind and status class.",
+            "# HELP shoal_node_requests_total HTTP requests (and requests on Hrana WebSockets) by route kind and status class.",
             "# TYPE shoal_node_requests_total counter",
         ]
         for (key, count) in snapshot.requests.sorted(by: {
@@ -150,6 +158,9 @@ final class NodeMetrics: Sendable {
             "# HELP shoal_node_database_evictions_total Databases closed to make room or because they were idle.",
             "# TYPE shoal_node_database_evictions_total counter",
             "shoal_node_database_evictions_total \(databaseEvictions)",
+            "# HELP shoal_node_websockets_open Hrana WebSocket connections open now.",
+            "# TYPE shoal_node_websockets_open gauge",
+            "shoal_node_websockets_open \(webSockets.load(ordering: .relaxed))",
             "# HELP shoal_node_streams_open Hrana streams waiting for their next request.",
             "# TYPE shoal_node_streams_open gauge",
             "shoal_node_streams_open \(streamsOpen)",
@@ -208,13 +219,10 @@ struct MetricsMiddleware: RouterMiddleware {
     }
 
     static func logUnrouted(_ request: Request, _ context: Context) {
-        var metadata: Logger.Metadata = [
+        let metadata: Logger.Metadata = [
             "http.method": "\(request.method)", "url.path": "\(request.uri.path.prefix(200))",
             "user_agent.original": "\(request.headers[.userAgent]?.prefix(200) ?? "")",
         ]
-        if request.headers[.upgrade]?.lowercased() == "websocket" {
-            metadata["hint"] = "Hrana over WebSocket is not served yet; give the client an http:// URL"
-        }
         context.logger.notice("request.unrouted", metadata: metadata)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import HTTPTypes
 import HummingbirdWSClient
 import Logging
@@ -218,7 +219,15 @@ import Testing
                 let after = try await socket.request(3, #"{"type":"execute","stream_id":1,"stmt":{"sql":"SELECT 1"}}"#)
                 #expect(after["type"] as? String == "response_error")
                 #expect((after["error"] as? [String: Any])?["code"] as? String == "UNAUTHORIZED")
+                // A new hello (hrana2) with a valid token carries on, on the same stream.
+                let renewed = try signer.token(["id": "acme/app", "jti": "t-2"])
+                try await socket.send(#"{"type":"hello","jwt":"\#(renewed)"}"#)
+                #expect(try await socket.receive()?["type"] as? String == "hello_ok")
+                let again = try await socket.request(4, #"{"type":"execute","stream_id":1,"stmt":{"sql":"SELECT 1"}}"#)
+                #expect(again["type"] as? String == "response_ok")
+                #expect(node.node.streams.count == 1)
             }
+            #expect(node.node.streams.count == 0)
         }
     }
 
@@ -270,6 +279,121 @@ import Testing
                 #expect(answer?["type"] as? String == "hello_error")
                 #expect(((answer?["error"] as? [String: Any])?["message"] as? String)?.contains("/db/") == true)
             }
+        }
+    }
+
+    @Test func anIdleConnectionIsClosedAndItsStreamsWithIt() async throws {
+        try await LiveNode.with({
+            $0.createOnFirstUse = true
+            $0.connectionLimits.idleTimeout = .seconds(1)
+        }) { node in
+            let close = try await Self.connect(Self.wsURL(node, "/db/acme/idle")) { socket in
+                try await socket.send(#"{"type":"hello","jwt":null}"#)
+                #expect(try await socket.receive()?["type"] as? String == "hello_ok")
+                _ = try await socket.request(1, #"{"type":"open_stream","stream_id":1}"#)
+                _ = try await socket.request(2, #"{"type":"execute","stream_id":1,"stmt":{"sql":"BEGIN"}}"#)
+                // Nothing more is sent: the node closes the connection (the event waited for).
+                #expect(try await socket.receive() == nil)
+            }
+            #expect(close?.closeCode == .goingAway)
+            #expect(node.node.streams.count == 0)
+        }
+    }
+
+    @Test func aConnectionWithoutHelloIsClosedAtTheHeaderTimeout() async throws {
+        try await LiveNode.with({
+            $0.createOnFirstUse = true
+            $0.connectionLimits.headerTimeout = .seconds(1)
+        }) { node in
+            let close = try await Self.connect(Self.wsURL(node, "/db/acme/app")) { socket in
+                let message = try await socket.receive()
+                #expect(message == nil)
+            }
+            #expect(close?.closeCode == .policyViolation)
+        }
+    }
+
+    @Test func aClientThatQueuesTooManyUnansweredRequestsIsClosed() async throws {
+        try await LiveNode.with({ $0.createOnFirstUse = true }) { node in
+            _ = try await node.pipeline(
+                "acme/flood",
+                #"{"baton":null,"requests":[{"type":"execute","stmt":{"sql":"CREATE TABLE t (x)"}},{"type":"close"}]}"#)
+            // An HTTP stream holds the write turn, so the socket's first write waits and every
+            // request behind it on its stream stays unanswered.
+            let holder = try await node.pipeline(
+                "acme/flood", #"{"baton":null,"requests":[{"type":"execute","stmt":{"sql":"BEGIN IMMEDIATE"}}]}"#)
+            let baton = try #require(holder.json.baton)
+            let close = try await Self.connect(Self.wsURL(node, "/db/acme/flood")) { socket in
+                try await socket.send(#"{"type":"hello","jwt":null}"#)
+                #expect(try await socket.receive()?["type"] as? String == "hello_ok")
+                _ = try await socket.request(1, #"{"type":"open_stream","stream_id":1}"#)
+                for id in 2...(Node.socketMaxPendingRequests + 2) {
+                    try await socket.send(
+                        #"{"type":"request","request_id":\#(id),"request":{"type":"execute","stream_id":1,"stmt":{"sql":"INSERT INTO t VALUES (1)"}}}"#
+                    )
+                }
+                while try await socket.receive() != nil {}
+            }
+            #expect(close?.closeCode == .policyViolation)
+            let released = try await node.pipeline(
+                "acme/flood",
+                #"{"baton":"\#(baton)","requests":[{"type":"execute","stmt":{"sql":"ROLLBACK"}},{"type":"close"}]}"#)
+            #expect(released.status == 200)
+            // Nothing the closed connection queued ran after it was closed.
+            let count = try await node.pipeline(
+                "acme/flood",
+                #"{"baton":null,"requests":[{"type":"execute","stmt":{"sql":"SELECT count(*) FROM t"}},{"type":"close"}]}"#
+            )
+            let rows =
+                (count.json.results.first?["response"] as? [String: Any]).flatMap { $0["result"] as? [String: Any] }?[
+                    "rows"] as? [[[String: Any]]]
+            #expect(rows?.first?.first?["value"] as? String == "0")
+        }
+    }
+
+    @Test func anUpgradeRequestWithABodyIsRefused() async throws {
+        try await LiveNode.with({ $0.createOnFirstUse = true }) { node in
+            let port = Int(node.url.split(separator: ":").last!)!
+            let answer = try await Self.rawExchange(
+                port: port,
+                "GET /db/acme/app HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: hrana2\r\nContent-Length: 1\r\n\r\nx"
+            )
+            #expect(answer.hasPrefix("HTTP/1.1 400"))
+        }
+    }
+
+    /// Sends raw bytes on a new loopback connection and returns what comes back until the server
+    /// closes it.
+    static func rawExchange(port: Int, _ request: String) async throws -> String {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                defer { Glibc.close(fd) }
+                var timeout = timeval(tv_sec: 20, tv_usec: 0)
+                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_port = in_port_t(UInt16(port).bigEndian)
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                let connected = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                        Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+                    }
+                }
+                guard connected == 0 else {
+                    return continuation.resume(throwing: NodeTestError("cannot connect"))
+                }
+                let bytes = Array(request.utf8)
+                _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+                var received: [UInt8] = []
+                var chunk = [UInt8](repeating: 0, count: 4096)
+                while true {
+                    let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+                    guard count > 0 else { break }
+                    received += chunk[0..<count]
+                }
+                continuation.resume(returning: String(decoding: received, as: UTF8.self))
+            }.start()
         }
     }
 }
