@@ -1,6 +1,8 @@
 import ArgumentParser
 import CBenchBaseline
 import Foundation
+import Hummingbird
+import Logging
 import ShoalNode
 import ShoalSQLite
 
@@ -39,18 +41,55 @@ struct RemoteRead: AsyncParsableCommand {
             FileHandle.standardError.write(Data("remote-read: no PostgreSQL URL given; skipped its baseline\n".utf8))
         }
         let postgres = baseline
+        let bare = try await Self.bareHummingbird(requests: reads)
         try await InProcessNode.run(name: "remote-read") { port, directory in
             // The clients block, so they run on threads of their own: not on the concurrency
             // pool's, which the server's handlers need.
             try await Self.onThread {
                 try Self.measure(
-                    port: port, directory: directory + "/node", rows: rows, reads: reads, seed: seed, postgres: postgres
-                )
+                    port: port, directory: directory + "/node", rows: rows, reads: reads, seed: seed,
+                    postgres: postgres,
+                    bare: bare)
             }
             try await Self.onThread {
                 try Self.measureConcurrent(
                     port: port, connections: connections, reads: reads, seed: seed, rows: rows, postgres: postgres)
             }
+        }
+    }
+
+    /// A constant route on a bare Hummingbird application (no middleware, no connection limits)
+    /// in this process: what the HTTP stack and this machine cost before anything of the node's.
+    static func bareHummingbird(requests: Int) async throws -> DurationStats {
+        let router = Router()
+        router.get("version") { _, _ in "bare" }
+        let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
+        var logger = Logger(label: "shoal.bench.bare")
+        logger.logLevel = .critical
+        let app = Application(
+            router: router, configuration: .init(address: .hostname("127.0.0.1", port: 0)),
+            onServerRunning: { continuation.yield($0.localAddress?.port ?? 0) }, logger: logger)
+        return try await withThrowingTaskGroup(of: DurationStats?.self) { group in
+            group.addTask {
+                try await app.run()
+                return nil
+            }
+            var iterator = ports.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw BenchError("the bare server did not start") }
+            let box = StatsBox()
+            try await Self.onThread {
+                let client = try LoopbackHTTPClient(port: port)
+                var samples = [UInt64](repeating: 0, count: requests)
+                for index in samples.indices {
+                    let start = shoal_bench_now_ns()
+                    _ = try client.post("/version", body: [], method: "GET")
+                    samples[index] = shoal_bench_now_ns() - start
+                }
+                box.set(DurationStats(nanoseconds: samples))
+            }
+            group.cancelAll()
+            guard let stats = box.value else { throw BenchError("no samples from the bare server") }
+            return stats
         }
     }
 
@@ -118,7 +157,8 @@ struct RemoteRead: AsyncParsableCommand {
     }
 
     static func measure(
-        port: Int, directory: String, rows: Int, reads: Int, seed: UInt64, postgres: PostgresPointRead.Baseline?
+        port: Int, directory: String, rows: Int, reads: Int, seed: UInt64, postgres: PostgresPointRead.Baseline?,
+        bare: DurationStats
     ) throws {
         let client = try LoopbackHTTPClient(port: port)
         let path = "/db/bench/kv/v3/pipeline"
@@ -212,6 +252,11 @@ struct RemoteRead: AsyncParsableCommand {
                 baseline: constantValue / 1000, baselineName: "constant_route_\(metric)"
             ).print()
             BenchResult(
+                bench: "remote-read", metric: "constant_route_\(metric)", value: constantValue / 1000, unit: "us",
+                baseline: (metric == "median" ? bare.median : bare.p99) / 1000,
+                baselineName: "bare_hummingbird_constant_route_\(metric)"
+            ).print()
+            BenchResult(
                 bench: "remote-read", metric: "websocket_hrana2_\(metric)", value: socketValue / 1000, unit: "us",
                 baseline: baseline / 1000, baselineName: "local_autocommit_\(metric)"
             ).print()
@@ -296,5 +341,24 @@ final class FailureBox: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         return error
+    }
+}
+
+/// The stats a blocking phase measured, handed back to its async caller.
+final class StatsBox: @unchecked Sendable {
+    // `@unchecked Sendable`: every access holds `lock`.
+    private let lock = NSLock()
+    private var stats: DurationStats?
+
+    func set(_ stats: DurationStats) {
+        lock.lock()
+        defer { lock.unlock() }
+        self.stats = stats
+    }
+
+    var value: DurationStats? {
+        lock.lock()
+        defer { lock.unlock() }
+        return stats
     }
 }
