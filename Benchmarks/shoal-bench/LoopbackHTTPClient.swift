@@ -38,22 +38,16 @@ final class LoopbackHTTPClient {
             "\(method) \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\n\(extra)Content-Length: \(body.count)\r\n\r\n".utf8)
         request += body
         try sendAll(request)
-        let separator: [UInt8] = [13, 10, 13, 10]
-        var headerEnd: Int?
-        while headerEnd == nil {
-            headerEnd = buffer.firstRange(of: separator)?.upperBound
-            if headerEnd == nil { try fill() }
-        }
-        let head = String(decoding: buffer[..<headerEnd!], as: UTF8.self)
+        let (head, headerEnd) = try readHead()
         guard head.hasPrefix("HTTP/1.1 200") else { throw BenchError("the server answered \(head.prefix(40))") }
         guard
             let lengthLine = head.split(separator: "\r\n").first(where: { $0.lowercased().hasPrefix("content-length:") }
             ),
             let length = Int(lengthLine.split(separator: ":")[1].trimmingCharacters(in: .whitespaces))
         else { throw BenchError("the response has no Content-Length") }
-        while buffer.count < headerEnd! + length { try fill() }
-        let body = Array(buffer[headerEnd!..<(headerEnd! + length)])
-        buffer.removeFirst(headerEnd! + length)
+        while buffer.count < headerEnd + length { try fill() }
+        let body = Array(buffer[headerEnd..<(headerEnd + length)])
+        buffer.removeFirst(headerEnd + length)
         return body
     }
 
@@ -64,15 +58,20 @@ final class LoopbackHTTPClient {
             "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: \(subprotocol)\r\n\r\n"
                 .utf8)
         try sendAll(request)
-        let separator: [UInt8] = [13, 10, 13, 10]
-        var headerEnd: Int?
-        while headerEnd == nil {
-            headerEnd = buffer.firstRange(of: separator)?.upperBound
-            if headerEnd == nil { try fill() }
-        }
-        let head = String(decoding: buffer[..<headerEnd!], as: UTF8.self)
+        let (head, headerEnd) = try readHead()
         guard head.hasPrefix("HTTP/1.1 101") else { throw BenchError("the upgrade was answered \(head.prefix(40))") }
-        buffer.removeFirst(headerEnd!)
+        buffer.removeFirst(headerEnd)
+    }
+
+    /// Reads up to the end of a response head; returns it and where it ends in the buffer.
+    private func readHead() throws -> (head: String, end: Int) {
+        let separator: [UInt8] = [13, 10, 13, 10]
+        while true {
+            if let end = buffer.firstRange(of: separator)?.upperBound {
+                return (String(decoding: buffer[..<end], as: UTF8.self), end)
+            }
+            try fill()
+        }
     }
 
     /// Sends one text message (a single masked frame, as a client must).

@@ -1,9 +1,9 @@
 import Foundation
-import Glibc
 import HTTPTypes
 import HummingbirdWSClient
 import Logging
 import ShoalModel
+import ShoalTestSupport
 import Synchronization
 import Testing
 
@@ -353,47 +353,14 @@ import Testing
 
     @Test func anUpgradeRequestWithABodyIsRefused() async throws {
         try await LiveNode.with({ $0.createOnFirstUse = true }) { node in
-            let port = Int(node.url.split(separator: ":").last!)!
-            let answer = try await Self.rawExchange(
-                port: port,
-                "GET /db/acme/app HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: hrana2\r\nContent-Length: 1\r\n\r\nx"
-            )
-            #expect(answer.hasPrefix("HTTP/1.1 400"))
-        }
-    }
-
-    /// Sends raw bytes on a new loopback connection and returns what comes back until the server
-    /// closes it.
-    static func rawExchange(port: Int, _ request: String) async throws -> String {
-        try await withCheckedThrowingContinuation { continuation in
-            Thread {
-                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                defer { Glibc.close(fd) }
-                var timeout = timeval(tv_sec: 20, tv_usec: 0)
-                setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_port = in_port_t(UInt16(port).bigEndian)
-                address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                let connected = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                        Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
-                    }
-                }
-                guard connected == 0 else {
-                    return continuation.resume(throwing: NodeTestError("cannot connect"))
-                }
-                let bytes = Array(request.utf8)
-                _ = bytes.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
-                var received: [UInt8] = []
-                var chunk = [UInt8](repeating: 0, count: 4096)
-                while true {
-                    let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
-                    guard count > 0 else { break }
-                    received += chunk[0..<count]
-                }
-                continuation.resume(returning: String(decoding: received, as: UTF8.self))
-            }.start()
+            let port = try #require(URL(string: node.url)?.port)
+            let connection = try RawConnection(port: port)
+            #expect(
+                connection.send(
+                    "GET /db/acme/app HTTP/1.1\r\nHost: 127.0.0.1\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: hrana2\r\nContent-Length: 1\r\n\r\nx"
+                ))
+            let head = await connection.responseHead(within: .seconds(20))
+            #expect(head?.hasPrefix("HTTP/1.1 400") == true)
         }
     }
 }
