@@ -169,6 +169,7 @@ extension Node {
             for queue in session.streams.values { queue.finish() }
             session.streams.removeAll()
             await streams.waitForAll()
+            session.admission?.release()
         }
     }
 
@@ -223,8 +224,13 @@ extension Node {
                 throw NodeError.badRequest(
                     "the token is for \(namespace), but this connection serves \(current); open another connection")
             }
-            _ = try await grant(
+            let grant = try await grant(
                 token: jwt, namespace, missing: "send the database's token as the jwt of the hello message")
+            // Counted under the caps on connections once, at the first hello accepted.
+            if session.admission == nil {
+                session.admission = try webSockets.admit(
+                    holder: grant.holder(for: namespace), organization: namespace.organization)
+            }
             session.namespace = namespace
             session.token = jwt
             connection.greeted.store(true, ordering: .relaxed)
@@ -609,6 +615,8 @@ struct SocketSession {
     var storedSQL: [Int32: String] = [:]
     /// The open streams' queues, by stream id.
     var streams: [Int32: AsyncStream<SocketWork>.Continuation] = [:]
+    /// The connection's place under the caps on connections (given back when it ends).
+    var admission: AdmissionTicket?
 }
 
 /// A request queued on a connection's stream.

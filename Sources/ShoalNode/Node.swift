@@ -20,6 +20,8 @@ public final class Node: Sendable {
     let longPolls: AdmissionLedger
     /// Whole-database Turso Sync answers being built or sent.
     let snapshots: AdmissionLedger
+    /// Hrana WebSocket connections that said hello, by token and organization (`webSocketLimits`).
+    let webSockets: AdmissionLedger
     let metrics = NodeMetrics()
     let logger: Logger
     /// The version string `GET /version` reports.
@@ -40,6 +42,10 @@ public final class Node: Sendable {
             what: "whole-database /pull-updates answers",
             remedy: "pull again after Retry-After; a client that keeps its revision gets only the changed pages",
             limits: configuration.snapshotLimits)
+        webSockets = AdmissionLedger(
+            what: "Hrana WebSocket connections",
+            remedy: "run more streams on the connections already open (each holds up to 128), or close idle ones",
+            limits: configuration.webSocketLimits)
     }
 
     /// The node's routes.

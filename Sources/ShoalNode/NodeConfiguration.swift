@@ -62,6 +62,9 @@ public struct NodeConfiguration: Sendable {
     /// once per token, per organization and on the node; each holds a database-sized scratch file.
     /// Past a cap a bootstrap is refused with 429 and `Retry-After`.
     public var snapshotLimits = AdmissionLimits(perToken: 2, perOrganization: 8, perNode: 32)
+    /// The most Hrana WebSocket connections open at once (counted from their hello) per token, per
+    /// organization and on the node; past a cap the hello is refused (`TOO_MANY_REQUESTS`).
+    public var webSocketLimits = AdmissionLimits(perToken: 50, perOrganization: 500, perNode: 5_000)
     /// How long a request waits for room when every open database is in use (`maxOpenDatabases`
     /// all leased) before it is answered 503 with `Retry-After`.
     public var databaseWaitTimeout: Duration = .milliseconds(500)

@@ -113,6 +113,12 @@ struct NodeCommand: AsyncParsableCommand {
     )
     var snapshotLimits = "2,8,32"
 
+    @Option(
+        help:
+            "The most Hrana WebSocket connections open at once (from their hello) per token, per organization and on the node (TOKEN,ORG,NODE)."
+    )
+    var webSocketLimits = "50,500,5000"
+
     /// Three positive caps `TOKEN,ORG,NODE`, or a validation error naming the option.
     static func admissionLimits(_ text: String, option: String) throws -> NodeConfiguration.AdmissionLimits {
         let numbers = text.split(separator: ",").compactMap { Int($0.trimmingCharacters(in: .whitespaces)) }
@@ -174,6 +180,7 @@ struct NodeCommand: AsyncParsableCommand {
         _ = try Self.admissionLimits(streamLimits, option: "stream-limits")
         _ = try Self.admissionLimits(longPollLimits, option: "long-poll-limits")
         _ = try Self.admissionLimits(snapshotLimits, option: "snapshot-limits")
+        _ = try Self.admissionLimits(webSocketLimits, option: "web-socket-limits")
     }
 
     /// The registration token from `--registration-token` or `SHOAL_NODE_REGISTRATION_TOKEN`.
@@ -252,6 +259,7 @@ struct NodeCommand: AsyncParsableCommand {
         nodeConfiguration.streamLimits = try Self.admissionLimits(streamLimits, option: "stream-limits")
         nodeConfiguration.longPollLimits = try Self.admissionLimits(longPollLimits, option: "long-poll-limits")
         nodeConfiguration.snapshotLimits = try Self.admissionLimits(snapshotLimits, option: "snapshot-limits")
+        nodeConfiguration.webSocketLimits = try Self.admissionLimits(webSocketLimits, option: "web-socket-limits")
         let node = try Node(configuration: nodeConfiguration, logger: logger)
         let givenKeys = try self.givenKeys()
         let revoked = Set(revokedJti)

@@ -282,6 +282,36 @@ import Testing
         }
     }
 
+    @Test func connectionsAreCappedPerToken() async throws {
+        let signer = TokenSigner()
+        let verifier = try TokenVerifier(keys: ["k1": signer.publicKey])
+        try await LiveNode.with({
+            $0.createOnFirstUse = true
+            $0.authentication = .tokens(verifier, adminToken: "admin-secret")
+            $0.webSocketLimits = .init(perToken: 1, perOrganization: 10, perNode: 10)
+        }) { node in
+            let url = Self.wsURL(node, "/db/acme/app")
+            let first = try signer.token(["id": "acme/app", "jti": "a"])
+            let other = try signer.token(["id": "acme/app", "jti": "b"])
+            try await Self.connect(url) { socket in
+                try await socket.send(#"{"type":"hello","jwt":"\#(first)"}"#)
+                #expect(try await socket.receive()?["type"] as? String == "hello_ok")
+                // While this one is open, a second connection of the same token is refused...
+                try await Self.connect(url) { second in
+                    try await second.send(#"{"type":"hello","jwt":"\#(first)"}"#)
+                    let answer = try await second.receive()
+                    #expect(answer?["type"] as? String == "hello_error")
+                    #expect((answer?["error"] as? [String: Any])?["code"] as? String == "TOO_MANY_REQUESTS")
+                }
+                // ...and one of another token is not.
+                try await Self.connect(url) { third in
+                    try await third.send(#"{"type":"hello","jwt":"\#(other)"}"#)
+                    #expect(try await third.receive()?["type"] as? String == "hello_ok")
+                }
+            }
+        }
+    }
+
     @Test func anIdleConnectionIsClosedAndItsStreamsWithIt() async throws {
         try await LiveNode.with({
             $0.createOnFirstUse = true
