@@ -43,6 +43,12 @@ let package = Package(
             name: "ShoalModel",
             swiftSettings: strict
         ),
+        .testTarget(
+            name: "ShoalModelTests",
+            dependencies: ["ShoalModel"],
+            resources: [.copy("captures")],
+            swiftSettings: strict
+        ),
 
         // Layer 0: time: deadlines, sleeps that let go when cancelled, durations in units.
         .target(
@@ -124,10 +130,21 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Layer 3: the client library (no HTTP server stack).
+        // Layer 3: the sync protocol from the replica's side (the HTTP frame source, the node's
+        // database URL with its token, their errors), below both the client and the node.
+        .target(
+            name: "ShoalSyncTransport",
+            dependencies: ["ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalTime", "ShoalHTTP"],
+            swiftSettings: strict
+        ),
+
+        // Layer 4: the client library (no HTTP server stack).
         .target(
             name: "ShoalClient",
-            dependencies: ["ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalPool", "ShoalTime", "ShoalHTTP"],
+            dependencies: [
+                "ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalSyncTransport", "ShoalPool", "ShoalTime",
+                "ShoalHTTP",
+            ],
             swiftSettings: strict
         ),
         .testTarget(
@@ -140,11 +157,14 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Layer 3: what both servers (node and control plane) share of Hummingbird.
+        // Layer 3: what both servers (node and control plane) share of Hummingbird: the limited
+        // HTTP/1 channel, bearer tokens (parsed once, required by middleware), background work as
+        // services of a ServiceGroup.
         .target(
             name: "ShoalServerKit",
             dependencies: [
                 "ShoalHTTP",
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -157,8 +177,8 @@ let package = Package(
         .target(
             name: "ShoalNode",
             dependencies: [
-                "ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalPool", "ShoalTime", "ShoalHTTP", "ShoalClient",
-                "ShoalServerKit",
+                "ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalSyncTransport", "ShoalPool", "ShoalTime",
+                "ShoalHTTP", "ShoalServerKit",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -245,7 +265,7 @@ let package = Package(
             name: "shoal",
             dependencies: [
                 "ShoalNode", "ShoalControl", "ShoalModel", "ShoalClient", "ShoalHTTP", "ShoalSQLite",
-                "ShoalReplication",
+                "ShoalReplication", "ShoalServerKit", "ShoalSyncTransport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),

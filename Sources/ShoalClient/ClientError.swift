@@ -1,8 +1,10 @@
+import ShoalSyncTransport
+
 /// The one error type of ShoalClient: what went wrong and what to do.
 public struct ClientError: Error, Sendable, CustomStringConvertible, Equatable {
     enum Code: Sendable, Equatable {
         case unauthorized, forbidden, notFound, server, unreachable, protocolViolation, sql, corruptReplica,
-            foreignReplica
+            foreignReplica, replicaBehind
     }
 
     let code: Code
@@ -15,6 +17,33 @@ public struct ClientError: Error, Sendable, CustomStringConvertible, Equatable {
         self.code = code
         self.message = message
         self.sqlCode = sqlCode
+    }
+
+    /// The client's form of a failure of the sync protocol or of a request to the node.
+    init(_ error: TransportError) {
+        let code: Code =
+            switch error.kind {
+            case .unauthorized: .unauthorized
+            case .forbidden: .forbidden
+            case .notFound: .notFound
+            case .server: .server
+            case .unreachable: .unreachable
+            case .protocolViolation: .protocolViolation
+            }
+        self.init(code, error.message)
+    }
+
+    /// Runs `body`, throwing a `TransportError` it throws as a `ClientError` (the one error type
+    /// the library's callers see); other errors pass unchanged.
+    @discardableResult
+    static func translating<T>(
+        isolation: isolated (any Actor)? = #isolation, _ body: () async throws -> T
+    ) async throws -> T {
+        do {
+            return try await body()
+        } catch let error as TransportError {
+            throw ClientError(error)
+        }
     }
 
     /// A readable message.
@@ -41,4 +70,7 @@ public struct ClientError: Error, Sendable, CustomStringConvertible, Equatable {
     public static let corruptReplica = ClientError(.corruptReplica, "corrupt replica")
     /// The local replica belongs to another database; use another directory or `Database.rebuild`.
     public static let foreignReplica = ClientError(.foreignReplica, "foreign replica")
+    /// A write committed on the primary, but the replica did not reach it in time (read-your-writes);
+    /// the write must not be sent again.
+    public static let replicaBehind = ClientError(.replicaBehind, "replica behind")
 }

@@ -103,12 +103,16 @@ public final class ControlPlaneResolver: Sendable {
         return issued
     }
 
+    /// The one claim of a JWT the resolver reads.
+    private struct ExpiryClaim: Decodable {
+        let exp: Double?
+    }
+
     /// The `exp` claim of a JWT, if it has one.
     static func expiry(of token: String) -> Date? {
         let parts = token.split(separator: ".")
         guard parts.count == 3, let payload = Base64URL.decode(String(parts[1])),
-            let claims = try? JSONSerialization.jsonObject(with: Data(payload)) as? [String: Any],
-            let exp = claims["exp"] as? Double
+            let exp = (try? JSONDecoder().decode(ExpiryClaim.self, from: Data(payload)))?.exp
         else { return nil }
         return Date(timeIntervalSince1970: exp)
     }

@@ -1,6 +1,7 @@
 import Foundation
 import ShoalReplication
 import ShoalSQLite
+import ShoalSyncTransport
 import Synchronization
 
 /// An embedded replica: a local copy of one database, kept in sync by pulling WAL frames from a
@@ -122,7 +123,7 @@ public final class Database: Sendable {
     /// Pulls what the primary has committed; bootstraps first if the replica is empty.
     @discardableResult
     public func sync() async throws -> Replicator.SyncResult {
-        let result = try await replicator.sync()
+        let result = try await ClientError.translating { try await replicator.sync() }
         lastSync.withLock { $0 = .now }
         return result
     }
@@ -192,16 +193,28 @@ public final class Database: Sendable {
         return try statement.step() ? statement.row() : nil
     }
 
+    /// How long `execute` waits, with read-your-writes, for the replica to reach a write.
+    public static let readYourWritesTimeout = Duration.seconds(10)
+
     /// Runs a statement on the primary; with read-your-writes, returns once the replica has it.
+    /// If the replica has not reached the write within `readYourWritesTimeout` (its node lags the
+    /// primary), throws `replicaBehind`: the write has committed and must not be sent again.
     @discardableResult
     public func execute(_ sql: String, _ arguments: [SQLiteValue] = []) async throws -> RemoteResult {
         let result = try await remote.execute(sql, arguments)
         if readYourWrites, let target = result.primaryPosition {
             let wanted = ReplicationPosition(generation: target.generation, frame: target.frame)
-            var attempts = 0
-            while (replica.position ?? ReplicationPosition(generation: 0, frame: 0)) < wanted, attempts < 50 {
-                try await replicator.pull(wait: .milliseconds(200))
-                attempts += 1
+            let deadline = ContinuousClock.now + Self.readYourWritesTimeout
+            while (replica.position ?? ReplicationPosition(generation: 0, frame: 0)) < wanted {
+                guard ContinuousClock.now < deadline else {
+                    let reached = replica.position.map { "\($0.generation)/\($0.frame)" } ?? "nothing"
+                    throw ClientError(
+                        .replicaBehind,
+                        "the write committed on the primary at \(wanted.generation)/\(wanted.frame), but the "
+                            + "replica reached only \(reached) in \(Self.readYourWritesTimeout); do not send the "
+                            + "write again: call sync() before reading it, or open with readYourWrites: false")
+                }
+                try await ClientError.translating { try await replicator.pull(wait: .milliseconds(200)) }
             }
         }
         return result

@@ -1,6 +1,7 @@
 import Foundation
 import ShoalModel
 import ShoalSQLite
+import ShoalSyncTransport
 
 /// The result of a statement run on the primary.
 public struct RemoteResult: Sendable, Equatable {
@@ -26,7 +27,7 @@ public struct RemoteResult: Sendable, Equatable {
 /// and for the writes of an embedded replica. Statements run in order; a transaction opened with
 /// `BEGIN` stays open across calls until `COMMIT` or `ROLLBACK`.
 public actor RemoteDatabase {
-    let transport: HTTPTransport
+    let transport: NodeTransport
     private var baton: String?
     /// Whether the stream is inside a transaction, as the node said after the last request.
     private var inTransaction = false
@@ -38,29 +39,27 @@ public actor RemoteDatabase {
 
     /// A remote database whose token may be replaced while it is in use.
     public init(url: URL, credentials: Credentials) {
-        transport = HTTPTransport(baseURL: url, credentials: credentials)
+        transport = NodeTransport(baseURL: url, credentials: credentials)
     }
 
     /// Runs one statement on the primary.
     @discardableResult
     public func execute(_ sql: String, _ arguments: [SQLiteValue] = []) async throws -> RemoteResult {
-        let statement: [String: Any] = ["sql": sql, "args": arguments.map(Self.encode)]
-        let (response, headers) = try await run(["type": "execute", "stmt": statement])
-        guard let result = response["result"] as? [String: Any] else {
-            throw ClientError(.protocolViolation, "the node's execute answer has no result")
+        let statement = Hrana.Statement(sql: sql, arguments: arguments.map(Self.wireValue))
+        let (response, headers) = try await run(.execute(statement))
+        guard case .execute(let result) = response else {
+            throw ClientError(.protocolViolation, "the node answered an execute request with another kind of response")
         }
-        let columns = (result["cols"] as? [[String: Any]] ?? []).map { $0["name"] as? String ?? "" }
-        let rows = (result["rows"] as? [[[String: Any]]] ?? []).map { $0.map(Self.decode) }
         return RemoteResult(
-            columns: columns, rows: rows, affectedRowCount: (result["affected_row_count"] as? NSNumber)?.intValue ?? 0,
-            lastInsertRowID: (result["last_insert_rowid"] as? String).flatMap { Int64($0) },
-            primaryPosition: HTTPTransport.position(headers))
+            columns: result.columns.map { $0.name ?? "" }, rows: result.rows.map { $0.map(Self.value) },
+            affectedRowCount: result.affectedRowCount, lastInsertRowID: result.lastInsertRowID,
+            primaryPosition: NodeTransport.position(headers))
     }
 
     /// Runs several `;`-separated statements on the primary in one request (Hrana `sequence`),
     /// ignoring their rows: the fast way to load data.
     public func executeScript(_ sql: String) async throws {
-        _ = try await run(["type": "sequence", "sql": sql])
+        _ = try await run(.sequence(sql: sql, sqlID: nil))
     }
 
     /// Sends one request on the stream, carrying the baton, with `get_autocommit` after it (so the
@@ -68,14 +67,15 @@ public actor RemoteDatabase {
     /// throws the SQL error it reports. A stream the node expired while idle outside a transaction
     /// is replaced by a new one and the request sent again (it did not run); inside one, the
     /// transaction is gone and the caller is told so.
-    private func run(_ request: [String: Any]) async throws -> (response: [String: Any], headers: [String: String]) {
+    private func run(
+        _ request: Hrana.StreamRequest
+    ) async throws -> (response: Hrana.StreamResponse, headers: [String: String]) {
         let sentWithBaton = baton != nil
-        let body: [String: Any] = [
-            "baton": baton as Any? ?? NSNull(), "requests": [request, ["type": "get_autocommit"]],
-        ]
-        let answer = try await transport.send(
-            "POST", "v3/pipeline",
-            body: try JSONSerialization.data(withJSONObject: body, options: .withoutEscapingSlashes))
+        let body = try WireJSON.encoder().encode(
+            Hrana.PipelineRequest(baton: baton, requests: [request, .getAutocommit]))
+        let answer = try await ClientError.translating {
+            try await transport.send("POST", "v3/pipeline", body: body)
+        }
         guard answer.status == 200 else {
             baton = nil
             let wasInTransaction = inTransaction
@@ -91,30 +91,40 @@ public actor RemoteDatabase {
                 }
                 return try await run(request)
             }
-            throw transport.failure(answer, doing: "running SQL on the primary")
+            throw ClientError(transport.failure(answer, doing: "running SQL on the primary"))
         }
-        guard let object = try JSONSerialization.jsonObject(with: answer.body) as? [String: Any],
-            let results = object["results"] as? [[String: Any]], let first = results.first
-        else { throw ClientError(.protocolViolation, "the node's pipeline answer has no results") }
-        baton = object["baton"] as? String
-        if results.count > 1, let autocommit = (results[1]["response"] as? [String: Any])?["is_autocommit"] as? Bool {
+        let pipeline: Hrana.PipelineResponse
+        do {
+            pipeline = try JSONDecoder().decode(Hrana.PipelineResponse.self, from: answer.body)
+        } catch {
+            throw ClientError(.protocolViolation, "the node's pipeline answer could not be read: \(error)")
+        }
+        guard pipeline.results.count == 2 else {
+            throw ClientError(
+                .protocolViolation, "the node's pipeline answer has \(pipeline.results.count) results, not 2")
+        }
+        baton = pipeline.baton
+        if case .ok(.getAutocommit(let autocommit)) = pipeline.results[1] {
             inTransaction = !autocommit
         }
-        if first["type"] as? String == "error" {
-            let error = first["error"] as? [String: Any]
-            throw ClientError(
-                .sql, error?["message"] as? String ?? "the statement failed", sqlCode: error?["code"] as? String)
+        switch pipeline.results[0] {
+        case .ok(let response): return (response, answer.headers)
+        case .error(let failure): throw ClientError(.sql, failure.message, sqlCode: failure.code)
         }
-        return (first["response"] as? [String: Any] ?? [:], answer.headers)
+    }
+
+    /// The body of a refused request.
+    private struct Refusal: Decodable {
+        let code: String?
     }
 
     /// Whether the node refused the baton because its stream is gone: expired (`STREAM_EXPIRED`),
     /// or no longer known at all (its tombstone is kept 5 minutes, and none survives a restart).
     /// Either way the request did not run.
-    private static func isLostStream(_ answer: HTTPTransport.Answer) -> Bool {
+    private static func isLostStream(_ answer: NodeTransport.Answer) -> Bool {
         guard answer.status == 400 else { return false }
-        if let object = try? JSONSerialization.jsonObject(with: answer.body) as? [String: Any] {
-            return object["code"] as? String == "STREAM_EXPIRED"
+        if let refusal = try? JSONDecoder().decode(Refusal.self, from: answer.body), refusal.code == "STREAM_EXPIRED" {
+            return true
         }
         return String(decoding: answer.body.prefix(200), as: UTF8.self).contains("invalid baton")
     }
@@ -124,29 +134,30 @@ public actor RemoteDatabase {
         guard let baton else { return }
         self.baton = nil
         inTransaction = false
-        let body: [String: Any] = ["baton": baton, "requests": [["type": "close"]]]
-        _ = try? await transport.send(
-            "POST", "v3/pipeline",
-            body: try JSONSerialization.data(withJSONObject: body, options: .withoutEscapingSlashes))
+        guard let body = try? WireJSON.encoder().encode(Hrana.PipelineRequest(baton: baton, requests: [.close]))
+        else { return }
+        _ = try? await transport.send("POST", "v3/pipeline", body: body)
     }
 
-    static func encode(_ value: SQLiteValue) -> [String: Any] {
+    /// A value as Hrana sends it.
+    static func wireValue(_ value: SQLiteValue) -> HranaValue {
         switch value {
-        case .null: ["type": "null"]
-        case .integer(let integer): ["type": "integer", "value": String(integer)]
-        case .real(let double): ["type": "float", "value": double]
-        case .text(let text): ["type": "text", "value": text]
-        case .blob(let bytes): ["type": "blob", "base64": Base64.encode(bytes, padded: false)]
+        case .null: .null
+        case .integer(let integer): .integer(integer)
+        case .real(let double): .float(double)
+        case .text(let text): .text(text)
+        case .blob(let bytes): .blob(bytes)
         }
     }
 
-    static func decode(_ value: [String: Any]) -> SQLiteValue {
-        switch value["type"] as? String {
-        case "integer": .integer((value["value"] as? String).flatMap { Int64($0) } ?? 0)
-        case "float": .real((value["value"] as? NSNumber)?.doubleValue ?? 0)
-        case "text": .text(value["value"] as? String ?? "")
-        case "blob": .blob((value["base64"] as? String).flatMap { Base64.decode($0) } ?? [])
-        default: .null
+    /// A value Hrana returned.
+    static func value(_ value: HranaValue) -> SQLiteValue {
+        switch value {
+        case .null: .null
+        case .integer(let integer): .integer(integer)
+        case .float(let double): .real(double)
+        case .text(let text): .text(text)
+        case .blob(let bytes): .blob(bytes)
         }
     }
 }

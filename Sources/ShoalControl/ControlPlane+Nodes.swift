@@ -4,6 +4,7 @@ import HTTPTypes
 import Hummingbird
 import ShoalModel
 import ShoalSQLite
+import ShoalServerKit
 
 extension ControlPlane {
     /// `v1/nodes`: the list (admin), registration, heartbeats and placement lookups, the node
@@ -122,16 +123,16 @@ extension ControlPlane {
     /// Who sends a request to a node route: a node (its credential), the registration token, or an
     /// API token.
     func nodeCaller(_ request: Request) async throws -> Catalog.NodeCaller {
-        guard let header = request.headers[.authorization] else {
+        let secret: String
+        switch BearerToken.presented(in: request) {
+        case .missing:
             throw ControlError.unauthorized(
                 "send Authorization: Bearer <secret>: the node's own credential, or the node registration token to register"
             )
+        case .malformed: throw ControlError.unauthorized("the Authorization header must be Bearer <secret>")
+        case .token(let token): secret = token
         }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-            throw ControlError.unauthorized("the Authorization header must be Bearer <secret>")
-        }
-        if let caller = try await catalog.nodeCaller(secret: String(parts[1])) { return caller }
+        if let caller = try await catalog.nodeCaller(secret: secret) { return caller }
         do {
             return .apiToken(try await principal(request))
         } catch let error as ControlError where error.code == .unauthorized {

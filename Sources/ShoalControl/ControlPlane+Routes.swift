@@ -4,7 +4,8 @@ import Hummingbird
 import ShoalModel
 
 extension ControlPlane {
-    func addLocationRoutes(_ routes: RouterGroup<BasicRequestContext>) {
+    /// Locations are public data (anyone may read them, `publicRoutes`); only the admin edits them.
+    func addLocationRoutes(public routes: RouterGroup<BasicRequestContext>, secured: RouterGroup<BasicRequestContext>) {
         routes.get("") { _, _ in
             let locations = try await self.catalog.locations()
             return try Self.json(["locations": Dictionary(uniqueKeysWithValues: locations.map { ($0.code, $0.name) })])
@@ -12,7 +13,7 @@ extension ControlPlane {
         routes.get(":code") { _, context in
             try Self.json(["location": try await self.catalog.location(try Self.parameter(context, "code"))])
         }
-        routes.put(":code") { request, context in
+        secured.put(":code") { request, context in
             let principal = try await self.principal(request)
             let body = try await self.decode(Platform.LocationDefinition.self, from: request)
             let location = Platform.Location(
@@ -22,9 +23,10 @@ extension ControlPlane {
         }
     }
 
-    func addPlanRoutes(_ routes: RouterGroup<BasicRequestContext>) {
+    /// Plans are public data (anyone may read them, `publicRoutes`); only the admin edits them.
+    func addPlanRoutes(public routes: RouterGroup<BasicRequestContext>, secured: RouterGroup<BasicRequestContext>) {
         routes.get("") { _, _ in try Self.json(["plans": try await self.catalog.plans()]) }
-        routes.put(":plan") { request, context in
+        secured.put(":plan") { request, context in
             let principal = try await self.principal(request)
             let quotas = try await self.decode(Platform.Quotas.self, from: request)
             let plan = Platform.Plan(name: try Self.parameter(context, "plan"), quotas: quotas)

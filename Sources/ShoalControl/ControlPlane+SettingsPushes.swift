@@ -72,7 +72,7 @@ extension ControlPlane {
     func settings(
         for database: Catalog.DatabaseRecord, on node: Catalog.NodeRecord
     ) async throws
-        -> NodeClient.DatabaseSettings?
+        -> DatabaseSettings?
     {
         guard let primary = database.primaryNode else { return nil }
         var settings = try await settings(for: database)
@@ -89,7 +89,7 @@ extension ControlPlane {
     /// the catalog now (once per database in `databases`); nil when there is nothing to send.
     private func pushContent(
         of push: Catalog.PendingSettingsPush, databases: inout [String: Catalog.DatabaseRecord?]
-    ) async throws -> (namespace: String, settings: NodeClient.DatabaseSettings)? {
+    ) async throws -> (namespace: String, settings: DatabaseSettings)? {
         let database: Catalog.DatabaseRecord?
         if let known = databases[push.databaseID] {
             database = known
@@ -115,7 +115,7 @@ extension ControlPlane {
             // Cancelled (shutting down): what is left stays claimed and comes due again by itself.
             guard !Task.isCancelled else { break }
             var metadata: Logger.Metadata = ["db.id": "\(push.databaseID)", "node.url": "\(push.node.url)"]
-            let content: (namespace: String, settings: NodeClient.DatabaseSettings)?
+            let content: (namespace: String, settings: DatabaseSettings)?
             do {
                 content = try await pushContent(of: push, databases: &databases)
             } catch {

@@ -66,6 +66,16 @@ public struct ControlPlane: Sendable {
             logger: logger)
     }
 
+    /// The routes anyone may call without a token (as the router describes them): health, the
+    /// version, metrics, the API's description, the public keys that verify database tokens, and
+    /// the locations and plans (public data; editing them takes the admin token).
+    /// Every other route refuses a call without a token (`RouteAuthTests` checks each one the
+    /// router holds).
+    public static let publicRoutes: Set<String> = [
+        "GET /health", "GET /version", "GET /metrics", "GET /openapi.json", "GET /.well-known/jwks.json",
+        "GET /v1/locations", "GET /v1/locations/{code}", "GET /v1/plans",
+    ]
+
     /// Every route of the control plane.
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
@@ -85,17 +95,26 @@ public struct ControlPlane: Sendable {
         router.get(".well-known/jwks.json") { _, _ in
             try Self.json(Self.published(try await self.catalog.tokenPolicy()))
         }
-        addLocationRoutes(router.group("v1/locations"))
-        addPlanRoutes(router.group("v1/plans"))
-        addNodeRoutes(router.group("v1/nodes"))
-        router.post("v1/auth/keys/rotate") { request, _ in
+        // Every route below needs a token: a request without one is refused before its handler
+        // runs (which then checks whose token it is and what it may do).
+        let secured = router.group().add(
+            middleware: BearerTokenRequired { presented in
+                ControlError.unauthorized(
+                    presented == .missing
+                        ? "send an API token as Authorization: Bearer <token>"
+                        : "the Authorization header must be Bearer <token>")
+            })
+        addLocationRoutes(public: router.group("v1/locations"), secured: secured.group("v1/locations"))
+        addPlanRoutes(public: router.group("v1/plans"), secured: secured.group("v1/plans"))
+        addNodeRoutes(secured.group("v1/nodes"))
+        secured.post("v1/auth/keys/rotate") { request, _ in
             let principal = try await self.principal(request)
             let kid = try await self.catalog.rotateSigningKey(by: principal)
             await self.pushPolicy()
             return try Self.json(["kid": kid])
         }
-        addOrganizationRoutes(router.group("v1/organizations"))
-        let organization = router.group("v1/organizations/:org")
+        addOrganizationRoutes(secured.group("v1/organizations"))
+        let organization = secured.group("v1/organizations/:org")
         addGroupRoutes(organization.group("groups"))
         addDatabaseRoutes(organization.group("databases"))
         addMigrationRoutes(organization.group("groups/:group/migrations"))
@@ -106,16 +125,15 @@ public struct ControlPlane: Sendable {
 
     /// The principal behind the request's bearer token.
     func principal(_ request: Request) async throws -> Principal {
-        guard let header = request.headers[.authorization] else {
-            throw ControlError.unauthorized("send an API token as Authorization: Bearer <token>")
-        }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else {
-            throw ControlError.unauthorized("the Authorization header must be Bearer <token>")
+        let secret: String
+        switch BearerToken.presented(in: request) {
+        case .missing: throw ControlError.unauthorized("send an API token as Authorization: Bearer <token>")
+        case .malformed: throw ControlError.unauthorized("the Authorization header must be Bearer <token>")
+        case .token(let token): secret = token
         }
         // Looked up on every request (not cached): a revoked or expired token is refused at once, on
         // every control-plane instance.
-        guard let principal = try await catalog.authenticate(secret: String(parts[1])) else {
+        guard let principal = try await catalog.authenticate(secret: secret) else {
             throw ControlError.unauthorized("the API token is not valid; create one or use the admin token")
         }
         return principal
@@ -186,7 +204,7 @@ public struct ControlPlane: Sendable {
     // MARK: - Nodes
 
     /// Settings a node keeps for a database, from the catalog.
-    func settings(for database: Catalog.DatabaseRecord) async throws -> NodeClient.DatabaseSettings {
+    func settings(for database: Catalog.DatabaseRecord) async throws -> DatabaseSettings {
         let rules = [database.group.regionRule, database.organization.regionRule].compactMap { $0 }
         var allowed: [String]?
         if !rules.isEmpty {
@@ -194,7 +212,7 @@ public struct ControlPlane: Sendable {
                 rules.allSatisfy { $0.allows(location: location.code, jurisdiction: location.jurisdiction) }
             }.map(\.code)
         }
-        return NodeClient.DatabaseSettings(
+        return DatabaseSettings(
             blockReads: database.blockReads, blockWrites: database.blockWrites,
             maxSizeBytes: database.sizeLimitBytes, group: database.group.name, allowedLocations: allowed,
             databaseID: database.id, createdAt: database.createdAt, groupID: database.group.id)

@@ -5,42 +5,6 @@ import ShoalSQLite
 
 /// Calls a node's admin API: create or delete a database, push its settings or the token policy.
 struct NodeClient: Sendable {
-    /// The settings a node keeps per database (the node's `config.json`).
-    struct DatabaseSettings: Encodable, Sendable {
-        let blockReads: Bool
-        let blockWrites: Bool
-        let maxSizeBytes: Int64?
-        /// The group's name; the node matches group tokens' `gid` against `org/group`.
-        let group: String
-        /// Locations whose tokens may sync it; nil when no rule applies.
-        let allowedLocations: [String]?
-        /// For a replica node: the database's URL on its primary node.
-        var primaryURL: String? = nil
-        /// For a replica node: the token it syncs from the primary with.
-        var syncToken: String? = nil
-        /// The database's id, its incarnation: nodes refuse database tokens whose `did` differs, and
-        /// settings of another incarnation.
-        var databaseID: String? = nil
-        /// When the incarnation was created (milliseconds since 1970): nodes accept a database token
-        /// without `did` (issued before incarnation ids) only if it was issued since.
-        var createdAt: Int64? = nil
-        /// The group's id, its incarnation: nodes refuse group tokens whose `gdid` differs.
-        var groupID: String? = nil
-
-        enum CodingKeys: String, CodingKey {
-            case blockReads = "block_reads"
-            case blockWrites = "block_writes"
-            case maxSizeBytes = "max_size_bytes"
-            case group
-            case allowedLocations = "allowed_locations"
-            case primaryURL = "primary_url"
-            case syncToken = "sync_token"
-            case databaseID = "database_id"
-            case createdAt = "created_at"
-            case groupID = "group_id"
-        }
-    }
-
     let timeout: Duration
     /// How long a migration request may take: its statements may build indexes over large tables.
     let migrationTimeout: Duration

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ShoalModel
 import ShoalReplication
 import ShoalSQLite
 import Synchronization

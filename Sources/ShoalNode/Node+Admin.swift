@@ -37,7 +37,7 @@ extension Node {
     }
 
     /// The token policy pushed by the control plane.
-    func addPolicyRoute(_ router: Router<BasicRequestContext>) {
+    func addPolicyRoute(_ router: RouterGroup<BasicRequestContext>) {
         router.post("v1/auth/policy") { request, _ in
             try self.authorizeAdmin(request)
             guard case .tokens(let verifier, _) = self.configuration.authentication else {

@@ -48,6 +48,18 @@ public final class Node: Sendable {
             limits: configuration.webSocketLimits)
     }
 
+    /// The routes anyone may call without a token (as the router describes them): health, metrics,
+    /// the version and the version probes clients send before their first request. Every other
+    /// route refuses a call without a token (`NodeRouteAuthTests` checks each one the router holds).
+    public static let publicRoutes: Set<String> = {
+        var routes: Set<String> = ["GET /health", "GET /metrics", "GET /version", "GET /v3-protobuf"]
+        for probe in ["v1", "v2", "v3"] {
+            routes.insert("GET /\(probe)")
+            routes.insert("GET /db/{org}/{database}/\(probe)")
+        }
+        return routes
+    }()
+
     /// The node's routes.
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
@@ -75,15 +87,27 @@ public final class Node: Sendable {
             }
         }
         router.get("v3-protobuf") { _, _ -> HTTPResponse.Status in .notFound }
-        addDatabaseRoutes(router)
-        addDatabaseRoutes(router.group("db/:org/:database"))
-        let organizationOnly = router.group("db/:org")
+        // Every route below needs a token when the node checks tokens: a request without one is
+        // refused before its handler runs (which then checks what the token grants).
+        let secured = router.group()
+        if case .tokens = configuration.authentication {
+            secured.add(
+                middleware: BearerTokenRequired { presented in
+                    NodeError.unauthorized(
+                        presented == .missing
+                            ? "send a token as Authorization: Bearer <token>"
+                            : "the Authorization header must be Bearer <token>")
+                })
+        }
+        addDatabaseRoutes(secured)
+        addDatabaseRoutes(secured.group("db/:org/:database"))
+        let organizationOnly = secured.group("db/:org")
         organizationOnly.post("v1/execute") { request, context in try await self.v1Execute(request, context) }
         organizationOnly.post("v1/batch") { request, context in try await self.v1Batch(request, context) }
-        addAdminRoutes(router.group("v1/namespaces/:org/:database"))
-        addPolicyRoute(router)
-        addAdminDatabaseRoutes(router.group("v1/namespaces/:org/:database"))
-        addMigrationRoute(router.group("v1/namespaces/:org/:database"))
+        addAdminRoutes(secured.group("v1/namespaces/:org/:database"))
+        addPolicyRoute(secured)
+        addAdminDatabaseRoutes(secured.group("v1/namespaces/:org/:database"))
+        addMigrationRoute(secured.group("v1/namespaces/:org/:database"))
         return router
     }
 
@@ -154,6 +178,11 @@ public final class Node: Sendable {
         if let namespace = try Self.namespace(headers: request.headers, authority: request.head.authority) {
             return namespace
         }
+        // No database named: a token the node cannot verify is refused as such first (401), so
+        // what the request lacks is told in the order a client must fix it.
+        if case .tokens(let verifier, _) = configuration.authentication {
+            _ = try verifier.verify(BearerToken.token(in: request) ?? "")
+        }
         throw Self.noNamespace
     }
 
@@ -180,7 +209,7 @@ public final class Node: Sendable {
     /// `/db/{org}/v1/…`: libsql-client drops the last path segment of a base URL without a trailing
     /// slash, so the database comes from the token's `id` claim (verified by `authorize` later).
     func namespaceFromToken(_ request: Request, organization: String) throws -> Namespace {
-        try namespaceFromToken(Self.bearer(request), organization: organization)
+        try namespaceFromToken(BearerToken.token(in: request), organization: organization)
     }
 
     /// The database a token's `id` claim names in `organization` (verified by `grant` later).
@@ -190,11 +219,13 @@ public final class Node: Sendable {
         guard case .tokens = configuration.authentication, let token else {
             throw NodeError.noDatabase(hint)
         }
-        let parts = token.split(separator: ".")
+        let parts = token.split(separator: ".", omittingEmptySubsequences: false)
         struct Claims: Decodable { let id: String? }
+        // A token that is no JWT at all is refused as a token, before any hint about paths.
         guard parts.count == 3, let payload = Base64URL.decode(String(parts[1])),
-            let id = (try? JSONDecoder().decode(Claims.self, from: Data(payload)))?.id,
-            let namespace = try? Namespace(id), namespace.organization == organization
+            let claims = try? JSONDecoder().decode(Claims.self, from: Data(payload))
+        else { throw NodeError.unauthorized("the token is not a JWT; send the database's token") }
+        guard let id = claims.id, let namespace = try? Namespace(id), namespace.organization == organization
         else { throw NodeError.noDatabase(hint) }
         return namespace
     }
@@ -209,7 +240,7 @@ public final class Node: Sendable {
 
     func grant(_ request: Request, _ namespace: Namespace) async throws -> Grant {
         try await grant(
-            token: Self.bearer(request), namespace,
+            token: BearerToken.token(in: request), namespace,
             missing: "send the database's token as Authorization: Bearer <token>")
     }
 
@@ -261,20 +292,13 @@ public final class Node: Sendable {
         guard let adminToken else {
             throw NodeError.forbidden("the admin API is off on this node; start it with an admin token")
         }
-        let given = Array((Self.bearer(request) ?? "").utf8)
+        let given = Array((BearerToken.token(in: request) ?? "").utf8)
         let expected = Array(adminToken.utf8)
         var difference = given.count ^ expected.count
         for index in 0..<min(given.count, expected.count) {
             difference |= Int(given[index] ^ expected[index])
         }
         guard difference == 0 else { throw NodeError.unauthorized("the admin token is missing or wrong") }
-    }
-
-    static func bearer(_ request: Request) -> String? {
-        guard let header = request.headers[.authorization] else { return nil }
-        let parts = header.split(separator: " ", maxSplits: 1)
-        guard parts.count == 2, parts[0].lowercased() == "bearer" else { return nil }
-        return String(parts[1]).trimmingCharacters(in: .whitespaces)
     }
 
     // MARK: Bodies

@@ -1,9 +1,9 @@
 import Foundation
 import Logging
-import ShoalClient
 import ShoalPool
 import ShoalReplication
 import ShoalSQLite
+import ShoalSyncTransport
 import ShoalTime
 import Synchronization
 
@@ -130,7 +130,7 @@ public final class ReplicaCopy: Sendable {
                 caughtUp(at: result.position)
             } catch is CancellationError {
                 return
-            } catch let error as ClientError where error == .unauthorized {
+            } catch let error as TransportError where error.kind == .unauthorized {
                 state.withLock { $0.lastError = error.message }
                 if let token = await renewToken() {
                     credentials.replace(with: token)

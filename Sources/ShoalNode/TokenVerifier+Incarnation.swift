@@ -1,3 +1,5 @@
+import ShoalModel
+
 extension TokenVerifier {
     /// Throws `unauthorized` unless a database token (`id`) is for the incarnation of the database
     /// held under its name now. A database deleted and created again under the same name is a new

@@ -3,8 +3,10 @@ import Foundation
 import Hummingbird
 import Logging
 import NIOCore
+import ServiceLifecycle
 import ShoalControl
 import ShoalHTTP
+import ShoalServerKit
 
 /// `shoal control`: runs the control plane (Platform API) over a SQLite or PostgreSQL catalog.
 struct ControlCommand: AsyncParsableCommand {
@@ -104,19 +106,26 @@ struct ControlCommand: AsyncParsableCommand {
         let control = ControlPlane(
             catalog: catalog, eagerPlacement: eagerPlacement, connectionLimits: connections.limits(.controlPlane),
             logger: logger)
-        let app = control.application(host: host, port: port) { port in
-            say("shoal control listening on http://\(host):\(port)")
-        }
+        let server = ListeningServer.listen(
+            { port, onRunning in
+                control.application(host: host, port: port) { port in
+                    say("shoal control listening on http://\(host):\(port)")
+                    onRunning(port)
+                }
+            }, host: host, port: port)
+        // Deletions and settings pushes nodes have not confirmed are sent again until they do, and
+        // this instance drives the schema rollouts whose lease it holds or can take. On SIGTERM or
+        // SIGINT the group stops the server first (its requests finish), then these loops; then
+        // the catalog closes.
+        let group = ServiceGroup(
+            services: [
+                UntilShutdown("deletion and settings retries") { await control.retryDeletions() },
+                UntilShutdown("schema rollouts") { await control.runRollouts() },
+                server.server,
+            ],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         do {
-            // Deletions and settings pushes nodes have not confirmed are sent again until they do;
-            // the loop stops with the server, before the catalog closes.
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { await control.retryDeletions() }
-                // Schema rollouts: this instance drives those whose lease it holds or can take.
-                group.addTask { await control.runRollouts() }
-                try await ListenFailure.explaining(host: host, port: port) { try await app.runService() }
-                group.cancelAll()
-            }
+            try await group.run()
         } catch {
             await store.close()
             throw error

@@ -45,7 +45,7 @@ struct DatabaseCommand: AsyncParsableCommand {
 
         func run() async throws {
             let org = try platform.organization()
-            var rows: [[String: Any]] = []
+            var rows: [[String: JSONValue]] = []
             var cursor: String?
             repeat {
                 var query = ["limit": "1000"]
@@ -54,14 +54,12 @@ struct DatabaseCommand: AsyncParsableCommand {
                 let data = try await platform.run {
                     try await $0.send("GET", "v1/organizations/\(org)/databases", query: query)
                 }
-                let page = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-                rows += page["databases"] as? [[String: Any]] ?? []
-                cursor = page["next_cursor"] as? String
+                let page = try JSONValue(jsonData: data)
+                rows += page["databases"]?.array?.compactMap(\.object) ?? []
+                cursor = page["next_cursor"]?.string
             } while cursor != nil
             if platform.json {
-                let data = try JSONSerialization.data(
-                    withJSONObject: ["databases": rows], options: [.sortedKeys, .withoutEscapingSlashes])
-                return say(String(decoding: data, as: UTF8.self))
+                return say(JSONValue.object(["databases": .array(rows.map(JSONValue.object))]).jsonText)
             }
             say(Table.render(rows: rows, columns: DatabaseCommand.columns))
         }
@@ -82,17 +80,11 @@ struct DatabaseCommand: AsyncParsableCommand {
                 )
             }
             if platform.json {
-                let merged: [String: Any] = [
-                    "database": (try JSONSerialization.jsonObject(with: database) as? [String: Any])?["database"]
-                        ?? [:],
-                    "instances": (try JSONSerialization.jsonObject(with: instances) as? [String: Any])?["instances"]
-                        ?? [],
-                ]
-                return say(
-                    String(
-                        decoding: try JSONSerialization.data(
-                            withJSONObject: merged, options: [.sortedKeys, .withoutEscapingSlashes]),
-                        as: UTF8.self))
+                let merged = JSONValue.object([
+                    "database": try JSONValue(jsonData: database)["database"] ?? .object([:]),
+                    "instances": try JSONValue(jsonData: instances)["instances"] ?? .array([]),
+                ])
+                return say(merged.jsonText)
             }
             try platform.print(database, list: "database", columns: DatabaseCommand.columns)
             say("")
@@ -218,17 +210,14 @@ struct DatabaseCommand: AsyncParsableCommand {
             progress.finish()
             let elapsed = ContinuousClock.now - started
             let seconds = elapsed.inSeconds
-            let summary: [String: Any] = [
-                "created": created, "already_existed": existing, "failed": failures,
-                "seconds": (seconds * 100).rounded() / 100,
-                "per_second": (Double(created) / max(seconds, 0.001)).rounded(),
-            ]
+            let summary = JSONValue.object([
+                "created": .number(Double(created)), "already_existed": .number(Double(existing)),
+                "failed": .object(failures.mapValues { .number(Double($0)) }),
+                "seconds": .number((seconds * 100).rounded() / 100),
+                "per_second": .number((Double(created) / max(seconds, 0.001)).rounded()),
+            ])
             if platform.json {
-                say(
-                    String(
-                        decoding: try JSONSerialization.data(
-                            withJSONObject: summary, options: [.sortedKeys, .withoutEscapingSlashes]),
-                        as: UTF8.self))
+                say(summary.jsonText)
             } else {
                 say(
                     "created \(created), already existed \(existing), failed \(failures.values.reduce(0, +))"

@@ -6,6 +6,7 @@ import ServiceLifecycle
 import ShoalControl
 import ShoalModel
 import ShoalNode
+import ShoalServerKit
 
 /// `shoal dev`: a control plane (SQLite catalog) and one node per simulated location, on loopback,
 /// in one process, with a `dev` organization, a `default` group and an admin token ready.
@@ -79,7 +80,7 @@ struct DevCommand: AsyncParsableCommand {
         let control = ControlPlane(catalog: catalog, logger: logger)
         let host = self.host
         let fixed = port != 0
-        let controlServer = Self.listen(
+        let controlServer = ListeningServer.listen(
             { control.application(host: host, port: $0, onRunning: $1) }, host: host, port: port)
         var servers = [controlServer.server]
         var nodes: [DevNode] = []
@@ -91,7 +92,7 @@ struct DevCommand: AsyncParsableCommand {
                     authentication: .tokens(
                         try TokenVerifier(keys: [:], allowNoKeys: true, maxPolicyAge: 300), adminToken: nodeAdmin)),
                 logger: logger)
-            let server = Self.listen(
+            let server = ListeningServer.listen(
                 { node.application(host: host, port: $0, onRunning: $1) }, host: host,
                 port: fixed ? port + 1 + index : 0)
             servers.append(server.server)
@@ -119,7 +120,7 @@ struct DevCommand: AsyncParsableCommand {
     /// the control plane, prepares the `dev` organization and writes `dev.json`. A server that
     /// cannot listen ends it with the reason.
     private func serve(
-        group: ServiceGroup, servers: [Server], control: AsyncThrowingStream<Int, any Error>,
+        group: ServiceGroup, servers: [ListeningServer], control: AsyncThrowingStream<Int, any Error>,
         nodes: [DevNode],
         catalog: Catalog, admin: Principal, adminToken: String, registrationToken: String
     ) async throws {
@@ -134,9 +135,9 @@ struct DevCommand: AsyncParsableCommand {
             let apiURL: String
             var urls: [String] = []
             do {
-                apiURL = "http://\(host):\(try await Self.port(control))"
+                apiURL = "http://\(host):\(try await ListeningServer.port(control))"
                 for (_, _, ports, _) in nodes {
-                    urls.append("http://\(host):\(try await Self.port(ports))")
+                    urls.append("http://\(host):\(try await ListeningServer.port(ports))")
                 }
             } catch {
                 // The service group ends with the reason of the server that failed first.
@@ -154,14 +155,17 @@ struct DevCommand: AsyncParsableCommand {
                         credentialFile: data + "/nodes/\(location)/node-credential"),
                     node: node)
                 _ = try await link.register()
-                tasks.addTask { await link.run() }
-                tasks.addTask { await node.runMaintenance() }
+                await group.addServiceUnlessShutdown(
+                    UntilShutdown("control plane link (\(location))") { await link.run() })
+                await group.addServiceUnlessShutdown(
+                    UntilShutdown("node upkeep (\(location))") { await node.runMaintenance() })
             }
             // Deletions and settings pushes a node has not confirmed are sent again until it does.
             let plane = ControlPlane(catalog: catalog)
-            tasks.addTask { await plane.retryDeletions() }
+            await group.addServiceUnlessShutdown(
+                UntilShutdown("deletion and settings retries") { await plane.retryDeletions() })
             // Schema rollouts run here, driven by this process.
-            tasks.addTask { await plane.runRollouts() }
+            await group.addServiceUnlessShutdown(UntilShutdown("schema rollouts") { await plane.runRollouts() })
             try await Self.prepareOrganization(catalog: catalog, admin: admin, primary: locationList[0])
             let file = DevFile(apiURL: apiURL, adminToken: adminToken, org: "dev", nodes: nodeURLs)
             let encoder = WireJSON.encoder([.prettyPrinted, .sortedKeys])
@@ -169,9 +173,8 @@ struct DevCommand: AsyncParsableCommand {
             _ = FileManager.default.createFile(
                 atPath: devPath, contents: try encoder.encode(file), attributes: [.posixPermissions: 0o600])
             say(Self.welcome(file, devPath: devPath, primary: locationList[0]))
-            // The service group ends on SIGINT/SIGTERM; then the loops stop.
+            // The service group ends on SIGINT/SIGTERM, once its servers and loops have stopped.
             try await tasks.next()
-            tasks.cancelAll()
         }
     }
 
@@ -198,42 +201,6 @@ struct DevCommand: AsyncParsableCommand {
             _ = try await catalog.createGroup(
                 organization: "dev", name: "default", location: primary, regionRule: nil, by: admin)
         } catch let error as ControlError where error.status == .conflict {}
-    }
-
-    /// A server on `host:port` (port 0: any free one) and a stream that yields its port once it
-    /// listens, or fails with the reason it cannot.
-    static func listen(
-        _ make: (Int, @escaping @Sendable (Int) -> Void) -> Application<RouterResponder<BasicRequestContext>>,
-        host: String, port: Int
-    ) -> (server: Server, port: AsyncThrowingStream<Int, any Error>) {
-        let (ports, continuation) = AsyncThrowingStream.makeStream(of: Int.self)
-        let app = make(port, { continuation.yield($0) })
-        return (Server(app: app, host: host, port: port, listening: continuation), ports)
-    }
-
-    /// One of `shoal dev`'s servers: ends its port stream when it stops, with the reason (a failed
-    /// bind explained) when it could not run.
-    struct Server: Service {
-        let app: Application<RouterResponder<BasicRequestContext>>
-        let host: String
-        let port: Int
-        let listening: AsyncThrowingStream<Int, any Error>.Continuation
-
-        func run() async throws {
-            do {
-                try await ListenFailure.explaining(host: host, port: port) { try await app.run() }
-                listening.finish()
-            } catch {
-                listening.finish(throwing: error)
-                throw error
-            }
-        }
-    }
-
-    static func port(_ stream: AsyncThrowingStream<Int, any Error>) async throws -> Int {
-        var iterator = stream.makeAsyncIterator()
-        guard let port = try await iterator.next() else { throw ValidationError("a server did not start") }
-        return port
     }
 
     static func welcome(_ file: DevFile, devPath: String, primary: String) -> String {

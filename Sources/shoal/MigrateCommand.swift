@@ -106,11 +106,12 @@ struct MigrateCommand: AsyncParsableCommand {
             }
             if platform.json { return say(String(decoding: data, as: UTF8.self)) }
             let list = try MigrateCommand.decode(Platform.MigrationList.self, from: data)
-            let rows: [[String: Any]] = list.migrations.map { migration in
+            let rows: [[String: JSONValue]] = list.migrations.map { migration in
                 [
-                    "version": "\(migration.version)", "name": migration.name,
-                    "checksum": String(migration.checksum.prefix(12)), "applied": "\(migration.applied)",
-                    "pending": "\(migration.pending)", "failed": "\(migration.failed)",
+                    "version": .string("\(migration.version)"), "name": .string(migration.name),
+                    "checksum": .string(String(migration.checksum.prefix(12))),
+                    "applied": .string("\(migration.applied)"), "pending": .string("\(migration.pending)"),
+                    "failed": .string("\(migration.failed)"),
                 ]
             }
             say(

@@ -2,10 +2,12 @@ import ArgumentParser
 import Foundation
 import Hummingbird
 import Logging
+import ServiceLifecycle
 import ShoalHTTP
 import ShoalModel
 import ShoalNode
 import ShoalSQLite
+import ShoalServerKit
 
 /// `shoal node`: runs a data plane node.
 struct NodeCommand: AsyncParsableCommand {
@@ -266,26 +268,34 @@ struct NodeCommand: AsyncParsableCommand {
         let host = self.host
         let location = self.location
         let (ports, portContinuation) = AsyncStream.makeStream(of: Int.self)
-        let app = node.application(host: host, port: port) { port in
-            // Written straight to the descriptor, so a script reading the pipe sees it at once.
-            FileHandle.standardOutput.write(Data("shoal node (\(location)) listening on http://\(host):\(port)\n".utf8))
-            portContinuation.yield(port)
-        }
+        let server = ListeningServer.listen(
+            { port, onRunning in
+                node.application(host: host, port: port) { port in
+                    // Written straight to the descriptor, so a script reading the pipe sees it at once.
+                    FileHandle.standardOutput.write(
+                        Data("shoal node (\(location)) listening on http://\(host):\(port)\n".utf8))
+                    portContinuation.yield(port)
+                    onRunning(port)
+                }
+            }, host: host, port: port)
         let controlURL = control.flatMap(URL.init(string:))
         let registrationToken = givenRegistrationToken
         let credentialFile = self.credentialFile
         let advertise = self.advertise
         let dataDirectory = data
         let jwksLogger = logger
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { await node.runMaintenance() }
-            if let jwks, case .tokens(let verifier, _) = node.configuration.authentication {
-                group.addTask {
+        // The group stops its services in reverse order on SIGTERM or SIGINT: the server first (its
+        // requests finish), then the link and the key refresh, then the upkeep; then the node closes.
+        var services: [any Service] = [UntilShutdown("node upkeep") { await node.runMaintenance() }]
+        if let jwks, case .tokens(let verifier, _) = node.configuration.authentication {
+            services.append(
+                UntilShutdown("JWKS refresh") {
                     await jwks.keepFresh(verifier, extraKeys: givenKeys, revoked: revoked, logger: jwksLogger)
-                }
-            }
-            if let controlURL {
-                group.addTask {
+                })
+        }
+        if let controlURL {
+            services.append(
+                UntilShutdown("control plane link") {
                     var iterator = ports.makeAsyncIterator()
                     guard let port = await iterator.next() else { return }
                     var adminToken: String?
@@ -297,10 +307,17 @@ struct NodeCommand: AsyncParsableCommand {
                             identityFile: dataDirectory + "/node-id", credentialFile: credentialFile),
                         node: node)
                     await link.run()
-                }
-            }
-            try await ListenFailure.explaining(host: host, port: self.port) { try await app.runService() }
-            group.cancelAll()
+                })
+        }
+        services.append(server.server)
+        let group = ServiceGroup(
+            services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
+            logger: logger)
+        do {
+            try await group.run()
+        } catch {
+            await node.shutdown()
+            throw error
         }
         await node.shutdown()
     }

@@ -12,15 +12,15 @@ extension OrgCommand {
         static let columns = ["id", "name", "created_at", "expires_at", "last_used_at", "can_create_tokens"]
 
         /// A listed token with its times in ISO 8601 (UTC), for people.
-        static func readable(_ token: [String: Any]) -> [String: Any] {
+        static func readable(_ token: [String: JSONValue]) -> [String: JSONValue] {
             var row = token
             let formatter = ISO8601DateFormatter()
             for key in ["created_at", "expires_at", "last_used_at"] {
-                if let milliseconds = (token[key] as? NSNumber)?.doubleValue {
-                    row[key] = formatter.string(from: Date(timeIntervalSince1970: milliseconds / 1000))
+                if let milliseconds = token[key]?.double {
+                    row[key] = .string(formatter.string(from: Date(timeIntervalSince1970: milliseconds / 1000)))
                 }
             }
-            if token["expires_at"] == nil { row["expires_at"] = "never" }
+            if token["expires_at"] == nil || token["expires_at"] == .null { row["expires_at"] = .string("never") }
             return row
         }
 
@@ -34,8 +34,7 @@ extension OrgCommand {
                 let org = try platform.organization()
                 let data = try await platform.run { try await $0.send("GET", "v1/organizations/\(org)/api-tokens") }
                 if platform.json { return say(String(decoding: data, as: UTF8.self)) }
-                let answer = try JSONSerialization.jsonObject(with: data) as? [String: Any]
-                let tokens = answer?["api_tokens"] as? [[String: Any]] ?? []
+                let tokens = try JSONValue(jsonData: data)["api_tokens"]?.array?.compactMap(\.object) ?? []
                 say(Table.render(rows: tokens.map(Tokens.readable), columns: Tokens.columns))
             }
         }
@@ -63,8 +62,7 @@ extension OrgCommand {
                     try await $0.send("POST", "v1/organizations/\(org)/api-tokens", body: body)
                 }
                 if platform.json { return say(String(decoding: data, as: UTF8.self)) }
-                let answer = try JSONSerialization.jsonObject(with: data) as? [String: Any]
-                say(answer?["token"] as? String ?? "")
+                say(try JSONValue(jsonData: data)["token"]?.string ?? "")
             }
         }
 
@@ -81,8 +79,7 @@ extension OrgCommand {
                     try await $0.send("DELETE", "v1/organizations/\(org)/api-tokens/\(id)")
                 }
                 if platform.json { return say(String(decoding: data, as: UTF8.self)) }
-                let answer = try JSONSerialization.jsonObject(with: data) as? [String: Any]
-                let revoked = answer?["revoked"] as? [String] ?? []
+                let revoked = try JSONValue(jsonData: data)["revoked"]?.array?.compactMap(\.string) ?? []
                 say("revoked \(revoked.joined(separator: ", "))")
             }
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import ShoalModel
 
 /// `shoal org`: organizations.
 struct OrgCommand: AsyncParsableCommand {
@@ -49,19 +50,19 @@ struct OrgCommand: AsyncParsableCommand {
             let slug = try self.slug ?? platform.organization()
             let data = try await platform.run { try await $0.send("GET", "v1/organizations/\(slug)/usage") }
             if platform.json { return say(String(decoding: data, as: UTF8.self)) }
-            let answer = try JSONSerialization.jsonObject(with: data) as? [String: Any] ?? [:]
-            let usage = answer["usage"] as? [String: Any] ?? [:]
-            let quotas = answer["quotas"] as? [String: Any] ?? [:]
-            say(
-                Table.render(
-                    rows: [
-                        ["what": "databases", "used": usage["databases"] ?? 0, "quota": quotas["databases"] ?? 0],
-                        ["what": "groups", "used": usage["groups"] ?? 0, "quota": quotas["groups"] ?? 0],
-                        [
-                            "what": "storage bytes", "used": usage["storage_bytes"] ?? 0,
-                            "quota": quotas["storage_bytes"] ?? 0,
-                        ],
-                    ], columns: ["what", "used", "quota"]))
+            let answer = try JSONValue(jsonData: data)
+            let usage = answer["usage"]?.object ?? [:]
+            let quotas = answer["quotas"]?.object ?? [:]
+            let measures: [(what: String, key: String)] = [
+                ("databases", "databases"), ("groups", "groups"), ("storage bytes", "storage_bytes"),
+            ]
+            let rows = measures.map { measure -> [String: JSONValue] in
+                [
+                    "what": .string(measure.what), "used": usage[measure.key] ?? .number(0),
+                    "quota": quotas[measure.key] ?? .number(0),
+                ]
+            }
+            say(Table.render(rows: rows, columns: ["what", "used", "quota"]))
         }
     }
 }
@@ -79,11 +80,10 @@ struct LocationCommand: AsyncParsableCommand {
         func run() async throws {
             let data = try await platform.run { try await $0.send("GET", "v1/locations") }
             if platform.json { return say(String(decoding: data, as: UTF8.self)) }
-            let names =
-                (try JSONSerialization.jsonObject(with: data) as? [String: Any])?["locations"] as? [String: String]
+            let names = try JSONValue(jsonData: data)["locations"]?.object ?? [:]
             say(
                 Table.render(
-                    rows: (names ?? [:]).sorted { $0.key < $1.key }.map { ["code": $0.key, "name": $0.value] },
+                    rows: names.sorted { $0.key < $1.key }.map { ["code": .string($0.key), "name": $0.value] },
                     columns: ["code", "name"]))
         }
     }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import ShoalClient
 import ShoalHTTP
+import ShoalModel
 
 /// Where the Platform API is and who is calling: flags, then `SHOAL_API_URL` / `SHOAL_API_TOKEN` /
 /// `SHOAL_ORG`, then the config file written by `shoal auth login`, then `.shoal/dev.json` of a
@@ -88,13 +89,13 @@ struct PlatformOptions: ParsableArguments {
             say(String(decoding: data, as: UTF8.self))
             return
         }
-        let object = try JSONSerialization.jsonObject(with: data)
-        var rows: [[String: Any]] = []
-        if let key, let list = (object as? [String: Any])?[key] as? [[String: Any]] {
-            rows = list
-        } else if let key, let single = (object as? [String: Any])?[key] as? [String: Any] {
+        let object = try JSONValue(jsonData: data)
+        var rows: [[String: JSONValue]] = []
+        if let key, let list = object[key]?.array {
+            rows = list.compactMap(\.object)
+        } else if let key, let single = object[key]?.object {
             rows = [single]
-        } else if let dictionary = object as? [String: Any] {
+        } else if let dictionary = object.object {
             rows = [dictionary]
         }
         say(Table.render(rows: rows, columns: columns))
@@ -103,22 +104,24 @@ struct PlatformOptions: ParsableArguments {
 
 /// Plain-text tables for people.
 enum Table {
-    static func text(_ value: Any?) -> String {
+    /// A cell: `-` for nothing, `yes`/`no` for booleans, lists joined by commas, objects as
+    /// `key=value` pairs.
+    static func text(_ value: JSONValue?) -> String {
         switch value {
-        case nil, is NSNull: return "-"
-        case let list as [Any]: return list.map { text($0) }.joined(separator: ",")
-        case let dictionary as [String: Any]:
-            return dictionary.keys.sorted().map { "\($0)=\(text(dictionary[$0]))" }.joined(separator: " ")
-        case let flag as Bool where type(of: value!) == Bool.self: return flag ? "yes" : "no"
-        case let number as NSNumber:
-            // JSON booleans arrive as NSNumber with the C type of a char.
-            if String(cString: number.objCType) == "c" { return number.boolValue ? "yes" : "no" }
-            return number.stringValue
-        default: return "\(value!)"
+        case nil, .null: "-"
+        case .array(let list): list.map { text($0) }.joined(separator: ",")
+        case .object(let members): members.keys.sorted().map { "\($0)=\(text(members[$0]))" }.joined(separator: " ")
+        case .bool(let flag): flag ? "yes" : "no"
+        case .number, .string: value?.displayText ?? "-"
         }
     }
 
-    static func render(rows: [[String: Any]], columns: [String]) -> String {
+    /// A table of text cells.
+    static func render(rows: [[String: String]], columns: [String]) -> String {
+        render(rows: rows.map { $0.mapValues(JSONValue.string) }, columns: columns)
+    }
+
+    static func render(rows: [[String: JSONValue]], columns: [String]) -> String {
         let cells = rows.map { row in columns.map { text(row[$0]) } }
         let widths = columns.indices.map { index in
             max(columns[index].count, cells.map { $0[index].count }.max() ?? 0)

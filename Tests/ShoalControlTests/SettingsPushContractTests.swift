@@ -1,5 +1,6 @@
 import Foundation
 import ShoalControl
+import ShoalModel
 import ShoalNode
 import Testing
 

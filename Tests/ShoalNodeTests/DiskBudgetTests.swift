@@ -1,4 +1,5 @@
 import Foundation
+import ShoalModel
 import ShoalReplication
 import ShoalSQLite
 import Testing

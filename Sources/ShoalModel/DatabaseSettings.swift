@@ -1,8 +1,6 @@
-import Foundation
-import ShoalModel
-
-/// Per-database settings the control plane (or an operator) sets through the admin API; stored in
-/// the database's directory as `config.json` and applied when the database opens.
+/// Per-database settings the control plane (or an operator) sets through a node's admin API
+/// (`POST /v1/namespaces/{ns}/create` and `/config`); the node stores them in the database's
+/// directory as `config.json` and applies them when the database opens.
 public struct DatabaseSettings: Sendable, Codable, Equatable {
     /// Refuse every read and write (e.g. an unpaid account).
     public var blockReads: Bool
@@ -82,17 +80,5 @@ public struct DatabaseSettings: Sendable, Codable, Equatable {
             throw DecodingError.dataCorruptedError(
                 forKey: .maxSizeBytes, in: container, debugDescription: "max_size_bytes must be at least 4096")
         }
-    }
-
-    static func load(directory: String) throws -> DatabaseSettings {
-        guard let data = FileManager.default.contents(atPath: directory + "/config.json") else {
-            return DatabaseSettings()
-        }
-        return try JSONDecoder().decode(DatabaseSettings.self, from: data)
-    }
-
-    func save(directory: String) throws {
-        let encoder = WireJSON.encoder([.sortedKeys])
-        try encoder.encode(self).write(to: URL(fileURLWithPath: directory + "/config.json"), options: .atomic)
     }
 }

@@ -1,11 +1,12 @@
 import Foundation
+import ShoalModel
 import ShoalReplication
 import ShoalSQLite
 import ShoalTime
 
 /// A frame source over a node's sync protocol (`/info`, `/export/{G}`, `/sync/{G}/{start}/{end}`).
 public struct HTTPFrameSource: FrameSource {
-    let transport: HTTPTransport
+    let transport: NodeTransport
 
     /// A source for the database at `url` (`http://host/db/org/database`), sending `token`.
     public init(url: URL, token: String?) {
@@ -14,17 +15,17 @@ public struct HTTPFrameSource: FrameSource {
 
     /// A source for the database at `url` whose token may be replaced while it is in use.
     public init(url: URL, credentials: Credentials) {
-        transport = HTTPTransport(baseURL: url, credentials: credentials)
+        transport = NodeTransport(baseURL: url, credentials: credentials)
     }
 
     /// `GET /info`.
     public func currentGeneration() async throws -> UInt64 {
         let answer = try await transport.send("GET", "info")
         guard answer.status == 200 else { throw transport.failure(answer, doing: "asking for the generation") }
-        guard let object = try? JSONSerialization.jsonObject(with: answer.body) as? [String: Any],
-            let generation = (object["current_generation"] as? NSNumber)?.uint64Value, generation >= 1
-        else { throw ClientError(.protocolViolation, "the node's /info answer has no current_generation") }
-        return generation
+        guard let info = try? JSONDecoder().decode(SyncProtocol.GenerationInfo.self, from: answer.body),
+            info.currentGeneration >= 1
+        else { throw TransportError(.protocolViolation, "the node's /info answer has no current_generation") }
+        return info.currentGeneration
     }
 
     /// `GET /export/{G}`, written atomically to `path`.
@@ -52,11 +53,10 @@ public struct HTTPFrameSource: FrameSource {
         case 200:
             return .frames(try FrameChunk(generation: generation, firstFrame: start, bytes: Array(answer.body)))
         case 400:
-            guard let object = try? JSONSerialization.jsonObject(with: answer.body) as? [String: Any],
-                let current = (object["generation"] as? NSNumber)?.uint64Value
+            guard let upToDate = try? JSONDecoder().decode(SyncProtocol.CheckpointNeeded.self, from: answer.body)
             else { throw transport.failure(answer, doing: "pulling frames") }
-            let last = (object["max_frame_no"] as? NSNumber)?.uint64Value ?? (start - 1)
-            return .upToDate(currentGeneration: current, lastFrame: last)
+            return .upToDate(
+                currentGeneration: upToDate.generation, lastFrame: upToDate.maxFrameNumber ?? (start - 1))
         case 410:
             throw ReplicationError.generationGone("generation \(generation) is no longer kept by the node")
         default:
