@@ -61,7 +61,7 @@ extension Catalog {
                     VALUES ($1, $2, $3, $4, $5, 0, 0, $6)
                     """,
                     [
-                        .text(id), .text(organization.id), .text(name), .text(code), Self.encode(regionRule),
+                        .text(id), .text(organization.id), .text(name), .text(code), try Self.encode(regionRule),
                         .integer(now()),
                     ])
             } catch CatalogStoreError.uniqueViolation {
@@ -133,7 +133,7 @@ extension Catalog {
             let protection = deleteProtection ?? group.deleteProtection
             try await transaction.query(
                 "UPDATE db_groups SET region_rule = $1, delete_protection = $2 WHERE id = $3",
-                [Self.encode(rule), .integer(protection ? 1 : 0), .text(group.id)])
+                [try Self.encode(rule), .integer(protection ? 1 : 0), .text(group.id)])
             // The nodes of its databases get the locations the new rule allows, until each confirms.
             if regionRule != nil { try await recordSettingsPushes(of: group, in: transaction) }
             try await audit(

@@ -88,7 +88,7 @@ extension Catalog {
             }
             try await transaction.query(
                 "UPDATE organizations SET region_rule = $1, plan = $2 WHERE id = $3",
-                [Self.encode(rule), .text(newPlan), .text(organization.id)])
+                [try Self.encode(rule), .text(newPlan), .text(organization.id)])
             // The nodes of its databases get the locations the new rule allows, until each confirms.
             if regionRule != nil { try await recordSettingsPushes(of: organization, in: transaction) }
             try await audit(

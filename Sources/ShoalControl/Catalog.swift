@@ -134,16 +134,23 @@ public struct Catalog: Sendable {
 
     static func newID() -> String { UUID().uuidString.lowercased() }
 
-    static func encode(_ rule: Platform.RegionRule?) -> CatalogValue {
+    static func encode(_ rule: Platform.RegionRule?) throws -> CatalogValue {
         guard let rule, rule.jurisdictions != nil || rule.locations != nil else { return .null }
         let encoder = WireJSON.encoder([.sortedKeys])
-        return .text(String(decoding: (try? encoder.encode(rule)) ?? Data("{}".utf8), as: UTF8.self))
+        return .text(String(decoding: try encoder.encode(rule), as: UTF8.self))
     }
 
+    /// A stored region rule. It fails closed: a rule that no longer decodes reads as one that
+    /// allows no location at all (never as "no rule", which would let the data go anywhere), so
+    /// nothing it governs is placed, and no replica may sync it, until the rule is set again; the
+    /// group or organization still reads and shows it (`{"jurisdictions":[],"locations":[]}`).
     static func decodeRule(_ text: String?) -> Platform.RegionRule? {
         guard let text else { return nil }
-        return try? JSONDecoder().decode(Platform.RegionRule.self, from: Data(text.utf8))
+        return (try? JSONDecoder().decode(Platform.RegionRule.self, from: Data(text.utf8))) ?? unreadableRule
     }
+
+    /// What a stored rule that cannot be read stands for: nowhere.
+    static let unreadableRule = Platform.RegionRule(jurisdictions: [], locations: [])
 
     static func validateName(_ name: String, _ what: String) throws {
         guard Platform.isValidName(name) else {

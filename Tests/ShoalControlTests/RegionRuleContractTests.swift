@@ -63,6 +63,32 @@ struct RegionRuleContractTests {
     }
 
     @Test(arguments: CatalogBackend.allCases)
+    func aStoredRuleThatCannotBeReadAllowsNoLocationUntilItIsSetAgain(_ backend: CatalogBackend) async throws {
+        try await LiveCluster.with(backend) { cluster in
+            try await cluster.makeGroup(
+                organization: "acme", group: "eu", location: "fra", rule: ["jurisdictions": ["eu"]])
+            // The stored rule is damaged (a bad write, a hand edit): it must not read as "no rule".
+            try await cluster.store.transaction { transaction in
+                _ = try await transaction.query(
+                    "UPDATE db_groups SET region_rule = $1 WHERE name = $2",
+                    [.text(#"{"jurisdictions": "eu""#), .text("eu")])
+            }
+            let shown = try await cluster.call("GET", "/v1/organizations/acme/groups/eu")
+            #expect(shown.status == 200)
+            let rule = (shown.json["group"] as? [String: Any])?["region_rule"] as? [String: Any]
+            #expect(rule?["jurisdictions"] as? [String] == [], "\(shown.text)")
+            #expect(rule?["locations"] as? [String] == [], "\(shown.text)")
+            let inside = try await cluster.call("POST", "/v1/organizations/acme/groups/eu/locations/ams")
+            #expect(inside.errorCode == "region_lock_violation", "\(inside.text)")
+            // Setting the rule again restores it.
+            let fixed = try await cluster.call(
+                "PATCH", "/v1/organizations/acme/groups/eu", json: ["region_rule": ["jurisdictions": ["eu"]]])
+            #expect(fixed.status == 200, "\(fixed.text)")
+            #expect(try await cluster.call("POST", "/v1/organizations/acme/groups/eu/locations/ams").status == 200)
+        }
+    }
+
+    @Test(arguments: CatalogBackend.allCases)
     func organizationRuleBindsEveryGroupAndCannotStrandData(_ backend: CatalogBackend) async throws {
         try await LiveCluster.with(backend) { cluster in
             try await cluster.makeGroup(organization: "acme", group: "us", location: "iad")
