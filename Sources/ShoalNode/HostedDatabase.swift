@@ -58,7 +58,12 @@ public final class HostedDatabase: Sendable {
             let log = try PrimaryLog(
                 directory: directory,
                 configuration: .init(
-                    rollThresholdBytes: configuration.rollThresholdBytes, diskBudgetBytes: settings.maxSizeBytes))
+                    rollThresholdBytes: configuration.rollThresholdBytes, diskBudgetBytes: settings.maxSizeBytes,
+                    onAutomaticRollFailure: { [namespace] error in
+                        logger.warning(
+                            "generation.roll.failed",
+                            metadata: ["db.namespace": "\(namespace)", "error": "\(error)"])
+                    }))
             if let id = settings.databaseID { storage.opened(databaseID: id, log: log) }
             role = .primary(log)
         }

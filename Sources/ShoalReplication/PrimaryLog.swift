@@ -33,14 +33,19 @@ public final class PrimaryLog: Sendable {
         /// most the current generation's WAL. (Its file is capped by the caller, with
         /// `max_page_count`.)
         public var diskBudgetBytes: Int64?
+        /// Told of every automatic roll that failed (it is tried again after the next write, so a
+        /// cause that lasts, a full disk say, fails on every write): for the owner's log.
+        public var onAutomaticRollFailure: (@Sendable (any Error) -> Void)?
 
         /// Defaults: roll at 64 MiB, keep 4 archived generations and any younger than a day,
         /// wait 5 s for locks, `synchronous = NORMAL`, no disk budget.
         public init(
             rollThresholdBytes: Int64 = 64 << 20, retainedGenerations: Int = 4,
             retention: Duration = .seconds(86_400), busyTimeout: Duration = .seconds(5),
-            synchronousFull: Bool = false, diskBudgetBytes: Int64? = nil
+            synchronousFull: Bool = false, diskBudgetBytes: Int64? = nil,
+            onAutomaticRollFailure: (@Sendable (any Error) -> Void)? = nil
         ) {
+            self.onAutomaticRollFailure = onAutomaticRollFailure
             self.diskBudgetBytes = diskBudgetBytes
             self.rollThresholdBytes = rollThresholdBytes
             self.retainedGenerations = retainedGenerations
@@ -179,8 +184,13 @@ public final class PrimaryLog: Sendable {
         gate.releaseShared()
         if walBytes() > configuration.effectiveRollThreshold, state.beginAutomaticRoll() {
             defer { state.endAutomaticRoll() }
-            // A roll that cannot get its locks now is retried after the next write.
-            _ = try? rollGeneration()
+            // A roll that cannot get its locks now is retried after the next write; its owner is
+            // told of each failure.
+            do {
+                _ = try rollGeneration()
+            } catch {
+                configuration.onAutomaticRollFailure?(error)
+            }
         }
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import ShoalSQLite
+import Synchronization
 import Testing
 
 @testable import ShoalReplication
@@ -117,6 +118,30 @@ import Testing
         }
         #expect(log.generation > 1)
         #expect(try connection.queryOne("SELECT count(*) FROM t")?[0] == .integer(10))
+    }
+
+    @Test func anAutomaticRollThatFailsIsReportedAndTriedAgainAfterTheNextWrite() throws {
+        let directory = try TemporaryDirectory()
+        let failures = Mutex<[String]>([])
+        let log = try PrimaryLog(
+            directory: directory.file("db"),
+            configuration: .init(
+                rollThresholdBytes: 20 * Int64(WALFormat.frameSize), busyTimeout: .milliseconds(20),
+                onAutomaticRollFailure: { error in failures.withLock { $0.append("\(error)") } }))
+        defer { log.close() }
+        let connection = try log.makeConnection()
+        try log.write(connection, "CREATE TABLE t (x BLOB)")
+        // A permit held elsewhere (another writer, say) keeps the roll from its exclusive lock.
+        log.acquireWritePermit()
+        for _ in 0..<10 {
+            try log.write(connection, "INSERT INTO t VALUES (zeroblob(8000))")
+        }
+        #expect(log.generation == 1)
+        let reported = failures.withLock { $0 }
+        #expect(!reported.isEmpty)
+        #expect(reported.allSatisfy { $0.contains("waited") }, "\(reported)")
+        log.releaseWritePermit()
+        #expect(log.generation > 1)
     }
 
     @Test func longPollWakesOnCommitAndTimesOutOtherwise() async throws {
