@@ -71,8 +71,14 @@ public actor RemoteDatabase {
         _ request: Hrana.StreamRequest
     ) async throws -> (response: Hrana.StreamResponse, headers: [String: String]) {
         let sentWithBaton = baton != nil
-        let body = try WireJSON.encoder().encode(
-            Hrana.PipelineRequest(baton: baton, requests: [request, .getAutocommit]))
+        let body: Data
+        do {
+            body = try WireJSON.encoder().encode(
+                Hrana.PipelineRequest(baton: baton, requests: [request, .getAutocommit]))
+        } catch {
+            throw ClientError(
+                .protocolViolation, "the request cannot be written as Hrana JSON (a REAL must be finite): \(error)")
+        }
         let answer = try await ClientError.translating {
             try await transport.send("POST", "v3/pipeline", body: body)
         }
@@ -99,11 +105,12 @@ public actor RemoteDatabase {
         } catch {
             throw ClientError(.protocolViolation, "the node's pipeline answer could not be read: \(error)")
         }
+        // The new baton first: a later refusal must not leave the spent one for the next call.
+        baton = pipeline.baton
         guard pipeline.results.count == 2 else {
             throw ClientError(
                 .protocolViolation, "the node's pipeline answer has \(pipeline.results.count) results, not 2")
         }
-        baton = pipeline.baton
         if case .ok(.getAutocommit(let autocommit)) = pipeline.results[1] {
             inTransaction = !autocommit
         }

@@ -140,13 +140,18 @@ public struct Catalog: Sendable {
         return .text(String(decoding: try encoder.encode(rule), as: UTF8.self))
     }
 
-    /// A stored region rule. It fails closed: a rule that no longer decodes reads as one that
-    /// allows no location at all (never as "no rule", which would let the data go anywhere), so
-    /// nothing it governs is placed, and no replica may sync it, until the rule is set again; the
-    /// group or organization still reads and shows it (`{"jurisdictions":[],"locations":[]}`).
+    /// A stored region rule. It fails closed: a rule that no longer decodes, or that decodes with
+    /// neither list (`{}`, a misspelt key: "no rule" is stored as NULL, never as text), reads as
+    /// one that allows no location at all (never as "no rule", which would let the data go
+    /// anywhere), so nothing it governs is placed, and no replica is given a sync token for it,
+    /// until the rule is set again; the group or organization still reads and shows it
+    /// (`{"jurisdictions":[],"locations":[]}`).
     static func decodeRule(_ text: String?) -> Platform.RegionRule? {
         guard let text else { return nil }
-        return (try? JSONDecoder().decode(Platform.RegionRule.self, from: Data(text.utf8))) ?? unreadableRule
+        guard let rule = try? JSONDecoder().decode(Platform.RegionRule.self, from: Data(text.utf8)),
+            rule.jurisdictions != nil || rule.locations != nil
+        else { return unreadableRule }
+        return rule
     }
 
     /// What a stored rule that cannot be read stands for: nowhere.

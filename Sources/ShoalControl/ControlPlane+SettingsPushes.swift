@@ -81,7 +81,11 @@ extension ControlPlane {
             return nil
         }
         settings.primaryURL = "\(primary.url)/db/\(database.organization.slug)/\(database.name)"
-        settings.syncToken = try await catalog.replicaSyncToken(for: database, location: node.location)
+        // A replica gets a sync token only where the region rules let the data go (as the placement
+        // lookup checks); elsewhere its primary refuses it anyway, and it is given nothing to try.
+        if settings.allowedLocations?.contains(node.location) ?? true {
+            settings.syncToken = try await catalog.replicaSyncToken(for: database, location: node.location)
+        }
         return settings
     }
 

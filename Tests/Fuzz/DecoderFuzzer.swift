@@ -15,11 +15,16 @@ enum DecoderFuzzer {
             fail("SHOAL_FUZZ_SELF_TEST", "the self-test fails on every input", input: input)
         }
         // The node's Hrana routes (Node+Hrana.swift).
-        roundTrip(Hrana.PipelineRequest.self, input, writtenAs: WirePipelineRequest.init)
-        roundTrip(Hrana.CursorRequest.self, input, writtenAs: WireCursorRequest.init)
-        roundTrip(Hrana.ExecuteRequest.self, input, writtenAs: WireExecuteRequest.init)
-        roundTrip(Hrana.BatchRequest.self, input, writtenAs: WireBatchRequest.init)
+        roundTrip(Hrana.PipelineRequest.self, input)
+        roundTrip(Hrana.CursorRequest.self, input)
+        roundTrip(Hrana.ExecuteRequest.self, input)
+        roundTrip(Hrana.BatchRequest.self, input)
+        // What the client and a replica node read from a node (RemoteDatabase, HTTPFrameSource).
+        roundTrip(Hrana.PipelineResponse.self, input)
+        roundTrip(SyncProtocol.GenerationInfo.self, input)
+        roundTrip(SyncProtocol.CheckpointNeeded.self, input)
         // The node's admin API (Node+Admin.swift) and the JWKS document it may read (JWKSSource.swift).
+        roundTrip(DatabaseSettings.self, input)
         roundTrip(Platform.TokenPolicy.self, input)
         roundTrip(Platform.PublishedKeys.self, input)
         // The control plane's Platform API (ControlPlane+Routes.swift, ControlPlane+Nodes.swift).

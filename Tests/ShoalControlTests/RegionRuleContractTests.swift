@@ -80,6 +80,14 @@ struct RegionRuleContractTests {
             #expect(rule?["locations"] as? [String] == [], "\(shown.text)")
             let inside = try await cluster.call("POST", "/v1/organizations/acme/groups/eu/locations/ams")
             #expect(inside.errorCode == "region_lock_violation", "\(inside.text)")
+            // A rule that decodes with neither list (a misspelt key) is no "no rule" either.
+            try await cluster.store.transaction { transaction in
+                _ = try await transaction.query(
+                    "UPDATE db_groups SET region_rule = $1 WHERE name = $2",
+                    [.text(#"{"jurisdiction": ["eu"]}"#), .text("eu")])
+            }
+            let misspelt = try await cluster.call("POST", "/v1/organizations/acme/groups/eu/locations/ams")
+            #expect(misspelt.errorCode == "region_lock_violation", "\(misspelt.text)")
             // Setting the rule again restores it.
             let fixed = try await cluster.call(
                 "PATCH", "/v1/organizations/acme/groups/eu", json: ["region_rule": ["jurisdictions": ["eu"]]])
