@@ -74,7 +74,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ShoalSQLiteTests",
-            dependencies: ["ShoalSQLite"],
+            dependencies: ["ShoalSQLite", "ShoalTestSupport"],
             swiftSettings: strict
         ),
 
@@ -110,7 +110,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ShoalReplicationTests",
-            dependencies: ["ShoalReplication", "ShoalSQLite"],
+            dependencies: ["ShoalReplication", "ShoalSQLite", "ShoalTestSupport"],
             swiftSettings: strict
         ),
         // The child process the crash tests kill (built by `swift build --build-tests`).
@@ -275,7 +275,8 @@ let package = Package(
             swiftSettings: strict
         ),
 
-        // Fixtures more than one test target uses (raw sockets for the servers' connection limits).
+        // Fixtures more than one test target uses (raw sockets for the servers' connection limits,
+        // temporary directories).
         .target(
             name: "ShoalTestSupport",
             path: "Tests/ShoalTestSupport",

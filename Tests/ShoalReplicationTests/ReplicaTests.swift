@@ -1,5 +1,6 @@
 import Foundation
 import ShoalSQLite
+import ShoalTestSupport
 import Testing
 
 @testable import ShoalReplication

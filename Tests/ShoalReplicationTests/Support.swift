@@ -4,24 +4,6 @@ import Testing
 
 @testable import ShoalReplication
 
-/// A directory owned by one test, removed when released.
-final class TemporaryDirectory {
-    let path: String
-
-    init() throws {
-        path =
-            FileManager.default.temporaryDirectory
-            .appendingPathComponent("shoal-replication-tests-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    deinit {
-        try? FileManager.default.removeItem(atPath: path)
-    }
-
-    func file(_ name: String) -> String { path + "/" + name }
-}
-
 /// Everything a database holds, for comparing a replica with its primary: the schema and every
 /// table's rows (with rowids where the table has them), in a stable order.
 struct DatabaseContents: Equatable, CustomStringConvertible {

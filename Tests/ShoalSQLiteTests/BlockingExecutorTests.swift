@@ -1,4 +1,5 @@
 import Foundation
+import ShoalTestSupport
 import Synchronization
 import Testing
 

@@ -1,13 +1,15 @@
 import Foundation
 
 /// A directory owned by one test, removed when the value is released.
-final class TemporaryDirectory {
-    let path: String
+public final class TemporaryDirectory {
+    /// Its path.
+    public let path: String
 
-    init() throws {
+    /// A new, empty directory under the system's temporary directory.
+    public init() throws {
         path =
             FileManager.default.temporaryDirectory
-            .appendingPathComponent("shoal-sqlite-tests-\(UUID().uuidString)").path
+            .appendingPathComponent("shoal-tests-\(UUID().uuidString)").path
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
     }
 
@@ -16,10 +18,10 @@ final class TemporaryDirectory {
     }
 
     /// A path inside the directory.
-    func file(_ name: String) -> String { path + "/" + name }
+    public func file(_ name: String) -> String { path + "/" + name }
 
     /// How many of this process's file descriptors point into the directory.
-    func openDescriptorCount() throws -> Int {
+    public func openDescriptorCount() throws -> Int {
         try FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count { entry in
             let target = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + entry)
             return target?.hasPrefix(path + "/") == true
