@@ -62,6 +62,28 @@ import Testing
         }
     }
 
+    /// The platform-wide writes moved into the secured group take the admin token: an
+    /// organization's own API token is refused, and nothing changes.
+    @Test func platformWideWritesRefuseAnOrganizationsToken() async throws {
+        try await LiveCluster.with(.sqlite) { cluster in
+            try await cluster.makeGroup(organization: "acme", group: "main")
+            let (secret, _) = try await APITokenContractTests.created(cluster, ["name": "ci"])
+            let location = try await cluster.call(
+                "PUT", "/v1/locations/zrh", json: ["name": "Zurich, Switzerland", "jurisdiction": "ch"], token: secret)
+            #expect(location.status == 403, "\(location.text)")
+            let plan = try await cluster.call(
+                "PUT", "/v1/plans/huge",
+                json: ["databases": 1_000_000, "groups": 1000, "locations_per_group": 10, "storage_bytes": 1 << 40],
+                token: secret)
+            #expect(plan.status == 403, "\(plan.text)")
+            let rotate = try await cluster.call("POST", "/v1/auth/keys/rotate", token: secret)
+            #expect(rotate.status == 403, "\(rotate.text)")
+            #expect(try await cluster.call("GET", "/v1/locations/zrh", token: "").status == 404)
+            let plans = try await cluster.call("GET", "/v1/plans", token: "")
+            #expect((plans.json["plans"] as? [[String: Any]])?.contains { $0["name"] as? String == "huge" } == false)
+        }
+    }
+
     @Test func everyPublicRouteIsOneTheRouterHolds() async throws {
         try await LiveCluster.with(.sqlite) { cluster in
             let described = Set(Self.routes(cluster).map { "\($0.method) \($0.path)" })
