@@ -1,14 +1,12 @@
 // swift-tools-version: 6.2
 import PackageDescription
 
-/// Settings every Shoal target shares: Swift 6 language mode and no warnings.
-let strict: [SwiftSetting] = [
-    .treatAllWarnings(as: .error)
-]
-
+// Warnings are errors in Shoal's own builds: `ops/test` passes `-Xswiftc -warnings-as-errors` (the
+// native build system keeps it off dependencies), so a package depending on ShoalClient never
+// inherits the setting. Linux only: no macOS build is checked, so the manifest claims no Apple
+// platform.
 let package = Package(
     name: "Shoal",
-    platforms: [.macOS(.v15)],
     products: [
         .library(name: "ShoalSQLite", targets: ["ShoalSQLite"]),
         .library(name: "ShoalReplication", targets: ["ShoalReplication"]),
@@ -40,25 +38,21 @@ let package = Package(
 
         // Layer 0: value types shared by servers, client and CLI (wire formats).
         .target(
-            name: "ShoalModel",
-            swiftSettings: strict
+            name: "ShoalModel"
         ),
         .testTarget(
             name: "ShoalModelTests",
             dependencies: ["ShoalModel"],
-            resources: [.copy("captures")],
-            swiftSettings: strict
+            resources: [.copy("captures")]
         ),
 
         // Layer 0: time: deadlines, sleeps that let go when cancelled, durations in units.
         .target(
-            name: "ShoalTime",
-            swiftSettings: strict
+            name: "ShoalTime"
         ),
         .testTarget(
             name: "ShoalTimeTests",
-            dependencies: ["ShoalTime"],
-            swiftSettings: strict
+            dependencies: ["ShoalTime"]
         ),
 
         // Layer 1: the only Swift code that calls sqlite3, and the threads its blocking work runs on;
@@ -69,13 +63,11 @@ let package = Package(
         ),
         .target(
             name: "ShoalSQLite",
-            dependencies: ["CSQLite", "CSQLiteTempBudget", "ShoalTime"],
-            swiftSettings: strict
+            dependencies: ["CSQLite", "CSQLiteTempBudget", "ShoalTime"]
         ),
         .testTarget(
             name: "ShoalSQLiteTests",
-            dependencies: ["ShoalSQLite", "ShoalTestSupport"],
-            swiftSettings: strict
+            dependencies: ["ShoalSQLite", "ShoalTestSupport"]
         ),
 
         // Layer 1: outbound HTTP (one NIO client per process, deadlines that always fire, through ShoalTime's withDeadline).
@@ -86,39 +78,33 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
-            ],
-            swiftSettings: strict
+            ]
         ),
 
         // Layer 1: the generic bounded pool of per-tenant resources.
         .target(
             name: "ShoalPool",
-            dependencies: ["ShoalTime"],
-            swiftSettings: strict
+            dependencies: ["ShoalTime"]
         ),
         .testTarget(
             name: "ShoalPoolTests",
-            dependencies: ["ShoalPool"],
-            swiftSettings: strict
+            dependencies: ["ShoalPool"]
         ),
 
         // Layer 2: generations and the WAL as the log on primaries, apply on replicas.
         .target(
             name: "ShoalReplication",
-            dependencies: ["ShoalSQLite", "ShoalTime"],
-            swiftSettings: strict
+            dependencies: ["ShoalSQLite", "ShoalTime"]
         ),
         .testTarget(
             name: "ShoalReplicationTests",
-            dependencies: ["ShoalReplication", "ShoalSQLite", "ShoalTestSupport"],
-            swiftSettings: strict
+            dependencies: ["ShoalReplication", "ShoalSQLite", "ShoalTestSupport"]
         ),
         // The child process the crash tests kill (built by `swift build --build-tests`).
         .executableTarget(
             name: "shoal-crash-helper",
             dependencies: ["ShoalReplication", "ShoalSQLite"],
-            path: "Tests/CrashHelper",
-            swiftSettings: strict
+            path: "Tests/CrashHelper"
         ),
         // libFuzzer over the request decoders of both servers (`ops/fuzz` builds it with
         // `-sanitize=fuzzer -DSHOAL_FUZZ` under .build-fuzz); a plain build replays the seed corpus.
@@ -126,16 +112,14 @@ let package = Package(
             name: "shoal-fuzz-decoders",
             dependencies: ["ShoalModel"],
             path: "Tests/Fuzz",
-            exclude: ["corpus", "decoders.dict"],
-            swiftSettings: strict
+            exclude: ["corpus", "decoders.dict"]
         ),
 
         // Layer 3: the sync protocol from the replica's side (the HTTP frame source, the node's
         // database URL with its token, their errors), below both the client and the node.
         .target(
             name: "ShoalSyncTransport",
-            dependencies: ["ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalTime", "ShoalHTTP"],
-            swiftSettings: strict
+            dependencies: ["ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalTime", "ShoalHTTP"]
         ),
 
         // Layer 4: the client library (no HTTP server stack).
@@ -144,8 +128,7 @@ let package = Package(
             dependencies: [
                 "ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalSyncTransport", "ShoalPool", "ShoalTime",
                 "ShoalHTTP",
-            ],
-            swiftSettings: strict
+            ]
         ),
         .testTarget(
             name: "ShoalClientTests",
@@ -153,8 +136,7 @@ let package = Package(
                 "ShoalClient", "ShoalNode", "ShoalSQLite", "ShoalHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: strict
+            ]
         ),
 
         // Layer 3: what both servers (node and control plane) share of Hummingbird: the limited
@@ -169,8 +151,7 @@ let package = Package(
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
-            ],
-            swiftSettings: strict
+            ]
         ),
 
         // Layer 4: the data plane node.
@@ -189,8 +170,7 @@ let package = Package(
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
                 .product(name: "NIOWebSocket", package: "swift-nio"),
-            ],
-            swiftSettings: strict
+            ]
         ),
         .testTarget(
             name: "ShoalNodeTests",
@@ -202,8 +182,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "HummingbirdWSClient", package: "hummingbird-websocket"),
-            ],
-            swiftSettings: strict
+            ]
         ),
 
         // The catalog's schema migrations (`migrations/`), embedded in the binary.
@@ -228,8 +207,7 @@ let package = Package(
                 .embedInCode("postgresql/v0007_storage_usage.postgresql.sql"),
                 .embedInCode("sqlite/v0008_tenant_schemas.sqlite.sql"),
                 .embedInCode("postgresql/v0008_tenant_schemas.postgresql.sql"),
-            ],
-            swiftSettings: strict
+            ]
         ),
 
         // Layer 4: the control plane (catalog on SQLite or PostgreSQL, Platform API).
@@ -245,8 +223,7 @@ let package = Package(
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
-            resources: [.embedInCode("openapi.json")],
-            swiftSettings: strict
+            resources: [.embedInCode("openapi.json")]
         ),
         .testTarget(
             name: "ShoalControlTests",
@@ -256,8 +233,7 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
-            ],
-            swiftSettings: strict
+            ]
         ),
 
         // Layer 5: the one executable.
@@ -271,23 +247,20 @@ let package = Package(
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
-            ],
-            swiftSettings: strict
+            ]
         ),
 
         // Fixtures more than one test target uses (raw sockets for the servers' connection limits,
         // temporary directories).
         .target(
             name: "ShoalTestSupport",
-            path: "Tests/ShoalTestSupport",
-            swiftSettings: strict
+            path: "Tests/ShoalTestSupport"
         ),
 
         // The built `shoal` binary, run as users run it.
         .testTarget(
             name: "ShoalCLITests",
-            dependencies: ["ShoalHTTP", "ShoalClient", "ShoalSQLite"],
-            swiftSettings: strict
+            dependencies: ["ShoalHTTP", "ShoalClient", "ShoalSQLite"]
         ),
 
         // Benchmarks: release-build executables that print one JSON object per line.
@@ -311,8 +284,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ],
-            path: "Benchmarks/shoal-bench",
-            swiftSettings: strict
+            path: "Benchmarks/shoal-bench"
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -87,9 +87,7 @@ public final class Database: Sendable {
         }
         defer { try? handle.close() }
         let header = (try? handle.read(upToCount: 100)) ?? Data()
-        guard header.count == 100, header.prefix(16) == Data("SQLite format 3\0".utf8), header[16] == 0x10,
-            header[17] == 0
-        else {
+        guard DatabaseHeader.problem(Array(header)) == nil else {
             throw ClientError(.corruptReplica, "the replica file \(path) is damaged; call Database.rebuild")
         }
     }

@@ -45,13 +45,13 @@ public actor RemoteDatabase {
     /// Runs one statement on the primary.
     @discardableResult
     public func execute(_ sql: String, _ arguments: [SQLiteValue] = []) async throws -> RemoteResult {
-        let statement = Hrana.Statement(sql: sql, arguments: arguments.map(Self.wireValue))
+        let statement = Hrana.Statement(sql: sql, arguments: arguments.map { HranaValue($0) })
         let (response, headers) = try await run(.execute(statement))
         guard case .execute(let result) = response else {
             throw ClientError(.protocolViolation, "the node answered an execute request with another kind of response")
         }
         return RemoteResult(
-            columns: result.columns.map { $0.name ?? "" }, rows: result.rows.map { $0.map(Self.value) },
+            columns: result.columns.map { $0.name ?? "" }, rows: result.rows.map { $0.map(SQLiteValue.init) },
             affectedRowCount: result.affectedRowCount, lastInsertRowID: result.lastInsertRowID,
             primaryPosition: NodeTransport.position(headers))
     }
@@ -144,27 +144,5 @@ public actor RemoteDatabase {
         guard let body = try? WireJSON.encoder().encode(Hrana.PipelineRequest(baton: baton, requests: [.close]))
         else { return }
         _ = try? await transport.send("POST", "v3/pipeline", body: body)
-    }
-
-    /// A value as Hrana sends it.
-    static func wireValue(_ value: SQLiteValue) -> HranaValue {
-        switch value {
-        case .null: .null
-        case .integer(let integer): .integer(integer)
-        case .real(let double): .float(double)
-        case .text(let text): .text(text)
-        case .blob(let bytes): .blob(bytes)
-        }
-    }
-
-    /// A value Hrana returned.
-    static func value(_ value: HranaValue) -> SQLiteValue {
-        switch value {
-        case .null: .null
-        case .integer(let integer): .integer(integer)
-        case .float(let double): .real(double)
-        case .text(let text): .text(text)
-        case .blob(let bytes): .blob(bytes)
-        }
     }
 }

@@ -124,9 +124,9 @@ public final class HostedDatabase: Sendable {
         let tempBytes = min(configuration.maxTempBytes, settings.maxSizeBytes ?? configuration.maxTempBytes)
         try connection.limitTemporaryFiles(toBytes: tempBytes)
         if let maxSize = settings.maxSizeBytes {
-            try connection.execute("PRAGMA max_page_count = \(max(1, maxSize / 4096))")
+            try connection.execute("PRAGMA max_page_count = \(max(1, maxSize / Int64(WALFormat.pageSize)))")
         }
-        try connection.execute("PRAGMA temp.max_page_count = \(max(1, tempBytes / 4096))")
+        try connection.execute("PRAGMA temp.max_page_count = \(max(1, tempBytes / Int64(WALFormat.pageSize)))")
         return (connection, try Sandbox.apply(to: connection, configuration: configuration))
     }
 

@@ -3,6 +3,7 @@ import NIOCore
 import ShoalModel
 import ShoalReplication
 import ShoalSQLite
+import ShoalSyncTransport
 import ShoalTime
 
 /// Runs Hrana requests on one SQLite connection with Hrana's semantics and error codes. Used by a
@@ -201,7 +202,7 @@ final class HranaExecutor {
 
     /// The current row of `statement`, its bytes counted against the node's response budget.
     private func takeRow(of statement: Statement) throws -> [HranaValue] {
-        let row = (0..<statement.columnCount).map { Self.value(statement.value(at: $0)) }
+        let row = (0..<statement.columnCount).map { HranaValue(resultColumn: statement.value(at: $0)) }
         let rowBytes = row.reduce(0) { $0 + Self.size(of: $1) }
         responseBytes += rowBytes
         if reservation == nil { reservation = ResponseReservation(configuration.responseBudget) }
@@ -234,14 +235,14 @@ final class HranaExecutor {
                 code: "ARGS_INVALID")
         }
         for (offset, argument) in request.arguments.enumerated() {
-            try statement.bind(Self.value(argument), at: offset + 1)
+            try statement.bind(SQLiteValue(argument), at: offset + 1)
         }
         for argument in request.namedArguments {
             guard let index = statement.parameterIndex(named: argument.name) else {
                 throw Hrana.Failure(
                     message: "the statement has no parameter named \(argument.name)", code: "ARGS_INVALID")
             }
-            try statement.bind(Self.value(argument.value), at: index)
+            try statement.bind(SQLiteValue(argument.value), at: index)
         }
     }
 
@@ -552,26 +553,6 @@ final class HranaExecutor {
     }
 
     // MARK: Values and errors
-
-    static func value(_ value: HranaValue) -> SQLiteValue {
-        switch value {
-        case .null: .null
-        case .integer(let integer): .integer(integer)
-        case .float(let double): .real(double)
-        case .text(let text): .text(text)
-        case .blob(let bytes): .blob(bytes)
-        }
-    }
-
-    static func value(_ value: SQLiteValue) -> HranaValue {
-        switch value {
-        case .null: .null
-        case .integer(let integer): .integer(integer)
-        case .real(let double): double.isFinite ? .float(double) : .text(double > 0 ? "Infinity" : "-Infinity")
-        case .text(let text): .text(text)
-        case .blob(let bytes): .blob(bytes)
-        }
-    }
 
     static func size(of value: HranaValue) -> Int {
         switch value {

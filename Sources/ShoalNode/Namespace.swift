@@ -1,3 +1,5 @@
+import ShoalModel
+
 /// A hosted database's name: its organization and database names, both `[a-z0-9-]{1,64}`.
 public struct Namespace: Sendable, Hashable, CustomStringConvertible {
     /// The organization.
@@ -23,10 +25,7 @@ public struct Namespace: Sendable, Hashable, CustomStringConvertible {
     }
 
     private static func validate(_ name: String, what: String) throws {
-        let valid =
-            (1...64).contains(name.utf8.count)
-            && name.utf8.allSatisfy { ($0 >= 0x61 && $0 <= 0x7a) || ($0 >= 0x30 && $0 <= 0x39) || $0 == 0x2d }
-        guard valid else {
+        guard Platform.isValidName(name) else {
             throw NodeError.invalidName(
                 "\(what) name \(name.debugDescription) is not valid: use 1 to 64 of a-z, 0-9 and -")
         }

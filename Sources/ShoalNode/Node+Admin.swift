@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import ShoalModel
+import ShoalReplication
 
 extension Node {
     /// Creating and deleting databases (for the control plane, and standalone use).
@@ -83,7 +84,7 @@ extension Node {
                     DatabaseStats(
                         database: namespace.description, role: "primary", generation: position.generation,
                         frame: position.frame, baseSizeBytes: size,
-                        walBytes: position.frame == 0 ? 0 : Int64(32 + position.frame * 4120),
+                        walBytes: position.frame == 0 ? 0 : WALFormat.offset(ofFrame: position.frame + 1),
                         settings: settings, replica: nil))
             }
         }

@@ -70,8 +70,8 @@ struct PageBatch {
     }
 }
 
-/// The SQLite database header fields a replica patches on page 1.
-enum DatabaseHeader {
+/// The SQLite database header: the check that a file can replicate, and the fields a replica patches on page 1.
+public enum DatabaseHeader {
     /// Patches page 1 so the replica stays in rollback-journal mode, its change counter moves past
     /// `previousCounter` (so every reader drops its cache), and its in-header size is trusted.
     static func patch(page1: inout [UInt8], previousCounter: UInt32, databaseSize: UInt32) {
@@ -85,12 +85,19 @@ enum DatabaseHeader {
 
     /// Checks that `header` starts a SQLite database with 4096-byte pages.
     static func validate(_ header: [UInt8], source: String) throws {
+        if let problem = problem(header) { throw ReplicationError.invalidBase("\(source) \(problem)") }
+    }
+
+    /// What keeps `header` (a file's first 100 bytes) from starting a database that replicates,
+    /// said after the file's name ("is not a SQLite database"), or nil if nothing does.
+    public static func problem(_ header: [UInt8]) -> String? {
         guard header.count >= 100, Array(header[0..<16]) == Array("SQLite format 3\0".utf8) else {
-            throw ReplicationError.invalidBase("\(source) is not a SQLite database")
+            return "is not a SQLite database"
         }
         let pageSize = Int(header[16]) << 8 | Int(header[17])
         guard pageSize == WALFormat.pageSize else {
-            throw ReplicationError.invalidBase("\(source) has \(pageSize)-byte pages; only 4096-byte pages replicate")
+            return "has \(pageSize)-byte pages; only \(WALFormat.pageSize)-byte pages replicate"
         }
+        return nil
     }
 }

@@ -1,5 +1,10 @@
 import Foundation
-import Glibc
+
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// A file descriptor for Shoal's own files (redo log, position, archives, WAL reads), with whole
 /// reads and writes and explicit syncs. Never used on a database main file: closing a second

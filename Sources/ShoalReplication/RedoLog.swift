@@ -1,4 +1,8 @@
-import Glibc
+#if canImport(Glibc)
+    import Glibc
+#elseif canImport(Darwin)
+    import Darwin
+#endif
 
 /// The replica's redo log: the pages of the batch being applied, written (and optionally synced)
 /// before the database file is touched, so a crash in the middle of an apply is finished at the
