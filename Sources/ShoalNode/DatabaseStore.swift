@@ -21,6 +21,8 @@ public final class DatabaseStore: Sendable {
     let deleted = DeletedDatabases()
     /// The primaries' sizes for the control plane, and the organizations over their storage quota.
     public let storage = StorageLedger()
+    /// The followers of the replicas this node holds (a service the node's application runs).
+    public let followers = ReplicaFollowers()
     /// The file a database's directory gets when its deletion starts: a node restarted before the
     /// files are gone still refuses it.
     static let deletionMarker = "deleted"
@@ -44,6 +46,7 @@ public final class DatabaseStore: Sendable {
         let storage = self.storage
         let schemas = self.schemas
         let schemaReports = self.schemaReports
+        let followers = self.followers
         // What a deletion left in the trash when the node stopped before removing it.
         try? FileManager.default.removeItem(atPath: DatabaseStore.trashDirectory(in: dataDirectory))
         pool = ResourcePool(
@@ -84,7 +87,7 @@ public final class DatabaseStore: Sendable {
                 let database = try await BlockingWork.run {
                     try HostedDatabase(
                         namespace: namespace, directory: directory, configuration: configuration, storage: storage,
-                        logger: logger, renewSyncToken: renew)
+                        logger: logger, followers: followers, renewSyncToken: renew)
                 }
                 // Behind its group's released schema: brought up to date before its first statement.
                 await Self.bringUpToDate(database, schemas: schemas, reports: schemaReports, logger: logger)
@@ -302,6 +305,7 @@ public final class DatabaseStore: Sendable {
     /// Closes every database.
     public func close() async {
         await pool.close()
+        followers.finish()
     }
 }
 

@@ -34,7 +34,8 @@ public final class HostedDatabase: Sendable {
 
     init(
         namespace: Namespace, directory: String, configuration: NodeConfiguration, storage: StorageLedger,
-        logger: Logger, renewSyncToken: @escaping @Sendable () async -> String? = { nil }
+        logger: Logger, followers: ReplicaFollowers,
+        renewSyncToken: @escaping @Sendable () async -> String? = { nil }
     ) throws {
         self.namespace = namespace
         self.storage = storage
@@ -50,6 +51,7 @@ public final class HostedDatabase: Sendable {
             let copy = try ReplicaCopy(
                 directory: directory, primaryURL: url, syncToken: settings.syncToken,
                 longPoll: configuration.replicaLongPoll, durability: configuration.replicaDurability, logger: logger,
+                followers: followers,
                 prepareReader: { connection in try Sandbox.apply(to: connection, configuration: configuration) },
                 renewToken: renewSyncToken)
             copy.start()

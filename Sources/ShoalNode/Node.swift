@@ -126,6 +126,7 @@ public final class Node: Sendable {
             configuration: .init(
                 address: .hostname(host, port: port), serverName: Self.version,
                 availableConnectionsDelegate: MaximumAvailableConnections(limits.maxConnections, logger: logger)),
+            services: [store.followers],
             onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
     }

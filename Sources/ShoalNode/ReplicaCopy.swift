@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ServiceLifecycle
 import ShoalPool
 import ShoalReplication
 import ShoalSQLite
@@ -8,8 +9,8 @@ import ShoalTime
 import Synchronization
 
 /// A database this node holds as a replica of its primary on another node: the replication
-/// engine's replica (gated readers) kept current by one follower task that long-polls the
-/// primary's `/sync`, so lag under steady load is one round trip. Survives restarts (the replica's
+/// engine's replica (gated readers) kept current by a follower (a child task of the node's
+/// `ReplicaFollowers` service) that long-polls the primary's `/sync`, so lag under steady load is one round trip. Survives restarts (the replica's
 /// position is on disk), follows generation rolls and bootstraps again when too far behind.
 public final class ReplicaCopy: Sendable {
     /// The database URL on the primary node (`http://host/db/org/name`).
@@ -21,13 +22,19 @@ public final class ReplicaCopy: Sendable {
     let archive: FrameArchive
     private let replicator: Replicator
     private let waiters = PositionWaiters()
+    /// Woken when a pull first reaches the primary's end.
+    private let synced = PositionWaiters()
     private let state = Mutex(State())
+    private let followers: ReplicaFollowers
+    /// Finished by `close()`: ends the follower.
+    private let closing: AsyncStream<Never>
+    private let closingContinuation: AsyncStream<Never>.Continuation
     private let logger: Logger
     /// Asks for a fresh sync token when the primary refuses the current one (nil: none available).
     private let renewToken: @Sendable () async -> String?
 
     private struct State {
-        var task: Task<Void, Never>?
+        var started = false
         /// Pulls that reached the primary's end.
         var syncs = 0
         var lastCaughtUp: ContinuousClock.Instant?
@@ -59,13 +66,15 @@ public final class ReplicaCopy: Sendable {
 
     init(
         directory: String, primaryURL: URL, syncToken: String?, longPoll: Duration, durability: Replica.Durability,
-        logger: Logger,
+        logger: Logger, followers: ReplicaFollowers,
         prepareReader: @escaping @Sendable (Connection) throws -> Void,
         renewToken: @escaping @Sendable () async -> String?
     ) throws {
         self.primaryURL = primaryURL
         self.logger = logger
         self.renewToken = renewToken
+        self.followers = followers
+        (closing, closingContinuation) = AsyncStream.makeStream(of: Never.self)
         let archive = try FrameArchive(directory: directory + "/archive")
         // A replica whose archive lost its base (or never had one) starts over, so that what it
         // serves and what it applied always agree.
@@ -99,27 +108,37 @@ public final class ReplicaCopy: Sendable {
     /// The position readers see (nil before the first bootstrap).
     public var position: ReplicationPosition? { replica.position }
 
-    /// Starts following the primary.
+    /// Starts following the primary (once `followers` runs).
     func start() {
-        state.withLock { state in
-            guard state.task == nil, !state.closed else { return }
-            state.task = Task { [self] in await follow() }
+        let first = state.withLock { state in
+            defer { state.started = true }
+            return !state.started && !state.closed
         }
+        if first { followers.follow(self) }
     }
 
     /// Stops following and closes the replica's files.
     func close() {
-        let task = state.withLock { state in
-            state.closed = true
-            defer { state.task = nil }
-            return state.task
-        }
-        task?.cancel()
+        state.withLock { $0.closed = true }
+        closingContinuation.finish()
         waiters.close()
+        synced.close()
         replica.close()
     }
 
-    private func follow() async {
+    /// Pulls from the primary until the copy is closed or the calling task cancelled.
+    func follow() async {
+        guard !state.withLock({ $0.closed }) else { return }
+        let closing = self.closing
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.pullUntilCancelled() }
+            group.addTask { for await _ in closing {} }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
+    private func pullUntilCancelled() async {
         var backoff = Duration.milliseconds(100)
         var wait: Duration? = nil
         while !Task.isCancelled {
@@ -137,12 +156,12 @@ public final class ReplicaCopy: Sendable {
                     continue
                 }
                 logger.warning("replica.sync.refused", metadata: ["primary": "\(primaryURL)", "error": "\(error)"])
-                try? await Task.sleep(for: .seconds(5))
+                await CancellableSleep.sleep(for: .seconds(5))
             } catch {
                 if Task.isCancelled { return }
                 state.withLock { $0.lastError = "\(error)" }
                 logger.warning("replica.sync.failed", metadata: ["primary": "\(primaryURL)", "error": "\(error)"])
-                try? await Task.sleep(for: backoff)
+                await CancellableSleep.sleep(for: backoff)
                 backoff = min(backoff * 2, .seconds(5))
             }
         }
@@ -156,6 +175,7 @@ public final class ReplicaCopy: Sendable {
             state.primaryPosition = max(state.primaryPosition ?? position, position)
         }
         waiters.reached(position)
+        synced.reached(position)
     }
 
     /// Records a position the primary reported (a forwarded write's answer).
@@ -173,12 +193,9 @@ public final class ReplicaCopy: Sendable {
     /// Waits (up to `timeout`) for the first pull since opening to reach the primary's end; true
     /// when it did. Reads wait for this so a replica opened after a while is not served stale.
     func waitUntilSynced(timeout: Duration) async -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if state.withLock({ $0.syncs > 0 || $0.closed }) { return state.withLock { $0.syncs > 0 } }
-            try? await Task.sleep(for: .milliseconds(2))
+        await synced.wait(for: ReplicationPosition(generation: 0, frame: 0), timeout: timeout) { [self] in
+            state.withLock { $0.syncs > 0 } ? replica.position : nil
         }
-        return false
     }
 
     /// The replica's state for the stats endpoint.
@@ -245,36 +262,85 @@ final class PositionWaiters: Sendable {
     /// Waits until `target` is reached (true) or `timeout` passes (false); `current` reads the
     /// replica's position.
     func wait(
-        for target: ReplicationPosition, timeout: Duration, current: @Sendable () -> ReplicationPosition?
+        for target: ReplicationPosition, timeout: Duration, current: @escaping @Sendable () -> ReplicationPosition?
     ) async -> Bool {
         if let position = current(), position >= target { return true }
         let id = state.withLock { state -> UInt64 in
             state.next += 1
             return state.next
         }
-        let timer = Task { [self] in
-            guard await CancellableSleep.sleep(for: timeout) else { return }
-            let waiter = state.withLock { state in
-                guard let waiter = state.waiters.removeValue(forKey: id) else {
-                    state.expired.insert(id)
-                    return nil as Waiter?
+        return await withTaskGroup(of: Bool.self) { group in
+            // The timer: when it fires (or the caller is cancelled), the wait ends with false.
+            group.addTask {
+                await CancellableSleep.sleep(for: timeout)
+                self.expire(id)
+                return false
+            }
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let now: Bool? = self.state.withLock { state in
+                        if state.closed || state.expired.contains(id) { return false }
+                        if let position = current(), position >= target { return true }
+                        state.waiters[id] = Waiter(target: target, continuation: continuation)
+                        return nil
+                    }
+                    if let now { continuation.resume(returning: now) }
                 }
-                return waiter
             }
-            waiter?.continuation.resume(returning: false)
-        }
-        defer {
-            timer.cancel()
+            let first = await group.next() ?? false
+            group.cancelAll()
+            _ = await group.next()
             state.withLock { _ = $0.expired.remove(id) }
+            return first
         }
-        return await withCheckedContinuation { continuation in
-            let now: Bool? = state.withLock { state in
-                if state.closed || state.expired.contains(id) { return false }
-                if let position = current(), position >= target { return true }
-                state.waiters[id] = Waiter(target: target, continuation: continuation)
-                return nil
+    }
+
+    /// Ends wait `id` with false (or marks it expired if it is not registered yet).
+    private func expire(_ id: UInt64) {
+        let waiter = state.withLock { state in
+            guard let waiter = state.waiters.removeValue(forKey: id) else {
+                state.expired.insert(id)
+                return nil as Waiter?
             }
-            if let now { continuation.resume(returning: now) }
+            return waiter
+        }
+        waiter?.continuation.resume(returning: false)
+    }
+}
+
+/// The node's replica followers, a service: every replica the node holds follows its primary in a
+/// child task of `run()`, so the follower's lifetime is the service's. A replica opened before the
+/// service runs waits for it; a closed replica ends its follower. Run by the node's `application`.
+public final class ReplicaFollowers: Service, Sendable {
+    private let requests: AsyncStream<ReplicaCopy>
+    private let continuation: AsyncStream<ReplicaCopy>.Continuation
+    private let running = Atomic<Bool>(false)
+
+    init() {
+        (requests, continuation) = AsyncStream.makeStream(of: ReplicaCopy.self)
+    }
+
+    func follow(_ copy: ReplicaCopy) {
+        continuation.yield(copy)
+    }
+
+    /// No more followers (the node is shutting down).
+    func finish() {
+        continuation.finish()
+    }
+
+    /// Runs every follower until a graceful shutdown or cancellation (then they are cancelled).
+    public func run() async {
+        guard running.compareExchange(expected: false, desired: true, ordering: .relaxed).exchanged else {
+            // A second application of the same node: the first runs the followers.
+            try? await gracefulShutdown()
+            return
+        }
+        await withDiscardingTaskGroup { group in
+            for await copy in requests.cancelOnGracefulShutdown() {
+                group.addTask { await copy.follow() }
+            }
+            group.cancelAll()
         }
     }
 }

@@ -3,7 +3,7 @@ import Testing
 
 /// The Platform API commands (`auth`, `org`, `location`, `group`, `db`) of the built binary against
 /// a running `shoal dev`, found through `.shoal/dev.json` in the working directory.
-@Suite("shoal auth, org, location, group, db", .serialized)
+@Suite("shoal auth, org, location, group, db", .serialized, .timeLimit(.minutes(5)))
 struct PlatformCommandTests {
     @Test func commandsDriveThePlatformAPIWithTablesJSONAndMeaningfulExitCodes() async throws {
         let directory = try Scratch()

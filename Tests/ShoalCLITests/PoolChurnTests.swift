@@ -5,7 +5,7 @@ import Testing
 /// that its descriptor count is not mixed with other tests': however many tenants pass through, the
 /// open descriptors stay at what the process used once the pool had turned over once, and the heap
 /// does not grow with the tenants.
-@Suite("TenantPool churn: descriptors and heap stay bounded")
+@Suite("TenantPool churn: descriptors and heap stay bounded", .timeLimit(.minutes(5)))
 struct PoolChurnTests {
     @Test func manyTenantsThroughASmallPoolKeepDescriptorsAndHeapFlat() async throws {
         let root = URL(fileURLWithPath: ShoalBinary.path).deletingLastPathComponent()

@@ -45,7 +45,7 @@ final class HeldPort {
 
 /// A server command whose port is taken stops at once and says so, instead of running on without
 /// its server.
-@Suite("a server command whose port is taken", .serialized)
+@Suite("a server command whose port is taken", .serialized, .timeLimit(.minutes(5)))
 struct PortInUseTests {
     @Test(arguments: ["dev", "control", "node"])
     func serverCommandExitsAndSaysThePortIsInUse(_ command: String) async throws {

@@ -4,7 +4,7 @@ import Testing
 
 /// A replica node as its own process: killed with SIGKILL while writes flow, restarted on its
 /// data directory, it loses nothing and converges with the primary.
-@Suite("shoal node as a replica, killed and restarted", .serialized)
+@Suite("shoal node as a replica, killed and restarted", .serialized, .timeLimit(.minutes(5)))
 struct ReplicaProcessTests {
     static func node(_ data: String, location: String, extra: [String] = []) async throws -> (ShoalProcess, String) {
         let process = try ShoalProcess(

@@ -3,7 +3,7 @@ import Testing
 
 /// The built `shoal` binary's server commands, run as a user runs them: `shoal dev`, and
 /// `shoal control` with `shoal node --control`.
-@Suite("shoal dev, shoal control, shoal node --control", .serialized)
+@Suite("shoal dev, shoal control, shoal node --control", .serialized, .timeLimit(.minutes(5)))
 struct ServerCommandTests {
     @Test func devStartsAClusterThatServesSQLAndKeepsItsDataAcrossRestarts() async throws {
         let directory = try Scratch()

@@ -8,7 +8,7 @@ import Testing
 /// `shoal db shell` against a running `shoal dev`: SQL as an argument, on stdin, through an
 /// embedded replica, `.dump` read back into another database, and the interactive shell on a
 /// pseudo-terminal (prompt, history with the up arrow, dot commands).
-@Suite("shoal db shell", .serialized)
+@Suite("shoal db shell", .serialized, .timeLimit(.minutes(5)))
 struct ShellCommandTests {
     @Test func theShellRunsSQLFromArgumentsStdinAndATerminal() async throws {
         let directory = try Scratch()

@@ -46,7 +46,7 @@ func withLiveNode(
     }
 }
 
-@Suite struct ClientTests {
+@Suite(.timeLimit(.minutes(2))) struct ClientTests {
     @Test func embeddedReplicaBootstrapsReadsLocallyAndSeesItsOwnWrites() async throws {
         try await withNode { url, directory in
             let syncURL = URL(string: url + "/db/acme/cards")!
@@ -146,7 +146,7 @@ func withLiveNode(
     }
 }
 
-@Suite struct DatabaseLifecycleTests {
+@Suite(.timeLimit(.minutes(2))) struct DatabaseLifecycleTests {
     @Test func reopensFromExistingLocalFilesAndContinues() async throws {
         try await withNode { url, directory in
             let syncURL = URL(string: url + "/db/acme/life")!

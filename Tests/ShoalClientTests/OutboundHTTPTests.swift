@@ -57,7 +57,7 @@ struct ClientTestError: Error, CustomStringConvertible {
     init(_ description: String) { self.description = description }
 }
 
-@Suite("OutboundHTTP deadlines")
+@Suite("OutboundHTTP deadlines", .timeLimit(.minutes(2)))
 struct OutboundHTTPTests {
     /// Calls the server and expects `.timedOut`.
     func expectTimeout(_ server: QuietServer, within timeout: Duration) async {

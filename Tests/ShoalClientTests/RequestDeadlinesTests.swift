@@ -4,7 +4,7 @@ import Testing
 
 /// The deadline a server connection is under, without I/O (the live tests are in ShoalNodeTests
 /// and ShoalControlTests).
-@Suite struct RequestDeadlinesTests {
+@Suite(.timeLimit(.minutes(2))) struct RequestDeadlinesTests {
     typealias Event = (inout RequestDeadlines) -> RequestDeadlines.Action
 
     /// Feeds `events` to a fresh connection's deadlines; returns each action and the phase after.

@@ -5,7 +5,7 @@ import ShoalSQLite
 import Synchronization
 import Testing
 
-@Suite struct TenantPoolTests {
+@Suite(.timeLimit(.minutes(2))) struct TenantPoolTests {
     @Test func opensLazilyOnceKeepsAtMostCapacityAndSyncsWithOneLoop() async throws {
         try await withNode { url, directory in
             let resolves = Mutex(0)
@@ -100,7 +100,7 @@ import Testing
     }
 }
 
-@Suite("TenantPool disk budget")
+@Suite("TenantPool disk budget", .timeLimit(.minutes(2)))
 struct TenantPoolDiskBudgetTests {
     static func bytes(under directory: String) -> Int64 {
         let names = FileManager.default.enumerator(atPath: directory)?.allObjects as? [String] ?? []

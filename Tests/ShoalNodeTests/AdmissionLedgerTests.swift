@@ -3,7 +3,7 @@ import Testing
 
 @testable import ShoalNode
 
-@Suite struct AdmissionLedgerTests {
+@Suite(.timeLimit(.minutes(2))) struct AdmissionLedgerTests {
     @Test func refusesPastEachCapAndGivesEachPlaceBackOnce() throws {
         let ledger = AdmissionLedger(
             what: "open Hrana streams", remedy: "close some",

@@ -83,7 +83,7 @@ struct RecordingControlPlane {
 
 /// What a node sends its control plane: the registration token only to register, its own
 /// credential for everything else, never an admin token; the credential kept for the next start.
-@Suite struct ControlPlaneLinkTests {
+@Suite(.timeLimit(.minutes(2))) struct ControlPlaneLinkTests {
     static func link(
         _ control: RecordingControlPlane, _ node: LiveNode,
         registrationToken: String? = RecordingControlPlane.registrationToken

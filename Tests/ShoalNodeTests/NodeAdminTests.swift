@@ -3,7 +3,7 @@ import Testing
 
 @testable import ShoalNode
 
-@Suite struct NodeAdminTests {
+@Suite(.timeLimit(.minutes(2))) struct NodeAdminTests {
     static func execute(_ node: LiveNode, _ sql: String) async throws -> (status: Int, body: String) {
         let answer = try await node.request("POST", "/db/acme/app/v1/execute", body: #"{"stmt":{"sql":"\#(sql)"}}"#)
         return (answer.status, answer.body)

@@ -4,7 +4,7 @@ import Testing
 
 @testable import ShoalNode
 
-@Suite struct NodeAdmissionTests {
+@Suite(.timeLimit(.minutes(2))) struct NodeAdmissionTests {
     static let openStream = #"{"baton":null,"requests":[]}"#
     static let selectOne = #"{"stmt":{"sql":"SELECT 1"}}"#
 

@@ -21,7 +21,7 @@ struct TokenSigner: Sendable {
     }
 }
 
-@Suite struct NodeAuthTests {
+@Suite(.timeLimit(.minutes(2))) struct NodeAuthTests {
     static let execute = #"{"stmt":{"sql":"SELECT count(*) FROM t"}}"#
     static let write = #"{"stmt":{"sql":"INSERT INTO t VALUES (1)"}}"#
 

@@ -3,7 +3,7 @@ import Testing
 
 @testable import ShoalNode
 
-@Suite struct NodeHostingTests {
+@Suite(.timeLimit(.minutes(2))) struct NodeHostingTests {
     /// Descriptors open on files under `directory` (other tests run in parallel in this process, so
     /// only the node's own files are counted).
     static func openDescriptors(under directory: String) throws -> Int {

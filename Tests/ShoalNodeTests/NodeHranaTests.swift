@@ -3,7 +3,7 @@ import Testing
 
 @testable import ShoalNode
 
-@Suite struct NodeHranaTests {
+@Suite(.timeLimit(.minutes(2))) struct NodeHranaTests {
     @Test func probesAnswer() async throws {
         try await LiveNode.with { (node: LiveNode) async throws in
             #expect(try await node.request("GET", "/health").status == 200)

@@ -5,7 +5,7 @@ import Testing
 
 @testable import ShoalNode
 
-@Suite struct NodeSyncTests {
+@Suite(.timeLimit(.minutes(2))) struct NodeSyncTests {
     @Test func infoExportAndFramesFollowWrites() async throws {
         try await LiveNode.with({ $0.createOnFirstUse = true }) { node in
             _ = try await node.request(

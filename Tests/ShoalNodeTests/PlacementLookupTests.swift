@@ -40,7 +40,7 @@ struct FakeControlPlane {
 
 /// How a node under a control plane finds a database it does not hold: only for a token whose
 /// signature holds, and remembering for a while what the control plane said is not placed here.
-@Suite struct PlacementLookupTests {
+@Suite(.timeLimit(.minutes(2))) struct PlacementLookupTests {
     static let execute = #"{"stmt":{"sql":"SELECT 1"}}"#
 
     /// A node registered with `control` (which gives it `signer`'s key).

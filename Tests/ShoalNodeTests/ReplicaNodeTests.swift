@@ -88,7 +88,7 @@ extension LiveNode {
     }
 }
 
-@Suite("replica nodes: follow the primary, read locally, forward writes")
+@Suite("replica nodes: follow the primary, read locally, forward writes", .timeLimit(.minutes(2)))
 struct ReplicaNodeTests {
     @Test func writesThroughAnyNodeAreVisibleThroughEveryNode() async throws {
         try await ThreeNodes.with { nodes in

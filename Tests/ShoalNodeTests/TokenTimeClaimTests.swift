@@ -4,7 +4,7 @@ import Testing
 @testable import ShoalNode
 
 /// `exp`, `nbf` and `iat` against the node's clock, with the leeway for clocks that disagree.
-@Suite struct TokenTimeClaimTests {
+@Suite(.timeLimit(.minutes(2))) struct TokenTimeClaimTests {
     static let now = Date(timeIntervalSince1970: 1_700_000_000)
 
     /// Why a token for `acme/app` with `claims` added is refused at `now`; nil when it is accepted.

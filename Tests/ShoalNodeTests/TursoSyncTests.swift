@@ -68,7 +68,7 @@ struct PulledDatabase {
     }
 }
 
-@Suite struct TursoSyncTests {
+@Suite(.timeLimit(.minutes(2))) struct TursoSyncTests {
     static func pull(
         _ node: LiveNode, _ database: String = "acme/app", since revision: String = "", wait: UInt32 = 0,
         headers: [String: String] = [:]

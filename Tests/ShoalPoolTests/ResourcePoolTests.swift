@@ -59,7 +59,7 @@ func makePool(
         close: { key, _ in ledger.closed(key) })
 }
 
-@Suite struct ResourcePoolTests {
+@Suite(.timeLimit(.minutes(2))) struct ResourcePoolTests {
     @Test func concurrentFirstRequestsOpenOnce() async throws {
         let ledger = Ledger()
         let pool = makePool(capacity: 4, ledger: ledger, open: { _ in try await Task.sleep(for: .milliseconds(20)) })

@@ -6,7 +6,7 @@ import Testing
 
 @testable import ShoalReplication
 
-@Suite struct PrimaryLogTests {
+@Suite(.timeLimit(.minutes(2))) struct PrimaryLogTests {
     @Test func newDatabaseIsWALWith4096BytePagesAndGenerationOne() throws {
         let directory = try TemporaryDirectory()
         let log = try PrimaryLog(directory: directory.file("db"))

@@ -9,7 +9,7 @@ import Testing
 /// Readers on several threads while transactions that keep a constant sum are applied continuously
 /// (with schema changes and generation rolls among them): no reader may ever see a broken invariant
 /// or get an error.
-@Suite struct ReplicaConcurrencyTests {
+@Suite(.timeLimit(.minutes(2))) struct ReplicaConcurrencyTests {
     static let accounts = 100
     static let total: Int64 = 100 * 1000
 

@@ -5,7 +5,7 @@ import Testing
 
 @testable import ShoalReplication
 
-@Suite struct ReplicaTests {
+@Suite(.timeLimit(.minutes(2))) struct ReplicaTests {
     /// A primary and a replica kept current by a replicator over the in-process source.
     struct Pair {
         let directory: TemporaryDirectory
@@ -237,7 +237,7 @@ import Testing
     }
 }
 
-@Suite struct UnsyncedReplicaTests {
+@Suite(.timeLimit(.minutes(2))) struct UnsyncedReplicaTests {
     @Test func anUnsyncedReplicaUsedDuringAnotherBootIsWipedAndOneFromThisBootIsKept() async throws {
         let pair = try ReplicaTests.Pair()
         try pair.write("CREATE TABLE t (x); INSERT INTO t VALUES (1)")

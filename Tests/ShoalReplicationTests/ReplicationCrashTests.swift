@@ -9,7 +9,7 @@ import Testing
 /// must find a valid database in a committed state, and then converge.
 ///
 /// `SHOAL_CRASH_KILLS` sets how many kills each test needs (default 30).
-@Suite(.serialized) struct ReplicationCrashTests {
+@Suite(.serialized, .timeLimit(.minutes(5))) struct ReplicationCrashTests {
     static let kills = ProcessInfo.processInfo.environment["SHOAL_CRASH_KILLS"].flatMap { Int($0) } ?? 30
 
     /// The helper executable, built next to the test binary by `swift build --build-tests`.

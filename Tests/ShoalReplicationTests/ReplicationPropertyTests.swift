@@ -11,7 +11,7 @@ import Testing
 /// `SHOAL_PROPERTY_SEED` picks the base seed (each workload's own seed is printed on failure and can
 /// be given back as the base seed with `SHOAL_PROPERTY_WORKLOADS=1`); `SHOAL_PROPERTY_WORKLOADS`
 /// sets how many workloads run (default 200).
-@Suite struct ReplicationPropertyTests {
+@Suite(.timeLimit(.minutes(5))) struct ReplicationPropertyTests {
     static let baseSeed =
         ProcessInfo.processInfo.environment["SHOAL_PROPERTY_SEED"].flatMap { UInt64($0) } ?? 0x5EED_2026
     static let workloads = ProcessInfo.processInfo.environment["SHOAL_PROPERTY_WORKLOADS"].flatMap { Int($0) } ?? 200

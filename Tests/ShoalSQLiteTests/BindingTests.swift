@@ -2,7 +2,7 @@ import Testing
 
 @testable import ShoalSQLite
 
-@Suite struct BindingTests {
+@Suite(.timeLimit(.minutes(2))) struct BindingTests {
     let connection: Connection
 
     init() throws {

@@ -2,7 +2,7 @@ import Testing
 
 @testable import ShoalSQLite
 
-@Suite struct ErrorTests {
+@Suite(.timeLimit(.minutes(2))) struct ErrorTests {
     let connection: Connection
 
     init() throws {

@@ -4,7 +4,7 @@ import Testing
 
 @testable import ShoalSQLite
 
-@Suite struct FileControlTests {
+@Suite(.timeLimit(.minutes(2))) struct FileControlTests {
     static func walConnection(_ path: String) throws -> Connection {
         var configuration = Connection.Configuration()
         configuration.journalMode = .wal

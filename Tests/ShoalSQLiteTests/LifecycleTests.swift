@@ -4,7 +4,7 @@ import Testing
 
 @testable import ShoalSQLite
 
-@Suite struct LifecycleTests {
+@Suite(.timeLimit(.minutes(2))) struct LifecycleTests {
     @Test func closingWithLiveStatementsReleasesTheFileHandle() throws {
         let directory = try TemporaryDirectory()
         let path = directory.file("live.db")
@@ -123,7 +123,7 @@ import Testing
     }
 }
 
-@Suite struct VirtualTableLifecycleTests {
+@Suite(.timeLimit(.minutes(2))) struct VirtualTableLifecycleTests {
     @Test func closingAfterUsingFTS5LeavesItsInternalStatementsToIt() throws {
         let directory = try TemporaryDirectory()
         let connection = try Connection(path: directory.file("fts.db"))

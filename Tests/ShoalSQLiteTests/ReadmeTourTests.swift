@@ -4,7 +4,7 @@ import Testing
 @testable import ShoalSQLite
 
 /// The README's tour, run as written, so the first code a newcomer reads keeps working.
-@Suite struct ReadmeTourTests {
+@Suite(.timeLimit(.minutes(2))) struct ReadmeTourTests {
     struct Card: Decodable, Equatable {
         let id: Int64
         let holder: String

@@ -3,7 +3,7 @@ import Testing
 
 @testable import ShoalSQLite
 
-@Suite struct RowDecoderTests {
+@Suite(.timeLimit(.minutes(2))) struct RowDecoderTests {
     struct Item: Decodable, Equatable {
         let id: Int64
         let name: String

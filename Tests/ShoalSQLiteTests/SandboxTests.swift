@@ -5,7 +5,7 @@ import Testing
 
 @testable import ShoalSQLite
 
-@Suite struct SandboxTests {
+@Suite(.timeLimit(.minutes(2))) struct SandboxTests {
     @Test func authorizerDenyingAttachMakesAttachFailClearly() throws {
         let directory = try TemporaryDirectory()
         let connection = try Connection(path: directory.file("main.db"))

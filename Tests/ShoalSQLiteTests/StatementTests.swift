@@ -2,7 +2,7 @@ import Testing
 
 @testable import ShoalSQLite
 
-@Suite struct StatementTests {
+@Suite(.timeLimit(.minutes(2))) struct StatementTests {
     let connection: Connection
 
     init() throws {

@@ -6,7 +6,7 @@ import Testing
 /// A connection's temporary files (sorter spills, transient indices, TEMP tables) count against the
 /// budget `limitTemporaryFiles(toBytes:)` sets; a write past it fails with `SQLITE_FULL`, and what a
 /// statement's files held is given back when they close.
-@Suite struct TempBudgetTests {
+@Suite(.timeLimit(.minutes(2))) struct TempBudgetTests {
     static let rows = "WITH RECURSIVE s(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM s WHERE i < 40000)"
     /// 20 MB of sort keys: more than the sorter keeps in memory, so it spills.
     static let sort = "\(rows) SELECT i FROM s ORDER BY randomblob(500)"

@@ -4,7 +4,7 @@ import Testing
 @testable import ShoalSQLite
 
 /// A tenant schema's migrations applied to one database: once each, recorded in it, resumable.
-@Suite struct TenantMigratorTests {
+@Suite(.timeLimit(.minutes(2))) struct TenantMigratorTests {
     static func migration(_ version: Int64, _ name: String, _ sql: String) -> TenantMigration {
         TenantMigration(version: version, name: name, sql: sql, checksum: "sum-\(name)-\(sql.count)")
     }

@@ -2,7 +2,7 @@ import Testing
 
 @testable import ShoalSQLite
 
-@Suite struct ValueRoundTripTests {
+@Suite(.timeLimit(.minutes(2))) struct ValueRoundTripTests {
     let connection: Connection
 
     init() throws {

@@ -2,7 +2,7 @@ import Testing
 
 @testable import ShoalTime
 
-@Suite("CancellableSleep")
+@Suite("CancellableSleep", .timeLimit(.minutes(2)))
 struct CancellableSleepTests {
     @Test func aSleepThatRunsOutSaysSo() async {
         let started = ContinuousClock.now
