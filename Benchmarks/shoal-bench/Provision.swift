@@ -51,65 +51,67 @@ struct Provision: AsyncParsableCommand {
         } else {
             store = try SQLiteCatalogStore(path: directory + "/catalog.db")
         }
-        try await store.migrate()
-        let catalog = Catalog(store: store)
-        guard let admin = try await catalog.bootstrapAdminToken(),
-            let registrationToken = try await catalog.bootstrapNodeRegistrationToken()
-        else { throw BenchError("a fresh catalog had an admin or node registration token") }
-        let control = ControlPlane(catalog: catalog, logger: logger)
-        let node = try Node(
-            configuration: NodeConfiguration(
-                dataDirectory: directory + "/node", location: "fra",
-                authentication: .tokens(try TokenVerifier(keys: [:], allowNoKeys: true), adminToken: "bench-node")),
-            logger: logger)
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            let controlPort = try await start(
-                { control.application(host: "127.0.0.1", port: 0, onRunning: $0) }, &group)
-            let nodePort = try await start({ node.application(host: "127.0.0.1", port: 0, onRunning: $0) }, &group)
-            let link = ControlPlaneLink(
-                configuration: .init(
-                    controlURL: URL(string: "http://127.0.0.1:\(controlPort)")!, registrationToken: registrationToken,
-                    location: "fra",
-                    advertisedURL: "http://127.0.0.1:\(nodePort)", nodeAdminToken: "bench-node"),
-                node: node)
-            _ = try await link.register()
-            group.addTask { await link.run() }
+        try await store.whileRunning {
+            try await store.migrate()
+            let catalog = Catalog(store: store)
+            guard let admin = try await catalog.bootstrapAdminToken(),
+                let registrationToken = try await catalog.bootstrapNodeRegistrationToken()
+            else { throw BenchError("a fresh catalog had an admin or node registration token") }
+            let control = ControlPlane(catalog: catalog, logger: logger)
+            let node = try Node(
+                configuration: NodeConfiguration(
+                    dataDirectory: directory + "/node", location: "fra",
+                    authentication: .tokens(try TokenVerifier(keys: [:], allowNoKeys: true), adminToken: "bench-node")),
+                logger: logger)
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                let controlPort = try await start(
+                    { control.application(host: "127.0.0.1", port: 0, onRunning: $0) }, &group)
+                let nodePort = try await start({ node.application(host: "127.0.0.1", port: 0, onRunning: $0) }, &group)
+                let link = ControlPlaneLink(
+                    configuration: .init(
+                        controlURL: URL(string: "http://127.0.0.1:\(controlPort)")!,
+                        registrationToken: registrationToken,
+                        location: "fra",
+                        advertisedURL: "http://127.0.0.1:\(nodePort)", nodeAdminToken: "bench-node"),
+                    node: node)
+                _ = try await link.register()
+                group.addTask { await link.run() }
 
-            let results = try await onThreads {
-                try Self.drive(
-                    controlPort: controlPort, nodePort: nodePort, admin: admin, databases: databases,
-                    concurrency: concurrency)
+                let results = try await onThreads {
+                    try Self.drive(
+                        controlPort: controlPort, nodePort: nodePort, admin: admin, databases: databases,
+                        concurrency: concurrency)
+                }
+                let stats = DurationStats(nanoseconds: results.latencies)
+                let baselineStats = DurationStats(nanoseconds: results.baselineLatencies)
+                BenchResult(
+                    bench: "provision", metric: "\(backend)_creates_per_second", value: results.rate, unit: "1/s",
+                    baseline: results.baselineRate, baselineName: "node_admin_creates_per_second"
+                ).print()
+                BenchResult(
+                    bench: "provision", metric: "\(backend)_create_p50", value: stats.median / 1e6, unit: "ms",
+                    baseline: baselineStats.median / 1e6, baselineName: "node_admin_create_p50"
+                ).print()
+                BenchResult(
+                    bench: "provision", metric: "\(backend)_create_p99", value: stats.p99 / 1e6, unit: "ms",
+                    baseline: baselineStats.p99 / 1e6, baselineName: "node_admin_create_p99"
+                ).print()
+                // What placement on first use costs: the first request to a new database (the node asks
+                // the control plane, writes the settings, creates the file) beside a second request.
+                let first = DurationStats(nanoseconds: results.firstUse)
+                let second = DurationStats(nanoseconds: results.secondUse)
+                BenchResult(
+                    bench: "provision", metric: "\(backend)_first_request_p50", value: first.median / 1e6, unit: "ms",
+                    baseline: second.median / 1e6, baselineName: "second_request_p50"
+                ).print()
+                BenchResult(
+                    bench: "provision", metric: "\(backend)_first_request_p99", value: first.p99 / 1e6, unit: "ms",
+                    baseline: second.p99 / 1e6, baselineName: "second_request_p99"
+                ).print()
+                group.cancelAll()
             }
-            let stats = DurationStats(nanoseconds: results.latencies)
-            let baselineStats = DurationStats(nanoseconds: results.baselineLatencies)
-            BenchResult(
-                bench: "provision", metric: "\(backend)_creates_per_second", value: results.rate, unit: "1/s",
-                baseline: results.baselineRate, baselineName: "node_admin_creates_per_second"
-            ).print()
-            BenchResult(
-                bench: "provision", metric: "\(backend)_create_p50", value: stats.median / 1e6, unit: "ms",
-                baseline: baselineStats.median / 1e6, baselineName: "node_admin_create_p50"
-            ).print()
-            BenchResult(
-                bench: "provision", metric: "\(backend)_create_p99", value: stats.p99 / 1e6, unit: "ms",
-                baseline: baselineStats.p99 / 1e6, baselineName: "node_admin_create_p99"
-            ).print()
-            // What placement on first use costs: the first request to a new database (the node asks
-            // the control plane, writes the settings, creates the file) beside a second request.
-            let first = DurationStats(nanoseconds: results.firstUse)
-            let second = DurationStats(nanoseconds: results.secondUse)
-            BenchResult(
-                bench: "provision", metric: "\(backend)_first_request_p50", value: first.median / 1e6, unit: "ms",
-                baseline: second.median / 1e6, baselineName: "second_request_p50"
-            ).print()
-            BenchResult(
-                bench: "provision", metric: "\(backend)_first_request_p99", value: first.p99 / 1e6, unit: "ms",
-                baseline: second.p99 / 1e6, baselineName: "second_request_p99"
-            ).print()
-            group.cancelAll()
+            await node.shutdown()
         }
-        await node.shutdown()
-        await store.close()
     }
 
     struct Results: Sendable {

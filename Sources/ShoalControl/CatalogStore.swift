@@ -1,4 +1,5 @@
 import Foundation
+import ServiceLifecycle
 import ShoalMigrations
 
 /// A value bound to or read from catalog SQL. The catalog uses only these: integers (times in
@@ -74,15 +75,41 @@ public protocol CatalogTransaction: Sendable {
 
 /// Where the catalog lives: SQLite (one file, one writer) or PostgreSQL (several control-plane
 /// instances). The catalog's logic is written once against this.
-public protocol CatalogStore: Sendable {
+///
+/// A store is a `Service`: it serves transactions while its `run()` runs (PostgreSQL's connection
+/// pool runs there, as postgres-nio asks). Put it first in a `ServiceGroup`, so that it stops last,
+/// or use `whileRunning`.
+public protocol CatalogStore: Service {
     /// Runs `body` in one transaction: committed if it returns, rolled back if it throws.
     func transaction<T: Sendable>(_ body: @Sendable (any CatalogTransaction) async throws -> T) async throws -> T
 
     /// Applies the schema versions not yet applied, in order.
     func migrate() async throws
 
-    /// Closes connections; the store is unusable afterwards.
+    /// Refuses transactions from now on and waits (a bounded time) for running ones to finish; the
+    /// store is unusable afterwards. Its `run()` ends when its task is cancelled or at a graceful
+    /// shutdown.
     func close() async
+}
+
+extension CatalogStore {
+    /// Runs `body` while the store runs (its `run()` in a child task), then closes the store and
+    /// stops it.
+    public func whileRunning<T: Sendable>(_ body: () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { try await self.run() }
+            let result: Result<T, any Error>
+            do {
+                result = .success(try await body())
+            } catch {
+                result = .failure(error)
+            }
+            await close()
+            group.cancelAll()
+            try? await group.waitForAll()
+            return try result.get()
+        }
+    }
 }
 
 extension CatalogTransaction {

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import PostgresNIO
+import ServiceLifecycle
 import ShoalMigrations
 import ShoalTime
 import Synchronization
@@ -11,16 +12,28 @@ import Synchronization
 /// unique constraints; migrations run once under an advisory lock.
 public final class PostgresCatalogStore: CatalogStore {
     private let client: PostgresClient
-    private let runner: Task<Void, Never>
     private let logger: Logger
+    /// Whether the pool's first lease came back.
     private let running = Mutex(false)
-    /// Whether `close()` has begun, and how many transactions are running.
-    private let activity = Mutex((closed: false, transactions: 0))
+    private let activity = Mutex(Activity())
+
+    private struct Activity {
+        /// Whether `run()` has begun.
+        var started = false
+        /// Whether `close()` has begun.
+        var closed = false
+        /// Transactions running now.
+        var transactions = 0
+        /// `close()` waiting for them.
+        var drainWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Transactions waiting for `run()` to begin.
+        var startWaiters: [CheckedContinuation<Void, Never>] = []
+    }
     private let schema: String?
 
     /// Connects to `url` (`postgres://user[:password]@host[:port]/database[?schema=name]`); with
-    /// `schema`, the catalog's tables live in that schema (created if missing). The connection pool
-    /// runs until `close()`.
+    /// `schema`, the catalog's tables live in that schema (created if missing). Transactions are
+    /// served while `run()` runs the connection pool.
     public init(url: String, maximumConnections: Int = 20, logger: Logger) throws {
         guard let components = URLComponents(string: url), ["postgres", "postgresql"].contains(components.scheme),
             let host = components.host, let user = components.user
@@ -47,7 +60,23 @@ public final class PostgresCatalogStore: CatalogStore {
         let client = PostgresClient(configuration: configuration, backgroundLogger: logger)
         self.client = client
         self.logger = logger
-        runner = Task { await client.run() }
+    }
+
+    /// Runs the connection pool until the task is cancelled or a graceful shutdown.
+    public func run() async {
+        let (first, waiting) = activity.withLock { activity in
+            defer {
+                activity.started = true
+                activity.startWaiters = []
+            }
+            return (!activity.started, activity.startWaiters)
+        }
+        for waiter in waiting { waiter.resume() }
+        guard first else {
+            logger.error("catalog.postgres.run_twice: the store's run() was called again; ignored")
+            return
+        }
+        await client.run()
     }
 
     /// Runs `body` in one transaction (see `CatalogStore`).
@@ -55,11 +84,30 @@ public final class PostgresCatalogStore: CatalogStore {
         _ body: @Sendable (any CatalogTransaction) async throws -> T
     ) async throws -> T {
         // A transaction after `close()` would wait forever for a connection from the stopped pool.
+        if !activity.withLock({ $0.started }) {
+            // `run()` is usually starting beside this (a child task of the same group).
+            let started = await Self.signalled(within: .seconds(10)) { continuation in
+                self.activity.withLock { activity in
+                    if activity.started { return true }
+                    activity.startWaiters.append(continuation)
+                    return false
+                }
+            } giveUp: {
+                self.activity.withLock { activity in
+                    defer { activity.startWaiters = [] }
+                    return activity.startWaiters
+                }
+            }
+            guard started, activity.withLock({ $0.started }) else {
+                throw CatalogStoreError.backend(
+                    "the PostgreSQL catalog is not running: run the store in a ServiceGroup or use whileRunning")
+            }
+        }
         try activity.withLock { activity in
             guard !activity.closed else { throw CatalogStoreError.backend("the catalog is closed") }
             activity.transactions += 1
         }
-        defer { activity.withLock { $0.transactions -= 1 } }
+        defer { transactionEnded() }
         try await waitUntilRunning()
         let logger = logger
         return try await client.withConnection { connection in
@@ -130,23 +178,60 @@ public final class PostgresCatalogStore: CatalogStore {
         (try? await withDeadline(limit, work)) != nil
     }
 
-    /// Closes the store (see `CatalogStore`): transactions begun from now on fail at once (one that
-    /// asked the stopped pool for a connection would wait forever, and with it the server request
-    /// that ran it), running ones get up to 10 seconds to finish, then the pool is told to shut down
-    /// and given 10 seconds to close its connections. A pool that has not stopped by then is left
-    /// to stop on its own, and the log says so, so that a shutdown never hangs on it.
-    public func close() async {
-        // New transactions are refused from now on; running ones get up to 10 s to finish first.
-        activity.withLock { $0.closed = true }
-        let drained = ContinuousClock.now + .seconds(10)
-        while activity.withLock({ $0.transactions }) > 0, ContinuousClock.now < drained {
-            try? await Task.sleep(for: .milliseconds(10))
+    private func transactionEnded() {
+        let drained = activity.withLock { activity -> [CheckedContinuation<Void, Never>] in
+            activity.transactions -= 1
+            guard activity.transactions == 0 else { return [] }
+            defer { activity.drainWaiters = [] }
+            return activity.drainWaiters
         }
-        runner.cancel()
-        let runner = runner
-        let stopped = await Self.finishes(within: .seconds(10)) { await runner.value }
-        if !stopped {
-            logger.error("catalog.postgres.close_timeout: the connection pool did not stop within 10 s; leaving it")
+        for waiter in drained { waiter.resume() }
+    }
+
+    /// Closes the store (see `CatalogStore`): transactions begun from now on fail at once (one that
+    /// asked a stopped pool for a connection would wait forever, and with it the server request that
+    /// ran it); running ones get up to 10 seconds to finish. The pool stops with `run()`.
+    public func close() async {
+        let drained = await Self.signalled(within: .seconds(10)) { continuation in
+            self.activity.withLock { activity in
+                activity.closed = true
+                if activity.transactions == 0 { return true }
+                activity.drainWaiters.append(continuation)
+                return false
+            }
+        } giveUp: {
+            self.activity.withLock { activity in
+                defer { activity.drainWaiters = [] }
+                return activity.drainWaiters
+            }
+        }
+        if !drained { logger.error("catalog.postgres.close_timeout: transactions still ran after 10 s; closing") }
+    }
+
+    /// Waits until a continuation `register` kept is resumed (true; `register` returns true when
+    /// there is nothing to wait for), or `limit` passes: then the continuations `giveUp` hands back
+    /// are resumed, and the answer is false.
+    private static func signalled(
+        within limit: Duration, register: @escaping @Sendable (CheckedContinuation<Void, Never>) -> Bool,
+        giveUp: @escaping @Sendable () -> [CheckedContinuation<Void, Never>]
+    ) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    if register(continuation) { continuation.resume() }
+                }
+                return true
+            }
+            group.addTask {
+                guard await CancellableSleep.sleep(for: limit) else { return true }
+                let waiters = giveUp()
+                for waiter in waiters { waiter.resume() }
+                return waiters.isEmpty
+            }
+            let first = await group.next() ?? true
+            group.cancelAll()
+            let second = await group.next() ?? true
+            return first && second
         }
     }
 

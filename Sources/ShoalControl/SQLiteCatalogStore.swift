@@ -1,4 +1,5 @@
 import Foundation
+import ServiceLifecycle
 import ShoalMigrations
 import ShoalSQLite
 
@@ -70,6 +71,12 @@ public final class SQLiteCatalogStore: CatalogStore, @unchecked Sendable {
     }
 
     /// Closes the store (see `CatalogStore`).
+    /// Nothing runs beside a SQLite catalog: waits for a graceful shutdown or cancellation.
+    public func run() async {
+        try? await gracefulShutdown()
+    }
+
+    /// Closes the connection; the store is unusable afterwards.
     public func close() async {
         await lock.lock()
         if !closed {

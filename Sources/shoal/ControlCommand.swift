@@ -63,74 +63,69 @@ struct ControlCommand: AsyncParsableCommand {
         } else {
             store = try SQLiteCatalogStore(path: data + "/catalog.db")
         }
-        do {
-            try await store.migrate()
-        } catch {
-            await store.close()
-            throw ValidationError("cannot prepare the catalog: \(error); check --postgres or --data")
-        }
-        let sealer: SecretSealer
-        do {
-            sealer = try sealingKey(postgres: catalogURL?.isEmpty == false)
-        } catch {
-            await store.close()
-            throw ValidationError("\(error)")
-        }
-        let catalog = Catalog(
-            store: store,
-            configuration: .init(domain: domain, nodeTimeout: .seconds(nodeTimeoutSeconds)), sealer: sealer)
-        do {
-            let sealed = try await catalog.sealStoredSecrets()
-            if sealed > 0 { say("sealed \(sealed) secrets an earlier version kept in clear in the catalog") }
-        } catch {
-            await store.close()
-            throw ValidationError("\(error)")
-        }
-        let registrationFile = data + "/node-registration-token"
-        if let secret = try await catalog.bootstrapNodeRegistrationToken() {
-            _ = FileManager.default.createFile(
-                atPath: registrationFile, contents: Data((secret + "\n").utf8), attributes: [.posixPermissions: 0o600])
-            say(
-                "created the node registration token; it is in \(registrationFile) "
-                    + "(give it to nodes as --registration-token)")
-        }
-        let tokenFile = data + "/admin-token"
-        if let secret = try await catalog.bootstrapAdminToken() {
-            _ = FileManager.default.createFile(
-                atPath: tokenFile, contents: Data((secret + "\n").utf8), attributes: [.posixPermissions: 0o600])
-            say("created the admin API token; it is in \(tokenFile) (keep it secret)")
-        } else if !FileManager.default.fileExists(atPath: tokenFile) {
-            say("the catalog already has an admin token (the instance that started first wrote it to its --data)")
-        }
-        let host = self.host
-        let control = ControlPlane(
-            catalog: catalog, eagerPlacement: eagerPlacement, connectionLimits: connections.limits(.controlPlane),
-            logger: logger)
-        let server = ListeningServer.listen(
-            { port, onRunning in
-                control.application(host: host, port: port) { port in
-                    say("shoal control listening on http://\(host):\(port)")
-                    onRunning(port)
-                }
-            }, host: host, port: port)
-        // Deletions and settings pushes nodes have not confirmed are sent again until they do, and
-        // this instance drives the schema rollouts whose lease it holds or can take. On SIGTERM or
-        // SIGINT the group stops the server first (its requests finish), then these loops; then
-        // the catalog closes.
-        let group = ServiceGroup(
-            services: [
-                UntilShutdown("deletion and settings retries") { await control.retryDeletions() },
-                UntilShutdown("schema rollouts") { await control.runRollouts() },
-                server.server,
-            ],
-            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        do {
+        // The catalog runs (PostgreSQL: its connection pool) around everything else, and stops last.
+        try await store.whileRunning {
+            do {
+                try await store.migrate()
+            } catch {
+                throw ValidationError("cannot prepare the catalog: \(error); check --postgres or --data")
+            }
+            let sealer: SecretSealer
+            do {
+                sealer = try sealingKey(postgres: catalogURL?.isEmpty == false)
+            } catch {
+                throw ValidationError("\(error)")
+            }
+            let catalog = Catalog(
+                store: store,
+                configuration: .init(domain: domain, nodeTimeout: .seconds(nodeTimeoutSeconds)), sealer: sealer)
+            do {
+                let sealed = try await catalog.sealStoredSecrets()
+                if sealed > 0 { say("sealed \(sealed) secrets an earlier version kept in clear in the catalog") }
+            } catch {
+                throw ValidationError("\(error)")
+            }
+            let registrationFile = data + "/node-registration-token"
+            if let secret = try await catalog.bootstrapNodeRegistrationToken() {
+                _ = FileManager.default.createFile(
+                    atPath: registrationFile, contents: Data((secret + "\n").utf8),
+                    attributes: [.posixPermissions: 0o600])
+                say(
+                    "created the node registration token; it is in \(registrationFile) "
+                        + "(give it to nodes as --registration-token)")
+            }
+            let tokenFile = data + "/admin-token"
+            if let secret = try await catalog.bootstrapAdminToken() {
+                _ = FileManager.default.createFile(
+                    atPath: tokenFile, contents: Data((secret + "\n").utf8), attributes: [.posixPermissions: 0o600])
+                say("created the admin API token; it is in \(tokenFile) (keep it secret)")
+            } else if !FileManager.default.fileExists(atPath: tokenFile) {
+                say("the catalog already has an admin token (the instance that started first wrote it to its --data)")
+            }
+            let host = self.host
+            let control = ControlPlane(
+                catalog: catalog, eagerPlacement: eagerPlacement, connectionLimits: connections.limits(.controlPlane),
+                logger: logger)
+            let server = ListeningServer.listen(
+                { port, onRunning in
+                    control.application(host: host, port: port) { port in
+                        say("shoal control listening on http://\(host):\(port)")
+                        onRunning(port)
+                    }
+                }, host: host, port: port)
+            // Deletions and settings pushes nodes have not confirmed are sent again until they do, and
+            // this instance drives the schema rollouts whose lease it holds or can take. On SIGTERM or
+            // SIGINT the group stops the server first (its requests finish), then these loops; then
+            // the catalog closes.
+            let group = ServiceGroup(
+                services: [
+                    UntilShutdown("deletion and settings retries") { await control.retryDeletions() },
+                    UntilShutdown("schema rollouts") { await control.runRollouts() },
+                    server.server,
+                ],
+                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
             try await group.run()
-        } catch {
-            await store.close()
-            throw error
         }
-        await store.close()
     }
 
     /// The sealing key: `SHOAL_SEALING_KEY`, else `--sealing-key-file`, else `--data/sealing-key`

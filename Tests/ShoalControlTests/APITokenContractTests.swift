@@ -284,45 +284,46 @@ struct APITokenContractTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let schema = "k_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(12)
         let store = try backend.makeStore(directory: directory, schema: String(schema))
-        let migrations = backend == .sqlite ? CatalogMigrations.sqlite : CatalogMigrations.postgresql
-        let secret = "shoal_" + String(repeating: "ab", count: 32)
-        let hash = SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
-        // A catalog at version 2, as an earlier control plane left it, with an organization's token.
-        try await store.transaction { transaction in
-            if backend == .postgresql {
-                try await transaction.query("CREATE SCHEMA IF NOT EXISTS \(schema)", [])
-            }
-            try await transaction.query(
-                "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, "
-                    + "applied_at BIGINT NOT NULL)", [])
-            for migration in migrations where migration.version <= 2 {
-                for statement in CatalogSchemaTests.statements(of: migration.sql) {
-                    try await transaction.query(statement, [])
+        try await store.whileRunning {
+            let migrations = backend == .sqlite ? CatalogMigrations.sqlite : CatalogMigrations.postgresql
+            let secret = "shoal_" + String(repeating: "ab", count: 32)
+            let hash = SHA256.hash(data: Data(secret.utf8)).map { String(format: "%02x", $0) }.joined()
+            // A catalog at version 2, as an earlier control plane left it, with an organization's token.
+            try await store.transaction { transaction in
+                if backend == .postgresql {
+                    try await transaction.query("CREATE SCHEMA IF NOT EXISTS \(schema)", [])
                 }
                 try await transaction.query(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, 0)",
-                    [.integer(Int64(migration.version)), .text(migration.name)])
+                    "CREATE TABLE schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, "
+                        + "applied_at BIGINT NOT NULL)", [])
+                for migration in migrations where migration.version <= 2 {
+                    for statement in CatalogSchemaTests.statements(of: migration.sql) {
+                        try await transaction.query(statement, [])
+                    }
+                    try await transaction.query(
+                        "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, 0)",
+                        [.integer(Int64(migration.version)), .text(migration.name)])
+                }
+                try await transaction.query(
+                    "INSERT INTO organizations (id, slug, plan, created_at) VALUES ('o1', 'acme', 'free', 0)", [])
+                try await transaction.query(
+                    "INSERT INTO api_tokens (id, name, secret_hash, org_id, created_at) VALUES ('t1', 'acme/old', $1, 'o1', 0)",
+                    [.text(hash)])
             }
-            try await transaction.query(
-                "INSERT INTO organizations (id, slug, plan, created_at) VALUES ('o1', 'acme', 'free', 0)", [])
-            try await transaction.query(
-                "INSERT INTO api_tokens (id, name, secret_hash, org_id, created_at) VALUES ('t1', 'acme/old', $1, 'o1', 0)",
-                [.text(hash)])
+            try await store.migrate()
+            let catalog = Catalog(store: store)
+            let principal = try #require(try await catalog.authenticate(secret: secret))
+            #expect(principal.organizationID == "o1")
+            #expect(principal.expiresAt == nil)
+            #expect(!principal.mayCreateTokens)
+            let outcome = await OrganizationLockTests.outcome {
+                _ = try await catalog.createAPIToken(
+                    organization: "acme", name: "new", expiresIn: nil, canCreateTokens: false, by: principal)
+            }
+            #expect(outcome == "forbidden")
+            let listed = try await catalog.apiTokens(organization: "acme", for: principal)
+            #expect(listed.map(\.name) == ["old"])
+            #expect(listed.first?.lastUsedAt != nil)
         }
-        try await store.migrate()
-        let catalog = Catalog(store: store)
-        let principal = try #require(try await catalog.authenticate(secret: secret))
-        #expect(principal.organizationID == "o1")
-        #expect(principal.expiresAt == nil)
-        #expect(!principal.mayCreateTokens)
-        let outcome = await OrganizationLockTests.outcome {
-            _ = try await catalog.createAPIToken(
-                organization: "acme", name: "new", expiresIn: nil, canCreateTokens: false, by: principal)
-        }
-        #expect(outcome == "forbidden")
-        let listed = try await catalog.apiTokens(organization: "acme", for: principal)
-        #expect(listed.map(\.name) == ["old"])
-        #expect(listed.first?.lastUsedAt != nil)
-        await store.close()
     }
 }

@@ -93,31 +93,28 @@ struct LiveCluster: Sendable {
         let schema = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
         let store = try backend.makeStore(directory: directory, schema: String(schema))
         let time = TestTime()
-        try await store.migrate()
-        let catalog = Catalog(store: store, now: { time.now() })
-        guard let adminToken = try await catalog.bootstrapAdminToken(),
-            let registrationToken = try await catalog.bootstrapNodeRegistrationToken()
-        else {
-            throw ClusterError("a fresh catalog already had an admin token or a node registration token")
-        }
-        var logger = Logger(label: "shoal.control.test")
-        logger.logLevel = .critical
-        // Heartbeats every second (5 s in production), so storage reports arrive quickly.
-        let control = ControlPlane(
-            catalog: catalog, eagerPlacement: eagerPlacement, heartbeatInterval: .seconds(1), logger: logger)
-        let pending = PendingWork()
-        defer { pending.watch.withLock { $0?.cancel() } }
-        // The servers stop first (their requests may still use the catalog), then the catalog.
-        do {
+        // The store runs (PostgreSQL: its pool) around everything else, and closes last.
+        try await store.whileRunning {
+            try await store.migrate()
+            let catalog = Catalog(store: store, now: { time.now() })
+            guard let adminToken = try await catalog.bootstrapAdminToken(),
+                let registrationToken = try await catalog.bootstrapNodeRegistrationToken()
+            else {
+                throw ClusterError("a fresh catalog already had an admin token or a node registration token")
+            }
+            var logger = Logger(label: "shoal.control.test")
+            logger.logLevel = .critical
+            // Heartbeats every second (5 s in production), so storage reports arrive quickly.
+            let control = ControlPlane(
+                catalog: catalog, eagerPlacement: eagerPlacement, heartbeatInterval: .seconds(1), logger: logger)
+            let pending = PendingWork()
+            defer { pending.watch.withLock { $0?.cancel() } }
+            // The servers stop first (their requests may still use the catalog), then the catalog.
             try await serve(
                 control: control, catalog: catalog, store: store, adminToken: adminToken,
                 registrationToken: registrationToken, time: time, locations: locations, tokenLeeway: tokenLeeway,
                 directory: directory, schema: String(schema), backend: backend, pending: pending, logger: logger, body)
-        } catch {
-            await pending.run("catalog store close") { await store.close() }
-            throw error
         }
-        await pending.run("catalog store close") { await store.close() }
     }
 
     private static func serve(

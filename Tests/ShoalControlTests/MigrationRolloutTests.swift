@@ -403,18 +403,14 @@ struct MigrationRolloutTests {
             let store = try PostgresCatalogStore(
                 url: url + (url.contains("?") ? "&" : "?") + "schema=\(cluster.schema)", logger: logger)
             let second = ControlPlane(catalog: Catalog(store: store, now: { cluster.time.now() }), logger: logger)
-            do {
+            try await store.whileRunning {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     group.addTask { await second.runRollouts(every: .milliseconds(50)) }
                     let done = try await Self.apply(cluster, ["concurrency": 2])
                     #expect(done["done"] as? Int == 40)
                     group.cancelAll()
                 }
-            } catch {
-                await store.close()
-                throw error
             }
-            await store.close()
             // Each task was sent and recorded once: no instance drove the rollout beside the other.
             let attempts = try await cluster.store.transaction { transaction in
                 try await transaction.query("SELECT attempts FROM rollout_tasks", []).map { try $0.integer(0) }

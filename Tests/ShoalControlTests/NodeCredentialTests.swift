@@ -253,51 +253,53 @@ struct NodeCredentialTests {
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let schema = "s_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(12)
         let store = try backend.makeStore(directory: directory, schema: String(schema))
-        try await store.migrate()
-        // As an earlier version left them: a node's admin token and a signing key in clear.
-        let key = Curve25519.Signing.PrivateKey()
-        let clearKey = key.rawRepresentation.base64EncodedString()
-        let publicKey = Base64URL.encode(Array(key.publicKey.rawRepresentation))
-        try await store.transaction { transaction in
-            try await transaction.query(
-                """
-                INSERT INTO nodes (id, location, url, admin_token, primaries, registered_at, last_heartbeat_at)
-                VALUES ('n1', 'fra', 'http://127.0.0.1:9', 'clear-admin', 0, 0, 0)
-                """, [])
-            try await transaction.query(
-                """
-                INSERT INTO signing_keys (kid, private_key, public_key, created_at, retired_at)
-                VALUES ('k1', $1, $2, 0, NULL)
-                """,
-                [.text(clearKey), .text(publicKey)])
+        try await store.whileRunning {
+            try await store.migrate()
+            // As an earlier version left them: a node's admin token and a signing key in clear.
+            let key = Curve25519.Signing.PrivateKey()
+            let clearKey = key.rawRepresentation.base64EncodedString()
+            let publicKey = Base64URL.encode(Array(key.publicKey.rawRepresentation))
+            try await store.transaction { transaction in
+                try await transaction.query(
+                    """
+                    INSERT INTO nodes (id, location, url, admin_token, primaries, registered_at, last_heartbeat_at)
+                    VALUES ('n1', 'fra', 'http://127.0.0.1:9', 'clear-admin', 0, 0, 0)
+                    """, [])
+                try await transaction.query(
+                    """
+                    INSERT INTO signing_keys (kid, private_key, public_key, created_at, retired_at)
+                    VALUES ('k1', $1, $2, 0, NULL)
+                    """,
+                    [.text(clearKey), .text(publicKey)])
+            }
+            let sealer = SecretSealer.random()
+            let catalog = Catalog(store: store, sealer: sealer)
+            #expect(try await catalog.sealStoredSecrets() == 2)
+            #expect(try await catalog.sealStoredSecrets() == 0)
+            let stored = try await store.transaction { transaction in
+                [
+                    try await transaction.queryOne("SELECT admin_token FROM nodes WHERE id = 'n1'", [])?.text(0),
+                    try await transaction.queryOne("SELECT private_key FROM signing_keys WHERE kid = 'k1'", [])?.text(
+                        0),
+                ]
+            }
+            #expect(stored.allSatisfy { $0?.hasPrefix("sealed:v1:") == true })
+            #expect(!stored.contains { $0?.contains("clear-admin") == true || $0?.contains(clearKey) == true })
+            // What was sealed still serves: the node's admin token, and the same signing key.
+            #expect(try await catalog.node(id: "n1")?.adminToken == "clear-admin")
+            let signing = try await catalog.read { transaction in
+                let (kid, key) = try await catalog.signingKey(in: transaction)
+                return (kid, key.rawRepresentation)
+            }
+            #expect(signing.0 == "k1")
+            #expect(signing.1 == key.rawRepresentation)
+            // A control plane with another key refuses to start, naming the key the catalog needs.
+            let refused = await #expect(throws: ControlError.self) {
+                try await Catalog(store: store, sealer: .random()).sealStoredSecrets()
+            }
+            #expect(refused?.codeName == "catalog_unavailable")
+            #expect(refused?.message.contains(sealer.keyID) == true)
         }
-        let sealer = SecretSealer.random()
-        let catalog = Catalog(store: store, sealer: sealer)
-        #expect(try await catalog.sealStoredSecrets() == 2)
-        #expect(try await catalog.sealStoredSecrets() == 0)
-        let stored = try await store.transaction { transaction in
-            [
-                try await transaction.queryOne("SELECT admin_token FROM nodes WHERE id = 'n1'", [])?.text(0),
-                try await transaction.queryOne("SELECT private_key FROM signing_keys WHERE kid = 'k1'", [])?.text(0),
-            ]
-        }
-        #expect(stored.allSatisfy { $0?.hasPrefix("sealed:v1:") == true })
-        #expect(!stored.contains { $0?.contains("clear-admin") == true || $0?.contains(clearKey) == true })
-        // What was sealed still serves: the node's admin token, and the same signing key.
-        #expect(try await catalog.node(id: "n1")?.adminToken == "clear-admin")
-        let signing = try await catalog.read { transaction in
-            let (kid, key) = try await catalog.signingKey(in: transaction)
-            return (kid, key.rawRepresentation)
-        }
-        #expect(signing.0 == "k1")
-        #expect(signing.1 == key.rawRepresentation)
-        // A control plane with another key refuses to start, naming the key the catalog needs.
-        let refused = await #expect(throws: ControlError.self) {
-            try await Catalog(store: store, sealer: .random()).sealStoredSecrets()
-        }
-        #expect(refused?.codeName == "catalog_unavailable")
-        #expect(refused?.message.contains(sealer.keyID) == true)
-        await store.close()
     }
 
     @Test func sealedSecretsOpenOnlyWithTheirKeyAndInTheirRow() throws {
