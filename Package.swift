@@ -27,6 +27,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client", from: "1.37.0"),
         .package(url: "https://github.com/apple/swift-protobuf", from: "1.39.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket", from: "2.8.1"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Layer 0: the C surface of the system libsqlite3.
@@ -128,12 +130,15 @@ let package = Package(
             dependencies: [
                 "ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalSyncTransport", "ShoalPool", "ShoalTime",
                 "ShoalHTTP",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
             ]
         ),
         .testTarget(
             name: "ShoalClientTests",
             dependencies: [
-                "ShoalClient", "ShoalNode", "ShoalSQLite", "ShoalHTTP",
+                "ShoalClient", "ShoalNode", "ShoalSQLite", "ShoalHTTP", "ShoalTestSupport",
+                .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -151,6 +156,7 @@ let package = Package(
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ]
         ),
 

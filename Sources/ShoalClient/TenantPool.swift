@@ -1,4 +1,6 @@
+import CoreMetrics
 import Foundation
+import Logging
 import ShoalPool
 import ShoalSQLite
 import ShoalTime
@@ -41,12 +43,21 @@ public final class TenantPool: Sendable {
         /// A replica reopened within this long of its last sync is served as it is, without a
         /// sync first (the shared sync loop catches it up); older ones sync before their first use.
         public var reuseWithin: Duration
+        /// Where the pool logs: failed opens, and each sync round that had failures (a summary, not
+        /// a line per tenant).
+        public var logger: Logger
+        /// Where the pool's metrics go (swift-metrics, named `shoal_pool_*`); nil: the process's
+        /// `MetricsSystem`.
+        public var metricsFactory: (any MetricsFactory)?
 
         /// A configuration.
         public init(
             directory: String, capacity: Int = 100, idleTimeout: Duration = .seconds(300), location: String? = nil,
-            maxDiskBytes: Int64? = nil, reuseWithin: Duration = .seconds(1)
+            maxDiskBytes: Int64? = nil, reuseWithin: Duration = .seconds(1),
+            logger: Logger = Logger(label: "shoal.pool"), metricsFactory: (any MetricsFactory)? = nil
         ) {
+            self.logger = logger
+            self.metricsFactory = metricsFactory
             self.maxDiskBytes = maxDiskBytes
             self.reuseWithin = reuseWithin
             self.directory = directory
@@ -65,6 +76,10 @@ public final class TenantPool: Sendable {
     let openLatency = LatencyRecorder()
     /// When replicas closed recently had last synced (for `reuseWithin`).
     let recentSyncs = RecentSyncs()
+    /// What the pool reports through swift-metrics.
+    let instruments: PoolInstruments
+    /// Where events go to each `events()` sequence.
+    let subscribers = EventSubscribers()
 
     /// Bytes the replicas took on disk after the last eviction, and how many closed replicas were
     /// deleted to stay within `maxDiskBytes` (zeros without a budget).
@@ -97,36 +112,27 @@ public final class TenantPool: Sendable {
         self.budget = budget
         let latency = openLatency
         let recent = recentSyncs
+        let instruments = PoolInstruments(factory: configuration.metricsFactory ?? MetricsSystem.factory)
+        self.instruments = instruments
+        let subscribers = subscribers
+        let logger = configuration.logger
         pool = ResourcePool(
             configuration: .init(capacity: configuration.capacity, idleTimeout: configuration.idleTimeout),
             open: { tenant in
                 let started = ContinuousClock.now
-                defer { latency.record(ContinuousClock.now - started) }
-                let endpoint = try await resolver(tenant)
-                if let allowed = endpoint.allowedLocations {
-                    guard let location = configuration.location, allowed.contains(location) else {
-                        throw ClientError(
-                            .forbidden,
-                            "tenant \(tenant) is region-locked to \(allowed.joined(separator: ", ")); this process is in \(configuration.location ?? "no configured location") and may not hold its replica"
-                        )
-                    }
-                }
-                let directory = try Self.directory(for: tenant, in: configuration.directory)
-                budget?.opening(tenant)
                 do {
-                    let database = try await Database.open(
-                        directory: directory, syncURL: endpoint.url, authToken: endpoint.token)
-                    do {
-                        let fresh = recent.take(tenant).map { ContinuousClock.now - $0 < configuration.reuseWithin }
-                        if fresh != true || database.replica.position == nil { try await database.sync() }
-                    } catch {
-                        await database.close()
-                        throw error
-                    }
-                    if let budget { try await BlockingExecutor.shared.run { budget.opened(tenant) } }
+                    let database = try await Self.open(
+                        tenant, resolver: resolver, configuration: configuration, budget: budget, recent: recent)
+                    let duration = ContinuousClock.now - started
+                    latency.record(duration)
+                    instruments.opened(duration)
+                    subscribers.send(.opened(tenant: tenant, duration: duration))
                     return database
                 } catch {
-                    budget?.closed(tenant)
+                    latency.record(ContinuousClock.now - started)
+                    instruments.openFailed()
+                    logger.notice("pool.open.failed", metadata: ["tenant": "\(tenant)", "error": "\(error)"])
+                    subscribers.send(.openFailed(tenant: tenant, error: error))
                     throw error
                 }
             },
@@ -138,7 +144,43 @@ public final class TenantPool: Sendable {
                 if let budget {
                     _ = try? await BlockingExecutor.shared.run(priority: .cleanup) { budget.closed(tenant) }
                 }
+                instruments.closed()
+                subscribers.send(.closed(tenant: tenant))
             })
+    }
+
+    /// Resolves, opens and (unless it synced a moment ago) syncs a tenant's replica.
+    private static func open(
+        _ tenant: String, resolver: @Sendable (String) async throws -> TenantEndpoint, configuration: Configuration,
+        budget: DiskBudget?, recent: RecentSyncs
+    ) async throws -> Database {
+        let endpoint = try await resolver(tenant)
+        if let allowed = endpoint.allowedLocations {
+            guard let location = configuration.location, allowed.contains(location) else {
+                throw ClientError(
+                    .forbidden,
+                    "tenant \(tenant) is region-locked to \(allowed.joined(separator: ", ")); this process is in \(configuration.location ?? "no configured location") and may not hold its replica"
+                )
+            }
+        }
+        let directory = try Self.directory(for: tenant, in: configuration.directory)
+        budget?.opening(tenant)
+        do {
+            let database = try await Database.open(
+                directory: directory, syncURL: endpoint.url, authToken: endpoint.token)
+            do {
+                let fresh = recent.take(tenant).map { ContinuousClock.now - $0 < configuration.reuseWithin }
+                if fresh != true || database.replica.position == nil { try await database.sync() }
+            } catch {
+                await database.close()
+                throw error
+            }
+            if let budget { try await BlockingExecutor.shared.run { budget.opened(tenant) } }
+            return database
+        } catch {
+            budget?.closed(tenant)
+            throw error
+        }
     }
 
     /// The directory of a tenant's replica; tenant ids are `[A-Za-z0-9_-]{1,128}`.
@@ -201,28 +243,6 @@ public final class TenantPool: Sendable {
         /// Open latency: how many were timed, their median and 99th percentile (over the last
         /// 1,024 opens), and the slowest ever.
         public let openLatency: LatencyRecorder.Summary
-
-        /// The metrics in the Prometheus text format, named `shoal_pool_*`.
-        public var prometheusText: String {
-            func seconds(_ duration: Duration) -> Double {
-                duration.inSeconds
-            }
-            return [
-                "# TYPE shoal_pool_hits_total counter", "shoal_pool_hits_total \(hits)",
-                "# TYPE shoal_pool_misses_total counter", "shoal_pool_misses_total \(misses)",
-                "# TYPE shoal_pool_opens_total counter", "shoal_pool_opens_total \(opens)",
-                "# TYPE shoal_pool_failed_opens_total counter", "shoal_pool_failed_opens_total \(failedOpens)",
-                "# TYPE shoal_pool_evictions_total counter", "shoal_pool_evictions_total \(evictions)",
-                "# TYPE shoal_pool_open_replicas gauge", "shoal_pool_open_replicas \(openReplicas)",
-                "# TYPE shoal_pool_disk_bytes gauge", "shoal_pool_disk_bytes \(bytesOnDisk)",
-                "# TYPE shoal_pool_deleted_replicas_total counter",
-                "shoal_pool_deleted_replicas_total \(deletedReplicas)",
-                "# TYPE shoal_pool_open_seconds summary",
-                "shoal_pool_open_seconds{quantile=\"0.5\"} \(seconds(openLatency.median))",
-                "shoal_pool_open_seconds{quantile=\"0.99\"} \(seconds(openLatency.p99))",
-                "shoal_pool_open_seconds_count \(openLatency.count)",
-            ].joined(separator: "\n") + "\n"
-        }
     }
 
     /// The pool's metrics now.
@@ -259,10 +279,39 @@ public final class TenantPool: Sendable {
                 round.synced += 1
             } catch {
                 round.record(tenant, error)
+                subscribers.send(.syncFailed(tenant: tenant, error: error))
             }
             await pool.release(lease)
         }
+        instruments.round(round, statistics: pool.statistics, diskBytes: diskUsage.bytes)
+        if let first = round.failures.first {
+            configuration.logger.warning(
+                "pool.sync.failed",
+                metadata: [
+                    "failed": "\(round.failedCount)", "synced": "\(round.synced)", "first.tenant": "\(first.tenant)",
+                    "first.error": "\(first.error)",
+                ])
+        }
         return round
+    }
+
+    /// What happens in the pool from now on (opens, failed opens, closes, failed syncs), for an
+    /// application's own logs or metrics. Each call gives its own sequence; one whose reader falls
+    /// more than 1,024 events behind loses the oldest.
+    public func events() -> AsyncStream<Event> {
+        subscribers.subscribe()
+    }
+
+    /// Something that happened in the pool.
+    public enum Event: Sendable {
+        /// A tenant's replica opened (resolved, opened and synced) in `duration`.
+        case opened(tenant: String, duration: Duration)
+        /// A tenant's replica could not be opened.
+        case openFailed(tenant: String, error: any Error)
+        /// A tenant's replica closed (evicted to make room, idle, or the pool closing).
+        case closed(tenant: String)
+        /// A sync of the shared loop failed for a tenant; it is tried again next round.
+        case syncFailed(tenant: String, error: any Error)
     }
 
     /// The shared sync loop: every `interval`, syncs the replicas open at that moment (one loop for
@@ -324,5 +373,80 @@ final class RecentSyncs: Sendable {
 
     func take(_ tenant: String) -> ContinuousClock.Instant? {
         entries.withLock { $0.removeValue(forKey: tenant) }
+    }
+}
+
+/// The pool's swift-metrics instruments. Rare events are counted as they happen; hits and misses
+/// (the lease fast path stays free of them) are moved forward once per sync round.
+final class PoolInstruments: Sendable {
+    private let hits: Counter
+    private let misses: Counter
+    private let opens: Counter
+    private let failedOpens: Counter
+    private let closes: Counter
+    private let syncFailures: Counter
+    private let openReplicas: Meter
+    private let diskBytes: Meter
+    private let openDuration: CoreMetrics.Timer
+    private let published = Mutex((hits: 0, misses: 0))
+
+    init(factory: any MetricsFactory) {
+        hits = Counter(label: "shoal_pool_hits_total", factory: factory)
+        misses = Counter(label: "shoal_pool_misses_total", factory: factory)
+        opens = Counter(label: "shoal_pool_opens_total", factory: factory)
+        failedOpens = Counter(label: "shoal_pool_failed_opens_total", factory: factory)
+        closes = Counter(label: "shoal_pool_closes_total", factory: factory)
+        syncFailures = Counter(label: "shoal_pool_sync_failures_total", factory: factory)
+        openReplicas = Meter(label: "shoal_pool_open_replicas", factory: factory)
+        diskBytes = Meter(label: "shoal_pool_disk_bytes", factory: factory)
+        openDuration = CoreMetrics.Timer(label: "shoal_pool_open_duration_seconds", factory: factory)
+    }
+
+    func opened(_ duration: Duration) {
+        opens.increment()
+        openReplicas.increment()
+        openDuration.recordNanoseconds(
+            duration.components.seconds * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
+    }
+
+    func openFailed() { failedOpens.increment() }
+
+    func closed() {
+        closes.increment()
+        openReplicas.decrement()
+    }
+
+    func round(_ round: SyncRound, statistics: ResourcePool<String, Database>.Statistics, diskBytes bytes: Int64) {
+        if round.failedCount > 0 { syncFailures.increment(by: round.failedCount) }
+        let (newHits, newMisses) = published.withLock { published in
+            defer { published = (max(published.hits, statistics.hits), max(published.misses, statistics.misses)) }
+            return (max(0, statistics.hits - published.hits), max(0, statistics.misses - published.misses))
+        }
+        if newHits > 0 { hits.increment(by: newHits) }
+        if newMisses > 0 { misses.increment(by: newMisses) }
+        openReplicas.set(statistics.open)
+        diskBytes.set(bytes)
+    }
+}
+
+/// The readers of `TenantPool.events()`.
+final class EventSubscribers: Sendable {
+    private let continuations = Mutex<[UInt64: AsyncStream<TenantPool.Event>.Continuation]>([:])
+    private let next = Atomic<UInt64>(0)
+
+    func subscribe() -> AsyncStream<TenantPool.Event> {
+        let id = next.add(1, ordering: .relaxed).newValue
+        let (stream, continuation) = AsyncStream.makeStream(
+            of: TenantPool.Event.self, bufferingPolicy: .bufferingNewest(1024))
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.continuations.withLock { $0.removeValue(forKey: id) }
+        }
+        continuations.withLock { $0[id] = continuation }
+        return stream
+    }
+
+    func send(_ event: TenantPool.Event) {
+        let readers = continuations.withLock { Array($0.values) }
+        for reader in readers { reader.yield(event) }
     }
 }

@@ -23,7 +23,7 @@ public struct ControlPlane: Sendable {
     public let connectionLimits: ConnectionLimits
     let nodes: NodeClient
     let logger: Logger
-    let metrics = ControlMetrics()
+    let metrics = ControlMetrics.make()
     /// This instance's id: the owner of the rollout leases it takes.
     let instanceID = Catalog.newID()
     /// The largest request body accepted.
@@ -79,14 +79,10 @@ public struct ControlPlane: Sendable {
     /// Every route of the control plane.
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
-        router.add(middleware: ControlMetricsMiddleware(metrics: metrics))
+        router.add(middleware: RequestMetricsMiddleware(metrics, classify: ControlMetrics.method))
         router.get("health") { _, _ -> HTTPResponse.Status in .ok }
         router.get("version") { _, _ in Self.version }
-        router.get("metrics") { _, _ in
-            Response(
-                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                body: .init(byteBuffer: ByteBuffer(string: self.metrics.render())))
-        }
+        router.get("metrics") { _, _ in self.metrics.response() }
         router.get("openapi.json") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "application/json"],

@@ -369,7 +369,7 @@ extension Node {
                 if case .run = item.kind {
                     let failed = text.hasPrefix(#"{"type":"response_error""#)
                     metrics.record(
-                        route: .websocket, status: failed ? 400 : 200, seconds: (ContinuousClock.now - start).inSeconds)
+                        route: .websocket, status: failed ? 400 : 200, duration: ContinuousClock.now - start)
                 }
                 connection.answer(text, requestBytes: item.bytes)
             }

@@ -63,21 +63,23 @@ public final class Node: Sendable {
     /// The node's routes.
     public func router() -> Router<BasicRequestContext> {
         let router = Router()
-        router.add(middleware: MetricsMiddleware(metrics: metrics))
+        router.add(
+            middleware: RequestMetricsMiddleware(
+                metrics.server, classify: { NodeMetrics.Route(path: $0.uri.path).rawValue },
+                onUnrouted: UnroutedRequests.log))
         router.get("health") { _, _ -> HTTPResponse.Status in .ok }
         router.get("metrics") { _, _ in
-            let pool = self.store.pool.statistics
-            let text = self.metrics.render(
-                databasesOpen: pool.open, databaseOpens: pool.opens, databaseEvictions: pool.evictions,
-                streamsOpen: self.streams.count,
-                capacity: .init(
-                    streamsHeld: self.streams.admission.total, streamCap: self.configuration.streamLimits.perNode,
-                    longPollsHeld: self.longPolls.total, longPollCap: self.configuration.longPollLimits.perNode,
-                    sqliteThreads: self.configuration.executor.threadCount,
-                    sqliteQueued: self.configuration.executor.queuedCount))
-            return Response(
-                status: .ok, headers: [.contentType: "text/plain; version=0.0.4"],
-                body: .init(byteBuffer: ByteBuffer(string: text)))
+            self.metrics.server.response {
+                let pool = self.store.pool.statistics
+                self.metrics.update(
+                    .init(
+                        databasesOpen: pool.open, streamsOpen: self.streams.count,
+                        streamsHeld: self.streams.admission.total, streamCap: self.configuration.streamLimits.perNode,
+                        longPollsHeld: self.longPolls.total, longPollCap: self.configuration.longPollLimits.perNode,
+                        sqliteThreads: self.configuration.executor.threadCount,
+                        sqliteQueued: self.configuration.executor.queuedCount),
+                    opens: pool.opens, evictions: pool.evictions)
+            }
         }
         router.get("version") { _, _ in Self.version }
         // Clients probe the version at the root and under a database's path prefix alike.

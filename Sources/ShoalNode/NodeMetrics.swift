@@ -2,6 +2,8 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import Logging
+import Prometheus
+import ShoalServerKit
 import ShoalTime
 import Synchronization
 
@@ -41,184 +43,108 @@ final class NodeMetrics: Sendable {
         }
     }
 
-    private struct Key: Hashable {
-        let route: Route
-        let statusClass: String
-    }
-
-    private struct State {
-        var requests: [Key: Int] = [:]
-        var durationSum: [Route: Double] = [:]
-        var durationCount: [Route: Int] = [:]
-        var framesServed = 0
-        /// Replica lag seen by forwarded writes: counts per bucket of `lagBuckets`, then +Inf.
-        var lagCounts = [Int](repeating: 0, count: NodeMetrics.lagBuckets.count + 1)
-        var lagSum = 0.0
-        var lagTimeouts = 0
-    }
+    /// The request metrics (by route kind) and the registry the node's own metrics live in.
+    let server = ServerMetrics(
+        prefix: "shoal_node", label: "route", kinds: Route.allCases.map(\.rawValue),
+        what: "HTTP requests (and requests on Hrana WebSockets)")
 
     /// Upper bounds (seconds) of the replica lag histogram.
     static let lagBuckets: [Double] = [0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 5]
 
-    private let state = Mutex(State())
-    private let webSockets = Atomic<Int>(0)
+    private let replicaLag: ValueHistogram
+    private let lagTimeouts: Counter
+    private let framesServedTotal: Counter
+    private let webSocketsOpen: Gauge
+    private let gauges: [Gauge]
+    private let databaseOpens: Counter
+    private let databaseEvictions: Counter
+    /// What the counters read from the pool last showed (they are moved forward by the difference).
+    private let published = Mutex((opens: 0, evictions: 0))
+
+    /// The gauges read at scrape time, in the order `Capacity.values` gives them.
+    private static let gaugeNames: [(name: String, help: String)] = [
+        ("shoal_node_databases_open", "Databases open now."),
+        ("shoal_node_streams_open", "Hrana streams waiting for their next request."),
+        ("shoal_node_streams_held", "Hrana streams counted under the stream caps now (parked or running)."),
+        ("shoal_node_streams_cap", "The node's cap on open Hrana streams (past it: 429)."),
+        ("shoal_node_long_polls_held", "/sync long-polls waiting now."),
+        ("shoal_node_long_polls_cap", "The node's cap on waiting /sync long-polls (past it: 429)."),
+        ("shoal_node_sqlite_threads", "Threads for SQLite and file work."),
+        ("shoal_node_sqlite_queued_work", "SQLite work ready to run and waiting for a thread."),
+    ]
+
+    init() {
+        let registry = server.registry
+        replicaLag = registry.valueHistogram(
+            "shoal_node_replica_lag_seconds", buckets: Self.lagBuckets,
+            help: "On replicas: from a forwarded write's commit on the primary until it was applied here.")
+        lagTimeouts = registry.counter(
+            "shoal_node_read_your_writes_timeouts_total",
+            help: "Forwarded writes answered before the replica applied them.")
+        framesServedTotal = registry.counter("shoal_node_frames_served_total", help: "WAL frames sent to replicas.")
+        webSocketsOpen = registry.gauge("shoal_node_websockets_open", help: "Hrana WebSocket connections open now.")
+        databaseOpens = registry.counter("shoal_node_database_opens_total", help: "Databases opened.")
+        databaseEvictions = registry.counter(
+            "shoal_node_database_evictions_total",
+            help: "Databases closed to make room or because they were idle.")
+        gauges = Self.gaugeNames.map { registry.gauge($0.name, help: $0.help) }
+    }
 
     /// A Hrana WebSocket opened (`true`) or closed.
     func webSocket(open: Bool) {
-        webSockets.add(open ? 1 : -1, ordering: .relaxed)
+        if open { webSocketsOpen.increment() } else { webSocketsOpen.decrement() }
     }
 
-    func record(route: Route, status: Int, seconds: Double) {
-        state.withLock { state in
-            state.requests[Key(route: route, statusClass: "\(status / 100)xx"), default: 0] += 1
-            state.durationSum[route, default: 0] += seconds
-            state.durationCount[route, default: 0] += 1
-        }
+    func record(route: Route, status: Int, duration: Duration) {
+        server.record(route.rawValue, status: status, duration: duration)
     }
 
     func framesServed(_ count: Int) {
-        state.withLock { $0.framesServed += count }
+        framesServedTotal.increment(by: Int64(count))
     }
 
     /// A forwarded write's wait on a replica: from the primary's answer until the replica applied
     /// it (the lag between commit on the primary and visibility here, for that write).
     func replicaWait(_ duration: Duration, applied: Bool) {
-        let seconds = duration.inSeconds
-        state.withLock { state in
-            let bucket = Self.lagBuckets.firstIndex { seconds <= $0 } ?? Self.lagBuckets.count
-            state.lagCounts[bucket] += 1
-            state.lagSum += seconds
-            if !applied { state.lagTimeouts += 1 }
-        }
+        replicaLag.record(duration.inSeconds)
+        if !applied { lagTimeouts.increment() }
     }
 
-    /// The Prometheus text exposition of every metric.
-    /// What the node's admission control and SQLite threads hold now, and their caps.
+    /// What the node's admission control, pool and SQLite threads hold now, and their caps.
     struct Capacity {
+        var databasesOpen = 0
+        var streamsOpen = 0
         var streamsHeld = 0
         var streamCap = 0
         var longPollsHeld = 0
         var longPollCap = 0
         var sqliteThreads = 0
         var sqliteQueued = 0
+
+        var values: [Int] {
+            [
+                databasesOpen, streamsOpen, streamsHeld, streamCap, longPollsHeld, longPollCap, sqliteThreads,
+                sqliteQueued,
+            ]
+        }
     }
 
-    func render(
-        databasesOpen: Int, databaseOpens: Int, databaseEvictions: Int, streamsOpen: Int,
-        capacity: Capacity = Capacity()
-    ) -> String {
-        let snapshot = state.withLock { $0 }
-        var lines = [
-            "# HELP shoal_node_requests_total HTTP requests (and requests on Hrana WebSockets) by route kind and status class.",
-            "# TYPE shoal_node_requests_total counter",
-        ]
-        for (key, count) in snapshot.requests.sorted(by: {
-            ($0.key.route.rawValue, $0.key.statusClass) < ($1.key.route.rawValue, $1.key.statusClass)
-        }) {
-            lines.append(
-                "shoal_node_requests_total{route=\"\(key.route.rawValue)\",status=\"\(key.statusClass)\"} \(count)")
+    /// Sets the scrape-time gauges and the pool's counters (`opens`, `evictions`: totals so far).
+    func update(_ capacity: Capacity, opens: Int, evictions: Int) {
+        for (gauge, value) in zip(gauges, capacity.values) { gauge.set(Int64(value)) }
+        let (newOpens, newEvictions) = published.withLock { published in
+            defer { published = (max(published.opens, opens), max(published.evictions, evictions)) }
+            return (max(0, opens - published.opens), max(0, evictions - published.evictions))
         }
-        lines += [
-            "# HELP shoal_node_request_duration_seconds Time to answer a request, by route kind.",
-            "# TYPE shoal_node_request_duration_seconds summary",
-        ]
-        for route in Route.allCases {
-            guard let count = snapshot.durationCount[route] else { continue }
-            lines.append(
-                "shoal_node_request_duration_seconds_sum{route=\"\(route.rawValue)\"} \(snapshot.durationSum[route] ?? 0)"
-            )
-            lines.append("shoal_node_request_duration_seconds_count{route=\"\(route.rawValue)\"} \(count)")
-        }
-        lines += [
-            "# HELP shoal_node_replica_lag_seconds On replicas: from a forwarded write's commit on the primary until it was applied here.",
-            "# TYPE shoal_node_replica_lag_seconds histogram",
-        ]
-        var cumulative = 0
-        for (index, bound) in Self.lagBuckets.enumerated() {
-            cumulative += snapshot.lagCounts[index]
-            lines.append("shoal_node_replica_lag_seconds_bucket{le=\"\(bound)\"} \(cumulative)")
-        }
-        cumulative += snapshot.lagCounts[Self.lagBuckets.count]
-        lines += [
-            "shoal_node_replica_lag_seconds_bucket{le=\"+Inf\"} \(cumulative)",
-            "shoal_node_replica_lag_seconds_sum \(snapshot.lagSum)",
-            "shoal_node_replica_lag_seconds_count \(cumulative)",
-            "# HELP shoal_node_read_your_writes_timeouts_total Forwarded writes answered before the replica applied them.",
-            "# TYPE shoal_node_read_your_writes_timeouts_total counter",
-            "shoal_node_read_your_writes_timeouts_total \(snapshot.lagTimeouts)",
-            "# HELP shoal_node_frames_served_total WAL frames sent to replicas.",
-            "# TYPE shoal_node_frames_served_total counter",
-            "shoal_node_frames_served_total \(snapshot.framesServed)",
-            "# HELP shoal_node_databases_open Databases open now.",
-            "# TYPE shoal_node_databases_open gauge",
-            "shoal_node_databases_open \(databasesOpen)",
-            "# HELP shoal_node_database_opens_total Databases opened.",
-            "# TYPE shoal_node_database_opens_total counter",
-            "shoal_node_database_opens_total \(databaseOpens)",
-            "# HELP shoal_node_database_evictions_total Databases closed to make room or because they were idle.",
-            "# TYPE shoal_node_database_evictions_total counter",
-            "shoal_node_database_evictions_total \(databaseEvictions)",
-            "# HELP shoal_node_websockets_open Hrana WebSocket connections open now.",
-            "# TYPE shoal_node_websockets_open gauge",
-            "shoal_node_websockets_open \(webSockets.load(ordering: .relaxed))",
-            "# HELP shoal_node_streams_open Hrana streams waiting for their next request.",
-            "# TYPE shoal_node_streams_open gauge",
-            "shoal_node_streams_open \(streamsOpen)",
-            "# HELP shoal_node_streams_held Hrana streams counted under the stream caps now (parked or running).",
-            "# TYPE shoal_node_streams_held gauge",
-            "shoal_node_streams_held \(capacity.streamsHeld)",
-            "# HELP shoal_node_streams_cap The node's cap on open Hrana streams (past it: 429).",
-            "# TYPE shoal_node_streams_cap gauge",
-            "shoal_node_streams_cap \(capacity.streamCap)",
-            "# HELP shoal_node_long_polls_held /sync long-polls waiting now.",
-            "# TYPE shoal_node_long_polls_held gauge",
-            "shoal_node_long_polls_held \(capacity.longPollsHeld)",
-            "# HELP shoal_node_long_polls_cap The node's cap on waiting /sync long-polls (past it: 429).",
-            "# TYPE shoal_node_long_polls_cap gauge",
-            "shoal_node_long_polls_cap \(capacity.longPollCap)",
-            "# HELP shoal_node_sqlite_threads Threads for SQLite and file work.",
-            "# TYPE shoal_node_sqlite_threads gauge",
-            "shoal_node_sqlite_threads \(capacity.sqliteThreads)",
-            "# HELP shoal_node_sqlite_queued_work SQLite work ready to run and waiting for a thread.",
-            "# TYPE shoal_node_sqlite_queued_work gauge",
-            "shoal_node_sqlite_queued_work \(capacity.sqliteQueued)",
-        ]
-        return lines.joined(separator: "\n") + "\n"
+        if newOpens > 0 { databaseOpens.increment(by: Int64(newOpens)) }
+        if newEvictions > 0 { databaseEvictions.increment(by: Int64(newEvictions)) }
     }
 }
 
-/// Counts every request and its duration by route kind, and logs requests for which the node has
-/// no route (a client speaking a protocol or version the node does not serve shows up in the log,
-/// not only as its own error).
-struct MetricsMiddleware: RouterMiddleware {
-    typealias Context = BasicRequestContext
-    let metrics: NodeMetrics
-
-    func handle(
-        _ request: Request, context: Context, next: (Request, Context) async throws -> Response
-    ) async throws -> Response {
-        let start = ContinuousClock.now
-        let route = NodeMetrics.Route(path: request.uri.path)
-        func seconds() -> Double {
-            let elapsed = ContinuousClock.now - start
-            return elapsed.inSeconds
-        }
-        do {
-            let response = try await next(request, context)
-            metrics.record(route: route, status: response.status.code, seconds: seconds())
-            return response
-        } catch let error as any HTTPResponseError {
-            metrics.record(route: route, status: error.status.code, seconds: seconds())
-            // Hummingbird names the endpoint of a request no route matched "NotFound".
-            if error.status == .notFound, context.endpointPath == "NotFound" { Self.logUnrouted(request, context) }
-            throw error
-        } catch {
-            metrics.record(route: route, status: 500, seconds: seconds())
-            throw error
-        }
-    }
-
-    static func logUnrouted(_ request: Request, _ context: Context) {
+/// Requests for which the node has no route are logged (a client speaking a protocol or version
+/// the node does not serve shows up in the log, not only as its own error).
+enum UnroutedRequests {
+    static func log(_ request: Request, _ context: BasicRequestContext) {
         let metadata: Logger.Metadata = [
             "http.method": "\(request.method)", "url.path": "\(request.uri.path.prefix(200))",
             "user_agent.original": "\(request.headers[.userAgent]?.prefix(200) ?? "")",

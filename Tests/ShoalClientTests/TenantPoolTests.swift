@@ -1,7 +1,9 @@
 import Foundation
+import Prometheus
 import ShoalClient
 import ShoalHTTP
 import ShoalSQLite
+import ShoalTestSupport
 import Synchronization
 import Testing
 
@@ -9,12 +11,17 @@ import Testing
     @Test func opensLazilyOnceKeepsAtMostCapacityAndSyncsWithOneLoop() async throws {
         try await withNode { url, directory in
             let resolves = Mutex(0)
+            // The application's exporter: swift-prometheus behind swift-metrics.
+            let registry = PrometheusCollectorRegistry()
             let pool = TenantPool(
-                configuration: .init(directory: directory + "/tenants", capacity: 2, location: "fra"),
+                configuration: .init(
+                    directory: directory + "/tenants", capacity: 2, location: "fra",
+                    metricsFactory: PrometheusMetricsFactory(registry: registry)),
                 resolver: { tenant in
                     resolves.withLock { $0 += 1 }
                     return TenantEndpoint(url: URL(string: "\(url)/db/acme/\(tenant)")!)
                 })
+            var events = pool.events().makeAsyncIterator()
             for tenant in ["t1", "t2", "t3"] {
                 let remote = RemoteDatabase(url: URL(string: "\(url)/db/acme/\(tenant)")!, token: nil)
                 try await remote.execute("CREATE TABLE t (name TEXT)")
@@ -41,13 +48,34 @@ import Testing
             #expect(metrics.openLatency.count == 3)
             #expect(metrics.openLatency.median > .zero)
             #expect(metrics.openLatency.max >= metrics.openLatency.median)
-            #expect(metrics.prometheusText.contains("shoal_pool_opens_total 3\n"))
-            #expect(metrics.prometheusText.contains("shoal_pool_open_seconds_count 3\n"))
+            // The same through swift-metrics: events counted as they happen, hits and misses at the
+            // next sync round.
+            var samples = try PrometheusSamples(registry.emitToString())
+            #expect(samples["shoal_pool_opens_total"] == 3)
+            #expect(samples["shoal_pool_closes_total"] == 1)
+            #expect(samples["shoal_pool_open_replicas"] == 2)
+            #expect(samples["shoal_pool_open_duration_seconds_count"] == 3)
+            // And as events, in order: t1 opened, t2 opened, t1 closed to make room, t3 opened.
+            var seen: [String] = []
+            while seen.count < 4, let event = await events.next() {
+                switch event {
+                case .opened(let tenant, _): seen.append("opened \(tenant)")
+                case .closed(let tenant): seen.append("closed \(tenant)")
+                case .openFailed(let tenant, _): seen.append("failed \(tenant)")
+                case .syncFailed(let tenant, _): seen.append("sync failed \(tenant)")
+                }
+            }
+            #expect(seen == ["opened t1", "opened t2", "closed t1", "opened t3"])
             // A write made elsewhere reaches the open replicas through the shared sync.
             let remote = RemoteDatabase(url: URL(string: "\(url)/db/acme/t3")!, token: nil)
             try await remote.execute("INSERT INTO t VALUES ('later')")
             await remote.close()
             #expect(await pool.syncOpenReplicas().synced == 2)
+            samples = try PrometheusSamples(registry.emitToString())
+            let leases = pool.statistics
+            #expect(samples["shoal_pool_hits_total"] == Double(leases.hits))
+            #expect(samples["shoal_pool_misses_total"] == Double(leases.misses))
+            #expect(leases.hits + leases.misses >= 102)
             let count = try await pool.withDatabase("t3") { try $0.queryOne("SELECT count(*) FROM t")?[0] }
             #expect(count == .integer(2))
             await pool.close()
@@ -57,9 +85,13 @@ import Testing
     @Test func aSyncRoundReportsTheReplicasThatFailedAndGoesOnWithTheOthers() async throws {
         // Databases made through the admin API only: a deleted one is not made again by a sync.
         try await withNode({ $0.createOnFirstUse = false }) { url, directory in
+            let registry = PrometheusCollectorRegistry()
             let pool = TenantPool(
-                configuration: .init(directory: directory + "/tenants", capacity: 4),
+                configuration: .init(
+                    directory: directory + "/tenants", capacity: 4,
+                    metricsFactory: PrometheusMetricsFactory(registry: registry)),
                 resolver: { tenant in TenantEndpoint(url: URL(string: "\(url)/db/acme/\(tenant)")!) })
+            let events = pool.events()
             for tenant in ["kept", "gone"] {
                 let created = try await OutboundHTTP.send(
                     HTTPCall("POST", URL(string: "\(url)/v1/namespaces/acme/\(tenant)/create")!))
@@ -77,6 +109,18 @@ import Testing
             #expect(round.failedCount == 1)
             #expect(round.failures.map(\.tenant) == ["gone"])
             #expect(round.failures.first?.error as? ClientError == .notFound, "\(round.failures)")
+            // Visible beside the round's report: a counter and an event.
+            #expect(try PrometheusSamples(registry.emitToString())["shoal_pool_sync_failures_total"] == 1)
+            let failed = await events.first { event in
+                if case .syncFailed = event { return true }
+                return false
+            }
+            guard case .syncFailed(let tenant, let error) = failed else {
+                Issue.record("no syncFailed event")
+                return
+            }
+            #expect(tenant == "gone")
+            #expect(error as? ClientError == .notFound)
             await pool.close()
         }
     }

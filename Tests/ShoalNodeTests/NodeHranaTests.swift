@@ -1,4 +1,5 @@
 import Foundation
+import ShoalTestSupport
 import Testing
 
 @testable import ShoalNode
@@ -36,16 +37,17 @@ import Testing
             _ = try await node.request("GET", "/db/acme/secret-tenant/sync/1/1/10")
             let metrics = try await node.request("GET", "/metrics")
             #expect(metrics.status == 200)
-            #expect(metrics.body.contains(#"shoal_node_requests_total{route="v1",status="2xx"} 1"#))
-            #expect(metrics.body.contains(#"shoal_node_requests_total{route="v1",status="4xx"} 1"#))
-            #expect(metrics.body.contains(#"shoal_node_requests_total{route="sync","#))
-            #expect(metrics.body.contains("shoal_node_databases_open 1"))
+            let samples = try PrometheusSamples(metrics.body)
+            #expect(samples[#"shoal_node_requests_total{route="v1",status="2xx"}"#] == 1)
+            #expect(samples[#"shoal_node_requests_total{route="v1",status="4xx"}"#] == 1)
+            #expect(samples[#"shoal_node_requests_total{route="sync",status="4xx"}"#] == 1)
+            #expect(samples[#"shoal_node_request_duration_seconds_count{route="v1"}"#] == 2)
+            #expect(samples["shoal_node_databases_open"] == 1)
             // The caps in force, and what is held under them.
-            #expect(metrics.body.contains("shoal_node_streams_cap 5000\n"))
-            #expect(metrics.body.contains("shoal_node_long_polls_cap 2000\n"))
-            #expect(metrics.body.contains("shoal_node_streams_held 0\n"))
-            #expect(
-                metrics.body.contains("shoal_node_sqlite_threads \(node.node.configuration.executor.threadCount)\n"))
+            #expect(samples["shoal_node_streams_cap"] == 5000)
+            #expect(samples["shoal_node_long_polls_cap"] == 2000)
+            #expect(samples["shoal_node_streams_held"] == 0)
+            #expect(samples["shoal_node_sqlite_threads"] == Double(node.node.configuration.executor.threadCount))
             #expect(!metrics.body.contains("secret-tenant"))
         }
     }

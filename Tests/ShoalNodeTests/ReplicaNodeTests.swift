@@ -1,5 +1,6 @@
 import Foundation
 import ShoalClient
+import ShoalTestSupport
 import Testing
 
 @testable import ShoalNode
@@ -75,16 +76,16 @@ extension LiveNode {
 
     /// Frames the node has sent over `/sync` so far.
     func framesServed() async throws -> Int {
-        let metrics = try await request("GET", "/metrics").body
-        return metrics.split(separator: "\n").first { $0.hasPrefix("shoal_node_frames_served_total ") }
-            .flatMap { Int($0.split(separator: " ").last ?? "") } ?? -1
+        let samples = try PrometheusSamples(try await request("GET", "/metrics").body)
+        return samples["shoal_node_frames_served_total"].map { Int($0) } ?? -1
     }
 
     /// Pipeline requests counted by the node's metrics so far.
     func pipelineRequests() async throws -> Int {
-        let metrics = try await request("GET", "/metrics").body
-        return metrics.split(separator: "\n").filter { $0.hasPrefix(#"shoal_node_requests_total{route="pipeline""#) }
-            .compactMap { Int($0.split(separator: " ").last ?? "") }.reduce(0, +)
+        let samples = try PrometheusSamples(try await request("GET", "/metrics").body)
+        return Int(
+            samples.series(named: "shoal_node_requests_total").filter { $0.key.contains(#"route="pipeline""#) }
+                .values.reduce(0, +))
     }
 }
 
@@ -135,7 +136,7 @@ struct ReplicaNodeTests {
             #expect(replica["primary_url"] as? String == "\(nodes.fra.url)/db/acme/local")
             #expect(replica["lag_frames"] as? Int == 0)
             let metrics = try await nodes.ams.request("GET", "/metrics").body
-            #expect(metrics.contains("shoal_node_replica_lag_seconds_count 2"))
+            #expect(try PrometheusSamples(metrics)["shoal_node_replica_lag_seconds_count"] == 2)
             #expect(!metrics.contains("acme"))
         }
     }

@@ -1,6 +1,7 @@
 import Foundation
 import ShoalReplication
 import ShoalSQLite
+import ShoalTestSupport
 import SwiftProtobuf
 import Testing
 
@@ -136,7 +137,8 @@ struct PulledDatabase {
                 #expect(try fresh.query("SELECT count(*) FROM t", scratch: node.dataDirectory) == [[.integer(2000)]])
             }
             let metrics = try await node.request("GET", "/metrics").body
-            #expect(metrics.contains(#"shoal_node_requests_total{route="pull_updates",status="2xx"} 6"#))
+            #expect(
+                try PrometheusSamples(metrics)[#"shoal_node_requests_total{route="pull_updates",status="2xx"}"#] == 6)
         }
     }
 
