@@ -496,11 +496,11 @@ final class HranaExecutor {
         }
     }
 
-    /// Whether SQL may write (`Node.mayWrite`, the sandbox's hidden writes counted); SQL stored by
+    /// Whether SQL may write (`SQLClassifier.mayWrite`, the sandbox's hidden writes counted); SQL stored by
     /// the same requests, not known yet, counts as writing.
     private func mayWrite(_ sql: String?, single: Bool) -> Bool {
         guard let sql else { return true }
-        return Node.mayWrite(
+        return SQLClassifier.mayWrite(
             sql, on: connection, single: single, transactionControl: .countsWhenImmediate,
             hiddenWrite: { sandbox?.takeHiddenWrite() ?? false })
     }

@@ -22,118 +22,6 @@ final class ForwardingState: @unchecked Sendable {
 }
 
 extension Node {
-    // MARK: Deciding
-
-    /// Whether a request must run on the primary: it writes, controls a transaction, or cannot be
-    /// prepared here (the primary's answer is the authoritative one).
-    static func mustForward(_ request: Hrana.StreamRequest, stored: [Int32: String], reader: Connection) -> Bool {
-        func sql(_ text: String?, _ id: Int32?) -> String? { text ?? id.flatMap { stored[$0] } }
-        switch request {
-        case .execute(let statement):
-            return writes(sql(statement.sql, statement.sqlID), reader: reader, single: true)
-        case .batch(let batch):
-            return batch.steps.contains { step in
-                if let condition = step.condition, mentionsAutocommit(condition) { return true }
-                return writes(sql(step.statement.sql, step.statement.sqlID), reader: reader, single: true)
-            }
-        case .sequence(let text, let id):
-            return writes(sql(text, id), reader: reader, single: false)
-        case .describe(let text, let id):
-            guard let text = sql(text, id) else { return false }
-            return (try? reader.prepareFirst(text)) == nil
-        case .storeSQL, .closeSQL, .getAutocommit, .close:
-            return false
-        }
-    }
-
-    static func mentionsAutocommit(_ condition: Hrana.Condition) -> Bool {
-        switch condition {
-        case .isAutocommit: true
-        case .ok, .error: false
-        case .not(let inner): mentionsAutocommit(inner)
-        case .and(let all), .or(let all): all.contains(where: mentionsAutocommit)
-        }
-    }
-
-    /// Whether SQL writes (by SQLite's read-only flag of each prepared statement), controls a
-    /// transaction, or does not prepare on the replica.
-    static func writes(_ sql: String?, reader: Connection, single: Bool) -> Bool {
-        guard let sql else { return false }
-        return mayWrite(sql, on: reader, single: single, transactionControl: .counts)
-    }
-
-    /// What a statement that opens or ends a transaction counts as when classifying.
-    enum TransactionControl {
-        /// Every one counts as writing (a replica forwards them: the transaction lives on the primary).
-        case counts
-        /// Only `BEGIN IMMEDIATE` and `BEGIN EXCLUSIVE` write (on the primary they take the lock).
-        case countsWhenImmediate
-    }
-
-    /// The one classifier of SQL before it runs (nothing runs): whether it may write, by SQLite's
-    /// own read-only flag of each statement prepared on `connection`, or `hiddenWrite` (the
-    /// sandbox saw a statement write behind SQLite's back). SQL that does not prepare counts as
-    /// writing. With `single`, only the first statement counts.
-    static func mayWrite(
-        _ sql: String, on connection: Connection, single: Bool, transactionControl: TransactionControl,
-        hiddenWrite: () -> Bool = { false }
-    ) -> Bool {
-        var remaining = sql
-        while true {
-            switch transactionControl {
-            case .counts:
-                if controlsTransaction(remaining) { return true }
-            case .countsWhenImmediate:
-                // A SELECT never writes; here one that does not prepare fails when it runs anyway.
-                // (A replica prepares it: one that does not prepare there goes to the primary.)
-                switch firstWord(remaining).uppercased() {
-                case "SELECT" where single:
-                    return false
-                case "BEGIN":
-                    let words = remaining.uppercased().split(whereSeparator: { !$0.isLetter }).prefix(2)
-                    if words.contains("IMMEDIATE") || words.contains("EXCLUSIVE") { return true }
-                default:
-                    break
-                }
-            }
-            let prepared: Statement?
-            do {
-                prepared = try connection.prepareFirst(remaining)
-            } catch {
-                _ = hiddenWrite()
-                return true
-            }
-            guard let statement = prepared else { return false }
-            defer { statement.finalize() }
-            if hiddenWrite() || !statement.isReadOnly { return true }
-            if single { return false }
-            remaining = statement.tail
-        }
-    }
-
-    /// `BEGIN`, `COMMIT`, `END`, `ROLLBACK`, `SAVEPOINT`, `RELEASE` (SQLite calls them read-only,
-    /// but they open or end the transaction that later statements run in).
-    static func controlsTransaction(_ sql: String) -> Bool {
-        let word = firstWord(sql).uppercased()
-        return ["BEGIN", "COMMIT", "END", "ROLLBACK", "SAVEPOINT", "RELEASE"].contains(word)
-    }
-
-    /// The first keyword, past whitespace and comments.
-    static func firstWord(_ sql: String) -> Substring {
-        var rest = Substring(sql)
-        while true {
-            rest = rest.drop(while: { $0.isWhitespace || $0 == ";" })
-            if rest.hasPrefix("--") {
-                rest = rest.drop(while: { $0 != "\n" })
-            } else if rest.hasPrefix("/*") {
-                guard let end = rest.range(of: "*/") else { return "" }
-                rest = rest[end.upperBound...]
-            } else {
-                return rest.prefix(while: { $0.isLetter })
-            }
-        }
-    }
-
     // MARK: Pipeline
 
     /// A pipeline on a replica: requests run on the replica's readers until one must go to the
@@ -157,7 +45,7 @@ extension Node {
                     executor.storedSQL = storedSQL
                     var results: [Hrana.StreamResult] = []
                     for request in requests {
-                        if Self.mustForward(request, stored: executor.storedSQL, reader: reader) { break }
+                        if SQLClassifier.mustForward(request, stored: executor.storedSQL, reader: reader) { break }
                         switch request {
                         case .getAutocommit:
                             guard version >= 3 else {
@@ -216,8 +104,7 @@ extension Node {
             state.inTransaction = false
         } else {
             state.primaryBaton = RawJSON.member("baton", in: bytes).flatMap { Self.jsonString(bytes[$0]) }
-            let autocommit = results.last.map { String(decoding: bytes[$0], as: UTF8.self) } ?? ""
-            state.inTransaction = autocommit.contains("\"is_autocommit\":false")
+            state.inTransaction = results.last.map { Self.inTransaction(bytes[$0]) } ?? false
         }
         let relayedResults = results.dropFirst(prefix.count).prefix(rest.count).map { Array(bytes[$0]) }
         var response = try await finishReplicaStream(
@@ -251,6 +138,16 @@ extension Node {
         }
         body += Array("]}".utf8)
         return body
+    }
+
+    /// Whether a `get_autocommit` result (`{"type":"ok","response":{…,"is_autocommit":false}}`)
+    /// says the primary stream is inside a transaction; any other result says it is not.
+    static func inTransaction(_ result: ArraySlice<UInt8>) -> Bool {
+        guard
+            case .ok(.getAutocommit(let autocommit)) = try? JSONDecoder().decode(
+                Hrana.StreamResult.self, from: Data(result))
+        else { return false }
+        return !autocommit
     }
 
     static func jsonString(_ bytes: ArraySlice<UInt8>) -> String? {
@@ -310,7 +207,9 @@ extension Node {
         if !state.inTransaction {
             let result = try await database.lane.run { [storedSQL = state.storedSQL] () -> Hrana.BatchResult? in
                 try copy.replica.read { reader in
-                    guard !Self.mustForward(.batch(cursor.batch), stored: storedSQL, reader: reader) else { return nil }
+                    guard !SQLClassifier.mustForward(.batch(cursor.batch), stored: storedSQL, reader: reader) else {
+                        return nil
+                    }
                     let executor = HranaExecutor(database: database, reader: reader)
                     executor.access = access
                     executor.storedSQL = storedSQL
@@ -360,7 +259,9 @@ extension Node {
                 authorization: state.authorization)
             let probeBytes = Array(probe.body)
             state.primaryBaton = RawJSON.member("baton", in: probeBytes).flatMap { Self.jsonString(probeBytes[$0]) }
-            state.inTransaction = String(decoding: probeBytes, as: UTF8.self).contains("\"is_autocommit\":false")
+            state.inTransaction =
+                RawJSON.arrayElements("results", in: probeBytes)?.last.map { Self.inTransaction(probeBytes[$0]) }
+                ?? false
         } else {
             state.inTransaction = false
         }
@@ -403,7 +304,7 @@ extension Node {
     ) async throws -> Response {
         let answer = try await database.lane.run { () -> Response? in
             try copy.replica.read { reader in
-                guard !Self.mustForward(check, stored: [:], reader: reader) else { return nil }
+                guard !SQLClassifier.mustForward(check, stored: [:], reader: reader) else { return nil }
                 let executor = HranaExecutor(database: database, reader: reader)
                 executor.access = access
                 return try local(executor)
