@@ -105,7 +105,7 @@ let package = Package(
         // The child process the crash tests kill (built by `swift build --build-tests`).
         .executableTarget(
             name: "shoal-crash-helper",
-            dependencies: ["ShoalReplication", "ShoalSQLite"],
+            dependencies: ["ShoalReplication", "ShoalSQLite", "ShoalTestSupport"],
             path: "Tests/CrashHelper"
         ),
         // libFuzzer over the request decoders of both servers (`ops/fuzz` builds it with
@@ -258,9 +258,10 @@ let package = Package(
         ),
 
         // Fixtures more than one test target uses (raw sockets for the servers' connection limits,
-        // temporary directories).
+        // temporary directories, a scriptable frame source, Prometheus samples, a seeded generator).
         .target(
             name: "ShoalTestSupport",
+            dependencies: ["ShoalReplication"],
             path: "Tests/ShoalTestSupport"
         ),
 

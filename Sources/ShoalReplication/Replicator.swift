@@ -59,6 +59,9 @@ public final class Replicator: Sendable {
     public let configuration: Configuration
     /// Frames received after the last commit frame, kept until their transaction completes.
     private let pending = Mutex<FrameChunk?>(nil)
+    /// The checksum chain after the last frame received (applied or pending): each new frame is
+    /// verified against it before anything is applied.
+    private let chain = Mutex<FrameChain?>(nil)
 
     /// Creates a replicator; nothing happens until `sync()` or `run()`.
     public init(replica: Replica, source: any FrameSource, configuration: Configuration = Configuration()) {
@@ -108,6 +111,7 @@ public final class Replicator: Sendable {
             switch read {
             case .frames(let chunk):
                 result.bytesReceived += chunk.bytes.count
+                let verified = try FrameChain.verify(chunk, after: chain.withLock { $0 })
                 let combined = try combine(chunk)
                 let replica = self.replica
                 let applied = try await configuration.executor.run { try replica.apply(combined) }
@@ -124,6 +128,7 @@ public final class Replicator: Sendable {
                             firstFrame: combined.firstFrame + UInt64(applied.framesApplied),
                             bytes: Array(combined.bytes[(applied.framesApplied * WALFormat.frameSize)...]))
                 }
+                chain.withLock { $0 = verified }
             case .upToDate(let current, let lastFrame):
                 pending.withLock { $0 = nil }
                 if current == position.generation {
@@ -137,6 +142,7 @@ public final class Replicator: Sendable {
                         try replica.advanceGeneration(lastFrameOfCurrent: lastFrame)
                         try onGenerationEnd?(position.generation, lastFrame)
                     }
+                    chain.withLock { $0 = nil }
                     result.position = replica.position ?? result.position
                     configuration.onPosition?(result.position)
                 } else {
@@ -156,6 +162,7 @@ public final class Replicator: Sendable {
 
     private func bootstrap(_ result: inout SyncResult) async throws {
         pending.withLock { $0 = nil }
+        chain.withLock { $0 = nil }
         let generation = try await source.currentGeneration()
         let staging = (configuration.stagingDirectory ?? replica.directory) + "/base-\(generation).download"
         let replica = self.replica

@@ -6,17 +6,7 @@
 import Foundation
 import ShoalReplication
 import ShoalSQLite
-
-struct Generator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
+import ShoalTestSupport
 
 func fail(_ message: String) -> Never {
     FileHandle.standardError.write(Data((message + "\n").utf8))
@@ -31,7 +21,7 @@ case "replica-apply":
     guard arguments.count == 5, let seed = UInt64(arguments[4]) else {
         fail("usage: shoal-crash-helper replica-apply PRIMARY_DIR REPLICA_DIR SEED")
     }
-    var random = Generator(state: seed)
+    var random = SeededGenerator(seed: seed)
     do {
         let log = try PrimaryLog(directory: arguments[2])
         let replica = try Replica(
@@ -61,7 +51,7 @@ case "primary-roll":
     guard arguments.count == 4, let seed = UInt64(arguments[3]) else {
         fail("usage: shoal-crash-helper primary-roll PRIMARY_DIR SEED")
     }
-    var random = Generator(state: seed)
+    var random = SeededGenerator(seed: seed)
     do {
         let log = try PrimaryLog(directory: arguments[2])
         let writer = try log.makeConnection()

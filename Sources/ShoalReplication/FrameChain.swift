@@ -1,0 +1,78 @@
+/// Checks that frames arriving at a replica are the primary's, unaltered: every frame carries the
+/// WAL's salts and a checksum that SQLite chains from the frame before it (over its header's first
+/// 8 bytes and its page), so a frame is verified against the one before. The chain's state is the
+/// last verified frame; without one (the first frame of a generation, or the first after the
+/// replicator started or bootstrapped) the first frame of a chunk seeds it unverified.
+struct FrameChain: Sendable, Equatable {
+    /// The generation and number of the frame the state is after.
+    var generation: UInt64
+    var frame: UInt64
+    var salts: (UInt32, UInt32)
+    var checksum: (UInt32, UInt32)
+    /// The byte order of the checksums, once a pair of frames has shown it.
+    var bigEndian: Bool?
+
+    static func == (lhs: FrameChain, rhs: FrameChain) -> Bool {
+        lhs.generation == rhs.generation && lhs.frame == rhs.frame && lhs.salts == rhs.salts
+            && lhs.checksum == rhs.checksum && lhs.bigEndian == rhs.bigEndian
+    }
+
+    /// Verifies `chunk` against `chain` (the state after the frame before it, if known) and returns
+    /// the state after its last frame; throws `invalidFrames` at the first frame that breaks it.
+    static func verify(_ chunk: FrameChunk, after chain: FrameChain?) throws -> FrameChain {
+        try chunk.bytes.withUnsafeBytes { raw in
+            func frame(_ index: Int) -> UnsafeRawBufferPointer {
+                UnsafeRawBufferPointer(
+                    rebasing: raw[(index * WALFormat.frameSize)..<((index + 1) * WALFormat.frameSize)])
+            }
+            var state: FrameChain
+            var next = 0
+            if let chain, chain.generation == chunk.generation, chain.frame + 1 == chunk.firstFrame {
+                state = chain
+            } else {
+                let first = frame(0)
+                state = FrameChain(
+                    generation: chunk.generation, frame: chunk.firstFrame,
+                    salts: (first.bigEndianUInt32(at: 8), first.bigEndianUInt32(at: 12)),
+                    checksum: (first.bigEndianUInt32(at: 16), first.bigEndianUInt32(at: 20)), bigEndian: nil)
+                next = 1
+            }
+            while next < chunk.count {
+                let bytes = frame(next)
+                let number = chunk.firstFrame + UInt64(next)
+                guard bytes.bigEndianUInt32(at: 8) == state.salts.0, bytes.bigEndianUInt32(at: 12) == state.salts.1
+                else {
+                    throw ReplicationError.invalidFrames(
+                        "frame \(number) of generation \(chunk.generation) belongs to another WAL (its salts differ); the source sent frames that are not its log's"
+                    )
+                }
+                let stored = (bytes.bigEndianUInt32(at: 16), bytes.bigEndianUInt32(at: 20))
+                let orders = state.bigEndian.map { [$0] } ?? [false, true]
+                guard
+                    let order = orders.first(where: { order in
+                        let sum = Self.checksum(of: bytes, bigEndian: order, seed: state.checksum)
+                        return sum == stored
+                    })
+                else {
+                    throw ReplicationError.invalidFrames(
+                        "frame \(number) of generation \(chunk.generation) fails its checksum: it was altered on the way; nothing of it was applied"
+                    )
+                }
+                state.bigEndian = order
+                state.checksum = stored
+                state.frame = number
+                next += 1
+            }
+            return state
+        }
+    }
+
+    private static func checksum(
+        of frame: UnsafeRawBufferPointer, bigEndian: Bool, seed: (UInt32, UInt32)
+    ) -> (UInt32, UInt32) {
+        let header = WALFormat.checksum(
+            UnsafeRawBufferPointer(rebasing: frame[0..<8]), bigEndian: bigEndian, seed: seed)
+        return WALFormat.checksum(
+            UnsafeRawBufferPointer(rebasing: frame[WALFormat.frameHeaderSize...]), bigEndian: bigEndian, seed: header)
+    }
+}
