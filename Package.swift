@@ -235,7 +235,7 @@ let package = Package(
         .testTarget(
             name: "ShoalControlTests",
             dependencies: [
-                "ShoalControl", "ShoalTestSupport", "ShoalNode", "ShoalModel", "ShoalClient", "ShoalSQLite",
+                "ShoalControl", "ShoalTestSupport", "ShoalServerKit", "ShoalNode", "ShoalModel", "ShoalClient", "ShoalSQLite",
                 "ShoalHTTP",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -286,6 +286,7 @@ let package = Package(
                 "ShoalClient",
                 "ShoalControl",
                 "ShoalHTTP",
+                "ShoalServerKit",
                 "CBenchBaseline",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

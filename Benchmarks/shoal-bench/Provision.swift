@@ -5,6 +5,7 @@ import Hummingbird
 import Logging
 import ShoalControl
 import ShoalNode
+import ShoalServerKit
 import Synchronization
 
 /// `provision`: databases created per second through the Platform API on loopback (catalog
@@ -209,7 +210,7 @@ struct Provision: AsyncParsableCommand {
     }
 
     static func start(
-        _ makeApp: (@escaping @Sendable (Int) -> Void) -> Application<RouterResponder<BasicRequestContext>>,
+        _ makeApp: (@escaping @Sendable (Int) -> Void) -> Application<RouterResponder<ServerRequestContext>>,
         _ group: inout ThrowingTaskGroup<Void, any Error>
     ) async throws -> Int {
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)

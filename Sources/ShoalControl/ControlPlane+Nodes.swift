@@ -10,15 +10,15 @@ extension ControlPlane {
     /// `v1/nodes`: the list (admin), registration, heartbeats and placement lookups, the node
     /// registration token and credential rotation (admin). Heartbeats and placement lookups take
     /// only the node's own credential, never an API token (see `Catalog+Nodes.swift`).
-    func addNodeRoutes(_ routes: RouterGroup<BasicRequestContext>) {
-        routes.get("") { request, _ in
-            guard try await self.principal(request).isAdmin else {
+    func addNodeRoutes(_ routes: RouterGroup<ServerRequestContext>) {
+        routes.get("") { request, context in
+            guard try await self.principal(context).isAdmin else {
                 throw ControlError.forbidden("only an admin token can list nodes")
             }
             return try Self.json(["nodes": try await self.catalog.nodes()])
         }
-        routes.post("") { request, _ in
-            let caller = try await self.nodeCaller(request)
+        routes.post("") { request, context in
+            let caller = try await self.nodeCaller(context)
             let registration = try await self.decode(Platform.NodeRegistration.self, from: request)
             let (node, credential) = try await self.catalog.registerNode(registration, by: caller)
             return try Self.json(
@@ -26,14 +26,14 @@ extension ControlPlane {
                     node: node, heartbeatSeconds: max(1, self.heartbeatInterval.components.seconds),
                     policy: try await self.catalog.tokenPolicy(), credential: credential))
         }
-        routes.post("registration-token") { request, _ in
-            let principal = try await self.principal(request)
+        routes.post("registration-token") { request, context in
+            let principal = try await self.principal(context)
             let secret = try await self.catalog.replaceNodeRegistrationToken(by: principal)
             return try Self.json(["registration_token": secret])
         }
         routes.get(":id/databases/:org/:db") { request, context in
             let id = try Self.parameter(context, "id")
-            try await self.requireCredential(of: id, request)
+            try await self.requireCredential(of: id, context)
             let database = try await self.catalog.placementDatabase(
                 organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"))
             if database.primaryNode?.id == id {
@@ -57,7 +57,7 @@ extension ControlPlane {
         // when it opens (the whole list, so a database ahead of the release still checks out).
         routes.get(":id/groups/:group/schema") { request, context in
             let id = try Self.parameter(context, "id")
-            try await self.requireCredential(of: id, request)
+            try await self.requireCredential(of: id, context)
             let (version, migrations) = try await self.catalog.migrations(
                 ofGroup: try Self.parameter(context, "group"), node: id)
             struct Answer: Encodable {
@@ -73,7 +73,7 @@ extension ControlPlane {
         }
         routes.post(":id/heartbeat") { request, context in
             let id = try Self.parameter(context, "id")
-            try await self.requireCredential(of: id, request)
+            try await self.requireCredential(of: id, context)
             // The policy goes only to a node that does not hold its current version (older nodes
             // send no body and always get it).
             let heartbeat = try await self.decodeIfPresent(Platform.HeartbeatRequest.self, from: request)
@@ -87,7 +87,7 @@ extension ControlPlane {
                     storageExceeded: exceeded))
         }
         routes.post(":id/credential/rotate") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             try await self.catalog.rotateNodeCredential(node: try Self.parameter(context, "id"), by: principal)
             return try Self.json(["rotated": true])
         }
@@ -102,8 +102,8 @@ extension ControlPlane {
     /// Refuses a heartbeat or placement lookup that does not carry node `id`'s own credential: 401
     /// for a secret the control plane does not know, 403 for one it knows (another node's
     /// credential, the registration token, any API token, the admin token too).
-    func requireCredential(of id: String, _ request: Request) async throws {
-        switch try await nodeCaller(request) {
+    func requireCredential(of id: String, _ context: ServerRequestContext) async throws {
+        switch try await nodeCaller(context) {
         case .node(let own) where own == id:
             return
         case .node:
@@ -122,9 +122,9 @@ extension ControlPlane {
 
     /// Who sends a request to a node route: a node (its credential), the registration token, or an
     /// API token.
-    func nodeCaller(_ request: Request) async throws -> Catalog.NodeCaller {
+    func nodeCaller(_ context: ServerRequestContext) async throws -> Catalog.NodeCaller {
         let secret: String
-        switch BearerToken.presented(in: request) {
+        switch context.presented {
         case .missing:
             throw ControlError.unauthorized(
                 "send Authorization: Bearer <secret>: the node's own credential, or the node registration token to register"
@@ -134,7 +134,7 @@ extension ControlPlane {
         }
         if let caller = try await catalog.nodeCaller(secret: secret) { return caller }
         do {
-            return .apiToken(try await principal(request))
+            return .apiToken(try await principal(context))
         } catch let error as ControlError where error.code == .unauthorized {
             throw ControlError.unauthorized(
                 "the credential is not valid (a node's credential is void once rotated); a node registers again "

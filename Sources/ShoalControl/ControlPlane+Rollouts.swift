@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import ShoalModel
 import ShoalSQLite
+import ShoalServerKit
 import Synchronization
 
 extension ControlPlane {
@@ -16,9 +17,9 @@ extension ControlPlane {
     }
 
     /// `…/groups/{group}/migrations`: the group's tenant schema and its rollouts.
-    func addMigrationRoutes(_ routes: RouterGroup<BasicRequestContext>) {
+    func addMigrationRoutes(_ routes: RouterGroup<ServerRequestContext>) {
         routes.get("") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let includeSQL = request.uri.queryParameters.get("sql") == "true"
             return try Self.json(
                 try await self.catalog.migrationList(
@@ -26,7 +27,7 @@ extension ControlPlane {
                     includeSQL: includeSQL, for: principal))
         }
         routes.post("") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let body = try await self.decode(Platform.MigrationCreation.self, from: request)
             let migration = try await self.catalog.addMigration(
                 organization: try Self.parameter(context, "org"), group: try Self.parameter(context, "group"),
@@ -34,7 +35,7 @@ extension ControlPlane {
             return try Self.json(["migration": migration])
         }
         routes.post("apply") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let body = try await self.decodeIfPresent(Platform.RolloutCreation.self, from: request)
             let rollout = try await self.catalog.startRollout(
                 organization: try Self.parameter(context, "org"), group: try Self.parameter(context, "group"),
@@ -42,14 +43,14 @@ extension ControlPlane {
             return try Self.json(["rollout": rollout])
         }
         routes.get("rollout") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let rollout = try await self.catalog.rollout(
                 organization: try Self.parameter(context, "org"), group: try Self.parameter(context, "group"),
                 for: principal)
             return try Self.json(["rollout": rollout])
         }
         routes.post("rollout/:action") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let name = try Self.parameter(context, "action")
             guard let action = Catalog.RolloutAction(rawValue: name) else {
                 throw ControlError.notFound(

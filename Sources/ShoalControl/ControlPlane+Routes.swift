@@ -2,10 +2,12 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import ShoalModel
+import ShoalServerKit
 
 extension ControlPlane {
     /// Locations are public data (anyone may read them, `publicRoutes`); only the admin edits them.
-    func addLocationRoutes(public routes: RouterGroup<BasicRequestContext>, secured: RouterGroup<BasicRequestContext>) {
+    func addLocationRoutes(public routes: RouterGroup<ServerRequestContext>, secured: RouterGroup<ServerRequestContext>)
+    {
         routes.get("") { _, _ in
             let locations = try await self.catalog.locations()
             return try Self.json(["locations": Dictionary(uniqueKeysWithValues: locations.map { ($0.code, $0.name) })])
@@ -14,7 +16,7 @@ extension ControlPlane {
             try Self.json(["location": try await self.catalog.location(try Self.parameter(context, "code"))])
         }
         secured.put(":code") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let body = try await self.decode(Platform.LocationDefinition.self, from: request)
             let location = Platform.Location(
                 code: try Self.parameter(context, "code"), name: body.name, jurisdiction: body.jurisdiction)
@@ -24,10 +26,10 @@ extension ControlPlane {
     }
 
     /// Plans are public data (anyone may read them, `publicRoutes`); only the admin edits them.
-    func addPlanRoutes(public routes: RouterGroup<BasicRequestContext>, secured: RouterGroup<BasicRequestContext>) {
+    func addPlanRoutes(public routes: RouterGroup<ServerRequestContext>, secured: RouterGroup<ServerRequestContext>) {
         routes.get("") { _, _ in try Self.json(["plans": try await self.catalog.plans()]) }
         secured.put(":plan") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let quotas = try await self.decode(Platform.Quotas.self, from: request)
             let plan = Platform.Plan(name: try Self.parameter(context, "plan"), quotas: quotas)
             try await self.catalog.savePlan(plan, by: principal)
@@ -37,21 +39,21 @@ extension ControlPlane {
 
     // The node routes (`v1/nodes`) are in `ControlPlane+Nodes.swift`.
 
-    func addOrganizationRoutes(_ routes: RouterGroup<BasicRequestContext>) {
-        routes.post("") { request, _ in
-            let principal = try await self.principal(request)
+    func addOrganizationRoutes(_ routes: RouterGroup<ServerRequestContext>) {
+        routes.post("") { request, context in
+            let principal = try await self.principal(context)
             let body = try await self.decode(Platform.OrganizationCreation.self, from: request)
             let organization = try await self.catalog.createOrganization(
                 slug: body.slug, plan: body.plan ?? "free", by: principal)
             return try Self.json(["organization": organization])
         }
-        routes.get("") { request, _ in
+        routes.get("") { request, context in
             try Self.json([
-                "organizations": try await self.catalog.organizations(for: try await self.principal(request))
+                "organizations": try await self.catalog.organizations(for: try await self.principal(context))
             ])
         }
         routes.get(":org") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             return try Self.json(
                 [
                     "organization": try await self.catalog.organization(
@@ -59,7 +61,7 @@ extension ControlPlane {
                 ])
         }
         routes.patch(":org") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let patch = try await self.decode(Platform.RulePatch.self, from: request)
             let slug = try Self.parameter(context, "org")
             let organization = try await self.catalog.updateOrganization(
@@ -73,13 +75,13 @@ extension ControlPlane {
         }
         routes.get(":org/plans") { request, context in
             _ = try await self.catalog.organization(
-                try Self.parameter(context, "org"), for: try await self.principal(request))
+                try Self.parameter(context, "org"), for: try await self.principal(context))
             return try Self.json(["plans": try await self.catalog.plans()])
         }
         routes.get(":org/usage") { request, context in
             let slug = try Self.parameter(context, "org")
             let (usage, quotas) = try await self.catalog.usage(
-                organization: slug, for: try await self.principal(request))
+                organization: slug, for: try await self.principal(context))
             struct Answer: Encodable {
                 let organization: String
                 let usage: Platform.Usage
@@ -88,7 +90,7 @@ extension ControlPlane {
             return try Self.json(Answer(organization: slug, usage: usage, quotas: quotas))
         }
         routes.get(":org/audit-logs") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let limit = try Self.limit(request, default: 50)
             var cursor: Int64?
             if let text = request.uri.queryParameters.get("cursor") {
@@ -110,7 +112,7 @@ extension ControlPlane {
                 Answer(auditLogs: logs, nextCursor: logs.count == limit ? logs.last.map { String($0.id) } : nil))
         }
         routes.post(":org/api-tokens") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let body = try await self.decode(Platform.APITokenCreation.self, from: request)
             // Absent: the default expiry; `never`: none.
             let expiresIn: Duration?? = try body.expiration.map { try Catalog.parseExpiration($0) }
@@ -120,14 +122,14 @@ extension ControlPlane {
             return try Self.json(Platform.CreatedAPIToken(name: body.name, token: secret, apiToken: token))
         }
         routes.get(":org/api-tokens") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             return try Self.json([
                 "api_tokens": try await self.catalog.apiTokens(
                     organization: try Self.parameter(context, "org"), for: principal)
             ])
         }
         routes.delete(":org/api-tokens/:id") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let revoked = try await self.catalog.revokeAPIToken(
                 organization: try Self.parameter(context, "org"), id: try Self.parameter(context, "id"), by: principal)
             return try Self.json(["revoked": revoked])
@@ -137,17 +139,17 @@ extension ControlPlane {
         }
     }
 
-    func revoke(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
-        let principal = try await principal(request)
+    func revoke(_ request: Request, _ context: ServerRequestContext) async throws -> Response {
+        let principal = try await principal(context)
         let body = try await decode(Platform.TokenRevocation.self, from: request)
         try await catalog.revoke(organization: try Self.parameter(context, "org"), jti: body.jti, by: principal)
         await pushPolicy()
         return try Self.json(["revoked": body.jti])
     }
 
-    func addGroupRoutes(_ routes: RouterGroup<BasicRequestContext>) {
+    func addGroupRoutes(_ routes: RouterGroup<ServerRequestContext>) {
         routes.post("") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let body = try await self.decode(Platform.GroupCreation.self, from: request)
             let group = try await self.catalog.createGroup(
                 organization: try Self.parameter(context, "org"), name: body.name, location: body.location,
@@ -157,18 +159,18 @@ extension ControlPlane {
         routes.get("") { request, context in
             try Self.json([
                 "groups": try await self.catalog.groups(
-                    organization: try Self.parameter(context, "org"), for: try await self.principal(request))
+                    organization: try Self.parameter(context, "org"), for: try await self.principal(context))
             ])
         }
         routes.get(":group") { request, context in
             try Self.json([
                 "group": try await self.catalog.group(
                     organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "group"),
-                    for: try await self.principal(request))
+                    for: try await self.principal(context))
             ])
         }
         routes.patch(":group") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let patch = try await self.decode(Platform.RulePatch.self, from: request)
             let slug = try Self.parameter(context, "org")
             let name = try Self.parameter(context, "group")
@@ -183,7 +185,7 @@ extension ControlPlane {
             return try Self.json(["group": group])
         }
         routes.delete(":group") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let name = try Self.parameter(context, "group")
             let databases = try await self.catalog.deleteGroup(
                 organization: try Self.parameter(context, "org"), name: name, by: principal)
@@ -191,14 +193,14 @@ extension ControlPlane {
             return try Self.json(["deleted": name])
         }
         routes.post(":group/locations/:location") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let group = try await self.catalog.addLocation(
                 organization: try Self.parameter(context, "org"), group: try Self.parameter(context, "group"),
                 location: try Self.parameter(context, "location"), by: principal)
             return try Self.json(["group": group])
         }
         routes.delete(":group/locations/:location") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let group = try await self.catalog.removeLocation(
                 organization: try Self.parameter(context, "org"), group: try Self.parameter(context, "group"),
                 location: try Self.parameter(context, "location"), by: principal)
@@ -209,7 +211,7 @@ extension ControlPlane {
         }
         routes.post(":group/auth/tokens/revoke") { request, context in try await self.revoke(request, context) }
         routes.post(":group/auth/rotate") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             try await self.catalog.rotateTokens(
                 organization: try Self.parameter(context, "org"), target: .group(try Self.parameter(context, "group")),
                 by: principal)
@@ -219,11 +221,11 @@ extension ControlPlane {
     }
 
     func issueToken(
-        _ request: Request, _ context: BasicRequestContext, target: Catalog.TokenTarget
+        _ request: Request, _ context: ServerRequestContext, target: Catalog.TokenTarget
     ) async throws
         -> Response
     {
-        let principal = try await principal(request)
+        let principal = try await principal(context)
         let query = request.uri.queryParameters
         let expiration = try Catalog.parseExpiration(query.get("expiration"))
         let readOnly: Bool
@@ -240,9 +242,9 @@ extension ControlPlane {
         return try Self.json(["jwt": token])
     }
 
-    func addDatabaseRoutes(_ routes: RouterGroup<BasicRequestContext>) {
+    func addDatabaseRoutes(_ routes: RouterGroup<ServerRequestContext>) {
         routes.post("") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let body = try await self.decode(Platform.DatabaseCreation.self, from: request)
             if body.seed != nil {
                 throw ControlError.unprocessable(
@@ -266,7 +268,7 @@ extension ControlPlane {
             ])
         }
         routes.get("") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let query = request.uri.queryParameters
             let (databases, next) = try await self.catalog.databases(
                 organization: try Self.parameter(context, "org"), group: query.get("group"),
@@ -286,11 +288,11 @@ extension ControlPlane {
             try Self.json([
                 "database": try await self.catalog.databaseModel(
                     organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"),
-                    for: try await self.principal(request))
+                    for: try await self.principal(context))
             ])
         }
         routes.delete(":db") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let database = try await self.catalog.deleteDatabase(
                 organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"), by: principal
             )
@@ -300,14 +302,14 @@ extension ControlPlane {
         routes.get(":db/configuration") { request, context in
             let database = try await self.catalog.database(
                 organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"),
-                for: try await self.principal(request))
+                for: try await self.principal(context))
             return try Self.json(
                 ConfigurationAnswer(
                     self.catalog.configuration(of: database),
                     pending: try await self.catalog.pendingSettingsNodes(of: database.id)))
         }
         routes.patch(":db/configuration") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             let patch = try await self.decode(Platform.DatabaseConfiguration.self, from: request)
             let database = try await self.catalog.updateConfiguration(
                 organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"),
@@ -323,7 +325,7 @@ extension ControlPlane {
         routes.get(":db/instances") { request, context in
             let database = try await self.catalog.database(
                 organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"),
-                for: try await self.principal(request))
+                for: try await self.principal(context))
             return try Self.json(["instances": try await self.catalog.instances(of: database)])
         }
         routes.post(":db/auth/tokens") { request, context in
@@ -331,7 +333,7 @@ extension ControlPlane {
         }
         routes.post(":db/auth/tokens/revoke") { request, context in try await self.revoke(request, context) }
         routes.post(":db/auth/rotate") { request, context in
-            let principal = try await self.principal(request)
+            let principal = try await self.principal(context)
             try await self.catalog.rotateTokens(
                 organization: try Self.parameter(context, "org"), target: .database(try Self.parameter(context, "db")),
                 by: principal)

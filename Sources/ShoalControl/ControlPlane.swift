@@ -54,7 +54,7 @@ public struct ControlPlane: Sendable {
     /// `onRunning` gets the port.
     public func application(
         host: String, port: Int, onRunning: @escaping @Sendable (Int) -> Void = { _ in }
-    ) -> Application<RouterResponder<BasicRequestContext>> {
+    ) -> Application<RouterResponder<ServerRequestContext>> {
         Application(
             router: router(),
             server: LimitedHTTP1Channel.server(connectionLimits),
@@ -77,8 +77,9 @@ public struct ControlPlane: Sendable {
     ]
 
     /// Every route of the control plane.
-    public func router() -> Router<BasicRequestContext> {
-        let router = Router()
+    public func router() -> Router<ServerRequestContext> {
+        let router = Router(context: ServerRequestContext.self)
+        router.add(middleware: BearerTokenParsing())
         router.add(middleware: RequestMetricsMiddleware(metrics, classify: ControlMetrics.method))
         router.get("health") { _, _ -> HTTPResponse.Status in .ok }
         router.get("version") { _, _ in Self.version }
@@ -103,8 +104,8 @@ public struct ControlPlane: Sendable {
         addLocationRoutes(public: router.group("v1/locations"), secured: secured.group("v1/locations"))
         addPlanRoutes(public: router.group("v1/plans"), secured: secured.group("v1/plans"))
         addNodeRoutes(secured.group("v1/nodes"))
-        secured.post("v1/auth/keys/rotate") { request, _ in
-            let principal = try await self.principal(request)
+        secured.post("v1/auth/keys/rotate") { request, context in
+            let principal = try await self.principal(context)
             let kid = try await self.catalog.rotateSigningKey(by: principal)
             await self.pushPolicy()
             return try Self.json(["kid": kid])
@@ -120,9 +121,9 @@ public struct ControlPlane: Sendable {
     // MARK: - Requests
 
     /// The principal behind the request's bearer token.
-    func principal(_ request: Request) async throws -> Principal {
+    func principal(_ context: ServerRequestContext) async throws -> Principal {
         let secret: String
-        switch BearerToken.presented(in: request) {
+        switch context.presented {
         case .missing: throw ControlError.unauthorized("send an API token as Authorization: Bearer <token>")
         case .malformed: throw ControlError.unauthorized("the Authorization header must be Bearer <token>")
         case .token(let token): secret = token
@@ -182,7 +183,7 @@ public struct ControlPlane: Sendable {
             body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
     }
 
-    static func parameter(_ context: BasicRequestContext, _ name: String) throws -> String {
+    static func parameter(_ context: ServerRequestContext, _ name: String) throws -> String {
         guard let value = context.parameters.get(name) else {
             throw ControlError.badRequest("the path has no \(name)")
         }

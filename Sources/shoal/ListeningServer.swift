@@ -1,12 +1,13 @@
 import ArgumentParser
 import Hummingbird
 import ServiceLifecycle
+import ShoalServerKit
 
 /// A server of `shoal node`, `shoal control` or `shoal dev` as a service of the command's
 /// `ServiceGroup`: ends its port stream when it stops, with the reason (a failed bind explained)
 /// when it could not run. A graceful shutdown stops it accepting and lets its requests finish.
 struct ListeningServer: Service {
-    let app: Application<RouterResponder<BasicRequestContext>>
+    let app: Application<RouterResponder<ServerRequestContext>>
     let host: String
     let port: Int
     let listening: AsyncThrowingStream<Int, any Error>.Continuation
@@ -24,7 +25,7 @@ struct ListeningServer: Service {
     /// A server on `host:port` (port 0: any free one) and a stream that yields its port once it
     /// listens, or fails with the reason it cannot.
     static func listen(
-        _ make: (Int, @escaping @Sendable (Int) -> Void) -> Application<RouterResponder<BasicRequestContext>>,
+        _ make: (Int, @escaping @Sendable (Int) -> Void) -> Application<RouterResponder<ServerRequestContext>>,
         host: String, port: Int
     ) -> (server: ListeningServer, port: AsyncThrowingStream<Int, any Error>) {
         let (ports, continuation) = AsyncThrowingStream.makeStream(of: Int.self)

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import ShoalNode
+import ShoalServerKit
 import Testing
 
 /// Databases: creation and placement, names, pagination, configuration, instances, deletion and
@@ -271,7 +272,7 @@ struct DatabaseContractTests {
             #expect(before.status == 200)
             #expect(cluster.nodes["fra"]!.node.store.exists(try Namespace(organization: "acme", database: "before")))
             // A second fra node that answers every call with 503 (a node that cannot take databases).
-            let router = Router()
+            let router = Router(context: ServerRequestContext.self)
             router.post("**") { _, _ -> HTTPResponse.Status in .serviceUnavailable }
             try await withThrowingTaskGroup(of: Void.self) { servers in
                 let port = try await LiveCluster.start(

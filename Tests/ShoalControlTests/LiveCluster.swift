@@ -5,6 +5,7 @@ import ShoalControl
 import ShoalHTTP
 import ShoalModel
 import ShoalNode
+import ShoalServerKit
 import Synchronization
 import Testing
 
@@ -187,7 +188,7 @@ struct LiveCluster: Sendable {
     /// Runs `app` in `group`; returns its port once it listens.
     static func start(
         _ name: String,
-        _ makeApp: (@escaping @Sendable (Int) -> Void) -> Application<RouterResponder<BasicRequestContext>>,
+        _ makeApp: (@escaping @Sendable (Int) -> Void) -> Application<RouterResponder<ServerRequestContext>>,
         in group: inout ThrowingTaskGroup<Void, any Error>, pending: PendingWork = PendingWork()
     ) async throws -> Int {
         let (ports, continuation) = AsyncStream.makeStream(of: Int.self)

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import ShoalHTTP
+import ShoalServerKit
 import Testing
 
 @testable import ShoalControl
@@ -21,7 +22,7 @@ import Testing
         return "/" + components.joined(separator: "/")
     }
 
-    static func routes(_ cluster: LiveCluster) -> [Router<BasicRequestContext>.RouteDescription] {
+    static func routes(_ cluster: LiveCluster) -> [Router<ServerRequestContext>.RouteDescription] {
         ControlPlane(catalog: cluster.catalog, logger: Logger(label: "shoal.control.test.routes")).router().routes
     }
 

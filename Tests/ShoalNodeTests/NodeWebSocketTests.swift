@@ -181,6 +181,22 @@ import Testing
                 let answer = try await socket.receive()
                 #expect(((answer?["error"] as? [String: Any])?["message"] as? String)?.contains("signature") == true)
             }
+            // Without a database named, a missing or forged token is refused as a token first (as
+            // over HTTP), before the hint about naming a database; a valid one gets the hint.
+            for (jwt, expected) in [("null", "UNAUTHORIZED"), (#""\#(forged)""#, "UNAUTHORIZED")] {
+                try await Self.connect(Self.wsURL(node, "/")) { socket in
+                    try await socket.send(#"{"type":"hello","jwt":\#(jwt)}"#)
+                    let answer = try await socket.receive()
+                    #expect(answer?["type"] as? String == "hello_error")
+                    #expect((answer?["error"] as? [String: Any])?["code"] as? String == expected, "\(jwt)")
+                }
+            }
+            let valid = try signer.token(["id": "acme/app"])
+            try await Self.connect(Self.wsURL(node, "/")) { socket in
+                try await socket.send(#"{"type":"hello","jwt":"\#(valid)"}"#)
+                let answer = try await socket.receive()
+                #expect(((answer?["error"] as? [String: Any])?["message"] as? String)?.contains("/db/") == true)
+            }
             // A request before any hello breaks the protocol: the connection is closed.
             let early = try await Self.connect(url) { socket in
                 try await socket.send(

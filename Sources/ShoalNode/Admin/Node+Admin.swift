@@ -2,12 +2,13 @@ import Foundation
 import Hummingbird
 import ShoalModel
 import ShoalReplication
+import ShoalServerKit
 
 extension Node {
     /// Creating and deleting databases (for the control plane, and standalone use).
-    func addAdminRoutes(_ routes: RouterGroup<BasicRequestContext>) {
+    func addAdminRoutes(_ routes: RouterGroup<ServerRequestContext>) {
         routes.post("create") { request, context in
-            try self.authorizeAdmin(request)
+            try self.authorizeAdmin(context)
             let namespace = try Self.adminNamespace(context)
             // The body, when there is one, holds the new database's settings.
             let buffer = try await request.body.collect(upTo: self.configuration.maxRequestBytes)
@@ -25,7 +26,7 @@ extension Node {
         // Deletes at once, even while streams are open; `?database_id=` names the incarnation. A
         // database not held here answers 200 too (`removed` false), so retries converge.
         routes.delete("") { request, context in
-            try self.authorizeAdmin(request)
+            try self.authorizeAdmin(context)
             let namespace = try Self.adminNamespace(context)
             let databaseID = request.uri.queryParameters.get("database_id")
             let removed = try await self.delete(namespace, databaseID: databaseID)
@@ -38,9 +39,9 @@ extension Node {
     }
 
     /// The token policy pushed by the control plane.
-    func addPolicyRoute(_ router: RouterGroup<BasicRequestContext>) {
-        router.post("v1/auth/policy") { request, _ in
-            try self.authorizeAdmin(request)
+    func addPolicyRoute(_ router: RouterGroup<ServerRequestContext>) {
+        router.post("v1/auth/policy") { request, context in
+            try self.authorizeAdmin(context)
             guard case .tokens(let verifier, _) = self.configuration.authentication else {
                 throw NodeError.conflict("this node runs without authentication; it has no token policy")
             }
@@ -50,9 +51,9 @@ extension Node {
         }
     }
 
-    func addAdminDatabaseRoutes(_ routes: RouterGroup<BasicRequestContext>) {
+    func addAdminDatabaseRoutes(_ routes: RouterGroup<ServerRequestContext>) {
         routes.post("config") { request, context in
-            try self.authorizeAdmin(request)
+            try self.authorizeAdmin(context)
             let namespace = try Self.adminNamespace(context)
             let settings = try await self.decode(DatabaseSettings.self, from: request)
             return try await self.store.withDatabase(namespace) { database in
@@ -61,7 +62,7 @@ extension Node {
             }
         }
         routes.get("stats") { request, context in
-            try self.authorizeAdmin(request)
+            try self.authorizeAdmin(context)
             let namespace = try Self.adminNamespace(context)
             return try await self.store.withDatabase(namespace) { database in
                 var settings = database.settings
@@ -89,7 +90,7 @@ extension Node {
             }
         }
         routes.post("checkpoint") { request, context in
-            try self.authorizeAdmin(request)
+            try self.authorizeAdmin(context)
             let namespace = try Self.adminNamespace(context)
             return try await self.store.withDatabase(namespace) { database in
                 let log = try database.log
@@ -117,7 +118,7 @@ extension Node {
         }
     }
 
-    static func adminNamespace(_ context: BasicRequestContext) throws -> Namespace {
+    static func adminNamespace(_ context: ServerRequestContext) throws -> Namespace {
         try Namespace(
             organization: context.parameters.get("org") ?? "", database: context.parameters.get("database") ?? "")
     }

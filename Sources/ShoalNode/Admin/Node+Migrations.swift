@@ -3,6 +3,7 @@ import Hummingbird
 import Logging
 import ShoalModel
 import ShoalSQLite
+import ShoalServerKit
 import ShoalTime
 import Synchronization
 
@@ -55,9 +56,9 @@ extension Node {
     /// `POST /v1/namespaces/{org}/{database}/migrate` (admin): applies what a database lacks of its
     /// group's migrations. 200 with the version, the migrations applied and the schema; 422 when
     /// one fails (those before it stay applied) or the database's record disagrees with the list.
-    func addMigrationRoute(_ routes: RouterGroup<BasicRequestContext>) {
+    func addMigrationRoute(_ routes: RouterGroup<ServerRequestContext>) {
         routes.post("migrate") { request, context in
-            try self.authorizeAdmin(request)
+            try self.authorizeAdmin(context)
             let namespace = try Self.adminNamespace(context)
             struct Body: Decodable {
                 let migrations: [TenantMigration]

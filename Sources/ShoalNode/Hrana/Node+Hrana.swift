@@ -4,9 +4,10 @@ import Hummingbird
 import ShoalModel
 import ShoalPool
 import ShoalSQLite
+import ShoalServerKit
 
 extension Node {
-    func addDatabaseRoutes(_ routes: some RouterMethods<BasicRequestContext>) {
+    func addDatabaseRoutes(_ routes: some RouterMethods<ServerRequestContext>) {
         routes.post("v1/execute") { request, context in try await self.v1Execute(request, context) }
         routes.post("v1/batch") { request, context in try await self.v1Batch(request, context) }
         for version in [2, 3] {
@@ -22,9 +23,9 @@ extension Node {
     }
 
     /// `POST /v1/execute`: one statement on a fresh connection.
-    func v1Execute(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    func v1Execute(_ request: Request, _ context: ServerRequestContext) async throws -> Response {
         let namespace = try self.namespace(request, context)
-        let access = try await authorize(request, namespace)
+        let access = try await authorize(context, namespace)
         let bytes = try await self.body(of: request)
         let body = try decode(Hrana.ExecuteRequest.self, from: bytes)
         return try await runOnce(
@@ -41,9 +42,9 @@ extension Node {
     }
 
     /// `POST /v1/batch`: a batch on a fresh connection.
-    func v1Batch(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    func v1Batch(_ request: Request, _ context: ServerRequestContext) async throws -> Response {
         let namespace = try self.namespace(request, context)
-        let access = try await authorize(request, namespace)
+        let access = try await authorize(context, namespace)
         let bytes = try await self.body(of: request)
         let body = try decode(Hrana.BatchRequest.self, from: bytes)
         return try await runOnce(
@@ -144,9 +145,9 @@ extension Node {
     }
 
     /// `POST /v3/cursor`: a batch on a stream, answered as newline-delimited JSON entries.
-    func cursor(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    func cursor(_ request: Request, _ context: ServerRequestContext) async throws -> Response {
         let namespace = try self.namespace(request, context)
-        let grant = try await self.grant(request, namespace)
+        let grant = try await self.grant(context, namespace)
         let access = grant.access
         let bytes = try await self.body(of: request)
         let body = try decode(Hrana.CursorRequest.self, from: bytes)
@@ -242,9 +243,9 @@ extension Node {
         try await writer.finish(nil)
     }
 
-    func pipeline(_ request: Request, _ context: BasicRequestContext, version: Int) async throws -> Response {
+    func pipeline(_ request: Request, _ context: ServerRequestContext, version: Int) async throws -> Response {
         let namespace = try self.namespace(request, context)
-        let grant = try await self.grant(request, namespace)
+        let grant = try await self.grant(context, namespace)
         let bytes = try await self.body(of: request)
         return try await pipeline(
             namespace, grant: grant, authorization: request.headers[.authorization], body: bytes, version: version)

@@ -597,7 +597,12 @@ struct SocketTarget: Sendable {
         case .named(let namespace): return namespace
         case .organization(let organization): return try node.namespaceFromToken(token, organization: organization)
         case .invalid(let message): throw NodeError.invalidName(message)
-        case .unnamed: throw Node.noNamespace
+        case .unnamed:
+            // As over HTTP: a token the node cannot verify is refused as such before the hint.
+            if case .tokens(let verifier, _) = node.configuration.authentication {
+                _ = try verifier.verify(token ?? "")
+            }
+            throw Node.noNamespace
         }
     }
 }

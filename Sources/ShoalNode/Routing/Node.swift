@@ -61,8 +61,9 @@ public final class Node: Sendable {
     }()
 
     /// The node's routes.
-    public func router() -> Router<BasicRequestContext> {
-        let router = Router()
+    public func router() -> Router<ServerRequestContext> {
+        let router = Router(context: ServerRequestContext.self)
+        router.add(middleware: BearerTokenParsing())
         router.add(
             middleware: RequestMetricsMiddleware(
                 metrics.server, classify: { NodeMetrics.Route(path: $0.uri.path).rawValue },
@@ -117,7 +118,7 @@ public final class Node: Sendable {
     /// under `configuration.connectionLimits`; `onRunning` gets the port once the server listens.
     public func application(
         host: String, port: Int, onRunning: @escaping @Sendable (Int) -> Void = { _ in }
-    ) -> Application<RouterResponder<BasicRequestContext>> {
+    ) -> Application<RouterResponder<ServerRequestContext>> {
         let limits = configuration.connectionLimits
         return Application(
             router: router(),
@@ -171,12 +172,12 @@ public final class Node: Sendable {
 
     /// The database a request is for: the `/db/{org}/{database}` prefix, then `x-namespace`
     /// (`org/database`), then the first label of `Host` (`{database}-{org}.…`).
-    func namespace(_ request: Request, _ context: BasicRequestContext) throws -> Namespace {
+    func namespace(_ request: Request, _ context: ServerRequestContext) throws -> Namespace {
         if let organization = context.parameters.get("org") {
             if let database = context.parameters.get("database") {
                 return try Namespace(organization: organization, database: database)
             }
-            return try namespaceFromToken(request, organization: organization)
+            return try namespaceFromToken(context.bearerToken, organization: organization)
         }
         if let namespace = try Self.namespace(headers: request.headers, authority: request.head.authority) {
             return namespace
@@ -184,7 +185,7 @@ public final class Node: Sendable {
         // No database named: a token the node cannot verify is refused as such first (401), so
         // what the request lacks is told in the order a client must fix it.
         if case .tokens(let verifier, _) = configuration.authentication {
-            _ = try verifier.verify(BearerToken.token(in: request) ?? "")
+            _ = try verifier.verify(context.bearerToken ?? "")
         }
         throw Self.noNamespace
     }
@@ -211,10 +212,6 @@ public final class Node: Sendable {
 
     /// `/db/{org}/v1/…`: libsql-client drops the last path segment of a base URL without a trailing
     /// slash, so the database comes from the token's `id` claim (verified by `authorize` later).
-    func namespaceFromToken(_ request: Request, organization: String) throws -> Namespace {
-        try namespaceFromToken(BearerToken.token(in: request), organization: organization)
-    }
-
     /// The database a token's `id` claim names in `organization` (verified by `grant` later).
     func namespaceFromToken(_ token: String?, organization: String) throws -> Namespace {
         let hint =
@@ -237,13 +234,13 @@ public final class Node: Sendable {
 
     /// What the request's bearer token allows on `namespace`. The database's group (for `gid`
     /// tokens) comes from its stored settings.
-    func authorize(_ request: Request, _ namespace: Namespace) async throws -> Access {
-        try await grant(request, namespace).access
+    func authorize(_ context: ServerRequestContext, _ namespace: Namespace) async throws -> Access {
+        try await grant(context, namespace).access
     }
 
-    func grant(_ request: Request, _ namespace: Namespace) async throws -> Grant {
+    func grant(_ context: ServerRequestContext, _ namespace: Namespace) async throws -> Grant {
         try await grant(
-            token: BearerToken.token(in: request), namespace,
+            token: context.bearerToken, namespace,
             missing: "send the database's token as Authorization: Bearer <token>")
     }
 
@@ -290,12 +287,12 @@ public final class Node: Sendable {
     }
 
     /// Checks the admin token (the admin API is off when tokens are on but no admin token is set).
-    func authorizeAdmin(_ request: Request) throws {
+    func authorizeAdmin(_ context: ServerRequestContext) throws {
         guard case .tokens(_, let adminToken) = configuration.authentication else { return }
         guard let adminToken else {
             throw NodeError.forbidden("the admin API is off on this node; start it with an admin token")
         }
-        let given = Array((BearerToken.token(in: request) ?? "").utf8)
+        let given = Array((context.bearerToken ?? "").utf8)
         let expected = Array(adminToken.utf8)
         var difference = given.count ^ expected.count
         for index in 0..<min(given.count, expected.count) {

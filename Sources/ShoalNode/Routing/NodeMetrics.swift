@@ -144,7 +144,7 @@ final class NodeMetrics: Sendable {
 /// Requests for which the node has no route are logged (a client speaking a protocol or version
 /// the node does not serve shows up in the log, not only as its own error).
 enum UnroutedRequests {
-    static func log(_ request: Request, _ context: BasicRequestContext) {
+    static func log(_ request: Request, _ context: ServerRequestContext) {
         let metadata: Logger.Metadata = [
             "http.method": "\(request.method)", "url.path": "\(request.uri.path.prefix(200))",
             "user_agent.original": "\(request.headers[.userAgent]?.prefix(200) ?? "")",

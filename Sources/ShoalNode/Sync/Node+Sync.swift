@@ -2,14 +2,15 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import ShoalReplication
+import ShoalServerKit
 import Synchronization
 
 extension Node {
     /// The sync protocol of libSQL's embedded replicas, served from the primary log.
-    func addSyncRoutes(_ routes: some RouterMethods<BasicRequestContext>) {
+    func addSyncRoutes(_ routes: some RouterMethods<ServerRequestContext>) {
         routes.get("info") { request, context in
             let namespace = try self.namespace(request, context)
-            let grant = try await self.grant(request, namespace)
+            let grant = try await self.grant(context, namespace)
             return try await self.store.withDatabase(namespace) { database in
                 try Self.refuseIfBlocked(database)
                 try self.checkRegion(grant, database)
@@ -25,7 +26,7 @@ extension Node {
         }
         routes.get("export/:generation") { request, context in
             let namespace = try self.namespace(request, context)
-            let grant = try await self.grant(request, namespace)
+            let grant = try await self.grant(context, namespace)
             let generation = try Self.number(context, "generation")
             return try await self.store.withDatabase(namespace) { database in
                 try Self.refuseIfBlocked(database)
@@ -68,7 +69,7 @@ extension Node {
         }
         routes.get("sync/:generation/:start/:end") { request, context in
             let namespace = try self.namespace(request, context)
-            let grant = try await self.grant(request, namespace)
+            let grant = try await self.grant(context, namespace)
             let generation = try Self.number(context, "generation")
             let start = try Self.number(context, "start")
             let end = try Self.number(context, "end")
@@ -182,7 +183,7 @@ extension Node {
         }
     }
 
-    static func number(_ context: BasicRequestContext, _ name: String) throws -> UInt64 {
+    static func number(_ context: ServerRequestContext, _ name: String) throws -> UInt64 {
         guard let text = context.parameters.get(name), let value = UInt64(text) else {
             throw NodeError.badRequest("\(name) must be a non-negative integer")
         }

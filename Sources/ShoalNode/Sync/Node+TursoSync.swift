@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import NIOCore
 import ShoalReplication
+import ShoalServerKit
 import SwiftProtobuf
 import Synchronization
 
@@ -17,15 +18,15 @@ extension Node {
     /// bytes; partial-sync selectors are refused anyway).
     static let pullUpdatesMaxRequestBytes = 64 * 1024
 
-    func addTursoSyncRoutes(_ routes: some RouterMethods<BasicRequestContext>) {
+    func addTursoSyncRoutes(_ routes: some RouterMethods<ServerRequestContext>) {
         routes.post("pull-updates") { request, context in
             try await self.pullUpdates(request, context)
         }
     }
 
-    func pullUpdates(_ request: Request, _ context: BasicRequestContext) async throws -> Response {
+    func pullUpdates(_ request: Request, _ context: ServerRequestContext) async throws -> Response {
         let namespace = try self.namespace(request, context)
-        let grant = try await self.grant(request, namespace)
+        let grant = try await self.grant(context, namespace)
         let pull = try await Self.pullRequest(request)
         let since = pull.clientRevision.isEmpty ? nil : TursoRevision(pull.clientRevision)
         let wait = min(Int(pull.longPollTimeoutMs), Self.pullUpdatesLongPollCap)
