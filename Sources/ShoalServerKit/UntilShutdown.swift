@@ -1,3 +1,4 @@
+import Logging
 import ServiceLifecycle
 
 /// Work that runs for the life of a process (a loop that ends when its task is cancelled: a
@@ -18,5 +19,22 @@ public struct UntilShutdown: Service, CustomStringConvertible {
     /// Runs the work; returns once it has ended.
     public func run() async {
         await cancelWhenGracefulShutdown { await work() }
+    }
+}
+
+extension ServiceGroupConfiguration {
+    /// How long a graceful shutdown may take before the group cancels what is still running (open
+    /// long-polls and streams included): a stuck request never keeps a stopping process alive.
+    public static let shoalGracefulShutdownLimit: Duration = .seconds(30)
+
+    /// The group of `shoal node`, `shoal control` and `shoal dev`: SIGTERM and SIGINT start a
+    /// graceful shutdown (services stop in reverse order), escalated to cancellation after
+    /// `shoalGracefulShutdownLimit`.
+    public static func shoal(services: [any Service], logger: Logger) -> ServiceGroupConfiguration {
+        var configuration = ServiceGroupConfiguration(
+            services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0) },
+            gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [], logger: logger)
+        configuration.maximumGracefulShutdownDuration = shoalGracefulShutdownLimit
+        return configuration
     }
 }

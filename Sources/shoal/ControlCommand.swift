@@ -118,12 +118,12 @@ struct ControlCommand: AsyncParsableCommand {
             // SIGINT the group stops the server first (its requests finish), then these loops; then
             // the catalog closes.
             let group = ServiceGroup(
-                services: [
-                    UntilShutdown("deletion and settings retries") { await control.retryDeletions() },
-                    UntilShutdown("schema rollouts") { await control.runRollouts() },
-                    server.server,
-                ],
-                gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+                configuration: .shoal(
+                    services: [
+                        UntilShutdown("deletion and settings retries") { await control.retryDeletions() },
+                        UntilShutdown("schema rollouts") { await control.runRollouts() },
+                        server.server,
+                    ], logger: logger))
             try await group.run()
         }
     }

@@ -98,10 +98,7 @@ struct DevCommand: AsyncParsableCommand {
             servers.append(server.server)
             nodes.append((location, node, server.port, nodeAdmin))
         }
-        let group = ServiceGroup(
-            configuration: .init(
-                services: servers.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
+        let group = ServiceGroup(configuration: .shoal(services: servers, logger: logger))
         do {
             try await serve(
                 group: group, servers: servers, control: controlServer.port, nodes: nodes, catalog: catalog,

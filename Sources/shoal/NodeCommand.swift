@@ -310,9 +310,7 @@ struct NodeCommand: AsyncParsableCommand {
                 })
         }
         services.append(server.server)
-        let group = ServiceGroup(
-            services: services, gracefulShutdownSignals: [.sigterm, .sigint], cancellationSignals: [],
-            logger: logger)
+        let group = ServiceGroup(configuration: .shoal(services: services, logger: logger))
         do {
             try await group.run()
         } catch {
