@@ -137,7 +137,7 @@ let package = Package(
         .testTarget(
             name: "ShoalClientTests",
             dependencies: [
-                "ShoalClient", "ShoalNode", "ShoalSQLite", "ShoalHTTP", "ShoalTestSupport",
+                "ShoalClient", "ShoalNode", "ShoalSQLite", "ShoalHTTP", "ShoalTestSupport", "ShoalNodeTestSupport",
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -182,7 +182,7 @@ let package = Package(
         .testTarget(
             name: "ShoalNodeTests",
             dependencies: [
-                "ShoalNode", "ShoalTestSupport", "ShoalModel", "ShoalReplication", "ShoalSQLite", "ShoalHTTP",
+                "ShoalNode", "ShoalTestSupport", "ShoalNodeTestSupport", "ShoalModel", "ShoalReplication", "ShoalSQLite", "ShoalHTTP",
                 "ShoalClient",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Hummingbird", package: "hummingbird"),
@@ -263,6 +263,18 @@ let package = Package(
             name: "ShoalTestSupport",
             dependencies: ["ShoalReplication"],
             path: "Tests/ShoalTestSupport"
+        ),
+
+        // A real node on a loopback port for one test, and the logs it wrote (node, client and
+        // control-plane tests).
+        .target(
+            name: "ShoalNodeTestSupport",
+            dependencies: [
+                "ShoalNode", "ShoalHTTP", "ShoalTestSupport",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/ShoalNodeTestSupport"
         ),
 
         // The built `shoal` binary, run as users run it.

@@ -4,7 +4,9 @@ import Logging
 import ShoalClient
 import ShoalHTTP
 import ShoalNode
+import ShoalNodeTestSupport
 import ShoalSQLite
+import ShoalTestSupport
 import Testing
 
 /// Runs a real node on a loopback port for one test.
@@ -14,36 +16,22 @@ func withNode(
     try await withLiveNode(configure) { url, directory, _ in try await body(url, directory) }
 }
 
-/// Runs a real node on a loopback port for one test, handing the test the node as well (to run its
-/// upkeep, `maintain()`, when the test says).
+/// Runs a real node on a loopback port for one test (`LiveNode`, creating databases on first use),
+/// handing the test its URL, a directory of the test's own for client files, and the node (to run
+/// its upkeep, `maintain()`, when the test says).
 func withLiveNode(
     _ configure: (inout NodeConfiguration) -> Void = { _ in },
     _ body: @Sendable (String, String, Node) async throws -> Void
 ) async throws {
-    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shoal-client-\(UUID().uuidString)")
-        .path
-    defer { try? FileManager.default.removeItem(atPath: directory) }
-    var configuration = NodeConfiguration(dataDirectory: directory + "/node", createOnFirstUse: true)
-    configure(&configuration)
-    var logger = Logger(label: "shoal.client.test")
-    logger.logLevel = .error
-    let node = try Node(configuration: configuration, logger: logger)
-    let (ports, continuation) = AsyncStream.makeStream(of: Int.self)
-    let app = node.application(host: "127.0.0.1", port: 0) { continuation.yield($0) }
-    try await withThrowingTaskGroup(of: Void.self) { group in
-        group.addTask { try await app.run() }
-        var iterator = ports.makeAsyncIterator()
-        let port = await iterator.next() ?? 0
-        do {
-            try await body("http://127.0.0.1:\(port)", directory, node)
-        } catch {
-            group.cancelAll()
-            await node.shutdown()
-            throw error
-        }
-        group.cancelAll()
-        await node.shutdown()
+    let scratch = try TemporaryDirectory()
+    let directory = scratch.path
+    try await LiveNode.with({ configuration in
+        configuration.createOnFirstUse = true
+        configure(&configuration)
+    }) { live in
+        try await body(live.url, directory, live.node)
     }
+    withExtendedLifetime(scratch) {}
 }
 
 @Suite(.timeLimit(.minutes(2))) struct ClientTests {

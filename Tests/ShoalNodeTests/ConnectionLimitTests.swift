@@ -1,6 +1,7 @@
 import Foundation
 import ShoalHTTP
 import ShoalNode
+import ShoalNodeTestSupport
 import ShoalTestSupport
 import Testing
 

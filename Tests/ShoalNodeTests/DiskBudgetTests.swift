@@ -1,5 +1,6 @@
 import Foundation
 import ShoalModel
+import ShoalNodeTestSupport
 import ShoalReplication
 import ShoalSQLite
 import Testing

@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import ShoalModel
+import ShoalNodeTestSupport
 import Testing
 
 @testable import ShoalNode

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import ShoalNodeTestSupport
 import Testing
 
 @testable import ShoalNode

@@ -3,6 +3,7 @@ import HTTPTypes
 import HummingbirdWSClient
 import Logging
 import ShoalModel
+import ShoalNodeTestSupport
 import ShoalTestSupport
 import Synchronization
 import Testing

@@ -1,5 +1,6 @@
 import Foundation
 import ShoalClient
+import ShoalNodeTestSupport
 import ShoalTestSupport
 import Testing
 

@@ -2,6 +2,7 @@ import Foundation
 import Hummingbird
 import Logging
 import ShoalModel
+import ShoalNodeTestSupport
 
 /// A stand-in for a server the node talks to (a control plane, a JWKS host): `router` served on a
 /// free loopback port for the length of `body`, which gets its base URL.

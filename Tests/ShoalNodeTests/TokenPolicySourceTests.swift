@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import ShoalModel
+import ShoalNodeTestSupport
 import Synchronization
 import Testing
 

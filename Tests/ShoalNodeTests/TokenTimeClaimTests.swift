@@ -1,4 +1,5 @@
 import Foundation
+import ShoalNodeTestSupport
 import Testing
 
 @testable import ShoalNode

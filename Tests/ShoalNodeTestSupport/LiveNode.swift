@@ -3,23 +3,27 @@ import Hummingbird
 import Logging
 import ShoalHTTP
 import ShoalNode
+import ShoalTestSupport
 import Synchronization
 
 /// A real node on a loopback port chosen by the kernel, for one test.
-struct LiveNode {
-    let url: String
-    let node: Node
-    let dataDirectory: String
+public struct LiveNode: Sendable {
+    /// The node's URL (`http://127.0.0.1:PORT`).
+    public let url: String
+    /// The node.
+    public let node: Node
+    /// Its data directory (removed after the test).
+    public let dataDirectory: String
 
     /// Starts a node, runs `body` against it, then shuts it down; with `logs`, what the node logs
     /// at notice and above is kept there.
-    static func with(
+    public static func with(
         logs: CapturedLogs? = nil, _ configure: (inout NodeConfiguration) -> Void = { _ in },
         _ body: @Sendable (LiveNode) async throws -> Void
     ) async throws {
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("shoal-node-tests-\(UUID().uuidString)").path
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scratch = try TemporaryDirectory()
+        let directory = scratch.path
+        defer { withExtendedLifetime(scratch) {} }
         var configuration = NodeConfiguration(dataDirectory: directory)
         configure(&configuration)
         var logger = Logger(label: "shoal.node.test")
@@ -69,7 +73,7 @@ struct LiveNode {
 
     /// Sends a request; returns the status, the body and the headers (names lowercased). A call
     /// not answered within `timeout` throws.
-    func request(
+    public func request(
         _ method: String, _ path: String, body: String? = nil, headers: [String: String] = [:],
         timeout: Duration = .seconds(30)
     ) async throws -> (status: Int, body: String, headers: [String: String]) {
@@ -78,7 +82,7 @@ struct LiveNode {
         return (status, String(decoding: data, as: UTF8.self), headers)
     }
 
-    func requestData(
+    public func requestData(
         _ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:],
         timeout: Duration = .seconds(30)
     ) async throws -> (status: Int, body: Data, headers: [String: String]) {
@@ -89,7 +93,7 @@ struct LiveNode {
     }
 
     /// Posts a pipeline and decodes the JSON answer.
-    func pipeline(
+    public func pipeline(
         _ database: String, _ json: String, version: Int = 3
     ) async throws -> (status: Int, json: [String: Any]) {
         let (status, body, _) = try await request("POST", "/db/\(database)/v\(version)/pipeline", body: json)
@@ -105,36 +109,50 @@ final class TeardownState: Sendable {
     let watch = Mutex<Task<Void, Never>?>(nil)
 }
 
-struct NodeTestError: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+/// A node test's failure, with what went wrong.
+public struct NodeTestError: Error, CustomStringConvertible {
+    /// What went wrong.
+    public let description: String
+    /// An error saying `description`.
+    public init(_ description: String) { self.description = description }
 }
 
 extension Dictionary where Key == String, Value == Any {
     /// The results array of a pipeline answer.
-    var results: [[String: Any]] { self["results"] as? [[String: Any]] ?? [] }
+    public var results: [[String: Any]] { self["results"] as? [[String: Any]] ?? [] }
     /// The baton of a pipeline answer.
-    var baton: String? { self["baton"] as? String }
+    public var baton: String? { self["baton"] as? String }
 }
 
 /// Log lines a node wrote, kept for a test to read: each message with its metadata.
-final class CapturedLogs: Sendable {
+public final class CapturedLogs: Sendable {
+    /// Nothing logged yet.
+    public init() {}
+
     private let lines = Mutex<[(message: String, metadata: [String: String])]>([])
 
     /// What was logged so far.
-    var entries: [(message: String, metadata: [String: String])] { lines.withLock { $0 } }
+    public var entries: [(message: String, metadata: [String: String])] { lines.withLock { $0 } }
 
-    struct Handler: LogHandler {
+    /// A log handler that keeps what it is given in `logs`.
+    public struct Handler: LogHandler {
         let logs: CapturedLogs
-        var metadata: Logger.Metadata = [:]
-        var logLevel: Logger.Level = .notice
+        /// Metadata of the logger.
+        public var metadata: Logger.Metadata = [:]
+        /// The level.
+        public var logLevel: Logger.Level = .notice
 
-        subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        /// A handler keeping lines in `logs`.
+        public init(logs: CapturedLogs) { self.logs = logs }
+
+        /// Metadata by key.
+        public subscript(metadataKey key: String) -> Logger.Metadata.Value? {
             get { metadata[key] }
             set { metadata[key] = newValue }
         }
 
-        func log(event: LogEvent) {
+        /// Keeps the line.
+        public func log(event: LogEvent) {
             var all = metadata.mapValues { "\($0)" }
             for (key, value) in event.metadata ?? [:] { all[key] = "\(value)" }
             let entry = (message: "\(event.message)", metadata: all)
