@@ -280,7 +280,7 @@ let package = Package(
         // The built `shoal` binary, run as users run it.
         .testTarget(
             name: "ShoalCLITests",
-            dependencies: ["ShoalHTTP", "ShoalClient", "ShoalSQLite"]
+            dependencies: ["ShoalHTTP", "ShoalClient", "ShoalSQLite", "ShoalTestSupport"]
         ),
 
         // Benchmarks: release-build executables that print one JSON object per line.

@@ -1,5 +1,6 @@
 import Foundation
 import ShoalHTTP
+import ShoalTestSupport
 import Synchronization
 import Testing
 
@@ -14,16 +15,7 @@ enum ShoalBinary {
 }
 
 /// A temporary directory removed when the value goes away.
-final class Scratch: Sendable {
-    let path: String
-
-    init() throws {
-        path = FileManager.default.temporaryDirectory.appendingPathComponent("shoal-cli-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
-    }
-
-    deinit { try? FileManager.default.removeItem(atPath: path) }
-}
+typealias Scratch = TemporaryDirectory
 
 /// A running `shoal` process with its combined output collected.
 final class ShoalProcess: Sendable {

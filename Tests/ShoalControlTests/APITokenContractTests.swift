@@ -4,6 +4,7 @@ import Logging
 import ShoalControl
 import ShoalMigrations
 import ShoalModel
+import ShoalTestSupport
 import Testing
 
 /// Organizations' API tokens: listed without secrets, expiring, revoked at once, created only by the
@@ -279,9 +280,9 @@ struct APITokenContractTests {
 
     @Test(arguments: CatalogBackend.allCases)
     func upgradeKeepsEarlierTokensWorkingButUnableToCreateTokens(_ backend: CatalogBackend) async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shoal-tokens-\(UUID())").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scratch = try TemporaryDirectory()
+        let directory = scratch.path
+        defer { withExtendedLifetime(scratch) {} }
         let schema = "k_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(12)
         let store = try backend.makeStore(directory: directory, schema: String(schema))
         try await store.whileRunning {

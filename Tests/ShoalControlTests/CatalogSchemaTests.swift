@@ -1,6 +1,7 @@
 import Foundation
 import ShoalControl
 import ShoalMigrations
+import ShoalTestSupport
 import Testing
 
 /// Migrations and the API document stay in step with the code.
@@ -23,9 +24,9 @@ struct CatalogSchemaTests {
 
     @Test(arguments: CatalogBackend.allCases)
     func migratingTwiceChangesNothing(_ backend: CatalogBackend) async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shoal-migrate-\(UUID())").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scratch = try TemporaryDirectory()
+        let directory = scratch.path
+        defer { withExtendedLifetime(scratch) {} }
         let schema = "m_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(12)
         let store = try backend.makeStore(directory: directory, schema: String(schema))
         try await store.whileRunning {
@@ -62,9 +63,9 @@ struct CatalogSchemaTests {
     func upgradeFromVersionOneCountsExistingSizeLimitsAsTheOperatorsAndRepairsUnusableOnes(
         _ backend: CatalogBackend
     ) async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shoal-upgrade-\(UUID())").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scratch = try TemporaryDirectory()
+        let directory = scratch.path
+        defer { withExtendedLifetime(scratch) {} }
         let schema = "u_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(12)
         let store = try backend.makeStore(directory: directory, schema: String(schema))
         try await store.whileRunning {

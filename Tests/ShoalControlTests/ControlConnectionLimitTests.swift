@@ -13,10 +13,9 @@ struct ControlConnectionLimitTests {
 
     /// Runs `body` with the port of a control plane over a fresh SQLite catalog under `limits`.
     static func withControlPlane(_ limits: ConnectionLimits, _ body: (Int) async throws -> Void) async throws {
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("shoal-control-limits-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scratch = try TemporaryDirectory()
+        let directory = scratch.path
+        defer { withExtendedLifetime(scratch) {} }
         let store = try SQLiteCatalogStore(path: directory + "/catalog.db")
         do {
             try await store.migrate()

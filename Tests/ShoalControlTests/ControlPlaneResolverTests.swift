@@ -1,16 +1,13 @@
 import Foundation
 import ShoalClient
 import ShoalSQLite
+import ShoalTestSupport
 import Testing
 
 /// `TenantPool` over the control plane: tenants resolved through the Platform API, signup on first
 /// use, region rules, and tokens refreshed in open replicas.
 @Suite("Tenant pool over the control plane", .serialized, .timeLimit(.minutes(5)))
 struct ControlPlaneResolverTests {
-    static func scratch() -> String {
-        FileManager.default.temporaryDirectory.appendingPathComponent("shoal-resolver-\(UUID().uuidString)").path
-    }
-
     @Test func expiredTokenIsReplacedInTheOpenReplicaWithoutReopeningIt() async throws {
         // No clock leeway at the node, so the six-second token lapses after six seconds.
         try await LiveCluster.with(.sqlite, tokenLeeway: 0) { cluster in
@@ -29,8 +26,9 @@ struct ControlPlaneResolverTests {
                 client: client,
                 configuration: .init(
                     organization: "acme", location: "ams", tokenLifetime: .seconds(6), refreshMargin: .zero))
-            let directory = Self.scratch()
-            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let scratch = try TemporaryDirectory()
+            let directory = scratch.path
+            defer { withExtendedLifetime(scratch) {} }
             let pool = TenantPool(
                 configuration: .init(directory: directory, capacity: 10, location: "ams"), controlPlane: resolver)
             let first = try await pool.withDatabase("tenant-1") { try $0.queryOne("SELECT count(*) FROM t")?[0] }
@@ -66,8 +64,9 @@ struct ControlPlaneResolverTests {
                 organization: "acme", group: "eu", location: "fra", rule: ["jurisdictions": ["eu"]])
             let client = PlatformClient(baseURL: URL(string: cluster.controlURL)!, token: cluster.adminToken)
             _ = try await client.createDatabase(organization: "acme", name: "gdpr", group: "eu")
-            let directory = Self.scratch()
-            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let scratch = try TemporaryDirectory()
+            let directory = scratch.path
+            defer { withExtendedLifetime(scratch) {} }
             let american = TenantPool(
                 configuration: .init(directory: directory + "/iad", location: "iad"),
                 controlPlane: ControlPlaneResolver(

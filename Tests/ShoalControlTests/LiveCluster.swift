@@ -6,6 +6,7 @@ import ShoalHTTP
 import ShoalModel
 import ShoalNode
 import ShoalServerKit
+import ShoalTestSupport
 import Synchronization
 import Testing
 
@@ -87,10 +88,9 @@ struct LiveCluster: Sendable {
         tokenLeeway: TimeInterval = TokenVerifier.defaultLeeway,
         _ body: @Sendable (LiveCluster) async throws -> Void
     ) async throws {
-        let directory = FileManager.default.temporaryDirectory
-            .appendingPathComponent("shoal-control-tests-\(UUID().uuidString)").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scratch = try TemporaryDirectory()
+        let directory = scratch.path
+        defer { withExtendedLifetime(scratch) {} }
         let schema = "t_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(16)
         let store = try backend.makeStore(directory: directory, schema: String(schema))
         let time = TestTime()

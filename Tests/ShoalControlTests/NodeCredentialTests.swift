@@ -1,6 +1,7 @@
 import Crypto
 import Foundation
 import ShoalModel
+import ShoalTestSupport
 import Testing
 
 @testable import ShoalControl
@@ -248,9 +249,9 @@ struct NodeCredentialTests {
 
     @Test(arguments: CatalogBackend.allCases)
     func startingSealsWhatAnEarlierVersionLeftInClearAndRefusesAnotherKey(_ backend: CatalogBackend) async throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shoal-seal-\(UUID())").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scratch = try TemporaryDirectory()
+        let directory = scratch.path
+        defer { withExtendedLifetime(scratch) {} }
         let schema = "s_" + UUID().uuidString.lowercased().replacingOccurrences(of: "-", with: "").prefix(12)
         let store = try backend.makeStore(directory: directory, schema: String(schema))
         try await store.whileRunning {
@@ -320,9 +321,9 @@ struct NodeCredentialTests {
     }
 
     @Test func sealingKeyFileIsCreatedOnceAndReadableByItsOwnerOnly() throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("shoal-key-\(UUID())").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scratch = try TemporaryDirectory()
+        let directory = scratch.path
+        defer { withExtendedLifetime(scratch) {} }
         let file = directory + "/sealing-key"
         #expect(throws: ControlError.self) { try SecretSealer.load(file: file, createIfMissing: false) }
         let (created, wasCreated) = try SecretSealer.load(file: file, createIfMissing: true)

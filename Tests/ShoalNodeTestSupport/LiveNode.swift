@@ -82,6 +82,7 @@ public struct LiveNode: Sendable {
         return (status, String(decoding: data, as: UTF8.self), headers)
     }
 
+    /// Sends a request; returns the status, the body as bytes and the headers.
     public func requestData(
         _ method: String, _ path: String, body: Data? = nil, headers: [String: String] = [:],
         timeout: Duration = .seconds(30)

@@ -1,6 +1,7 @@
 import Foundation
 import ShoalNodeTestSupport
 import ShoalSQLite
+import ShoalTestSupport
 import Testing
 
 @testable import ShoalNode
@@ -10,21 +11,19 @@ import Testing
 @Suite(.timeLimit(.minutes(2))) struct SandboxAllowListTests {
     /// A sandboxed connection on a fresh file, as a stream gets one.
     final class Sandboxed {
-        let directory: String
+        let scratch: TemporaryDirectory
         let connection: Connection
         let sandbox: Sandbox
 
         init(configuration: NodeConfiguration = NodeConfiguration(dataDirectory: "unused")) throws {
-            directory = NSTemporaryDirectory() + "shoal-sandbox-\(UUID().uuidString)"
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            connection = try Connection(path: directory + "/data.db")
+            scratch = try TemporaryDirectory()
+            connection = try Connection(path: scratch.file("data.db"))
             try connection.execute("PRAGMA journal_mode = wal")
             sandbox = try Sandbox.apply(to: connection, configuration: configuration)
         }
 
         deinit {
             try? connection.close()
-            try? FileManager.default.removeItem(atPath: directory)
         }
 
         /// The SQLite error of running `sql` to its end, or nil if it ran.
@@ -212,7 +211,7 @@ import Testing
 
     @Test func vacuumIntoIsRefusedInAnySpellingAndInnocentStatementsRun() throws {
         let db = try Sandboxed()
-        let target = db.directory + "/copy.db"
+        let target = db.scratch.file("copy.db")
         for sql in ["VACUUM INTO '\(target)'", "VACUUM/**/INTO '\(target)'", "vacuum main\ninto '\(target)'"] {
             #expect(db.failure(sql)?.code == .authorization, "\(sql) was allowed")
         }

@@ -1,4 +1,5 @@
 import Foundation
+import ShoalTestSupport
 import Testing
 
 @testable import ShoalSQLite
@@ -15,9 +16,9 @@ import Testing
 
     /// A connection to a fresh file in a directory of its own (removed when the test ends).
     static func withConnection(_ body: (Connection) throws -> Void) throws {
-        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("temp-budget-\(UUID())").path
-        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let scratch = try TemporaryDirectory()
+        let directory = scratch.path
+        defer { withExtendedLifetime(scratch) {} }
         let connection = try Connection(path: directory + "/data.db")
         defer { try? connection.close() }
         try body(connection)

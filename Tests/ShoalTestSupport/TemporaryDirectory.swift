@@ -1,7 +1,7 @@
 import Foundation
 
 /// A directory owned by one test, removed when the value is released.
-public final class TemporaryDirectory {
+public final class TemporaryDirectory: Sendable {
     /// Its path.
     public let path: String
 
