@@ -1,18 +1,11 @@
 import Foundation
+import ShoalTestSupport
 import Testing
 
 /// A schema rollout survives its control plane killed with SIGKILL: restarted, it finishes, and
 /// every database applied the migration exactly once.
 @Suite("Rollout across a control-plane crash", .serialized, .timeLimit(.minutes(5)))
 struct RolloutCrashTests {
-    static func waitUntil(_ what: String, limit: Duration, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + limit
-        while try await !condition() {
-            guard ContinuousClock.now < deadline else { throw CLITestError("\(what) did not happen within \(limit)") }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-    }
-
     @Test func aControlPlaneKilledMidRolloutResumesItAndNothingIsAppliedTwice() async throws {
         let directory = try Scratch()
         let count = 200
@@ -29,7 +22,7 @@ struct RolloutCrashTests {
             "--registration-token", registration,
         ])
         let nodeURL = try await node.waitForLine(prefix: "shoal node (ams) listening on ")
-        try await Self.waitUntil("the node's registration", limit: .seconds(30)) {
+        try await waitUntil("the node's registration", limit: .seconds(30), every: .milliseconds(100)) {
             let nodes = try await HTTP.send("GET", controlURL + "/v1/nodes", token: admin)
             return (nodes.json["nodes"] as? [[String: Any]])?.contains { $0["url"] as? String == nodeURL } == true
         }
@@ -66,7 +59,7 @@ struct RolloutCrashTests {
         let started = try await HTTP.send("POST", migrations + "/apply", json: ["concurrency": 1], token: admin)
         #expect(started.status == 200, "\(started.text)")
         var doneBeforeKill = 0
-        try await Self.waitUntil("a tenth of the rollout", limit: .seconds(120)) {
+        try await waitUntil("a tenth of the rollout", limit: .seconds(120), every: .milliseconds(100)) {
             let rollout = try await HTTP.send("GET", migrations + "/rollout", token: admin).json["rollout"]
             doneBeforeKill = (rollout as? [String: Any])?["done"] as? Int ?? 0
             return doneBeforeKill >= count / 10
@@ -79,7 +72,7 @@ struct RolloutCrashTests {
         control = try ShoalProcess(["control", "--data", directory.path + "/control", "--port", port])
         _ = try await control.waitForLine(prefix: "shoal control listening on ")
         var final: [String: Any] = [:]
-        try await Self.waitUntil("the rollout's end", limit: .seconds(180)) {
+        try await waitUntil("the rollout's end", limit: .seconds(180), every: .milliseconds(100)) {
             final =
                 (try await HTTP.send("GET", migrations + "/rollout", token: admin).json["rollout"] as? [String: Any])
                 ?? [:]

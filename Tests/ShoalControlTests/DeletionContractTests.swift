@@ -1,6 +1,7 @@
 import Foundation
 import ShoalControl
 import ShoalNode
+import ShoalTestSupport
 import Testing
 
 /// Deletion that means gone: a deleted database stops answering at once, even with a stream open;
@@ -20,17 +21,6 @@ struct DeletionContractTests {
 
     static func issueToken(_ cluster: LiveCluster) async throws -> String {
         try #require(try await cluster.call("POST", path + "/auth/tokens").json["jwt"] as? String)
-    }
-
-    /// Waits until `condition` holds, for at most `limit`.
-    static func waitUntil(
-        _ what: String, limit: Duration = .seconds(30), _ condition: () async throws -> Bool
-    ) async throws {
-        let deadline = ContinuousClock.now + limit
-        while try await !condition() {
-            guard ContinuousClock.now < deadline else { throw ClusterError("\(what) did not happen within \(limit)") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
     }
 
     @Test(arguments: CatalogBackend.allCases)
@@ -176,7 +166,7 @@ struct DeletionContractTests {
                     "UPDATE nodes SET url = $1 WHERE url = $2", [.text(nodeURL), .text(unreachable)])
             }
             cluster.time.advance(seconds: 30)
-            try await Self.waitUntil("the retried delete") {
+            try await waitUntil("the retried delete") {
                 try await cluster.catalog.pendingDeletionCount(databaseID: id) == 0
             }
             #expect(!cluster.nodes["fra"]!.node.store.exists(namespace))

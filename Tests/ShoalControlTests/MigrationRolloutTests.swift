@@ -3,6 +3,7 @@ import Logging
 import ShoalControl
 import ShoalHTTP
 import ShoalModel
+import ShoalTestSupport
 import Synchronization
 import Testing
 
@@ -11,17 +12,6 @@ import Testing
 @Suite("Tenant schema rollouts", .serialized, .timeLimit(.minutes(10)))
 struct MigrationRolloutTests {
     static let migrations = "/v1/organizations/acme/groups/default/migrations"
-
-    /// Waits until `condition` holds, for at most `limit`.
-    static func waitUntil(
-        _ what: String, limit: Duration = .seconds(120), _ condition: () async throws -> Bool
-    ) async throws {
-        let deadline = ContinuousClock.now + limit
-        while try await !condition() {
-            guard ContinuousClock.now < deadline else { throw ClusterError("\(what) did not happen within \(limit)") }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-    }
 
     /// Creates `count` databases `db-0…` in the group, eight at a time.
     static func createDatabases(_ cluster: LiveCluster, _ names: [String]) async throws {
@@ -61,7 +51,7 @@ struct MigrationRolloutTests {
 
     static func waitFor(_ cluster: LiveCluster, _ states: Set<String>) async throws -> [String: Any] {
         var last: [String: Any] = [:]
-        try await waitUntil("the rollout reaching \(states.sorted())") {
+        try await waitUntil("the rollout reaching \(states.sorted())", limit: .seconds(120)) {
             last = try await rollout(cluster)
             return states.contains(last["state"] as? String ?? "")
         }
@@ -137,7 +127,9 @@ struct MigrationRolloutTests {
                     }
                 }
                 // One full round of writes first, so every database is written to during the rollout.
-                try await Self.waitUntil("a first round of writes") { written.withLock { $0.allSatisfy { $0 > 0 } } }
+                try await waitUntil("a first round of writes", limit: .seconds(120)) {
+                    written.withLock { $0.allSatisfy { $0 > 0 } }
+                }
                 let added = try await Self.addMigration(
                     cluster, "0002_tag", "ALTER TABLE items ADD COLUMN tag TEXT; CREATE INDEX items_tag ON items (tag);"
                 )
@@ -289,7 +281,7 @@ struct MigrationRolloutTests {
             let database = try await cluster.call("GET", "/v1/organizations/acme/databases/mid-1").json["database"]
             #expect((database as? [String: Any])?["schema_version"] as? Int == 1)
             // The one migrated on opening reaches the catalog with its node's next heartbeat.
-            try await Self.waitUntil("the late database's version in the catalog", limit: .seconds(30)) {
+            try await waitUntil("the late database's version in the catalog", limit: .seconds(30)) {
                 let late = try await cluster.call("GET", "/v1/organizations/acme/databases/late").json["database"]
                 return (late as? [String: Any])?["schema_version"] as? Int == 1
             }

@@ -2,6 +2,7 @@ import Foundation
 import ShoalControl
 import ShoalModel
 import ShoalNode
+import ShoalTestSupport
 import Testing
 
 /// A settings change is checked before it is stored and reaches every node that may hold the
@@ -81,7 +82,7 @@ struct SettingsPushContractTests {
             // The node is back; once the retry is due it gets the settings as the catalog holds them.
             try await Self.moveNode(cluster, from: unreachable, to: node.url)
             cluster.time.advance(seconds: 61)
-            try await DeletionContractTests.waitUntil("the retried settings push") {
+            try await waitUntil("the retried settings push") {
                 try await cluster.catalog.pendingSettingsPushCount(databaseID: id) == 0
             }
             let held = try await Self.nodeSettings(cluster)
@@ -113,7 +114,7 @@ struct SettingsPushContractTests {
             #expect(try await cluster.catalog.pendingDeletionCount(databaseID: id) == 1)
             try await Self.moveNode(cluster, from: unreachable, to: node.url)
             cluster.time.advance(seconds: 61)
-            try await DeletionContractTests.waitUntil("the retried delete") {
+            try await waitUntil("the retried delete") {
                 try await cluster.catalog.pendingDeletionCount(databaseID: id) == 0
             }
             #expect(try await cluster.catalog.pendingSettingsPushCount() == 0)

@@ -1,6 +1,7 @@
 import Foundation
 import ShoalControl
 import ShoalModel
+import ShoalTestSupport
 import Testing
 
 /// A plan's `storage_bytes` holds for a whole organization: nodes report what their primaries take
@@ -8,16 +9,6 @@ import Testing
 /// organization over its quota refuse writes (reads still work) until it is back within it.
 @Suite("Platform API: storage quota per organization", .serialized, .timeLimit(.minutes(5)))
 struct StorageQuotaContractTests {
-    /// Waits (up to 20 s, checking every 100 ms) until `condition` holds; throws `what` otherwise.
-    static func eventually(_ what: String, _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + .seconds(20)
-        while ContinuousClock.now < deadline {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(100))
-        }
-        throw ClusterError("not within 20 s: \(what)")
-    }
-
     static func storedBytes(_ cluster: LiveCluster, _ organization: String) async throws -> Int {
         let usage = try await cluster.call("GET", "/v1/organizations/\(organization)/usage")
         return try #require((usage.json["usage"] as? [String: Any])?["storage_bytes"] as? Int, "\(usage.text)")
@@ -54,13 +45,17 @@ struct StorageQuotaContractTests {
                     "INSERT INTO t VALUES (randomblob(600000))", at: urls[database]!.url, token: urls[database]!.jwt)
                 #expect(!wrote.pipelineFailed, "\(wrote.text)")
             }
-            try await Self.eventually("the nodes report over 1 MB for organization full") {
+            try await waitUntil(
+                "the nodes report over 1 MB for organization full", limit: .seconds(20), every: .milliseconds(100)
+            ) {
                 try await Self.storedBytes(cluster, "full") > 1_000_000
             }
 
             // The next write is refused with a message that names the quota; reads still work.
             var refusal = ""
-            try await Self.eventually("a write of organization full is refused") {
+            try await waitUntil(
+                "a write of organization full is refused", limit: .seconds(20), every: .milliseconds(100)
+            ) {
                 let answer = try await LiveCluster.execute(
                     "INSERT INTO t VALUES (1)", at: urls["a"]!.url, token: urls["a"]!.jwt)
                 let error = (answer.json["results"] as? [[String: Any]])?.first?["error"] as? [String: Any]
@@ -106,7 +101,7 @@ struct StorageQuotaContractTests {
             // Deleting a database brings the organization back within its quota: writes work again.
             #expect(try await cluster.call("DELETE", "/v1/organizations/full/databases/b").status == 200)
             #expect(try await Self.storedBytes(cluster, "full") < 1_000_000)
-            try await Self.eventually("organization full writes again") {
+            try await waitUntil("organization full writes again", limit: .seconds(20), every: .milliseconds(100)) {
                 !(try await LiveCluster.execute("INSERT INTO t VALUES (2)", at: urls["a"]!.url, token: urls["a"]!.jwt)
                     .pipelineFailed)
             }

@@ -32,16 +32,6 @@ import Testing
         return (header, Array(objects.dropFirst()))
     }
 
-    /// Waits (polling, bounded) until `condition` holds; whether it did within `timeout`.
-    static func eventually(within timeout: Duration, _ condition: () -> Bool) async throws -> Bool {
-        let deadline = ContinuousClock.now + timeout
-        while ContinuousClock.now < deadline {
-            if condition() { return true }
-            try await Task.sleep(for: .milliseconds(20))
-        }
-        return condition()
-    }
-
     @Test func aCursorLargerThanTheResponseCapAndTheNodesBudgetIsAnsweredWhole() async throws {
         // 20,000 rows, about 8 MB of JSON: eight times the per-request cap and the node's budget.
         // The request time limit is raised: a cursor must end within it, and a loaded machine
@@ -81,7 +71,9 @@ import Testing
                 "acme/big",
                 LockWaitTests.pipeline(baton: baton, [LockWaitTests.execute("SELECT 1"), #"{"type":"close"}"#]))
             #expect(LockWaitTests.errorCodes(next.json) == [nil, nil])
-            #expect(try await Self.eventually(within: .seconds(5)) { node.node.streams.admission.total == 0 })
+            try await waitUntil("no stream held", limit: .seconds(5), every: .milliseconds(20)) {
+                node.node.streams.admission.total == 0
+            }
         }
     }
 
@@ -165,7 +157,9 @@ import Testing
             // the stream with it. SQLite made the statement's changes at its first step and commits
             // them when it ends, read to the end or not (as on sqld), under the permit, which goes
             // back only then.
-            #expect(try await Self.eventually(within: .seconds(30)) { node.node.streams.admission.total == 0 })
+            try await waitUntil("no stream held", limit: .seconds(30), every: .milliseconds(20)) {
+                node.node.streams.admission.total == 0
+            }
             let count = try await node.request(
                 "POST", "/db/acme/rw/v1/execute", body: #"{"stmt":{"sql":"SELECT count(*) FROM t"}}"#)
             #expect(count.body.contains(#""value":"100000""#), "\(count.body)")
@@ -222,8 +216,9 @@ import Testing
             #expect(other.status == 200)
 
             // Unread past the write-stall timeout: the connection is closed and the stream goes.
-            let given = try await Self.eventually(within: .seconds(20)) { node.node.streams.admission.total == 0 }
-            #expect(given, "the stalled cursor's stream is still open")
+            try await waitUntil("the stalled cursor's stream closing", limit: .seconds(20), every: .milliseconds(20)) {
+                node.node.streams.admission.total == 0
+            }
             #expect(await stuck.closedByServer(within: .seconds(20)) != nil)
             let after = try await node.pipeline(
                 "acme/wide", LockWaitTests.pipeline(baton: baton, [LockWaitTests.execute("SELECT 1")]))

@@ -1,6 +1,7 @@
 import Foundation
 import ShoalNodeTestSupport
 import ShoalReplication
+import ShoalTestSupport
 import Testing
 
 @testable import ShoalNode
@@ -51,12 +52,6 @@ import Testing
             else { return false }
             return target.contains(marker) && target.hasSuffix("/data.db")
         }.count
-    }
-
-    /// Awaits `condition`, for at most 10 s.
-    static func eventually(_ condition: () -> Bool) async {
-        let deadline = ContinuousClock.now + .seconds(10)
-        while !condition() && ContinuousClock.now < deadline { await Task.yield() }
     }
 
     @Test func thousandParkedStreamsOfOneOrganizationDoNotDelayAnotherOrganizationsFirstRequest() async throws {
@@ -215,7 +210,9 @@ import Testing
             let frames = try await node.requestData("GET", "/db/acme/a/sync/1/1/1000")
             let next = UInt64(frames.body.count / WALFormat.frameSize) + 1
             async let polled = node.requestData("GET", "/db/acme/a/sync/1/\(next)/\(next + 100)?wait_ms=20000")
-            await Self.eventually { node.node.longPolls.total == 1 }
+            try await waitUntil("the long-poll parked", limit: .seconds(10), every: .milliseconds(1)) {
+                node.node.longPolls.total == 1
+            }
             #expect(node.node.longPolls.total == 1)
 
             let clock = ContinuousClock()
@@ -245,7 +242,9 @@ import Testing
             let next = UInt64(frames.body.count / WALFormat.frameSize) + 1
             let path = "/db/acme/a/sync/1/\(next)/\(next + 100)"
             async let polled = node.requestData("GET", path + "?wait_ms=20000")
-            await Self.eventually { node.node.longPolls.total == 1 }
+            try await waitUntil("the long-poll parked", limit: .seconds(10), every: .milliseconds(1)) {
+                node.node.longPolls.total == 1
+            }
 
             let refused = try await node.request("GET", path + "?wait_ms=20000", timeout: .seconds(5))
             #expect(refused.status == 429)

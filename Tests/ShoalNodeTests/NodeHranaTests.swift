@@ -116,8 +116,8 @@ import Testing
                 #"{"baton":null,"requests":[{"type":"execute","stmt":{"sql":"CREATE TABLE t (x)"}},{"type":"execute","stmt":{"sql":"BEGIN"}},{"type":"execute","stmt":{"sql":"INSERT INTO t VALUES (1)"}}]}"#
             )
             let baton = try #require(opened.json.baton)
-            try await Task.sleep(for: .milliseconds(5))
-            await node.node.maintain()
+            // Upkeep a second later (the stream's idle timeout is 1 ms), without waiting for it.
+            await node.node.maintain(now: .now + .seconds(1))
             let expired = try await node.pipeline("acme/app", #"{"baton":"\#(baton)","requests":[]}"#)
             #expect(expired.status == 400)
             #expect(expired.json["code"] as? String == "STREAM_EXPIRED")

@@ -1,6 +1,7 @@
 import Foundation
 import ShoalClient
 import ShoalNodeTestSupport
+import ShoalReplication
 import ShoalTestSupport
 import Testing
 
@@ -40,6 +41,25 @@ struct ThreeNodes {
     }
 
     var all: [(String, LiveNode)] { [("fra", fra), ("ams", ams), ("lhr", lhr)] }
+
+    /// Waits, on the replicas' own position waiters (no polling), until every node has applied
+    /// what the primary (fra) has committed of `database` now; false if one did not within 30 s.
+    func waitUntilConverged(_ database: String) async throws -> Bool {
+        let namespace = try Namespace(database)
+        let target = try await fra.node.store.pool.withLease(namespace) { hosted -> ReplicationPosition? in
+            if case .primary(let log) = hosted.role { return log.position }
+            return nil
+        }
+        guard let target else { throw NodeTestError("fra does not hold the primary of \(database)") }
+        for (_, node) in all where node.url != fra.url {
+            let applied = try await node.node.store.pool.withLease(namespace) { hosted -> Bool in
+                guard case .replica(let copy) = hosted.role else { return false }
+                return await copy.waitUntilApplied(target, timeout: .seconds(30))
+            }
+            if !applied { return false }
+        }
+        return true
+    }
 
     /// Creates `acme/name` on the primary and as a replica of it on the two others.
     func create(_ name: String) async throws {
@@ -105,14 +125,9 @@ struct ReplicaNodeTests {
                 #expect(try await node.scalar("acme/shop", "SELECT count(*) FROM t WHERE node = '\(name)'") == "1")
             }
             // Every node converges on all three rows (replicas follow with long-polls).
+            #expect(try await nodes.waitUntilConverged("acme/shop"))
             for (name, node) in nodes.all {
-                var count: String?
-                for _ in 0..<200 {
-                    count = try await node.scalar("acme/shop", "SELECT count(*) FROM t")
-                    if count == "3" { break }
-                    try await Task.sleep(for: .milliseconds(10))
-                }
-                #expect(count == "3", "node \(name) did not converge")
+                #expect(try await node.scalar("acme/shop", "SELECT count(*) FROM t") == "3", "node \(name)")
             }
         }
     }

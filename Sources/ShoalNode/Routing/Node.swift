@@ -135,8 +135,9 @@ public final class Node: Sendable {
     }
 
     /// Closes expired streams and idle databases; call it periodically (see `runMaintenance`).
-    public func maintain() async {
-        for stream in streams.expire() {
+    /// `now` is the instant streams are judged idle at (tests move it forward instead of waiting).
+    public func maintain(now: ContinuousClock.Instant = .now) async {
+        for stream in streams.expire(now: now) {
             await close(stream)
         }
         await store.evictIdle()
