@@ -1,5 +1,6 @@
 import Foundation
 import ShoalNodeTestSupport
+import ShoalTestSupport
 import ShoalReplication
 import ShoalSQLite
 import Testing
@@ -39,7 +40,10 @@ import Testing
             let info = try await node.requestData("GET", "/db/acme/app/sync/1/1/1000")
             let next = UInt64(info.body.count / WALFormat.frameSize) + 1
             async let polled = node.requestData("GET", "/db/acme/app/sync/1/\(next)/\(next + 100)?wait_ms=20000")
-            try await Task.sleep(for: .milliseconds(50))
+            // The commit comes once the poll is parked on the node (its count says so).
+            try await waitUntil("the long-poll parked", limit: .seconds(10), every: .milliseconds(1)) {
+                node.node.longPolls.total == 1
+            }
             let clock = ContinuousClock()
             let start = clock.now
             _ = try await node.request(
