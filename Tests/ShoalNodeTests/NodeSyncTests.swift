@@ -1,8 +1,8 @@
 import Foundation
 import ShoalNodeTestSupport
-import ShoalTestSupport
 import ShoalReplication
 import ShoalSQLite
+import ShoalTestSupport
 import Testing
 
 @testable import ShoalNode
