@@ -46,8 +46,9 @@ public final class TenantPool: Sendable {
         /// Where the pool logs: failed opens, and each sync round that had failures (a summary, not
         /// a line per tenant).
         public var logger: Logger
-        /// Where the pool's metrics go (swift-metrics, named `shoal_pool_*`); nil: the process's
-        /// `MetricsSystem`.
+        /// Where the pool's metrics go (swift-metrics, named `shoal_pool_*`, without labels); nil:
+        /// the process's `MetricsSystem`. Two pools in one process need a factory each, or their
+        /// gauges overwrite each other.
         public var metricsFactory: (any MetricsFactory)?
 
         /// A configuration.
@@ -326,9 +327,10 @@ public final class TenantPool: Sendable {
         }
     }
 
-    /// Closes every replica.
+    /// Closes every replica; the event sequences end after the last close.
     public func close() async {
         await pool.close()
+        subscribers.finish()
     }
 }
 
@@ -431,22 +433,47 @@ final class PoolInstruments: Sendable {
 
 /// The readers of `TenantPool.events()`.
 final class EventSubscribers: Sendable {
-    private let continuations = Mutex<[UInt64: AsyncStream<TenantPool.Event>.Continuation]>([:])
-    private let next = Atomic<UInt64>(0)
+    private struct State {
+        var readers: [UInt64: AsyncStream<TenantPool.Event>.Continuation] = [:]
+        var next: UInt64 = 0
+        var finished = false
+    }
+
+    private let state = Mutex(State())
 
     func subscribe() -> AsyncStream<TenantPool.Event> {
-        let id = next.add(1, ordering: .relaxed).newValue
         let (stream, continuation) = AsyncStream.makeStream(
             of: TenantPool.Event.self, bufferingPolicy: .bufferingNewest(1024))
-        continuation.onTermination = { [weak self] _ in
-            _ = self?.continuations.withLock { $0.removeValue(forKey: id) }
+        let id: UInt64? = state.withLock { state in
+            guard !state.finished else { return nil }
+            state.next += 1
+            state.readers[state.next] = continuation
+            return state.next
         }
-        continuations.withLock { $0[id] = continuation }
+        guard let id else {
+            continuation.finish()
+            return stream
+        }
+        continuation.onTermination = { [weak self] _ in
+            _ = self?.state.withLock { $0.readers.removeValue(forKey: id) }
+        }
         return stream
     }
 
+    /// Ends every sequence; later ones end at once.
+    func finish() {
+        let readers = state.withLock { state in
+            defer {
+                state.readers = [:]
+                state.finished = true
+            }
+            return Array(state.readers.values)
+        }
+        for reader in readers { reader.finish() }
+    }
+
     func send(_ event: TenantPool.Event) {
-        let readers = continuations.withLock { Array($0.values) }
+        let readers = state.withLock { Array($0.readers.values) }
         for reader in readers { reader.yield(event) }
     }
 }

@@ -24,10 +24,27 @@ public final class PostgresCatalogStore: CatalogStore {
         var closed = false
         /// Transactions running now.
         var transactions = 0
-        /// `close()` waiting for them.
-        var drainWaiters: [CheckedContinuation<Void, Never>] = []
-        /// Transactions waiting for `run()` to begin.
-        var startWaiters: [CheckedContinuation<Void, Never>] = []
+        /// Callers waiting for `run()` to begin (`.start`) or for running transactions to end
+        /// (`.drain`), by id; ids whose wait ended before they registered.
+        var waiters: [Wait: [UInt64: CheckedContinuation<Void, Never>]] = [:]
+        var expired: Set<UInt64> = []
+        var nextWaitID: UInt64 = 0
+
+        func isReady(_ wait: Wait) -> Bool {
+            switch wait {
+            case .start: started
+            case .drain: transactions == 0
+            }
+        }
+
+        /// Takes every waiter of `wait` (to resume them).
+        mutating func takeAll(_ wait: Wait) -> [CheckedContinuation<Void, Never>] {
+            Array((waiters.removeValue(forKey: wait) ?? [:]).values)
+        }
+    }
+
+    private enum Wait: Hashable, Sendable {
+        case start, drain
     }
     private let schema: String?
 
@@ -65,11 +82,8 @@ public final class PostgresCatalogStore: CatalogStore {
     /// Runs the connection pool until the task is cancelled or a graceful shutdown.
     public func run() async {
         let (first, waiting) = activity.withLock { activity in
-            defer {
-                activity.started = true
-                activity.startWaiters = []
-            }
-            return (!activity.started, activity.startWaiters)
+            defer { activity.started = true }
+            return (!activity.started, activity.takeAll(.start))
         }
         for waiter in waiting { waiter.resume() }
         guard first else {
@@ -86,19 +100,8 @@ public final class PostgresCatalogStore: CatalogStore {
         // A transaction after `close()` would wait forever for a connection from the stopped pool.
         if !activity.withLock({ $0.started }) {
             // `run()` is usually starting beside this (a child task of the same group).
-            let started = await Self.signalled(within: .seconds(10)) { continuation in
-                self.activity.withLock { activity in
-                    if activity.started { return true }
-                    activity.startWaiters.append(continuation)
-                    return false
-                }
-            } giveUp: {
-                self.activity.withLock { activity in
-                    defer { activity.startWaiters = [] }
-                    return activity.startWaiters
-                }
-            }
-            guard started, activity.withLock({ $0.started }) else {
+            let started = await wait(for: .start, within: .seconds(10))
+            guard started else {
                 throw CatalogStoreError.backend(
                     "the PostgreSQL catalog is not running: run the store in a ServiceGroup or use whileRunning")
             }
@@ -181,9 +184,7 @@ public final class PostgresCatalogStore: CatalogStore {
     private func transactionEnded() {
         let drained = activity.withLock { activity -> [CheckedContinuation<Void, Never>] in
             activity.transactions -= 1
-            guard activity.transactions == 0 else { return [] }
-            defer { activity.drainWaiters = [] }
-            return activity.drainWaiters
+            return activity.transactions == 0 ? activity.takeAll(.drain) : []
         }
         for waiter in drained { waiter.resume() }
     }
@@ -192,46 +193,52 @@ public final class PostgresCatalogStore: CatalogStore {
     /// asked a stopped pool for a connection would wait forever, and with it the server request that
     /// ran it); running ones get up to 10 seconds to finish. The pool stops with `run()`.
     public func close() async {
-        let drained = await Self.signalled(within: .seconds(10)) { continuation in
-            self.activity.withLock { activity in
-                activity.closed = true
-                if activity.transactions == 0 { return true }
-                activity.drainWaiters.append(continuation)
-                return false
-            }
-        } giveUp: {
-            self.activity.withLock { activity in
-                defer { activity.drainWaiters = [] }
-                return activity.drainWaiters
-            }
+        activity.withLock { $0.closed = true }
+        if !(await wait(for: .drain, within: .seconds(10))) {
+            logger.error("catalog.postgres.close_timeout: transactions still ran after 10 s; closing")
         }
-        if !drained { logger.error("catalog.postgres.close_timeout: transactions still ran after 10 s; closing") }
     }
 
-    /// Waits until a continuation `register` kept is resumed (true; `register` returns true when
-    /// there is nothing to wait for), or `limit` passes: then the continuations `giveUp` hands back
-    /// are resumed, and the answer is false.
-    private static func signalled(
-        within limit: Duration, register: @escaping @Sendable (CheckedContinuation<Void, Never>) -> Bool,
-        giveUp: @escaping @Sendable () -> [CheckedContinuation<Void, Never>]
-    ) async -> Bool {
-        await withTaskGroup(of: Bool.self) { group in
+    /// Waits until `wait` is ready (true), or `limit` passes or the caller is cancelled (false).
+    /// Only this caller's own wait is given up; the others go on.
+    private func wait(for wait: Wait, within limit: Duration) async -> Bool {
+        let id = activity.withLock { activity -> UInt64 in
+            activity.nextWaitID += 1
+            return activity.nextWaitID
+        }
+        let settled = await withTaskGroup(of: Bool.self) { group in
             group.addTask {
                 await withCheckedContinuation { continuation in
-                    if register(continuation) { continuation.resume() }
+                    let now = self.activity.withLock { activity -> Bool in
+                        if activity.expired.remove(id) != nil || activity.isReady(wait) { return true }
+                        activity.waiters[wait, default: [:]][id] = continuation
+                        return false
+                    }
+                    if now { continuation.resume() }
                 }
                 return true
             }
             group.addTask {
-                guard await CancellableSleep.sleep(for: limit) else { return true }
-                let waiters = giveUp()
-                for waiter in waiters { waiter.resume() }
-                return waiters.isEmpty
+                // Time is up (or the caller was cancelled): give up this wait, if it still waits.
+                await CancellableSleep.sleep(for: limit)
+                let own = self.activity.withLock { activity -> CheckedContinuation<Void, Never>? in
+                    if let own = activity.waiters[wait]?.removeValue(forKey: id) { return own }
+                    activity.expired.insert(id)
+                    return nil
+                }
+                own?.resume()
+                return own == nil
             }
-            let first = await group.next() ?? true
-            group.cancelAll()
-            let second = await group.next() ?? true
-            return first && second
+            var settled = true
+            for await outcome in group {
+                settled = settled && outcome
+                group.cancelAll()
+            }
+            return settled
+        }
+        return activity.withLock { activity in
+            activity.expired.remove(id)
+            return settled && activity.isReady(wait)
         }
     }
 

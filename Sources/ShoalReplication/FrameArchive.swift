@@ -169,13 +169,9 @@ public struct ArchivingSource: FrameSource {
         }
     }
 
-    /// Reads frames and keeps them.
+    /// Reads frames; they are kept once the replicator has verified them (give `store` to its
+    /// `onVerifiedFrames`), so the archive never holds a frame the replica refused.
     public func frames(generation: UInt64, start: UInt64, maxFrames: Int, wait: Duration?) async throws -> FrameRead {
-        let read = try await source.frames(generation: generation, start: start, maxFrames: maxFrames, wait: wait)
-        if case .frames(let chunk) = read {
-            let archive = self.archive
-            try await BlockingExecutor.shared.run { try archive.store(chunk) }
-        }
-        return read
+        try await source.frames(generation: generation, start: start, maxFrames: maxFrames, wait: wait)
     }
 }

@@ -1,4 +1,5 @@
-/// Checks that frames arriving at a replica are the primary's, unaltered: every frame carries the
+/// Checks that frames arriving at a replica were not corrupted on the way (an integrity check, not
+/// authentication: TLS and the token are what keep an attacker out): every frame carries the
 /// WAL's salts and a checksum that SQLite chains from the frame before it (over its header's first
 /// 8 bytes and its page), so a frame is verified against the one before. The chain's state is the
 /// last verified frame; without one (the first frame of a generation, or the first after the
@@ -17,9 +18,31 @@ struct FrameChain: Sendable, Equatable {
             && lhs.checksum == rhs.checksum && lhs.bigEndian == rhs.bigEndian
     }
 
+    /// A frame that breaks the chain: its index in the chunk, and what is wrong.
+    struct Break: Error {
+        let index: Int
+        let error: ReplicationError
+    }
+
+    /// Whether `chunk` continues `chain` (its first frame is checked against the chain).
+    static func continues(_ chain: FrameChain?, _ chunk: FrameChunk) -> Bool {
+        guard let chain else { return false }
+        return chain.generation == chunk.generation && chain.frame + 1 == chunk.firstFrame
+    }
+
     /// Verifies `chunk` against `chain` (the state after the frame before it, if known) and returns
-    /// the state after its last frame; throws `invalidFrames` at the first frame that breaks it.
-    static func verify(_ chunk: FrameChunk, after chain: FrameChain?) throws -> FrameChain {
+    /// the state after its last frame; throws `Break` at the first frame that breaks it.
+    static func verify(_ chunk: FrameChunk, after chain: FrameChain?) throws(Break) -> FrameChain {
+        do {
+            return try check(chunk, after: chain)
+        } catch let error as Break {
+            throw error
+        } catch {
+            throw Break(index: 0, error: .invalidFrames("\(error)"))
+        }
+    }
+
+    private static func check(_ chunk: FrameChunk, after chain: FrameChain?) throws -> FrameChain {
         try chunk.bytes.withUnsafeBytes { raw in
             func frame(_ index: Int) -> UnsafeRawBufferPointer {
                 UnsafeRawBufferPointer(
@@ -27,7 +50,7 @@ struct FrameChain: Sendable, Equatable {
             }
             var state: FrameChain
             var next = 0
-            if let chain, chain.generation == chunk.generation, chain.frame + 1 == chunk.firstFrame {
+            if let chain, continues(chain, chunk) {
                 state = chain
             } else {
                 let first = frame(0)
@@ -42,9 +65,11 @@ struct FrameChain: Sendable, Equatable {
                 let number = chunk.firstFrame + UInt64(next)
                 guard bytes.bigEndianUInt32(at: 8) == state.salts.0, bytes.bigEndianUInt32(at: 12) == state.salts.1
                 else {
-                    throw ReplicationError.invalidFrames(
-                        "frame \(number) of generation \(chunk.generation) belongs to another WAL (its salts differ); the source sent frames that are not its log's"
-                    )
+                    throw Break(
+                        index: next,
+                        error: .invalidFrames(
+                            "frame \(number) of generation \(chunk.generation) belongs to another WAL (its salts differ); the source sent frames that are not its log's"
+                        ))
                 }
                 let stored = (bytes.bigEndianUInt32(at: 16), bytes.bigEndianUInt32(at: 20))
                 let orders = state.bigEndian.map { [$0] } ?? [false, true]
@@ -54,9 +79,11 @@ struct FrameChain: Sendable, Equatable {
                         return sum == stored
                     })
                 else {
-                    throw ReplicationError.invalidFrames(
-                        "frame \(number) of generation \(chunk.generation) fails its checksum: it was altered on the way; nothing of it was applied"
-                    )
+                    throw Break(
+                        index: next,
+                        error: .invalidFrames(
+                            "frame \(number) of generation \(chunk.generation) fails its checksum: it was corrupted on the way; nothing of it was applied"
+                        ))
                 }
                 state.bigEndian = order
                 state.checksum = stored

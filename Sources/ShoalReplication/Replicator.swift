@@ -19,6 +19,9 @@ public final class Replicator: Sendable {
         /// Called when the replica moves past a generation (`generation`, its `lastFrame`), before
         /// anything of the next one is applied: the replica's file is then the next one's base.
         public var onGenerationEnd: (@Sendable (_ generation: UInt64, _ lastFrame: UInt64) throws -> Void)?
+        /// Called with every chunk of frames the source sent once its frames are verified, before
+        /// they are applied (a replica node archives them here, so it never keeps a refused frame).
+        public var onVerifiedFrames: (@Sendable (FrameChunk) throws -> Void)?
         /// Where applying, bootstrapping and `onGenerationEnd` run (file and SQLite work, never on
         /// Swift's cooperative pool).
         public var executor: BlockingExecutor
@@ -28,8 +31,10 @@ public final class Replicator: Sendable {
             framesPerRequest: Int = 1024, longPoll: Duration = .seconds(5), stagingDirectory: String? = nil,
             onPosition: (@Sendable (ReplicationPosition) -> Void)? = nil,
             onGenerationEnd: (@Sendable (_ generation: UInt64, _ lastFrame: UInt64) throws -> Void)? = nil,
+            onVerifiedFrames: (@Sendable (FrameChunk) throws -> Void)? = nil,
             executor: BlockingExecutor = .shared
         ) {
+            self.onVerifiedFrames = onVerifiedFrames
             self.executor = executor
             self.framesPerRequest = framesPerRequest
             self.longPoll = longPoll
@@ -111,7 +116,22 @@ public final class Replicator: Sendable {
             switch read {
             case .frames(let chunk):
                 result.bytesReceived += chunk.bytes.count
-                let verified = try FrameChain.verify(chunk, after: chain.withLock { $0 })
+                let before = chain.withLock { $0 }
+                let verified: FrameChain
+                do throws(FrameChain.Break) {
+                    verified = try FrameChain.verify(chunk, after: before)
+                } catch {
+                    // The frame after the replica's last one is not the one it built on: the
+                    // source's log diverged (a primary that lost its last commits, a restored
+                    // WAL). Retrying would fail for ever; start over from its base.
+                    guard error.index == 0, FrameChain.continues(before, chunk) else { throw error.error }
+                    try await bootstrap(&result)
+                    continue
+                }
+                try Task.checkCancellation()
+                if let onVerifiedFrames = configuration.onVerifiedFrames {
+                    try await configuration.executor.run { try onVerifiedFrames(chunk) }
+                }
                 let combined = try combine(chunk)
                 let replica = self.replica
                 let applied = try await configuration.executor.run { try replica.apply(combined) }

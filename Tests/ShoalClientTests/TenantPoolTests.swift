@@ -79,6 +79,14 @@ import Testing
             let count = try await pool.withDatabase("t3") { try $0.queryOne("SELECT count(*) FROM t")?[0] }
             #expect(count == .integer(2))
             await pool.close()
+            // Closing ends the event sequences: the two closes, then the end.
+            var closes = 0
+            while let event = await events.next() {
+                if case .closed = event { closes += 1 }
+            }
+            #expect(closes == 2)
+            // One asked for after the close ends at once.
+            for await event in pool.events() { Issue.record("an event after the close: \(event)") }
         }
     }
 

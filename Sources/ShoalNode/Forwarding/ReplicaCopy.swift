@@ -102,7 +102,8 @@ public final class ReplicaCopy: Sendable {
                 onPosition: { position in waiters.reached(position) },
                 onGenerationEnd: { generation, lastFrame in
                     try archive.advance(from: generation, lastFrame: lastFrame, replicaFile: replica.databasePath)
-                }))
+                },
+                onVerifiedFrames: { chunk in try archive.store(chunk) }))
     }
 
     /// The position readers see (nil before the first bootstrap).
@@ -310,7 +311,8 @@ final class PositionWaiters: Sendable {
 
 /// The node's replica followers, a service: every replica the node holds follows its primary in a
 /// child task of `run()`, so the follower's lifetime is the service's. A replica opened before the
-/// service runs waits for it; a closed replica ends its follower. Run by the node's `application`.
+/// service runs waits for it; a closed replica ends its follower. Run by the node's `application`
+/// (one application per node: once `run()` has ended, the node follows no replica again).
 public final class ReplicaFollowers: Service, Sendable {
     private let requests: AsyncStream<ReplicaCopy>
     private let continuation: AsyncStream<ReplicaCopy>.Continuation
