@@ -81,9 +81,7 @@ public struct ControlPlane: Sendable {
         let router = Router(context: ServerRequestContext.self)
         router.add(middleware: BearerTokenParsing())
         router.add(middleware: RequestMetricsMiddleware(metrics, classify: ControlMetrics.method))
-        router.get("health") { _, _ -> HTTPResponse.Status in .ok }
-        router.get("version") { _, _ in Self.version }
-        router.get("metrics") { _, _ in self.metrics.response() }
+        router.addProbes(version: Self.version, metrics: metrics)
         router.get("openapi.json") { _, _ in
             Response(
                 status: .ok, headers: [.contentType: "application/json"],

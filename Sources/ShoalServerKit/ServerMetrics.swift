@@ -131,3 +131,14 @@ extension PrometheusCollectorRegistry {
         makeValueHistogram(descriptor: Self.descriptor(name, help), buckets: buckets)
     }
 }
+
+extension Router where Context == ServerRequestContext {
+    /// The probes both servers answer without a token: `GET /health` (200, no body, for load
+    /// balancers and orchestrators), `GET /version` (`version` as text) and `GET /metrics`
+    /// (`metrics`; `update` sets the gauges read at scrape time first).
+    public func addProbes(version: String, metrics: ServerMetrics, update: @escaping @Sendable () -> Void = {}) {
+        get("health") { _, _ -> HTTPResponse.Status in .ok }
+        get("version") { _, _ in version }
+        get("metrics") { _, _ in metrics.response(update: update) }
+    }
+}

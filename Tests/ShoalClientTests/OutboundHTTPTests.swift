@@ -46,6 +46,22 @@ final class QuietServer: @unchecked Sendable {
         }
     }
 
+    /// Accepts one connection (on a dispatch thread), reads the request and keeps the connection
+    /// open without answering; returns once the request has arrived.
+    func acceptRequest() async {
+        await withCheckedContinuation { (arrived: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async { [self] in
+                let connection = accept(socket, nil, nil)
+                if connection >= 0 {
+                    accepted = connection
+                    var buffer = [UInt8](repeating: 0, count: 4096)
+                    _ = read(connection, &buffer, buffer.count)
+                }
+                arrived.resume()
+            }
+        }
+    }
+
     deinit {
         if accepted >= 0 { close(accepted) }
         close(socket)
@@ -83,7 +99,8 @@ struct OutboundHTTPTests {
         let server = try QuietServer()
         let call = HTTPCall("GET", URL(string: "http://127.0.0.1:\(server.port)/")!, timeout: .seconds(3600))
         let task = Task { try await OutboundHTTP.send(call) }
-        try await Task.sleep(for: .milliseconds(100))
+        // Cancelled once the request is in flight: the server has read it.
+        await server.acceptRequest()
         task.cancel()
         await #expect(throws: CancellationError.self) { _ = try await task.value }
         withExtendedLifetime(server) {}

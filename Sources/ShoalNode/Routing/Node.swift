@@ -68,21 +68,17 @@ public final class Node: Sendable {
             middleware: RequestMetricsMiddleware(
                 metrics.server, classify: { NodeMetrics.Route(path: $0.uri.path).rawValue },
                 onUnrouted: UnroutedRequests.log))
-        router.get("health") { _, _ -> HTTPResponse.Status in .ok }
-        router.get("metrics") { _, _ in
-            self.metrics.server.response {
-                let pool = self.store.pool.statistics
-                self.metrics.update(
-                    .init(
-                        databasesOpen: pool.open, streamsOpen: self.streams.count,
-                        streamsHeld: self.streams.admission.total, streamCap: self.configuration.streamLimits.perNode,
-                        longPollsHeld: self.longPolls.total, longPollCap: self.configuration.longPollLimits.perNode,
-                        sqliteThreads: self.configuration.executor.threadCount,
-                        sqliteQueued: self.configuration.executor.queuedCount),
-                    opens: pool.opens, evictions: pool.evictions)
-            }
+        router.addProbes(version: Self.version, metrics: metrics.server) {
+            let pool = self.store.pool.statistics
+            self.metrics.update(
+                .init(
+                    databasesOpen: pool.open, streamsOpen: self.streams.count,
+                    streamsHeld: self.streams.admission.total, streamCap: self.configuration.streamLimits.perNode,
+                    longPollsHeld: self.longPolls.total, longPollCap: self.configuration.longPollLimits.perNode,
+                    sqliteThreads: self.configuration.executor.threadCount,
+                    sqliteQueued: self.configuration.executor.queuedCount),
+                opens: pool.opens, evictions: pool.evictions)
         }
-        router.get("version") { _, _ in Self.version }
         // Clients probe the version at the root and under a database's path prefix alike.
         for probe in ["v1", "v2", "v3"] {
             for path in [probe, "db/:org/:database/\(probe)"] {
