@@ -51,6 +51,32 @@ struct Apply: ParsableCommand {
                 bench: "apply", metric: "frames_per_second_batch_\(batch)", value: Double(applied) / seconds,
                 unit: "frames/s", baseline: Double(pagesWritten) / raw, baselineName: "raw_pwrite_pages_per_second"
             ).print()
+            if batch == 100 {
+                // What the replicator's check of every frame (salts, chained checksum) costs, over
+                // the same frames, beside the apply of them.
+                var chunks: [FrameChunk] = []
+                var next: UInt64 = 1
+                while case .frames(let chunk) = try fixture.log.readFrames(generation: 1, start: next, maxFrames: batch)
+                {
+                    chunks.append(chunk)
+                    next = chunk.lastFrame + 1
+                }
+                var chain: FrameChain?
+                var checked = 0
+                let checkStart = shoal_bench_now_ns()
+                for chunk in chunks {
+                    chain = try FrameChain.verify(chunk, after: chain)
+                    checked += chunk.count
+                }
+                let checkSeconds = Double(shoal_bench_now_ns() - checkStart) / 1e9
+                guard UInt64(checked) == fixture.log.committedFrames else {
+                    throw ValidationError("checked \(checked) of \(fixture.log.committedFrames) frames")
+                }
+                BenchResult(
+                    bench: "apply", metric: "frame_check_frames_per_second", value: Double(checked) / checkSeconds,
+                    unit: "frames/s", baseline: Double(applied) / seconds, baselineName: "frames_per_second_batch_100"
+                ).print()
+            }
         }
     }
 

@@ -4,7 +4,7 @@
 /// 8 bytes and its page), so a frame is verified against the one before. The chain's state is the
 /// last verified frame; without one (the first frame of a generation, or the first after the
 /// replicator started or bootstrapped) the first frame of a chunk seeds it unverified.
-struct FrameChain: Sendable, Equatable {
+public struct FrameChain: Sendable, Equatable {
     /// The generation and number of the frame the state is after.
     var generation: UInt64
     var frame: UInt64
@@ -13,15 +13,18 @@ struct FrameChain: Sendable, Equatable {
     /// The byte order of the checksums, once a pair of frames has shown it.
     var bigEndian: Bool?
 
-    static func == (lhs: FrameChain, rhs: FrameChain) -> Bool {
+    /// Chains are equal when they stand after the same frame with the same checksum state.
+    public static func == (lhs: FrameChain, rhs: FrameChain) -> Bool {
         lhs.generation == rhs.generation && lhs.frame == rhs.frame && lhs.salts == rhs.salts
             && lhs.checksum == rhs.checksum && lhs.bigEndian == rhs.bigEndian
     }
 
     /// A frame that breaks the chain: its index in the chunk, and what is wrong.
-    struct Break: Error {
-        let index: Int
-        let error: ReplicationError
+    public struct Break: Error {
+        /// The frame's index in the chunk.
+        public let index: Int
+        /// What is wrong with it.
+        public let error: ReplicationError
     }
 
     /// Whether `chunk` continues `chain` (its first frame is checked against the chain).
@@ -32,7 +35,7 @@ struct FrameChain: Sendable, Equatable {
 
     /// Verifies `chunk` against `chain` (the state after the frame before it, if known) and returns
     /// the state after its last frame; throws `Break` at the first frame that breaks it.
-    static func verify(_ chunk: FrameChunk, after chain: FrameChain?) throws(Break) -> FrameChain {
+    public static func verify(_ chunk: FrameChunk, after chain: FrameChain?) throws(Break) -> FrameChain {
         do {
             return try check(chunk, after: chain)
         } catch let error as Break {
