@@ -124,6 +124,22 @@ let package = Package(
             dependencies: ["ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalTime", "ShoalHTTP"]
         ),
 
+        // Layer 3: backups: each primary's frames and commit times shipped to an object store (a
+        // directory or S3), restores to any committed point.
+        .target(
+            name: "ShoalBackup",
+            dependencies: [
+                "ShoalReplication", "ShoalSQLite", "ShoalHTTP", "ShoalTime",
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .testTarget(
+            name: "ShoalBackupTests",
+            dependencies: ["ShoalBackup", "ShoalReplication", "ShoalSQLite", "ShoalTestSupport"]
+        ),
+
         // Layer 4: the client library (no HTTP server stack).
         .target(
             name: "ShoalClient",
@@ -261,7 +277,7 @@ let package = Package(
         // temporary directories, a scriptable frame source, Prometheus samples, a seeded generator).
         .target(
             name: "ShoalTestSupport",
-            dependencies: ["ShoalReplication"],
+            dependencies: ["ShoalReplication", "ShoalSQLite"],
             path: "Tests/ShoalTestSupport"
         ),
 

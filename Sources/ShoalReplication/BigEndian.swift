@@ -1,7 +1,8 @@
 /// Reading and writing big-endian and little-endian integers in byte buffers.
 extension UnsafeRawBufferPointer {
+    /// The big-endian 32-bit integer at `offset`.
     @inline(__always)
-    func bigEndianUInt32(at offset: Int) -> UInt32 {
+    public func bigEndianUInt32(at offset: Int) -> UInt32 {
         UInt32(self[offset]) << 24 | UInt32(self[offset + 1]) << 16 | UInt32(self[offset + 2]) << 8
             | UInt32(self[offset + 3])
     }

@@ -36,7 +36,7 @@ public final class PosixFile: @unchecked Sendable {
     }
 
     /// The size in bytes of the file at `path`.
-    static func size(of path: String) throws -> Int64 {
+    public static func size(of path: String) throws -> Int64 {
         var status = stat()
         guard stat(path, &status) == 0 else {
             throw ReplicationError.io("stat of \(path) failed: \(String(cString: strerror(errno)))")
@@ -67,7 +67,7 @@ public final class PosixFile: @unchecked Sendable {
     }
 
     /// Writes all of `bytes` at `offset`.
-    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
+    public func write(_ bytes: UnsafeRawBufferPointer, at offset: Int64) throws {
         var done = 0
         while done < bytes.count {
             let count = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
@@ -85,7 +85,7 @@ public final class PosixFile: @unchecked Sendable {
     }
 
     /// Flushes data (not necessarily metadata) to stable storage.
-    func syncData() throws {
+    public func syncData() throws {
         guard fdatasync(descriptor) == 0 else {
             throw ReplicationError.io("fdatasync of \(path) failed: \(String(cString: strerror(errno)))")
         }
@@ -135,7 +135,7 @@ public enum FileSystem {
     }
 
     /// Renames atomically, then syncs the directory so the rename survives a crash.
-    static func rename(_ from: String, to: String, syncing directory: String) throws {
+    public static func rename(_ from: String, to: String, syncing directory: String) throws {
         guard Glibc.rename(from, to) == 0 else {
             throw ReplicationError.io("cannot rename \(from) to \(to): \(String(cString: strerror(errno)))")
         }
@@ -155,7 +155,7 @@ public enum FileSystem {
     }
 
     /// Removes a file; succeeds if it does not exist.
-    static func remove(_ path: String) throws {
+    public static func remove(_ path: String) throws {
         if unlink(path) != 0 && errno != ENOENT {
             throw ReplicationError.io("cannot remove \(path): \(String(cString: strerror(errno)))")
         }
@@ -173,7 +173,7 @@ public enum FileSystem {
     }
 
     /// The names in a directory (without `.` and `..`).
-    static func list(_ path: String) throws -> [String] {
+    public static func list(_ path: String) throws -> [String] {
         guard let directory = opendir(path) else {
             throw ReplicationError.io("cannot list \(path): \(String(cString: strerror(errno)))")
         }

@@ -90,6 +90,7 @@ extension PrimaryLog {
     /// Records G+1 once G's frames are archived and checkpointed, then prunes old archives.
     private func finishRoll(from generation: UInt64) throws {
         try PrimaryMeta(generation: generation + 1).save(directory: directory)
+        clock.closeFile()
         state.reset(generation: generation + 1, committed: 0)
         try pruneArchives(current: generation + 1)
     }
@@ -112,7 +113,9 @@ extension PrimaryLog {
                 try finishRoll(from: generation)
             }
             _ = try connection.queryOne("SELECT count(*) FROM sqlite_schema")
-            state.reset(generation: state.snapshot().generation, committed: try scanWAL())
+            let committed = try scanWAL()
+            try clock.repair(generation: state.snapshot().generation, committed: committed)
+            state.reset(generation: state.snapshot().generation, committed: committed)
         }
     }
 
@@ -128,6 +131,7 @@ extension PrimaryLog {
                     (try? FileManager.default.attributesOfItem(atPath: path)[.modificationDate] as? Date) ?? now
                 if now.timeIntervalSince(modified) >= configuration.retention.inSeconds {
                     try FileSystem.remove(path)
+                    try FileSystem.remove(clock.path(generation))
                     continue
                 }
             }
@@ -140,6 +144,7 @@ extension PrimaryLog {
             let path = archivePath(generation)
             usage.archives -= (try? PosixFile.size(of: path)) ?? 0
             try FileSystem.remove(path)
+            try FileSystem.remove(clock.path(generation))
         }
     }
 

@@ -73,6 +73,8 @@ public final class PrimaryLog: Sendable {
     public let configuration: Configuration
     let state: LogState
     let gate = Gate()
+    /// Where each commit's time is recorded (`generations/G.commits`).
+    let clock: CommitClock
     /// The log's own connection: used at open and by rolls (with the gate exclusive).
     let control: Guarded<Connection?>
     /// A read-only descriptor on `data.db-wal` (which carries no POSIX locks), opened on first use.
@@ -96,8 +98,10 @@ public final class PrimaryLog: Sendable {
         }
         let meta = try PrimaryMeta.load(directory: directory) ?? PrimaryMeta(generation: 1)
         self.state = LogState(generation: meta.generation)
+        self.clock = CommitClock(generationsDirectory: directory + "/generations")
         let connection = try Self.openConnection(
-            path: directory + "/data.db", configuration: configuration, state: state, readOnly: false)
+            path: directory + "/data.db", configuration: configuration, state: state, clock: clock,
+            readOnly: false)
         try Self.prepareDatabase(connection)
         self.control = Guarded(connection)
         if !PosixFile.exists(directory + "/meta.json") {
@@ -119,7 +123,7 @@ public final class PrimaryLog: Sendable {
     }
 
     private static func openConnection(
-        path: String, configuration: Configuration, state: LogState, readOnly: Bool
+        path: String, configuration: Configuration, state: LogState, clock: CommitClock, readOnly: Bool
     ) throws -> Connection {
         let settings = Connection.Configuration(
             flags: readOnly ? [.readOnly, .noMutex] : [.readWrite, .create, .noMutex],
@@ -127,7 +131,11 @@ public final class PrimaryLog: Sendable {
             prepare: { connection in
                 try connection.setConfig(.noCheckpointOnClose, true)
                 // The WAL hook replaces automatic checkpoints: nothing checkpoints within a generation.
-                try connection.setWALHook { _, frames in state.noteCommitted(frames: UInt64(frames)) }
+                try connection.setWALHook { _, frames in
+                    // A write permit is held: the generation cannot change under the commit.
+                    clock.record(generation: state.snapshot().generation, frame: UInt64(frames))
+                    state.noteCommitted(frames: UInt64(frames))
+                }
                 try connection.execute("PRAGMA synchronous = \(configuration.synchronousFull ? "FULL" : "NORMAL")")
             })
         return try Connection(path: path, configuration: settings)
@@ -138,7 +146,7 @@ public final class PrimaryLog: Sendable {
     public func makeConnection(readOnly: Bool = false) throws -> Connection {
         try ensureOpen()
         return try Self.openConnection(
-            path: databasePath, configuration: configuration, state: state, readOnly: readOnly)
+            path: databasePath, configuration: configuration, state: state, clock: clock, readOnly: readOnly)
     }
 
     /// Closes the log's own connection and descriptors. Connections made by `makeConnection()` are
@@ -152,6 +160,7 @@ public final class PrimaryLog: Sendable {
             connection = nil
         }
         wal.withLock { $0 = nil }
+        clock.closeFile()
     }
 
     func ensureOpen() throws {
@@ -170,6 +179,13 @@ public final class PrimaryLog: Sendable {
     public var position: ReplicationPosition {
         let snapshot = state.snapshot()
         return ReplicationPosition(generation: snapshot.generation, frame: snapshot.committed)
+    }
+
+    /// The recorded commits of `generation` that end after `frame`, in frame order, for the current
+    /// generation and for archived ones (empty once an archive is pruned). A commit whose record
+    /// was lost is missing: take the next one's time.
+    public func commitTimes(generation: UInt64, after frame: UInt64 = 0) throws -> [CommitTime] {
+        try clock.read(generation: generation, after: frame)
     }
 
     // MARK: Writing

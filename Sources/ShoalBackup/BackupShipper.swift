@@ -1,0 +1,421 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import ShoalReplication
+import ShoalSQLite
+import ShoalTime
+import Synchronization
+
+/// Gives the shipper a database's primary log, opening it if it is closed.
+public protocol BackupSource: Sendable {
+    /// Runs `body` with the primary log of database `id`; nil when `id` is no longer a primary here
+    /// (deleted, or moved away), which ends its shipping.
+    func withPrimaryLog<T: Sendable>(_ id: String, _ body: @Sendable (PrimaryLog) async throws -> T) async throws -> T?
+}
+
+/// Ships every primary's frames of one node, in order and with their commit times, to an object
+/// store (see `BackupKey` for the objects).
+///
+/// A commit only marks its database pending (`noteCommit`: a set insertion, and on the first
+/// commit since the last shipment an empty marker file, so a restart knows what was not shipped).
+/// A round starts when something is pending, waits `batchDelay` for more commits to gather, then
+/// ships each pending database: one object per database per round (more only past
+/// `maxFramesPerSegment`), its base once, and a new snapshot of a generation's base whenever the
+/// frames shipped since the last snapshot outweigh it, so a restore reads at most about twice the
+/// database. An idle database costs no request at all. A store that fails delays shipping (rounds
+/// back off up to `maxRetryDelay`), never a write.
+public final class BackupShipper: Service, Sendable {
+    /// How the shipper behaves.
+    public struct Configuration: Sendable {
+        /// How long commits gather before a round ships them.
+        public var batchDelay: Duration
+        /// The most frames in one object.
+        public var maxFramesPerSegment: Int
+        /// Databases shipped at once.
+        public var concurrency: Int
+        /// The first wait after a failed round; it doubles up to `maxRetryDelay`.
+        public var retryDelay: Duration
+        /// The longest wait between failed rounds.
+        public var maxRetryDelay: Duration
+
+        /// Defaults: rounds 1 s apart, 1,024 frames (4 MiB) an object, 8 databases at once, retries
+        /// from 1 s to 30 s.
+        public init(
+            batchDelay: Duration = .seconds(1), maxFramesPerSegment: Int = 1024, concurrency: Int = 8,
+            retryDelay: Duration = .seconds(1), maxRetryDelay: Duration = .seconds(30)
+        ) {
+            self.batchDelay = batchDelay
+            self.maxFramesPerSegment = maxFramesPerSegment
+            self.concurrency = concurrency
+            self.retryDelay = retryDelay
+            self.maxRetryDelay = maxRetryDelay
+        }
+    }
+
+    /// What the shipper did so far and holds now (for metrics and the stats endpoint).
+    public struct Statistics: Sendable, Equatable {
+        /// Frames stored.
+        public var framesShipped = 0
+        /// Bytes stored (frames, snapshots and markers).
+        public var bytesShipped: Int64 = 0
+        /// Requests made to the store.
+        public var requests = 0
+        /// Databases whose shipping failed (each try counts).
+        public var failures = 0
+        /// Snapshots stored.
+        public var snapshots = 0
+        /// Databases with commits not yet shipped.
+        public var pendingDatabases = 0
+        /// Seconds since the oldest unshipped commit (0 when nothing is pending).
+        public var lagSeconds: Double = 0
+        /// Frames lost to the log before they were shipped (an archive pruned first); a fresh
+        /// snapshot covers them.
+        public var gaps = 0
+    }
+
+    /// Where a database stands in the store, as this process knows it.
+    struct Cursor: Sendable {
+        var position: ReplicationPosition
+        var bytesSinceSnapshot: Int64
+        var lastCommit: Int64
+    }
+
+    private struct Pending {
+        var epoch: UInt64
+        var since: ContinuousClock.Instant
+    }
+
+    private struct State {
+        var pending: [String: Pending] = [:]
+        var nextEpoch: UInt64 = 1
+        var cursors: [String: Cursor] = [:]
+        var statistics = Statistics()
+        var wake: AsyncStream<Void>.Continuation?
+    }
+
+    /// The store objects go to.
+    public let store: any ObjectStore
+    /// The configuration in force.
+    public let configuration: Configuration
+    private let source: any BackupSource
+    private let markers: String
+    private let logger: Logger
+    private let state = Mutex(State())
+    private let wakes: AsyncStream<Void>
+    private let wakeContinuation: AsyncStream<Void>.Continuation
+
+    /// A shipper to `store` for the logs `source` gives; pending markers live in
+    /// `pendingDirectory` (created if missing) and those found there are pending from the start.
+    public init(
+        store: any ObjectStore, source: any BackupSource, pendingDirectory: String,
+        configuration: Configuration = Configuration(), logger: Logger = Logger(label: "shoal.backup")
+    ) throws {
+        self.store = store
+        self.source = source
+        self.markers = pendingDirectory
+        self.configuration = configuration
+        self.logger = logger
+        (wakes, wakeContinuation) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        try FileSystem.makeDirectory(pendingDirectory)
+        let now = ContinuousClock.now
+        let found = try FileSystem.list(pendingDirectory).filter { BackupKey.isValid(id: $0) }
+        state.withLock { state in
+            for id in found {
+                state.pending[id] = Pending(epoch: 0, since: now)
+            }
+        }
+    }
+
+    // MARK: Commits
+
+    /// Marks database `id` as having frames to ship; cheap enough for every commit (called from
+    /// the WAL hook, on the committing thread).
+    public func noteCommit(_ id: String) {
+        let first = state.withLock { state -> Bool in
+            let epoch = state.nextEpoch
+            state.nextEpoch += 1
+            if state.pending[id] != nil {
+                state.pending[id]!.epoch = epoch
+                return false
+            }
+            state.pending[id] = Pending(epoch: epoch, since: .now)
+            return true
+        }
+        guard first else { return }
+        if BackupKey.isValid(id: id) {
+            let descriptor = open(markers + "/" + id, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+            if descriptor >= 0 { close(descriptor) }
+        }
+        wakeContinuation.yield()
+    }
+
+    /// Forgets database `id` (deleted or moved away): nothing more is shipped for it.
+    public func forget(_ id: String) {
+        state.withLock { state in
+            state.pending[id] = nil
+            state.cursors[id] = nil
+        }
+        unlink(markers + "/" + id)
+    }
+
+    /// The counts so far.
+    public var statistics: Statistics {
+        state.withLock { state in
+            var statistics = state.statistics
+            statistics.pendingDatabases = state.pending.count
+            if let oldest = state.pending.values.map(\.since).min() {
+                statistics.lagSeconds = (ContinuousClock.now - oldest).inSeconds
+            }
+            return statistics
+        }
+    }
+
+    /// The databases with commits not yet shipped.
+    public var pendingDatabases: [String] { state.withLock { Array($0.pending.keys).sorted() } }
+
+    // MARK: Running
+
+    /// Ships rounds until cancelled or the service group shuts down, then one last round (bounded by
+    /// the group's escalation to cancellation).
+    public func run() async throws {
+        await cancelWhenGracefulShutdown {
+            var delay = self.configuration.retryDelay
+            var iterator = self.wakes.makeAsyncIterator()
+            while !Task.isCancelled {
+                if self.pendingDatabases.isEmpty {
+                    guard await iterator.next() != nil else { return }
+                    continue
+                }
+                await CancellableSleep.sleep(for: self.configuration.batchDelay)
+                if Task.isCancelled { return }
+                let failed = await self.shipPending()
+                if failed > 0 {
+                    await CancellableSleep.sleep(for: delay)
+                    delay = min(delay * 2, self.configuration.maxRetryDelay)
+                } else {
+                    delay = self.configuration.retryDelay
+                }
+            }
+        }
+        _ = await shipPending()
+    }
+
+    /// Ships every pending database once; returns how many failed.
+    @discardableResult
+    public func shipPending() async -> Int {
+        let round = state.withLock { state in state.pending.map { ($0.key, $0.value.epoch) } }
+        var failed = 0
+        await withTaskGroup(of: Bool.self) { group in
+            var running = 0
+            for (id, epoch) in round {
+                if running >= configuration.concurrency {
+                    if await group.next() == false { failed += 1 }
+                    running -= 1
+                }
+                group.addTask { await self.shipOne(id, epoch: epoch) }
+                running += 1
+            }
+            for await ok in group where !ok { failed += 1 }
+        }
+        return failed
+    }
+
+    /// Ships everything pending until nothing is, or `limit` passes; true when nothing is left.
+    public func flush(within limit: Duration = .seconds(30)) async -> Bool {
+        let deadline = ContinuousClock.now + limit
+        while !pendingDatabases.isEmpty, ContinuousClock.now < deadline, !Task.isCancelled {
+            if await shipPending() > 0 { await CancellableSleep.sleep(for: .milliseconds(50)) }
+        }
+        return pendingDatabases.isEmpty
+    }
+
+    private func shipOne(_ id: String, epoch: UInt64) async -> Bool {
+        do {
+            let shipped = try await ship(id)
+            state.withLock { state in
+                // A commit after the round began leaves the database pending.
+                if !shipped || state.pending[id]?.epoch == epoch {
+                    state.pending[id] = nil
+                    unlink(markers + "/" + id)
+                }
+            }
+            return true
+        } catch is CancellationError {
+            return true
+        } catch {
+            state.withLock { $0.statistics.failures += 1 }
+            logger.warning("backup.ship_failed", metadata: ["database": "\(id)", "error": "\(error)"])
+            return false
+        }
+    }
+
+    /// Ships database `id` up to its log's position now; false when it is not a primary here any more.
+    @discardableResult
+    public func ship(_ id: String) async throws -> Bool {
+        guard BackupKey.isValid(id: id) else {
+            throw BackupError.diverged("'\(id)' cannot name a database in the backup store")
+        }
+        let known = try await self.cursor(id)
+        let result: Cursor? = try await source.withPrimaryLog(id) { log in
+            try await self.ship(id, log: log, from: known)
+        }
+        guard let result else {
+            forget(id)
+            return false
+        }
+        state.withLock { $0.cursors[id] = result }
+        return true
+    }
+
+    /// What the store holds for `id` (listed once per process, then remembered).
+    private func cursor(_ id: String) async throws -> Cursor? {
+        if let known = state.withLock({ $0.cursors[id] }) { return known }
+        let catalog = try await BackupCatalog.load(store, id: id)
+        count(requests: 1, bytes: 0)
+        guard let position = catalog.position else { return nil }
+        return Cursor(
+            position: position, bytesSinceSnapshot: catalog.bytesSinceSnapshot, lastCommit: catalog.latest ?? 0)
+    }
+
+    private func count(requests: Int, bytes: Int, frames: Int = 0, snapshots: Int = 0) {
+        state.withLock { state in
+            state.statistics.requests += requests
+            state.statistics.bytesShipped += Int64(bytes)
+            state.statistics.framesShipped += frames
+            state.statistics.snapshots += snapshots
+        }
+    }
+
+    private func put(_ key: String, _ bytes: [UInt8], frames: Int = 0, snapshot: Bool = false) async throws {
+        try await store.put(key, bytes)
+        count(requests: 1, bytes: bytes.count, frames: frames, snapshots: snapshot ? 1 : 0)
+    }
+
+    /// Stores the base of the log's current generation as a snapshot current from `time`.
+    private func snapshot(_ id: String, log: PrimaryLog, generation: UInt64, time: Int64) async throws -> Int64 {
+        let base = try await BlockingExecutor.shared.run { () -> [UInt8] in
+            var bytes: [UInt8] = []
+            try log.exportBase(generation: generation) { bytes += $0 }
+            return bytes
+        }
+        try await put(
+            BackupKey.snapshot(generation: generation, frame: 0, microseconds: time).key(id), base, snapshot: true)
+        return Int64(base.count)
+    }
+
+    private func ship(_ id: String, log: PrimaryLog, from known: Cursor?) async throws -> Cursor {
+        let maxFrames = configuration.maxFramesPerSegment
+        var cursor: Cursor
+        if let known {
+            cursor = known
+        } else {
+            // Nothing in the store: the base of the current generation starts the backup, current
+            // from just before its first recorded commit (the empty file of a new database is the
+            // state until then).
+            let generation = log.generation
+            let first = try await BlockingExecutor.shared.run { try log.commitTimes(generation: generation).first }
+            let time = first.map { $0.microseconds - 1 } ?? CommitTime.now()
+            _ = try await snapshot(id, log: log, generation: generation, time: time)
+            cursor = Cursor(
+                position: ReplicationPosition(generation: generation, frame: 0), bytesSinceSnapshot: 0, lastCommit: time
+            )
+        }
+        while !Task.isCancelled {
+            let position = cursor.position
+            let read: FrameRead
+            do {
+                read = try await BlockingExecutor.shared.run {
+                    try log.readFrames(generation: position.generation, start: position.frame + 1, maxFrames: maxFrames)
+                }
+            } catch ReplicationError.kindGenerationGone {
+                guard log.generation > position.generation else {
+                    throw BackupError.diverged(
+                        "the backup of \(id) is at generation \(position.generation), ahead of its log (at \(log.position)); it needs a new backup"
+                    )
+                }
+                // The log pruned frames before they were shipped: a fresh snapshot covers them.
+                let generation = log.generation
+                logger.warning(
+                    "backup.gap",
+                    metadata: ["database": "\(id)", "from": "\(position)", "to_generation": "\(generation)"])
+                state.withLock { $0.statistics.gaps += 1 }
+                _ = try await snapshot(id, log: log, generation: generation, time: CommitTime.now())
+                cursor = Cursor(
+                    position: ReplicationPosition(generation: generation, frame: 0), bytesSinceSnapshot: 0,
+                    lastCommit: CommitTime.now())
+                continue
+            }
+            switch read {
+            case .frames(var chunk):
+                // A transaction larger than one read comes in pieces: read on to its commit frame.
+                while Segment.commitFrames(chunk).last != chunk.lastFrame {
+                    let next = chunk.lastFrame + 1
+                    let generation = chunk.generation
+                    let first = chunk.firstFrame
+                    let bytes = chunk.bytes
+                    let more = try await BlockingExecutor.shared.run {
+                        try log.readFrames(generation: generation, start: next, maxFrames: maxFrames)
+                    }
+                    guard case .frames(let piece) = more else {
+                        throw BackupError.corrupt(
+                            "generation \(generation) of \(id) ends at frame \(next - 1), inside a transaction")
+                    }
+                    chunk = try FrameChunk(generation: generation, firstFrame: first, bytes: bytes + piece.bytes)
+                }
+                let generation = chunk.generation
+                let times = try await BlockingExecutor.shared.run {
+                    try log.commitTimes(generation: generation, after: position.frame)
+                }
+                let segment = try Segment(
+                    chunk: chunk, commits: Self.assign(times, to: chunk, after: cursor.lastCommit))
+                try await put(segment.key(id), segment.encoded(), frames: chunk.count)
+                cursor.position = ReplicationPosition(generation: chunk.generation, frame: chunk.lastFrame)
+                cursor.bytesSinceSnapshot += Int64(chunk.bytes.count)
+                cursor.lastCommit = segment.commits.last?.microseconds ?? cursor.lastCommit
+            case .upToDate(let current, let last):
+                if current == position.generation {
+                    guard last >= position.frame else {
+                        throw BackupError.diverged(
+                            "the backup of \(id) holds frame \(position.frame) of generation \(position.generation) but the log ends at \(last); it needs a new backup"
+                        )
+                    }
+                    return cursor
+                }
+                guard last == position.frame else {
+                    throw BackupError.diverged(
+                        "generation \(position.generation) of \(id) ended at frame \(last) but its backup holds \(position.frame)"
+                    )
+                }
+                try await put(BackupKey.end(generation: position.generation, last: last).key(id), [])
+                cursor.position = ReplicationPosition(generation: position.generation + 1, frame: 0)
+                // A new snapshot once replaying the frames since the last would cost more than it.
+                let base = (try? PosixFile.size(of: log.databasePath)) ?? 0
+                if current == position.generation + 1, cursor.bytesSinceSnapshot >= base {
+                    do {
+                        _ = try await snapshot(id, log: log, generation: current, time: cursor.lastCommit)
+                        cursor.bytesSinceSnapshot = 0
+                    } catch ReplicationError.kindGenerationGone {
+                        // Rolled again meanwhile: the frames still chain there.
+                    }
+                }
+            }
+        }
+        throw CancellationError()
+    }
+
+    /// Gives every commit frame of `chunk` its recorded time; a commit whose record was lost takes
+    /// the next recorded time, or now (never an earlier one), and times never go backwards.
+    static func assign(_ recorded: [CommitTime], to chunk: FrameChunk, after previous: Int64) -> [CommitTime] {
+        let byFrame = Dictionary(recorded.map { ($0.frame, $0.microseconds) }, uniquingKeysWith: { first, _ in first })
+        let frames = Segment.commitFrames(chunk)
+        var result: [CommitTime] = []
+        var floor = previous
+        for frame in frames {
+            let time =
+                byFrame[frame] ?? recorded.first(where: { $0.frame > frame })?.microseconds ?? CommitTime.now()
+            floor = max(floor, time)
+            result.append(CommitTime(frame: frame, microseconds: floor))
+        }
+        return result
+    }
+}
