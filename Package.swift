@@ -181,7 +181,7 @@ let package = Package(
             name: "ShoalNode",
             dependencies: [
                 "ShoalModel", "ShoalSQLite", "ShoalReplication", "ShoalSyncTransport", "ShoalPool", "ShoalTime",
-                "ShoalHTTP", "ShoalServerKit",
+                "ShoalHTTP", "ShoalServerKit", "ShoalBackup",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -199,7 +199,7 @@ let package = Package(
             name: "ShoalNodeTests",
             dependencies: [
                 "ShoalNode", "ShoalTestSupport", "ShoalNodeTestSupport", "ShoalModel", "ShoalReplication", "ShoalSQLite", "ShoalHTTP",
-                "ShoalClient",
+                "ShoalClient", "ShoalBackup",
                 .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
@@ -264,7 +264,7 @@ let package = Package(
             name: "shoal",
             dependencies: [
                 "ShoalNode", "ShoalControl", "ShoalModel", "ShoalClient", "ShoalHTTP", "ShoalSQLite",
-                "ShoalReplication", "ShoalServerKit", "ShoalSyncTransport",
+                "ShoalReplication", "ShoalServerKit", "ShoalSyncTransport", "ShoalBackup",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Hummingbird", package: "hummingbird"),

@@ -25,9 +25,10 @@ public enum BackupKey: Sendable, Hashable, Comparable {
 
     /// Whether `id` can name a database in keys.
     public static func isValid(id: String) -> Bool {
-        !id.isEmpty && id.utf8.count <= 128
+        !id.isEmpty && id.utf8.count <= 200 && !id.contains("..")
             && id.utf8.allSatisfy {
-                ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A) || $0 == 0x2D
+                $0 == 0x2E || ($0 >= 0x30 && $0 <= 0x39) || ($0 >= 0x41 && $0 <= 0x5A) || ($0 >= 0x61 && $0 <= 0x7A)
+                    || $0 == 0x2D
                     || $0 == 0x5F
             }
     }

@@ -89,6 +89,9 @@ public final class BackupShipper: Service, Sendable {
         var pending: [String: Pending] = [:]
         var nextEpoch: UInt64 = 1
         var cursors: [String: Cursor] = [:]
+        /// Databases whose log started over (restored in place): their next shipment begins with a
+        /// snapshot, whatever the store holds.
+        var startingOver: Set<String> = []
         var statistics = Statistics()
         var wake: AsyncStream<Void>.Continuation?
     }
@@ -101,6 +104,7 @@ public final class BackupShipper: Service, Sendable {
     private let markers: String
     private let logger: Logger
     private let state = Mutex(State())
+    private let locks = KeyedLock()
     private let wakes: AsyncStream<Void>
     private let wakeContinuation: AsyncStream<Void>.Continuation
 
@@ -158,6 +162,17 @@ public final class BackupShipper: Service, Sendable {
         unlink(markers + "/" + id)
     }
 
+    /// Database `id`'s log started over at a new generation (it was restored in place): its next
+    /// shipment starts with a snapshot of the new base, after what the store holds; it is pending
+    /// from now on.
+    public func startOver(_ id: String) {
+        state.withLock { state in
+            state.cursors[id] = nil
+            state.startingOver.insert(id)
+        }
+        noteCommit(id)
+    }
+
     /// The counts so far.
     public var statistics: Statistics {
         state.withLock { state in
@@ -168,6 +183,11 @@ public final class BackupShipper: Service, Sendable {
             }
             return statistics
         }
+    }
+
+    /// Since when database `id` has had commits not yet shipped (nil: none).
+    public func pendingSince(_ id: String) -> ContinuousClock.Instant? {
+        state.withLock { $0.pending[id]?.since }
     }
 
     /// The databases with commits not yet shipped.
@@ -249,9 +269,27 @@ public final class BackupShipper: Service, Sendable {
         }
     }
 
-    /// Ships database `id` up to its log's position now; false when it is not a primary here any more.
+    /// Runs `body` while no shipment of database `id` runs or starts (a restore in place holds it
+    /// from its last shipment until the new files are installed). Not re-entrant: inside, ship
+    /// with `ship(_:holdingLock: true)`.
+    public func exclusively<T: Sendable>(_ id: String, _ body: () async throws -> T) async throws -> T {
+        await locks.lock(id)
+        do {
+            let result = try await body()
+            locks.unlock(id)
+            return result
+        } catch {
+            locks.unlock(id)
+            throw error
+        }
+    }
+
+    /// Ships database `id` up to its log's position now; false when it is not a primary here any
+    /// more. One shipment of a database runs at a time (`holdingLock`: the caller holds it, in
+    /// `exclusively`).
     @discardableResult
-    public func ship(_ id: String) async throws -> Bool {
+    public func ship(_ id: String, holdingLock: Bool = false) async throws -> Bool {
+        if !holdingLock { return try await exclusively(id) { try await ship(id, holdingLock: true) } }
         guard BackupKey.isValid(id: id) else {
             throw BackupError.diverged("'\(id)' cannot name a database in the backup store")
         }
@@ -263,13 +301,18 @@ public final class BackupShipper: Service, Sendable {
             forget(id)
             return false
         }
-        state.withLock { $0.cursors[id] = result }
+        state.withLock { state in
+            state.cursors[id] = result
+            state.startingOver.remove(id)
+        }
         return true
     }
 
     /// What the store holds for `id` (listed once per process, then remembered).
     private func cursor(_ id: String) async throws -> Cursor? {
-        if let known = state.withLock({ $0.cursors[id] }) { return known }
+        let (known, fresh) = state.withLock { ($0.cursors[id], $0.startingOver.contains(id)) }
+        if let known { return known }
+        if fresh { return nil }
         let catalog = try await BackupCatalog.load(store, id: id)
         count(requests: 1, bytes: 0)
         guard let position = catalog.position else { return nil }
@@ -417,5 +460,44 @@ public final class BackupShipper: Service, Sendable {
             result.append(CommitTime(frame: frame, microseconds: floor))
         }
         return result
+    }
+}
+
+/// One holder at a time per key; waiters are handed the lock in order.
+final class KeyedLock: Sendable {
+    private let held = Mutex<[String: [CheckedContinuation<Void, Never>]]>([:])
+
+    func lock(_ key: String) async {
+        if held.withLock({ held in
+            guard held[key] == nil else { return false }
+            held[key] = []
+            return true
+        }) {
+            return
+        }
+        await withCheckedContinuation { continuation in
+            let now = held.withLock { held -> Bool in
+                if held[key] == nil {
+                    held[key] = []
+                    return true
+                }
+                held[key]!.append(continuation)
+                return false
+            }
+            if now { continuation.resume() }
+        }
+    }
+
+    func unlock(_ key: String) {
+        let next = held.withLock { held -> CheckedContinuation<Void, Never>? in
+            guard var waiters = held[key], !waiters.isEmpty else {
+                held[key] = nil
+                return nil
+            }
+            let first = waiters.removeFirst()
+            held[key] = waiters
+            return first
+        }
+        next?.resume()
     }
 }

@@ -36,6 +36,9 @@ public final class PrimaryLog: Sendable {
         /// Told of every automatic roll that failed (it is tried again after the next write, so a
         /// cause that lasts, a full disk say, fails on every write): for the owner's log.
         public var onAutomaticRollFailure: (@Sendable (any Error) -> Void)?
+        /// Told of every commit, on the committing thread right after it (keep it cheap: the
+        /// backup shipper only marks the database pending).
+        public var onCommit: (@Sendable () -> Void)?
 
         /// Defaults: roll at 64 MiB, keep 4 archived generations and any younger than a day,
         /// wait 5 s for locks, `synchronous = NORMAL`, no disk budget.
@@ -43,9 +46,10 @@ public final class PrimaryLog: Sendable {
             rollThresholdBytes: Int64 = 64 << 20, retainedGenerations: Int = 4,
             retention: Duration = .seconds(86_400), busyTimeout: Duration = .seconds(5),
             synchronousFull: Bool = false, diskBudgetBytes: Int64? = nil,
-            onAutomaticRollFailure: (@Sendable (any Error) -> Void)? = nil
+            onAutomaticRollFailure: (@Sendable (any Error) -> Void)? = nil, onCommit: (@Sendable () -> Void)? = nil
         ) {
             self.onAutomaticRollFailure = onAutomaticRollFailure
+            self.onCommit = onCommit
             self.diskBudgetBytes = diskBudgetBytes
             self.rollThresholdBytes = rollThresholdBytes
             self.retainedGenerations = retainedGenerations
@@ -93,6 +97,7 @@ public final class PrimaryLog: Sendable {
         self.configuration = configuration
         try FileSystem.makeDirectory(directory)
         try FileSystem.makeDirectory(directory + "/generations")
+        try Self.finishInstall(in: directory)
         for name in try FileSystem.list(directory + "/generations") where name.hasSuffix(".tmp") {
             try FileSystem.remove(directory + "/generations/" + name)
         }
@@ -135,6 +140,7 @@ public final class PrimaryLog: Sendable {
                     // A write permit is held: the generation cannot change under the commit.
                     clock.record(generation: state.snapshot().generation, frame: UInt64(frames))
                     state.noteCommitted(frames: UInt64(frames))
+                    configuration.onCommit?()
                 }
                 try connection.execute("PRAGMA synchronous = \(configuration.synchronousFull ? "FULL" : "NORMAL")")
             })

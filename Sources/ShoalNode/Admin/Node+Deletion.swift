@@ -22,29 +22,36 @@ extension Node {
                 metadata: ["db.namespace": "\(namespace)", "db.id": "\(databaseID ?? "none")"])
             return false
         }
+        guard await drain(namespace) else {
+            logger.warning("database.delete.still_in_use", metadata: ["db.namespace": "\(namespace)"])
+            throw NodeError.unavailable(
+                "database \(namespace) is deleted and refuses every new request, but requests that were "
+                    + "running still hold it; send the delete again to finish removing its files")
+        }
+        try await store.finishDeletion(namespace, databaseID: databaseID)
+        logger.info("database.deleted", metadata: ["db.namespace": "\(namespace)", "db.id": "\(databaseID ?? "none")"])
+        return true
+    }
+
+    /// Closes a database that refuses new requests (being deleted or restored): its parked streams
+    /// are closed, its long-polls woken, and requests still running are waited for up to
+    /// `deletionDrainTimeout`. Returns false if some still hold it then.
+    func drain(_ namespace: Namespace) async -> Bool {
         let deadline = ContinuousClock.now + configuration.deletionDrainTimeout
         var interrupted = false
         while true {
             for stream in streams.remove(namespace: namespace) {
                 await close(stream)
             }
-            if await store.closeIfUnused(namespace) { break }
+            if await store.closeIfUnused(namespace) { return true }
             if !interrupted {
                 await store.interruptWaits(namespace)
                 interrupted = true
             }
-            guard ContinuousClock.now < deadline else {
-                logger.warning("database.delete.still_in_use", metadata: ["db.namespace": "\(namespace)"])
-                throw NodeError.unavailable(
-                    "database \(namespace) is deleted and refuses every new request, but requests that were "
-                        + "running still hold it; send the delete again to finish removing its files")
-            }
+            guard ContinuousClock.now < deadline, !Task.isCancelled else { return false }
             // A poll interval: requests that hold the database end on their own (statements have a
             // time limit), and nothing signals when the last lease goes.
-            try await Task.sleep(for: .milliseconds(10))
+            try? await Task.sleep(for: .milliseconds(10))
         }
-        try await store.finishDeletion(namespace, databaseID: databaseID)
-        logger.info("database.deleted", metadata: ["db.namespace": "\(namespace)", "db.id": "\(databaseID ?? "none")"])
-        return true
     }
 }

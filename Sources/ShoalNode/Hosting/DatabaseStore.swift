@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ShoalBackup
 import ShoalModel
 import ShoalPool
 import ShoalReplication
@@ -23,6 +24,11 @@ public final class DatabaseStore: Sendable {
     public let storage = StorageLedger()
     /// The followers of the replicas this node holds (a service the node's application runs).
     public let followers = ReplicaFollowers()
+    /// The backup shipper of this node's primaries (a service the node's application runs), nil
+    /// without a backup store.
+    public let backups: BackupShipper?
+    /// The databases being restored: refused (503) until their files are back.
+    let restoring = RestoringDatabases()
     /// The file a database's directory gets when its deletion starts: a node restarted before the
     /// files are gone still refuses it.
     static let deletionMarker = "deleted"
@@ -47,6 +53,18 @@ public final class DatabaseStore: Sendable {
         let schemas = self.schemas
         let schemaReports = self.schemaReports
         let followers = self.followers
+        let source = NodeBackupSource()
+        let backups = configuration.backupStore.flatMap { store in
+            do {
+                return try BackupShipper(
+                    store: store, source: source, pendingDirectory: configuration.dataDirectory + "/backup-pending",
+                    configuration: configuration.backupShipping, logger: logger)
+            } catch {
+                logger.error("backup.disabled", metadata: ["error": "\(error)"])
+                return nil
+            }
+        }
+        self.backups = backups
         // What a deletion left in the trash when the node stopped before removing it.
         try? FileManager.default.removeItem(atPath: DatabaseStore.trashDirectory(in: dataDirectory))
         pool = ResourcePool(
@@ -87,7 +105,7 @@ public final class DatabaseStore: Sendable {
                 let database = try await BlockingWork.run {
                     try HostedDatabase(
                         namespace: namespace, directory: directory, configuration: configuration, storage: storage,
-                        logger: logger, followers: followers, renewSyncToken: renew)
+                        logger: logger, followers: followers, backups: backups, renewSyncToken: renew)
                 }
                 // Behind its group's released schema: brought up to date before its first statement.
                 await Self.bringUpToDate(database, schemas: schemas, reports: schemaReports, logger: logger)
@@ -96,6 +114,7 @@ public final class DatabaseStore: Sendable {
             close: { _, database in
                 _ = try? await BlockingWork.run { database.close() }
             })
+        source.attach(self)
     }
 
     /// Whether a database exists on disk.
@@ -255,6 +274,8 @@ public final class DatabaseStore: Sendable {
             try? FileManager.default.removeItem(atPath: target)
         }
         if let incarnation = databaseID ?? stored?.databaseID { storage.forget(databaseID: incarnation) }
+        // Its backup stays in the store (a mistaken delete can still be restored); nothing more is shipped.
+        backups?.forget(namespace.backupID(databaseID: databaseID ?? stored?.databaseID))
         deleted.finish(namespace, incarnation: databaseID ?? stored?.databaseID)
     }
 
@@ -280,6 +301,7 @@ public final class DatabaseStore: Sendable {
     /// while every open database is in use, then throws `unavailable` (503 with `Retry-After`).
     func acquire(_ namespace: Namespace) async throws -> ResourcePool<Namespace, HostedDatabase>.Lease {
         try refuseIfDeleted(namespace)
+        try restoring.refuseIfRestoring(namespace)
         do {
             return try await pool.acquire(namespace)
         } catch PoolError.timedOut {

@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import ShoalBackup
 import ShoalModel
 import ShoalReplication
 import ShoalSQLite
@@ -34,7 +35,7 @@ public final class HostedDatabase: Sendable {
 
     init(
         namespace: Namespace, directory: String, configuration: NodeConfiguration, storage: StorageLedger,
-        logger: Logger, followers: ReplicaFollowers,
+        logger: Logger, followers: ReplicaFollowers, backups: BackupShipper? = nil,
         renewSyncToken: @escaping @Sendable () async -> String? = { nil }
     ) throws {
         self.namespace = namespace
@@ -57,6 +58,11 @@ public final class HostedDatabase: Sendable {
             copy.start()
             role = .replica(copy)
         } else {
+            let backupID = namespace.backupID(databaseID: settings.databaseID)
+            var onCommit: (@Sendable () -> Void)?
+            if let backups {
+                onCommit = { backups.noteCommit(backupID) }
+            }
             let log = try PrimaryLog(
                 directory: directory,
                 configuration: .init(
@@ -65,7 +71,8 @@ public final class HostedDatabase: Sendable {
                         logger.warning(
                             "generation.roll.failed",
                             metadata: ["db.namespace": "\(namespace)", "error": "\(error)"])
-                    }))
+                    },
+                    onCommit: onCommit))
             if let id = settings.databaseID { storage.opened(databaseID: id, log: log) }
             role = .primary(log)
         }

@@ -107,6 +107,7 @@ public final class Node: Sendable {
         addPolicyRoute(secured)
         addAdminDatabaseRoutes(secured.group("v1/namespaces/:org/:database"))
         addMigrationRoute(secured.group("v1/namespaces/:org/:database"))
+        addBackupRoutes(secured.group("v1/namespaces/:org/:database"))
         return router
     }
 
@@ -125,7 +126,7 @@ public final class Node: Sendable {
             configuration: .init(
                 address: .hostname(host, port: port), serverName: Self.version,
                 availableConnectionsDelegate: MaximumAvailableConnections(limits.maxConnections, logger: logger)),
-            services: [store.followers],
+            services: store.backups.map { [store.followers, $0] } ?? [store.followers],
             onServerRunning: { channel in onRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
     }

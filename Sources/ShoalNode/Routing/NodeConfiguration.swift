@@ -1,3 +1,4 @@
+import ShoalBackup
 import ShoalHTTP
 import ShoalReplication
 import ShoalSQLite
@@ -101,6 +102,12 @@ public struct NodeConfiguration: Sendable {
             self.perNode = perNode
         }
     }
+
+    /// Where every primary's frames are shipped for backups and restores read from (nil: no
+    /// backups; a restore is refused).
+    public var backupStore: (any ObjectStore)?
+    /// How the backup shipper batches and retries.
+    public var backupShipping = BackupShipper.Configuration()
 
     /// How a node authenticates requests.
     public enum Authentication: Sendable {

@@ -1,0 +1,174 @@
+import Foundation
+import Hummingbird
+import ShoalBackup
+import ShoalModel
+import ShoalReplication
+import ShoalServerKit
+
+extension Node {
+    /// What can be restored of a database, and restores (in place, or a new database from
+    /// another's backup). Admin token only: the control plane calls these for its users.
+    func addBackupRoutes(_ routes: RouterGroup<ServerRequestContext>) {
+        routes.get("backups") { _, context in
+            try self.authorizeAdmin(context)
+            let namespace = try Self.adminNamespace(context)
+            return try Self.json(try await self.backupStatus(namespace))
+        }
+        routes.post("restore") { request, context in
+            try self.authorizeAdmin(context)
+            let namespace = try Self.adminNamespace(context)
+            let body = try await self.decode(Platform.RestoreRequest.self, from: request)
+            var time: Int64?
+            if let text = body.timestamp {
+                guard let parsed = RFC3339.microseconds(text) else {
+                    throw NodeError.badRequest(
+                        "timestamp \(text.prefix(64).debugDescription) is not an RFC 3339 time; write it like 2026-12-01T18:00:00Z"
+                    )
+                }
+                time = parsed
+            }
+            return try Self.json(try await self.restore(namespace, from: body.source, at: time))
+        }
+    }
+
+    private func backupStoreInUse() throws -> (any ObjectStore, BackupShipper) {
+        guard let store = configuration.backupStore, let shipper = self.store.backups else {
+            throw NodeError.conflict(
+                "this node has no backup store; start it with --backup-dir DIR or --backup-s3-bucket NAME to back up and restore databases"
+            )
+        }
+        return (store, shipper)
+    }
+
+    /// The backup's extent for a database held here.
+    public func backupStatus(_ namespace: Namespace) async throws -> Platform.BackupStatus {
+        let (objects, shipper) = try backupStoreInUse()
+        guard store.exists(namespace) else {
+            throw NodeError.notFound("database \(namespace) does not exist on this node")
+        }
+        let settings = await store.currentSettings(namespace)
+        let id = namespace.backupID(databaseID: settings.databaseID)
+        let catalog: BackupCatalog
+        do {
+            catalog = try await BackupCatalog.load(objects, id: id)
+        } catch {
+            throw NodeError.unavailable("the backup store \(objects.location) cannot be read now (\(error)); try again")
+        }
+        let pending = shipper.pendingSince(id)
+        return Platform.BackupStatus(
+            database: namespace.description, earliest: catalog.earliest.map(RFC3339.format(microseconds:)),
+            latest: catalog.latest.map(RFC3339.format(microseconds:)), pending: pending != nil,
+            lagSeconds: pending.map { (ContinuousClock.now - $0).inSeconds } ?? 0, objects: catalog.keys.count,
+            generation: catalog.position?.generation, frame: catalog.position?.frame)
+    }
+
+    /// Restores a primary held here to the last transaction committed at or before `time` (nil:
+    /// the newest in the store), from its own backup or, for a database seeded from another,
+    /// from backup `source`.
+    ///
+    /// The database refuses requests (503) from the start; its streams are closed and running
+    /// requests waited for; what it committed last is shipped, so the state it replaces stays
+    /// restorable (`undoTimestamp`); the restored file is built beside it and installed as a new
+    /// generation, which its replicas and its backup start again from.
+    public func restore(
+        _ namespace: Namespace, from source: String?, at time: Int64?
+    ) async throws
+        -> Platform.RestoreResult
+    {
+        let (objects, shipper) = try backupStoreInUse()
+        guard store.exists(namespace) else {
+            throw NodeError.notFound("database \(namespace) does not exist on this node; create it first")
+        }
+        let settings = await store.currentSettings(namespace)
+        guard settings.primaryURL == nil else {
+            throw NodeError.badRequest("database \(namespace) is a replica on this node; restore it on its primary")
+        }
+        let target = namespace.backupID(databaseID: settings.databaseID)
+        let origin = source ?? target
+        guard BackupKey.isValid(id: origin) else {
+            throw NodeError.badRequest("\(origin.prefix(200).debugDescription) does not name a backup")
+        }
+        if origin != target, let source = Namespace.parseBackupID(origin)?.namespace, store.exists(source) {
+            // A source held here ships what it committed last first, so a seed reaches its newest state.
+            _ = try? await shipper.ship(origin)
+        }
+        guard store.restoring.begin(namespace) else {
+            throw NodeError.conflict("database \(namespace) is being restored already; wait for that restore to end")
+        }
+        defer { store.restoring.end(namespace) }
+        // No shipment of it runs from its last one until the new files are in place.
+        let (point, generation, undo) = try await shipper.exclusively(target) {
+            () async throws -> (RestoredPoint, UInt64, Int64?) in
+            let directory = namespace.directory(in: configuration.dataDirectory)
+            guard await drain(namespace) else {
+                throw NodeError.unavailable(
+                    "database \(namespace) is still held by running requests; nothing was restored, try again",
+                    retryAfter: 2)
+            }
+            // What it committed last goes to the store first: the state being replaced stays restorable.
+            var undo: Int64?
+            do {
+                try await shipper.ship(target, holdingLock: true)
+                if origin == target {
+                    undo = try await BackupCatalog.load(objects, id: target).latest
+                }
+            } catch {
+                throw NodeError.unavailable(
+                    "the backup store \(objects.location) did not take database \(namespace)'s last commits (\(error)); nothing was restored, try again once it is reachable"
+                )
+            }
+            // Shipping opened it again.
+            guard await drain(namespace) else {
+                throw NodeError.unavailable(
+                    "database \(namespace) is still held by running requests; nothing was restored, try again",
+                    retryAfter: 2)
+            }
+            let catalog: BackupCatalog
+            let plan: RestorePlan
+            do {
+                catalog = try await BackupCatalog.load(objects, id: origin)
+                plan = try catalog.plan(at: time)
+            } catch let error as BackupError {
+                throw NodeError.badRequest("\(error)")
+            } catch {
+                throw NodeError.unavailable(
+                    "the backup store \(objects.location) cannot be read now (\(error)); try again")
+            }
+            let restored = PrimaryLog.restoredFilePath(in: directory)
+            let point: RestoredPoint
+            do {
+                point = try await BackupRestore.restore(plan, from: objects, to: restored) { progress in
+                    self.logger.debug(
+                        "backup.restore.progress",
+                        metadata: [
+                            "db.namespace": "\(namespace)",
+                            "objects": "\(progress.objectsRead)/\(progress.objectsTotal)",
+                            "bytes": "\(progress.bytesRead)",
+                        ])
+                }
+            } catch let error as BackupError {
+                try? FileSystem.remove(restored)
+                throw NodeError.badRequest("\(error)")
+            }
+            // Past every generation the database had here and in its backup.
+            let targetPosition = try await BackupCatalog.load(objects, id: target).position
+            let generation = try await BlockingWork.run { () -> UInt64 in
+                let local = try PrimaryLog.generation(in: directory) ?? 0
+                let next = max(local, targetPosition?.generation ?? 0) + 1
+                try PrimaryLog.installRestored(in: directory, asGeneration: next)
+                return next
+            }
+            return (point, generation, undo)
+        }
+        shipper.startOver(target)
+        logger.notice(
+            "database.restored",
+            metadata: [
+                "db.namespace": "\(namespace)", "backup.source": "\(origin)",
+                "restored_to": "\(RFC3339.format(microseconds: point.microseconds))", "generation": "\(generation)",
+            ])
+        return Platform.RestoreResult(
+            database: namespace.description, restoredTo: RFC3339.format(microseconds: point.microseconds),
+            bytes: point.bytes, generation: generation, undoTimestamp: undo.map(RFC3339.format(microseconds:)))
+    }
+}
