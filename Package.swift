@@ -252,7 +252,7 @@ let package = Package(
             name: "ShoalControlTests",
             dependencies: [
                 "ShoalControl", "ShoalTestSupport", "ShoalServerKit", "ShoalNode", "ShoalModel", "ShoalClient", "ShoalSQLite",
-                "ShoalHTTP",
+                "ShoalHTTP", "ShoalBackup", "ShoalReplication",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),

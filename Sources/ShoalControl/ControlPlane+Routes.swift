@@ -246,14 +246,15 @@ extension ControlPlane {
         routes.post("") { request, context in
             let principal = try await self.principal(context)
             let body = try await self.decode(Platform.DatabaseCreation.self, from: request)
-            if body.seed != nil {
-                throw ControlError.unprocessable(
-                    "seeding a new database is not supported yet; create it empty and import with `shoal db shell`")
+            let organization = try Self.parameter(context, "org")
+            // A seed is checked before anything is created.
+            let source = try await body.seed.asyncMap { seed in
+                try await self.seedSource(seed, organization: organization, group: body.group, principal: principal)
             }
             let (database, created) = try await self.catalog.createDatabase(
-                organization: try Self.parameter(context, "org"), name: body.name, group: body.group,
-                ifNotExists: body.ifNotExists ?? false, by: principal)
-            if created, self.eagerPlacement, let node = database.primaryNode {
+                organization: organization, name: body.name, group: body.group,
+                ifNotExists: (body.ifNotExists ?? false) && source == nil, by: principal)
+            if created, self.eagerPlacement || source != nil, let node = database.primaryNode {
                 do {
                     try await self.nodes.create(
                         database.namespace, settings: try await self.settings(for: database), on: node)
@@ -261,6 +262,9 @@ extension ControlPlane {
                     try? await self.catalog.undoCreation(database)
                     throw error
                 }
+            }
+            if created, let source {
+                try await self.seed(database, from: source, timestamp: body.seed?.timestamp, principal: principal)
             }
             return try Self.json([
                 "database": Platform.CreatedDatabase(

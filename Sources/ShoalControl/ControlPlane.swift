@@ -112,6 +112,7 @@ public struct ControlPlane: Sendable {
         let organization = secured.group("v1/organizations/:org")
         addGroupRoutes(organization.group("groups"))
         addDatabaseRoutes(organization.group("databases"))
+        addBackupRoutes(organization.group("databases"))
         addMigrationRoutes(organization.group("groups/:group/migrations"))
         return router
     }

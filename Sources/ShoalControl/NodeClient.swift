@@ -9,9 +9,16 @@ struct NodeClient: Sendable {
     /// How long a migration request may take: its statements may build indexes over large tables.
     let migrationTimeout: Duration
 
-    init(timeout: Duration = .seconds(10), migrationTimeout: Duration = .seconds(120)) {
+    /// How long a restore may take: it reads the whole database from the backup store.
+    let restoreTimeout: Duration
+
+    init(
+        timeout: Duration = .seconds(10), migrationTimeout: Duration = .seconds(120),
+        restoreTimeout: Duration = .seconds(600)
+    ) {
         self.timeout = timeout
         self.migrationTimeout = migrationTimeout
+        self.restoreTimeout = restoreTimeout
     }
 
     /// Creates a database on its node with its settings (an existing one is updated instead).
@@ -43,6 +50,53 @@ struct NodeClient: Sendable {
             "DELETE", "/v1/namespaces/\(namespace)?database_id=\(databaseID)", body: nil, to: node)
         if status == 404 { return }
         try require(status, namespace, node)
+    }
+
+    /// Restores a database on its primary's node from backup `source` (its own: nil) as of
+    /// `timestamp`; the node's answer, or its refusal passed on with its status and message.
+    func restore(
+        _ namespace: String, source: String?, timestamp: String?, on node: Catalog.NodeRecord
+    ) async throws -> Platform.RestoreResult {
+        let body = try WireJSON.encoder().encode(Platform.RestoreRequest(timestamp: timestamp, source: source))
+        let answer = try await call(
+            "POST", "/v1/namespaces/\(namespace)/restore", body: body, to: node, timeout: restoreTimeout)
+        return try JSONDecoder().decode(Platform.RestoreResult.self, from: answer.body)
+    }
+
+    /// What can be restored of a database, from its primary's node.
+    func backups(_ namespace: String, on node: Catalog.NodeRecord) async throws -> Platform.BackupStatus {
+        let answer = try await call("GET", "/v1/namespaces/\(namespace)/backups", body: nil, to: node, timeout: timeout)
+        return try JSONDecoder().decode(Platform.BackupStatus.self, from: answer.body)
+    }
+
+    /// A call whose answer body matters: a node's refusal (4xx) is passed on as the same kind of
+    /// error with the node's message; anything else that fails is a placement failure.
+    private func call(
+        _ method: String, _ path: String, body: Data?, to node: Catalog.NodeRecord, timeout: Duration
+    ) async throws -> HTTPAnswer {
+        guard let url = URL(string: node.url + path) else {
+            throw ControlError.placementFailed("node URL \(node.url) is not valid")
+        }
+        let answer: HTTPAnswer
+        do {
+            answer = try await OutboundHTTP.send(
+                HTTPCall(method, url, bearer: node.adminToken, body: body, timeout: timeout))
+        } catch let error as HTTPCallError {
+            throw ControlError.placementFailed("node \(node.url) (\(node.location)) cannot be reached: \(error)")
+        }
+        if answer.isSuccess { return answer }
+        struct Refusal: Decodable { let error: String? }
+        let message =
+            (try? JSONDecoder().decode(Refusal.self, from: answer.body))?.error
+            ?? String(decoding: answer.body.prefix(500), as: UTF8.self)
+        switch answer.status {
+        case 400: throw ControlError.badRequest(message)
+        case 404: throw ControlError.notFound(message)
+        case 409: throw ControlError.conflict(message)
+        default:
+            throw ControlError.placementFailed(
+                "node \(node.url) (\(node.location)) answered \(answer.status): \(message)")
+        }
     }
 
     /// Pushes the token policy to a node.

@@ -135,14 +135,21 @@ extension Platform {
 
     /// `POST /v1/organizations/{org}/databases` body.
     public struct DatabaseCreation: Codable, Sendable, Equatable {
-        /// A database to copy from (refused for now: databases start empty).
+        /// Where a new database's first content comes from: `{"type": "database", "name": SRC,
+        /// "timestamp": T}` restores database SRC's backup as of T (RFC 3339; absent: its newest).
         public struct Seed: Codable, Sendable, Equatable {
-            /// The kind of seed (`database`, `dump`, …).
+            /// The kind of seed (`database` is the one there is).
             public var type: String?
+            /// The database to copy, in the same organization.
+            public var name: String?
+            /// The time to copy it as of.
+            public var timestamp: String?
 
             /// A seed of `type`.
-            public init(type: String?) {
+            public init(type: String?, name: String? = nil, timestamp: String? = nil) {
                 self.type = type
+                self.name = name
+                self.timestamp = timestamp
             }
         }
 

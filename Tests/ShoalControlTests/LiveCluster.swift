@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import Logging
+import ShoalBackup
 import ShoalControl
 import ShoalHTTP
 import ShoalModel
@@ -85,7 +86,7 @@ struct LiveCluster: Sendable {
     /// Starts the cluster, runs `body`, stops everything.
     static func with(
         _ backend: CatalogBackend, locations: [String] = ["fra"], eagerPlacement: Bool = false,
-        tokenLeeway: TimeInterval = TokenVerifier.defaultLeeway,
+        tokenLeeway: TimeInterval = TokenVerifier.defaultLeeway, backups: Bool = false,
         _ body: @Sendable (LiveCluster) async throws -> Void
     ) async throws {
         let scratch = try TemporaryDirectory()
@@ -114,14 +115,15 @@ struct LiveCluster: Sendable {
             try await serve(
                 control: control, catalog: catalog, store: store, adminToken: adminToken,
                 registrationToken: registrationToken, time: time, locations: locations, tokenLeeway: tokenLeeway,
-                directory: directory, schema: String(schema), backend: backend, pending: pending, logger: logger, body)
+                backups: backups, directory: directory, schema: String(schema), backend: backend, pending: pending,
+                logger: logger, body)
         }
     }
 
     private static func serve(
         control: ControlPlane, catalog: Catalog, store: any CatalogStore, adminToken: String,
         registrationToken: String, time: TestTime, locations: [String], tokenLeeway: TimeInterval,
-        directory: String, schema: String, backend: CatalogBackend, pending: PendingWork,
+        backups: Bool, directory: String, schema: String, backend: CatalogBackend, pending: PendingWork,
         logger: Logger,
         _ body: @Sendable (LiveCluster) async throws -> Void
     ) async throws {
@@ -148,6 +150,11 @@ struct LiveCluster: Sendable {
                         try TokenVerifier(keys: [:], allowNoKeys: true, leeway: tokenLeeway), adminToken: nodeAdmin))
                 // A loaded test machine can take seconds to bootstrap a replica.
                 configuration.replicaCatchUpTimeout = .seconds(30)
+                // One backup store for every node, as a platform has.
+                if backups {
+                    configuration.backupStore = try DirectoryObjectStore(root: directory + "/backups")
+                    configuration.backupShipping.batchDelay = .milliseconds(20)
+                }
                 let node = try Node(configuration: configuration, logger: logger)
                 started.append(node)
                 let port = try await start(

@@ -1,0 +1,129 @@
+import Foundation
+import Hummingbird
+import ShoalModel
+import ShoalServerKit
+
+extension ControlPlane {
+    /// The name a database's backup has in the object store (as its node names it): the node's
+    /// namespace and the database's id, so every incarnation has its own.
+    static func backupID(of database: Catalog.DatabaseRecord) -> String {
+        "\(database.organization.slug).\(database.name).\(database.id)"
+    }
+
+    /// `GET …/databases/{db}/backups` and `POST …/databases/{db}/restore`.
+    func addBackupRoutes(_ routes: RouterGroup<ServerRequestContext>) {
+        routes.get(":db/backups") { _, context in
+            let database = try await self.catalog.database(
+                organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"),
+                for: try await self.principal(context))
+            guard let node = database.primaryNode else {
+                throw ControlError.conflict("database \(database.name) has no primary node yet; nothing is backed up")
+            }
+            var status = try await self.nodes.backups(database.namespace, on: node)
+            status.database = database.name
+            return try Self.json(status)
+        }
+        routes.post(":db/restore") { request, context in
+            let principal = try await self.principal(context)
+            let body = try await self.decode(Platform.RestoreRequest.self, from: request)
+            guard body.source == nil else {
+                throw ControlError.badRequest(
+                    "a restore in place reads the database's own backup; to copy another database, create a new one with a seed"
+                )
+            }
+            try Self.checkTimestamp(body.timestamp)
+            let database = try await self.catalog.database(
+                organization: try Self.parameter(context, "org"), name: try Self.parameter(context, "db"),
+                for: principal)
+            guard let node = database.primaryNode else {
+                throw ControlError.conflict("database \(database.name) has no primary node yet; nothing is backed up")
+            }
+            do {
+                var result = try await self.nodes.restore(
+                    database.namespace, source: nil, timestamp: body.timestamp, on: node)
+                result.database = database.name
+                try await self.catalog.recordBackupAction(
+                    database, action: "database.restore", by: principal,
+                    detail:
+                        "restored in place to \(result.restoredTo) (asked: \(body.timestamp ?? "newest")); undo point \(result.undoTimestamp ?? "none")"
+                )
+                return try Self.json(result)
+            } catch {
+                try? await self.catalog.recordBackupAction(
+                    database, action: "database.restore", by: principal, outcome: "failed", detail: "\(error)")
+                throw error
+            }
+        }
+    }
+
+    /// A timestamp the API accepts (RFC 3339), or a 400 saying how to write one.
+    static func checkTimestamp(_ text: String?) throws {
+        guard let text else { return }
+        guard RFC3339.microseconds(text) != nil else {
+            throw ControlError.badRequest(
+                "timestamp \(text.prefix(64).debugDescription) is not an RFC 3339 time; write it like 2026-12-01T18:00:00Z"
+            )
+        }
+    }
+
+    /// Checks a creation's seed before anything is created: a database of the same organization
+    /// the principal may read, in a group whose region rule allows the new one's locations.
+    func seedSource(
+        _ seed: Platform.DatabaseCreation.Seed, organization: String, group: String, principal: Principal
+    ) async throws -> Catalog.DatabaseRecord {
+        guard seed.type == "database" else {
+            throw ControlError.unprocessable(
+                "seed type \((seed.type ?? "none").prefix(20).debugDescription) is not supported; use {\"type\": \"database\", \"name\": SOURCE, \"timestamp\": T}"
+            )
+        }
+        guard let name = seed.name, !name.isEmpty else {
+            throw ControlError.badRequest(
+                "a database seed names the database to copy: {\"type\": \"database\", \"name\": SOURCE}")
+        }
+        try Self.checkTimestamp(seed.timestamp)
+        let source = try await catalog.database(organization: organization, name: name, for: principal)
+        if source.group.name != group, let rule = source.group.regionRule {
+            throw ControlError.regionLockViolation(
+                "database \(name) is in group \(source.group.name), whose region rule (\(rule.description)) keeps its data there; seed the copy in the same group"
+            )
+        }
+        return source
+    }
+
+    /// Fills a database just created (and placed) from `source`'s backup; undoes the creation when
+    /// the restore fails.
+    func seed(
+        _ database: Catalog.DatabaseRecord, from source: Catalog.DatabaseRecord, timestamp: String?,
+        principal: Principal
+    ) async throws {
+        do {
+            guard let node = database.primaryNode else {
+                throw ControlError.placementFailed("database \(database.name) was placed on no node; try again")
+            }
+            let result = try await nodes.restore(
+                database.namespace, source: Self.backupID(of: source), timestamp: timestamp, on: node)
+            try await catalog.recordBackupAction(
+                database, action: "database.seed", by: principal,
+                detail: "created from \(source.name) as of \(result.restoredTo) (asked: \(timestamp ?? "newest"))")
+        } catch {
+            if let node = database.primaryNode {
+                try? await nodes.delete(database.namespace, databaseID: database.id, on: node)
+            }
+            try? await catalog.undoCreation(database)
+            throw error
+        }
+    }
+}
+
+extension Catalog {
+    /// Records a restore or a seed in the database's organization's audit log.
+    func recordBackupAction(
+        _ database: DatabaseRecord, action: String, by principal: Principal, outcome: String = "ok", detail: String
+    ) async throws {
+        try await store.transaction { transaction in
+            try await self.audit(
+                transaction, organization: database.organization.id, actor: principal, action: action,
+                target: database.namespace, outcome: outcome, detail: detail)
+        }
+    }
+}
