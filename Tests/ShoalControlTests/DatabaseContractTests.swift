@@ -59,7 +59,10 @@ struct DatabaseContractTests {
             let seeded = try await cluster.call(
                 "POST", "/v1/organizations/acme/databases",
                 json: ["name": "copy", "group": "default", "seed": ["type": "database", "name": "orders"]])
-            #expect(seeded.status == 422)
+            // Seeds restore from backups, and these nodes keep none: refused, and nothing is left.
+            #expect(seeded.status == 409, "\(seeded.text)")
+            #expect(seeded.errorMessage.contains("--backup-dir"))
+            #expect(try await cluster.call("GET", "/v1/organizations/acme/databases/copy").status == 404)
 
             let shown = try await cluster.call("GET", "/v1/organizations/acme/databases/orders")
             #expect((shown.json["database"] as? [String: Any])?["primaryRegion"] as? String == "fra")
