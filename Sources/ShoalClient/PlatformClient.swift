@@ -46,7 +46,8 @@ public struct PlatformClient: Sendable {
 
     /// Sends a request and returns the answer's body as it came (for tools that print it).
     public func send(
-        _ method: String, _ path: String, query: [String: String] = [:], body: (any Encodable)? = nil
+        _ method: String, _ path: String, query: [String: String] = [:], body: (any Encodable)? = nil,
+        timeout: Duration = .seconds(30)
     ) async throws -> Data {
         guard var components = URLComponents(url: baseURL.appendingPathComponent(path), resolvingAgainstBaseURL: false)
         else { throw ClientError(.protocolViolation, "cannot build a URL for \(path)") }
@@ -55,7 +56,8 @@ public struct PlatformClient: Sendable {
         }
         guard let url = components.url else { throw ClientError(.protocolViolation, "cannot build a URL for \(path)") }
         let answer = try await OutboundHTTP.send(
-            HTTPCall(method, url, bearer: token, body: try body.map { try WireJSON.encoder().encode($0) }))
+            HTTPCall(
+                method, url, bearer: token, body: try body.map { try WireJSON.encoder().encode($0) }, timeout: timeout))
         let status = answer.status
         let data = answer.body
         guard (200..<300).contains(status) else {
@@ -75,26 +77,24 @@ public struct PlatformClient: Sendable {
     struct TokenAnswer: Decodable { let jwt: String }
 
     /// Creates a database in `group` (or returns the existing one with `ifNotExists`).
+    /// With `seed`, the database starts as a copy of another one (restored from its backup, which
+    /// may take minutes for a large one).
     public func createDatabase(
-        organization: String, name: String, group: String, ifNotExists: Bool = false
+        organization: String, name: String, group: String, ifNotExists: Bool = false,
+        seed: Platform.DatabaseCreation.Seed? = nil
     )
         async throws -> Platform.CreatedDatabase
     {
-        struct Body: Encodable {
-            let name: String
-            let group: String
-            let ifNotExists: Bool
-
-            enum CodingKeys: String, CodingKey {
-                case name, group
-                case ifNotExists = "if_not_exists"
-            }
-        }
-        return try await call(
+        let data = try await send(
             "POST", "v1/organizations/\(organization)/databases",
-            body: Body(name: name, group: group, ifNotExists: ifNotExists),
-            as: DatabaseAnswer<Platform.CreatedDatabase>.self
-        ).database
+            body: Platform.DatabaseCreation(name: name, group: group, seed: seed, ifNotExists: ifNotExists),
+            timeout: seed == nil ? .seconds(30) : .seconds(900))
+        do {
+            return try JSONDecoder().decode(DatabaseAnswer<Platform.CreatedDatabase>.self, from: data).database
+        } catch {
+            throw ClientError(
+                .protocolViolation, "the control plane's answer to creating \(name) is not what was expected")
+        }
     }
 
     /// One database.

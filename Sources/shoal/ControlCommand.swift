@@ -183,3 +183,8 @@ struct ListenFailure: Error, CustomStringConvertible {
 func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
 }
+
+/// Writes a line about what is going on to standard error (kept out of what scripts read).
+func note(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}

@@ -11,7 +11,7 @@ struct DatabaseCommand: AsyncParsableCommand {
         commandName: "db", abstract: "Create, list, show and destroy databases; issue and revoke tokens.",
         subcommands: [
             Create.self, List.self, Show.self, Destroy.self, Tokens.self, CreateMany.self, Shell.self, Import.self,
-            Export.self,
+            Export.self, Backups.self, Restore.self,
         ])
 
     static let columns = ["Name", "group", "primaryRegion", "regions", "Hostname", "DbId"]
@@ -23,11 +23,31 @@ struct DatabaseCommand: AsyncParsableCommand {
         @Argument(help: "The database's name: 1-64 of a-z, 0-9 and -.") var name: String
         @Option(help: "The group it lives in.") var group: String
         @Flag(help: "Succeed with the existing database if the name is taken in that group.") var ifNotExists = false
+        @Option(help: "Copy this database of the organization (from its backup) instead of starting empty.")
+        var fromDb: String?
+        @Option(help: "With --from-db: copy it as of this time (RFC 3339, e.g. 2026-12-01T18:00:00Z; default: newest).")
+        var timestamp: String?
+
+        func validate() throws {
+            if timestamp != nil && fromDb == nil { throw ValidationError("--timestamp needs --from-db") }
+            if let timestamp, RFC3339.microseconds(timestamp) == nil {
+                throw ValidationError(
+                    "--timestamp \(timestamp) is not an RFC 3339 time; write it like 2026-12-01T18:00:00Z")
+            }
+            if fromDb != nil && ifNotExists { throw ValidationError("--if-not-exists cannot be used with --from-db") }
+        }
 
         func run() async throws {
             let org = try platform.organization()
-            let created = try await platform.run {
-                try await $0.createDatabase(organization: org, name: name, group: group, ifNotExists: ifNotExists)
+            let seed = fromDb.map { Platform.DatabaseCreation.Seed(type: "database", name: $0, timestamp: timestamp) }
+            if let fromDb, !platform.json {
+                note("copying \(fromDb)\(timestamp.map { " as of \($0)" } ?? "") into \(name) from its backup…")
+            }
+            let created = try await Waiting.show(seed == nil || platform.json ? nil : "restoring \(name)") {
+                try await platform.run {
+                    try await $0.createDatabase(
+                        organization: org, name: name, group: group, ifNotExists: ifNotExists, seed: seed)
+                }
             }
             if platform.json {
                 let encoder = WireJSON.encoder([.sortedKeys])
@@ -226,6 +246,94 @@ struct DatabaseCommand: AsyncParsableCommand {
                         + String(format: " in %.2f s (%.0f/s)", seconds, Double(created) / max(seconds, 0.001)))
             }
             if !failures.isEmpty { throw ExitCode(1) }
+        }
+    }
+}
+
+/// `shoal db backups`.
+struct Backups: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show what can be restored of a database: the earliest and newest times, and the backup's lag.")
+    @OptionGroup var platform: PlatformOptions
+    @Argument(help: "The database's name.") var name: String
+
+    func run() async throws {
+        let org = try platform.organization()
+        let data = try await platform.run {
+            try await $0.send("GET", "v1/organizations/\(org)/databases/\(name)/backups")
+        }
+        if platform.json { return say(String(decoding: data, as: UTF8.self)) }
+        let status = try JSONDecoder().decode(Platform.BackupStatus.self, from: data)
+        say("database \(status.database)")
+        say("  earliest  \(status.earliest ?? "none yet")")
+        say("  latest    \(status.latest ?? "none yet")")
+        say(
+            "  lag       "
+                + (status.pending ? String(format: "%.1f s (commits not yet in the store)", status.lagSeconds) : "0 s"))
+        say("  objects   \(status.objects)")
+    }
+}
+
+/// `shoal db restore`.
+struct Restore: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Restore a database in place to a time; the state it replaces stays restorable (the undo point).")
+    @OptionGroup var platform: PlatformOptions
+    @Argument(help: "The database's name.") var name: String
+    @Option(help: "The time to restore to (RFC 3339, e.g. 2026-12-01T18:00:00Z; default: the newest in its backup).")
+    var timestamp: String?
+
+    func validate() throws {
+        if let timestamp, RFC3339.microseconds(timestamp) == nil {
+            throw ValidationError(
+                "--timestamp \(timestamp) is not an RFC 3339 time; write it like 2026-12-01T18:00:00Z")
+        }
+    }
+
+    func run() async throws {
+        let org = try platform.organization()
+        if !platform.json { note("restoring \(name) to \(timestamp ?? "its newest backup")…") }
+        let data = try await Waiting.show(platform.json ? nil : "restoring \(name)") {
+            try await platform.run {
+                try await $0.send(
+                    "POST", "v1/organizations/\(org)/databases/\(name)/restore",
+                    body: Platform.RestoreRequest(timestamp: timestamp), timeout: .seconds(900))
+            }
+        }
+        if platform.json { return say(String(decoding: data, as: UTF8.self)) }
+        let result = try JSONDecoder().decode(Platform.RestoreResult.self, from: data)
+        say("restored \(result.database) to \(result.restoredTo) (\(result.bytes) bytes)")
+        if let undo = result.undoTimestamp {
+            say("to undo: shoal db restore \(result.database) --timestamp \(undo)")
+        }
+    }
+}
+
+/// Shows, on a terminal's standard error, how long a call has been running (one request that
+/// reports nothing until done: a restore).
+enum Waiting {
+    static func show<T: Sendable>(_ label: String?, _ body: @escaping @Sendable () async throws -> T) async throws -> T
+    {
+        guard let label, isatty(STDERR_FILENO) == 1 else { return try await body() }
+        return try await withThrowingTaskGroup(of: T?.self) { group in
+            group.addTask {
+                var seconds = 0
+                while !Task.isCancelled {
+                    FileHandle.standardError.write(Data("\r\(label)… \(seconds) s".utf8))
+                    guard await CancellableSleep.sleep(for: .seconds(1)) else { break }
+                    seconds += 1
+                }
+                FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
+                return nil
+            }
+            group.addTask { try await body() }
+            while let next = try await group.next() {
+                if let value = next {
+                    group.cancelAll()
+                    return value
+                }
+            }
+            throw CancellationError()
         }
     }
 }

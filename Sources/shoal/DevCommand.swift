@@ -3,6 +3,7 @@ import Foundation
 import Hummingbird
 import Logging
 import ServiceLifecycle
+import ShoalBackup
 import ShoalControl
 import ShoalModel
 import ShoalNode
@@ -84,14 +85,16 @@ struct DevCommand: AsyncParsableCommand {
             { control.application(host: host, port: $0, onRunning: $1) }, host: host, port: port)
         var servers = [controlServer.server]
         var nodes: [DevNode] = []
+        // One backup store for every node, as a platform has: restores and seeds work out of the box.
+        let backups = try DirectoryObjectStore(root: data + "/backups")
         for (index, location) in locationList.enumerated() {
             let nodeAdmin = NodeCommand.randomSecret()
-            let node = try Node(
-                configuration: NodeConfiguration(
-                    dataDirectory: data + "/nodes/\(location)", location: location,
-                    authentication: .tokens(
-                        try TokenVerifier(keys: [:], allowNoKeys: true, maxPolicyAge: 300), adminToken: nodeAdmin)),
-                logger: logger)
+            var configuration = NodeConfiguration(
+                dataDirectory: data + "/nodes/\(location)", location: location,
+                authentication: .tokens(
+                    try TokenVerifier(keys: [:], allowNoKeys: true, maxPolicyAge: 300), adminToken: nodeAdmin))
+            configuration.backupStore = backups
+            let node = try Node(configuration: configuration, logger: logger)
             let server = ListeningServer.listen(
                 { node.application(host: host, port: $0, onRunning: $1) }, host: host,
                 port: fixed ? port + 1 + index : 0)

@@ -83,6 +83,8 @@ struct NodeCommand: AsyncParsableCommand {
 
     @OptionGroup var connections: ConnectionOptions
 
+    @OptionGroup var backups: BackupOptions
+
     @Option(help: "Threads for SQLite and file work (default: twice the cores, at least 4).")
     var sqliteThreads: Int?
 
@@ -262,6 +264,10 @@ struct NodeCommand: AsyncParsableCommand {
         nodeConfiguration.longPollLimits = try Self.admissionLimits(longPollLimits, option: "long-poll-limits")
         nodeConfiguration.snapshotLimits = try Self.admissionLimits(snapshotLimits, option: "snapshot-limits")
         nodeConfiguration.webSocketLimits = try Self.admissionLimits(webSocketLimits, option: "web-socket-limits")
+        nodeConfiguration.backupStore = try backups.store()
+        if let store = nodeConfiguration.backupStore {
+            logger.info("backup.store", metadata: ["location": "\(store.location)"])
+        }
         let node = try Node(configuration: nodeConfiguration, logger: logger)
         let givenKeys = try self.givenKeys()
         let revoked = Set(revokedJti)
