@@ -158,6 +158,11 @@ import Testing
             let point = try await BackupRestore.restore("acme.app", from: store, at: nil, to: restored)
             #expect(point.position.frame > 0)
             #expect(try FileManager.default.contentsOfDirectory(atPath: node.dataDirectory + "/backup-pending").isEmpty)
+            let metrics = try PrometheusSamples(try await node.request("GET", "/metrics").body)
+            #expect((metrics["shoal_node_backup_frames_total"] ?? 0) >= Double(point.position.frame))
+            #expect((metrics["shoal_node_backup_requests_total"] ?? 0) >= 2)
+            #expect(metrics["shoal_node_backup_pending_databases"] == 0)
+            #expect(metrics["shoal_node_backup_lag_seconds"] == 0)
         }
     }
 }

@@ -78,6 +78,7 @@ public final class Node: Sendable {
                     sqliteThreads: self.configuration.executor.threadCount,
                     sqliteQueued: self.configuration.executor.queuedCount),
                 opens: pool.opens, evictions: pool.evictions)
+            if let backups = self.store.backups { self.metrics.updateBackups(backups.statistics) }
         }
         // Clients probe the version at the root and under a database's path prefix alike.
         for probe in ["v1", "v2", "v3"] {

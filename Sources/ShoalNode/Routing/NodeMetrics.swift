@@ -3,6 +3,7 @@ import HTTPTypes
 import Hummingbird
 import Logging
 import Prometheus
+import ShoalBackup
 import ShoalServerKit
 import ShoalTime
 import Synchronization
@@ -60,6 +61,11 @@ final class NodeMetrics: Sendable {
     private let databaseEvictions: Counter
     /// What the counters read from the pool last showed (they are moved forward by the difference).
     private let published = Mutex((opens: 0, evictions: 0))
+    private let backupLag: Gauge
+    private let backupPending: Gauge
+    /// Frames, bytes, requests, failures, snapshots and gaps of the backup shipper, in that order.
+    private let backupCounters: [Counter]
+    private let publishedBackups = Mutex([Int64](repeating: 0, count: 6))
 
     /// The gauges read at scrape time, in the order `Capacity.values` gives them.
     private static let gaugeNames: [(name: String, help: String)] = [
@@ -88,6 +94,39 @@ final class NodeMetrics: Sendable {
             "shoal_node_database_evictions_total",
             help: "Databases closed to make room or because they were idle.")
         gauges = Self.gaugeNames.map { registry.gauge($0.name, help: $0.help) }
+        backupLag = registry.gauge(
+            "shoal_node_backup_lag_seconds",
+            help: "Seconds since the oldest commit not yet in the backup store (0: everything shipped).")
+        backupPending = registry.gauge(
+            "shoal_node_backup_pending_databases", help: "Databases with commits not yet in the backup store.")
+        backupCounters = [
+            registry.counter("shoal_node_backup_frames_total", help: "WAL frames shipped to the backup store."),
+            registry.counter("shoal_node_backup_bytes_total", help: "Bytes stored in the backup store."),
+            registry.counter("shoal_node_backup_requests_total", help: "Requests made to the backup store."),
+            registry.counter(
+                "shoal_node_backup_failures_total", help: "Shipments that failed (retried with a growing delay)."),
+            registry.counter("shoal_node_backup_snapshots_total", help: "Whole-database snapshots stored."),
+            registry.counter(
+                "shoal_node_backup_gaps_total",
+                help: "Frames pruned from a log before they were shipped (a fresh snapshot covered them)."),
+        ]
+    }
+
+    /// Sets the backup gauges and moves the counters to the shipper's totals.
+    func updateBackups(_ statistics: BackupShipper.Statistics) {
+        backupLag.set(statistics.lagSeconds)
+        backupPending.set(Int64(statistics.pendingDatabases))
+        let totals = [
+            Int64(statistics.framesShipped), statistics.bytesShipped, Int64(statistics.requests),
+            Int64(statistics.failures), Int64(statistics.snapshots), Int64(statistics.gaps),
+        ]
+        let increments = publishedBackups.withLock { published -> [Int64] in
+            defer { published = zip(published, totals).map { max($0, $1) } }
+            return zip(published, totals).map { max(0, $1 - $0) }
+        }
+        for (counter, increment) in zip(backupCounters, increments) where increment > 0 {
+            counter.increment(by: increment)
+        }
     }
 
     /// A Hrana WebSocket opened (`true`) or closed.
