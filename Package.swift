@@ -315,6 +315,7 @@ let package = Package(
                 "ShoalControl",
                 "ShoalHTTP",
                 "ShoalServerKit",
+                "ShoalBackup",
                 "CBenchBaseline",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

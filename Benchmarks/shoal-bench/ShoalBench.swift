@@ -10,6 +10,7 @@ struct ShoalBench: AsyncParsableCommand {
         subcommands: [
             LocalRead.self, ReplicaRead.self, Apply.self, RemoteRead.self, ClientRead.self, PoolBench.self,
             Provision.self, ReplicaLag.self, PoolChurn.self, ChurnNode.self, NoisyNeighbour.self, Migrate.self,
+            Backup.self,
         ]
     )
 }
