@@ -32,6 +32,12 @@ struct Backup: AsyncParsableCommand {
     @Option(help: "How long the writes go on, in seconds.")
     var seconds = 10
 
+    @Option(help: "Databases the shipper ships at once (default: its own).")
+    var concurrency: Int?
+
+    @Option(help: "The phases to run, comma-separated: restore, idle, lag.")
+    var phases = "restore,idle,lag"
+
     func run() async throws {
         let root =
             FileManager.default.temporaryDirectory.appendingPathComponent(
@@ -39,9 +45,10 @@ struct Backup: AsyncParsableCommand {
             ).path
         try? FileManager.default.removeItem(atPath: root)
         defer { try? FileManager.default.removeItem(atPath: root) }
-        try await restoreThroughput(root + "/restore")
-        try await idleRequests(root + "/idle")
-        try await lag(root + "/lag")
+        let chosen = Set(phases.split(separator: ",").map(String.init))
+        if chosen.contains("restore") { try await restoreThroughput(root + "/restore") }
+        if chosen.contains("idle") { try await idleRequests(root + "/idle") }
+        if chosen.contains("lag") { try await lag(root + "/lag") }
     }
 
     /// Primary logs by id for the shipper.
@@ -140,7 +147,10 @@ struct Backup: AsyncParsableCommand {
     func lag(_ directory: String) async throws {
         let store = try DirectoryObjectStore(root: directory + "/store")
         let shelf = Shelf()
-        let shipper = try BackupShipper(store: store, source: shelf, pendingDirectory: directory + "/pending")
+        var configuration = BackupShipper.Configuration()
+        if let concurrency { configuration.concurrency = concurrency }
+        let shipper = try BackupShipper(
+            store: store, source: shelf, pendingDirectory: directory + "/pending", configuration: configuration)
         var logs: [(PrimaryLog, Connection)] = []
         defer {
             for (log, writer) in logs {

@@ -27,7 +27,7 @@ public protocol BackupSource: Sendable {
 public final class BackupShipper: Service, Sendable {
     /// How the shipper behaves.
     public struct Configuration: Sendable {
-        /// How long commits gather before a round ships them.
+        /// How often rounds start at most: how long commits gather before a round ships them.
         public var batchDelay: Duration
         /// The most frames in one object.
         public var maxFramesPerSegment: Int
@@ -38,10 +38,10 @@ public final class BackupShipper: Service, Sendable {
         /// The longest wait between failed rounds.
         public var maxRetryDelay: Duration
 
-        /// Defaults: rounds 1 s apart, 1,024 frames (4 MiB) an object, 8 databases at once, retries
+        /// Defaults: rounds 1 s apart, 1,024 frames (4 MiB) an object, 16 databases at once, retries
         /// from 1 s to 30 s.
         public init(
-            batchDelay: Duration = .seconds(1), maxFramesPerSegment: Int = 1024, concurrency: Int = 8,
+            batchDelay: Duration = .seconds(1), maxFramesPerSegment: Int = 1024, concurrency: Int = 16,
             retryDelay: Duration = .seconds(1), maxRetryDelay: Duration = .seconds(30)
         ) {
             self.batchDelay = batchDelay
@@ -196,18 +196,22 @@ public final class BackupShipper: Service, Sendable {
     // MARK: Running
 
     /// Ships rounds until cancelled or the service group shuts down, then one last round (bounded by
-    /// the group's escalation to cancellation).
+    /// the group's escalation to cancellation). Rounds start at most every `batchDelay`: a commit
+    /// waits for the next start, then for the round that ships it.
     public func run() async throws {
         await cancelWhenGracefulShutdown {
             var delay = self.configuration.retryDelay
             var iterator = self.wakes.makeAsyncIterator()
+            var lastStart: ContinuousClock.Instant?
             while !Task.isCancelled {
                 if self.pendingDatabases.isEmpty {
                     guard await iterator.next() != nil else { return }
                     continue
                 }
-                await CancellableSleep.sleep(for: self.configuration.batchDelay)
+                let next = (lastStart ?? .now) + self.configuration.batchDelay
+                if next > .now { await CancellableSleep.sleep(for: next - .now) }
                 if Task.isCancelled { return }
+                lastStart = .now
                 let failed = await self.shipPending()
                 if failed > 0 {
                     await CancellableSleep.sleep(for: delay)
