@@ -230,6 +230,8 @@ let package = Package(
                 .embedInCode("postgresql/v0007_storage_usage.postgresql.sql"),
                 .embedInCode("sqlite/v0008_tenant_schemas.sqlite.sql"),
                 .embedInCode("postgresql/v0008_tenant_schemas.postgresql.sql"),
+                .embedInCode("sqlite/v0009_backups.sqlite.sql"),
+                .embedInCode("postgresql/v0009_backups.postgresql.sql"),
             ]
         ),
 
@@ -296,7 +298,7 @@ let package = Package(
         // The built `shoal` binary, run as users run it.
         .testTarget(
             name: "ShoalCLITests",
-            dependencies: ["ShoalHTTP", "ShoalClient", "ShoalSQLite", "ShoalTestSupport"]
+            dependencies: ["ShoalHTTP", "ShoalClient", "ShoalSQLite", "ShoalTestSupport", "ShoalBackup", "ShoalReplication"]
         ),
 
         // Benchmarks: release-build executables that print one JSON object per line.

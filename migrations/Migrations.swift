@@ -37,6 +37,9 @@ public enum CatalogMigrations {
         CatalogMigration(
             version: 8, name: "v0008_tenant_schemas.sqlite.sql",
             sql: String(decoding: PackageResources.v0008_tenant_schemas_sqlite_sql, as: UTF8.self)),
+        CatalogMigration(
+            version: 9, name: "v0009_backups.sqlite.sql",
+            sql: String(decoding: PackageResources.v0009_backups_sqlite_sql, as: UTF8.self)),
     ]
 
     /// The PostgreSQL schema versions, in order.
@@ -66,5 +69,8 @@ public enum CatalogMigrations {
         CatalogMigration(
             version: 8, name: "v0008_tenant_schemas.postgresql.sql",
             sql: String(decoding: PackageResources.v0008_tenant_schemas_postgresql_sql, as: UTF8.self)),
+        CatalogMigration(
+            version: 9, name: "v0009_backups.postgresql.sql",
+            sql: String(decoding: PackageResources.v0009_backups_postgresql_sql, as: UTF8.self)),
     ]
 }

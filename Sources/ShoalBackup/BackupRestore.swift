@@ -29,6 +29,51 @@ public struct BackupCatalog: Sendable, Equatable {
         }.min()
     }
 
+    /// The time of the newest snapshot, nil with none.
+    public var latestSnapshot: Int64? {
+        keys.compactMap { key -> Int64? in
+            if case .snapshot(_, _, let time) = key { return time }
+            return nil
+        }.max()
+    }
+
+    /// The objects no restore to `cutoff` or later reads (microseconds): every snapshot older than
+    /// the one a restore to `cutoff` starts from, and every segment and end marker before the
+    /// oldest snapshot kept. Empty when no snapshot is as old as `cutoff` (everything kept is then
+    /// still needed).
+    public func prunable(before cutoff: Int64) -> [BackupKey] {
+        let snapshots = keys.compactMap { key -> (time: Int64, position: ReplicationPosition)? in
+            if case .snapshot(let generation, let frame, let time) = key {
+                return (time, ReplicationPosition(generation: generation, frame: frame))
+            }
+            return nil
+        }
+        func order(_ time: Int64, _ position: ReplicationPosition) -> (Int64, UInt64, UInt64) {
+            (time, position.generation, position.frame)
+        }
+        // The snapshot `plan(at: cutoff)` starts from, and every later one, stay.
+        guard
+            let base = snapshots.filter({ $0.time <= cutoff }).max(by: {
+                order($0.time, $0.position) < order($1.time, $1.position)
+            })
+        else { return [] }
+        let kept = snapshots.filter { order($0.time, $0.position) >= order(base.time, base.position) }
+        guard
+            let oldest = kept.map(\.position).min(by: { ($0.generation, $0.frame) < ($1.generation, $1.frame) })
+        else { return [] }
+        return keys.filter { key in
+            switch key {
+            case .snapshot(let generation, let frame, let time):
+                return order(time, ReplicationPosition(generation: generation, frame: frame))
+                    < order(base.time, base.position)
+            case .segment(let generation, _, let last, _, _):
+                return generation < oldest.generation || (generation == oldest.generation && last <= oldest.frame)
+            case .end(let generation, _):
+                return generation < oldest.generation
+            }
+        }
+    }
+
     /// The time of the newest commit shipped (or the newest snapshot's, if later), nil with none.
     public var latest: Int64? { keys.map(\.latestTime).max() }
 

@@ -11,6 +11,14 @@ public protocol BackupSource: Sendable {
     /// Runs `body` with the primary log of database `id`; nil when `id` is no longer a primary here
     /// (deleted, or moved away), which ends its shipping.
     func withPrimaryLog<T: Sendable>(_ id: String, _ body: @Sendable (PrimaryLog) async throws -> T) async throws -> T?
+    /// How far back database `id`'s backup must stay restorable (its plan's); nil for the
+    /// shipper's default.
+    func retention(_ id: String) async -> Duration?
+}
+
+extension BackupSource {
+    /// The shipper's default for every database.
+    public func retention(_ id: String) async -> Duration? { nil }
 }
 
 /// Ships every primary's frames of one node, in order and with their commit times, to an object
@@ -24,6 +32,11 @@ public protocol BackupSource: Sendable {
 /// frames shipped since the last snapshot outweigh it, so a restore reads at most about twice the
 /// database. An idle database costs no request at all. A store that fails delays shipping (rounds
 /// back off up to `maxRetryDelay`), never a write.
+///
+/// Retention: a database that writes gets a new snapshot at least every half of its retention
+/// (its generation is rolled for it, at most every `minimumSnapshotInterval`), and after each
+/// snapshot the objects no restore within the retention reads any more are deleted
+/// (`BackupCatalog.prunable`). What an idle database holds is all still needed for its state now.
 public final class BackupShipper: Service, Sendable {
     /// How the shipper behaves.
     public struct Configuration: Sendable {
@@ -37,13 +50,20 @@ public final class BackupShipper: Service, Sendable {
         public var retryDelay: Duration
         /// The longest wait between failed rounds.
         public var maxRetryDelay: Duration
+        /// How far back a database's backup stays restorable when its source names no retention.
+        public var defaultRetention: Duration
+        /// The shortest time between two snapshots taken for retention.
+        public var minimumSnapshotInterval: Duration
 
         /// Defaults: rounds 1 s apart, 1,024 frames (4 MiB) an object, 16 databases at once, retries
-        /// from 1 s to 30 s.
+        /// from 1 s to 30 s, a day's retention, snapshots for retention at most hourly.
         public init(
             batchDelay: Duration = .seconds(1), maxFramesPerSegment: Int = 1024, concurrency: Int = 16,
-            retryDelay: Duration = .seconds(1), maxRetryDelay: Duration = .seconds(30)
+            retryDelay: Duration = .seconds(1), maxRetryDelay: Duration = .seconds(30),
+            defaultRetention: Duration = .seconds(86_400), minimumSnapshotInterval: Duration = .seconds(3600)
         ) {
+            self.defaultRetention = defaultRetention
+            self.minimumSnapshotInterval = minimumSnapshotInterval
             self.batchDelay = batchDelay
             self.maxFramesPerSegment = maxFramesPerSegment
             self.concurrency = concurrency
@@ -71,6 +91,8 @@ public final class BackupShipper: Service, Sendable {
         /// Frames lost to the log before they were shipped (an archive pruned first); a fresh
         /// snapshot covers them.
         public var gaps = 0
+        /// Objects deleted because no restore within the retention reads them.
+        public var pruned = 0
     }
 
     /// Where a database stands in the store, as this process knows it.
@@ -78,6 +100,8 @@ public final class BackupShipper: Service, Sendable {
         var position: ReplicationPosition
         var bytesSinceSnapshot: Int64
         var lastCommit: Int64
+        /// The newest snapshot's time.
+        var snapshotTime: Int64
     }
 
     private struct Pending {
@@ -321,7 +345,8 @@ public final class BackupShipper: Service, Sendable {
         count(requests: 1, bytes: 0)
         guard let position = catalog.position else { return nil }
         return Cursor(
-            position: position, bytesSinceSnapshot: catalog.bytesSinceSnapshot, lastCommit: catalog.latest ?? 0)
+            position: position, bytesSinceSnapshot: catalog.bytesSinceSnapshot, lastCommit: catalog.latest ?? 0,
+            snapshotTime: catalog.latestSnapshot ?? 0)
     }
 
     private func count(requests: Int, bytes: Int, frames: Int = 0, snapshots: Int = 0) {
@@ -364,9 +389,12 @@ public final class BackupShipper: Service, Sendable {
             let time = first.map { $0.microseconds - 1 } ?? CommitTime.now()
             _ = try await snapshot(id, log: log, generation: generation, time: time)
             cursor = Cursor(
-                position: ReplicationPosition(generation: generation, frame: 0), bytesSinceSnapshot: 0, lastCommit: time
-            )
+                position: ReplicationPosition(generation: generation, frame: 0), bytesSinceSnapshot: 0,
+                lastCommit: time,
+                snapshotTime: time)
+            await prune(id)
         }
+        var rolledForRetention = false
         while !Task.isCancelled {
             let position = cursor.position
             let read: FrameRead
@@ -386,10 +414,12 @@ public final class BackupShipper: Service, Sendable {
                     "backup.gap",
                     metadata: ["database": "\(id)", "from": "\(position)", "to_generation": "\(generation)"])
                 state.withLock { $0.statistics.gaps += 1 }
-                _ = try await snapshot(id, log: log, generation: generation, time: CommitTime.now())
+                let time = CommitTime.now()
+                _ = try await snapshot(id, log: log, generation: generation, time: time)
                 cursor = Cursor(
                     position: ReplicationPosition(generation: generation, frame: 0), bytesSinceSnapshot: 0,
-                    lastCommit: CommitTime.now())
+                    lastCommit: time, snapshotTime: time)
+                await prune(id)
                 continue
             }
             switch read {
@@ -426,7 +456,15 @@ public final class BackupShipper: Service, Sendable {
                             "the backup of \(id) holds frame \(position.frame) of generation \(position.generation) but the log ends at \(last); it needs a new backup"
                         )
                     }
-                    return cursor
+                    // Shipped up to now. A snapshot due for retention rolls the generation: the
+                    // next read finds the new one, whose base is then stored.
+                    guard !rolledForRetention, cursor.bytesSinceSnapshot > 0, await snapshotDue(id, cursor) else {
+                        return cursor
+                    }
+                    rolledForRetention = true
+                    let rolled = try? await BlockingExecutor.shared.run { try log.rollGeneration() }
+                    if rolled != true { return cursor }
+                    continue
                 }
                 guard last == position.frame else {
                     throw BackupError.diverged(
@@ -435,12 +473,15 @@ public final class BackupShipper: Service, Sendable {
                 }
                 try await put(BackupKey.end(generation: position.generation, last: last).key(id), [])
                 cursor.position = ReplicationPosition(generation: position.generation + 1, frame: 0)
-                // A new snapshot once replaying the frames since the last would cost more than it.
+                // A new snapshot once replaying the frames since the last would cost more than it,
+                // or when one is due for retention.
                 let base = (try? PosixFile.size(of: log.databasePath)) ?? 0
-                if current == position.generation + 1, cursor.bytesSinceSnapshot >= base {
+                if current == position.generation + 1, rolledForRetention || cursor.bytesSinceSnapshot >= base {
                     do {
                         _ = try await snapshot(id, log: log, generation: current, time: cursor.lastCommit)
                         cursor.bytesSinceSnapshot = 0
+                        cursor.snapshotTime = cursor.lastCommit
+                        await prune(id)
                     } catch ReplicationError.kindGenerationGone {
                         // Rolled again meanwhile: the frames still chain there.
                     }
@@ -448,6 +489,37 @@ public final class BackupShipper: Service, Sendable {
             }
         }
         throw CancellationError()
+    }
+
+    /// How far back database `id` stays restorable.
+    private func retention(_ id: String) async -> Duration {
+        await source.retention(id) ?? configuration.defaultRetention
+    }
+
+    /// Whether database `id` is due a snapshot for retention: its newest is older than half its
+    /// retention (and than `minimumSnapshotInterval`).
+    private func snapshotDue(_ id: String, _ cursor: Cursor) async -> Bool {
+        let age = Double(CommitTime.now() - cursor.snapshotTime) / 1_000_000
+        guard age >= configuration.minimumSnapshotInterval.inSeconds else { return false }
+        return age >= (await retention(id)).inSeconds / 2
+    }
+
+    /// Deletes the objects of database `id` that no restore within its retention reads; a failure
+    /// only leaves them for the next snapshot's pass.
+    private func prune(_ id: String) async {
+        let cutoff = CommitTime.now() - Int64((await retention(id)).inSeconds * 1_000_000)
+        do {
+            let catalog = try await BackupCatalog.load(store, id: id)
+            count(requests: 1, bytes: 0)
+            let keys = catalog.prunable(before: cutoff).map { $0.key(id) }
+            guard !keys.isEmpty else { return }
+            try await store.delete(keys)
+            count(requests: keys.count, bytes: 0)
+            state.withLock { $0.statistics.pruned += keys.count }
+            logger.debug("backup.pruned", metadata: ["database": "\(id)", "objects": "\(keys.count)"])
+        } catch {
+            logger.warning("backup.prune_failed", metadata: ["database": "\(id)", "error": "\(error)"])
+        }
     }
 
     /// Gives every commit frame of `chunk` its recorded time; a commit whose record was lost takes

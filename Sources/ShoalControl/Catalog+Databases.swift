@@ -76,11 +76,16 @@ extension Catalog {
     /// Removes a database's row and records its removal from the nodes that may hold it (delivered
     /// by `ControlPlane.deliverDeletions`, retried until each node confirms); its pending settings
     /// pushes go with it.
-    func removeDatabaseRow(_ database: DatabaseRecord, in transaction: any CatalogTransaction) async throws {
+    /// Its backups are kept for the grace period and then erased; those of a creation being undone
+    /// are erased at once.
+    func removeDatabaseRow(
+        _ database: DatabaseRecord, undoingCreation: Bool = false, in transaction: any CatalogTransaction
+    ) async throws {
         try await transaction.query("DELETE FROM databases WHERE id = $1", [.text(database.id)])
         try await transaction.query(
             "DELETE FROM database_settings_pushes WHERE database_id = $1", [.text(database.id)])
         try await recordDeletion(of: database, in: transaction)
+        try await recordErasure(of: database, undoingCreation: undoingCreation, in: transaction)
         try await transaction.query(
             "UPDATE organizations SET database_count = database_count - 1 WHERE id = $1",
             [.text(database.organization.id)])
@@ -205,7 +210,9 @@ extension Catalog {
 
     /// Removes a database row without checks or audit: undoes a creation whose placement failed.
     func undoCreation(_ database: DatabaseRecord) async throws {
-        try await read { transaction in try await removeDatabaseRow(database, in: transaction) }
+        try await read { transaction in
+            try await removeDatabaseRow(database, undoingCreation: true, in: transaction)
+        }
     }
 
     /// A page of an organization's databases in name order, after `cursor` (a name), optionally

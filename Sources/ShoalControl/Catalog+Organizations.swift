@@ -90,7 +90,10 @@ extension Catalog {
                 "UPDATE organizations SET region_rule = $1, plan = $2 WHERE id = $3",
                 [try Self.encode(rule), .text(newPlan), .text(organization.id)])
             // The nodes of its databases get the locations the new rule allows, until each confirms.
-            if regionRule != nil { try await recordSettingsPushes(of: organization, in: transaction) }
+            // A new plan may keep backups for another time: sent by the retries, not this call.
+            if regionRule != nil || newPlan != organization.plan {
+                try await recordSettingsPushes(of: organization, claimed: regionRule != nil, in: transaction)
+            }
             try await audit(
                 transaction, organization: organization.id, actor: principal, action: "organization.update",
                 target: slug, detail: "plan \(newPlan), region rule \(rule?.description ?? "none")")
@@ -104,14 +107,14 @@ extension Catalog {
     public func plans() async throws -> [Platform.Plan] {
         try await read { transaction in
             try await transaction.query(
-                "SELECT name, max_databases, max_groups, max_locations_per_group, max_storage_bytes FROM plans ORDER BY max_databases",
+                "SELECT name, max_databases, max_groups, max_locations_per_group, max_storage_bytes, backup_retention_seconds FROM plans ORDER BY max_databases",
                 []
             ).map {
                 Platform.Plan(
                     name: try $0.text(0),
                     quotas: .init(
                         databases: try $0.integer(1), groups: try $0.integer(2), locationsPerGroup: try $0.integer(3),
-                        storageBytes: try $0.integer(4)))
+                        storageBytes: try $0.integer(4), backupRetention: try $0.integer(5)))
             }
         }
     }
@@ -124,26 +127,52 @@ extension Catalog {
         guard quotas.databases >= 0, quotas.groups >= 0, quotas.locationsPerGroup >= 1, quotas.storageBytes >= 0 else {
             throw ControlError.unprocessable("quotas must not be negative and a group needs at least one location")
         }
+        guard (3600...Platform.Quotas.maxBackupRetention).contains(quotas.backupRetention) else {
+            throw ControlError.unprocessable(
+                "backup_retention is in seconds, from 3600 (an hour) to \(Platform.Quotas.maxBackupRetention) (10 years)"
+            )
+        }
         try await audited(organization: nil, actor: principal, action: "plan.save", target: plan.name) {
             transaction in
             let values: [CatalogValue] = [
                 .text(plan.name), .integer(quotas.databases), .integer(quotas.groups),
                 .integer(quotas.locationsPerGroup),
-                .integer(quotas.storageBytes),
+                .integer(quotas.storageBytes), .integer(quotas.backupRetention),
             ]
+            let retained = try await transaction.queryOne(
+                "SELECT backup_retention_seconds FROM plans WHERE name = $1", [.text(plan.name)])
             let updated = try await transaction.query(
                 """
-                UPDATE plans SET max_databases = $2, max_groups = $3, max_locations_per_group = $4, max_storage_bytes = $5
+                UPDATE plans SET max_databases = $2, max_groups = $3, max_locations_per_group = $4, max_storage_bytes = $5,
+                    backup_retention_seconds = $6
                 WHERE name = $1 RETURNING name
                 """, values)
             if updated.isEmpty {
                 try await transaction.query(
-                    "INSERT INTO plans (name, max_databases, max_groups, max_locations_per_group, max_storage_bytes) VALUES ($1, $2, $3, $4, $5)",
+                    """
+                    INSERT INTO plans (name, max_databases, max_groups, max_locations_per_group, max_storage_bytes,
+                        backup_retention_seconds)
+                    VALUES ($1, $2, $3, $4, $5, $6)
+                    """,
                     values)
+            }
+            // The nodes of its databases get the new retention from the retries, until each confirms.
+            if let retained, try retained.integer(0) != quotas.backupRetention {
+                for row in try await transaction.query(
+                    "SELECT id, slug, plan, region_rule FROM organizations WHERE plan = $1 ORDER BY slug",
+                    [.text(plan.name)])
+                {
+                    let organization = OrganizationRecord(
+                        id: try row.text(0), slug: try row.text(1), plan: try row.text(2),
+                        regionRule: Self.decodeRule(try row.optionalText(3)))
+                    try await recordSettingsPushes(of: organization, claimed: false, in: transaction)
+                }
             }
             try await audit(
                 transaction, organization: nil, actor: principal, action: "plan.save", target: plan.name,
-                detail: "plan \(plan.name): \(quotas.databases) databases, \(quotas.groups) groups")
+                detail:
+                    "plan \(plan.name): \(quotas.databases) databases, \(quotas.groups) groups, backups kept \(quotas.backupRetention) s"
+            )
         }
     }
 

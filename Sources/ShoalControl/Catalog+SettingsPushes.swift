@@ -28,8 +28,11 @@ extension Catalog {
     /// locations (each may keep a replica), whether up or down. A push still pending for the same
     /// node is replaced (the new one sends the newer settings). Each is recorded as claimed by the
     /// changing call, which sends it at once (`settingsPushes(of:)`); if that call never gets to it,
-    /// the claim lapses and the retries take it.
-    func recordSettingsPush(of database: DatabaseRecord, in transaction: any CatalogTransaction) async throws {
+    /// the claim lapses and the retries take it. Unless `claimed` is false: then the retries take it
+    /// at once (a change that touches more databases than one call should send).
+    func recordSettingsPush(
+        of database: DatabaseRecord, claimed: Bool = true, in transaction: any CatalogTransaction
+    ) async throws {
         // Without a primary there is nothing to hold the settings, and no primary for replicas.
         guard let primary = database.primaryNode else { return }
         var nodeIDs: Set<String> = [primary.id]
@@ -51,30 +54,33 @@ extension Catalog {
                 """,
                 [
                     .text(database.id), .text(nodeID), .text(pushID), .integer(now),
-                    .integer(now + Self.settingsPushClaim),
+                    .integer(claimed ? now + Self.settingsPushClaim : now),
                 ])
         }
     }
 
     /// Records a settings push for every database of `group` (a region rule it follows changed), in
     /// the change's transaction.
-    func recordSettingsPushes(of group: GroupRecord, in transaction: any CatalogTransaction) async throws {
+    func recordSettingsPushes(
+        of group: GroupRecord, claimed: Bool = true, in transaction: any CatalogTransaction
+    ) async throws {
         for database in try await databases(of: group, in: transaction) {
-            try await recordSettingsPush(of: database, in: transaction)
+            try await recordSettingsPush(of: database, claimed: claimed, in: transaction)
         }
     }
 
     /// Records a settings push for every database of `organization` (its region rule changed), in
     /// the change's transaction.
     func recordSettingsPushes(
-        of organization: OrganizationRecord, in transaction: any CatalogTransaction
+        of organization: OrganizationRecord, claimed: Bool = true, in transaction: any CatalogTransaction
     ) async throws {
         for row in try await transaction.query(
             "SELECT id, name, primary_location, region_rule, delete_protection FROM db_groups WHERE org_id = $1 ORDER BY name",
             [.text(organization.id)])
         {
             try await recordSettingsPushes(
-                of: try await groupRecord(row, organization: organization, in: transaction), in: transaction)
+                of: try await groupRecord(row, organization: organization, in: transaction), claimed: claimed,
+                in: transaction)
         }
     }
 

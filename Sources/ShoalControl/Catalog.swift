@@ -32,15 +32,19 @@ public struct Catalog: Sendable {
         public var nodeTimeout: Duration
         /// How long a retired signing key still verifies tokens.
         public var keyOverlap: Duration
+        /// How long a deleted database's backups are kept, so that the delete can be undone
+        /// (`POST …/databases/{db}/undelete`), before they are erased for good.
+        public var backupGracePeriod: Duration
 
-        /// Defaults: `shoal.local`, 15 s, 24 h.
+        /// Defaults: `shoal.local`, 15 s, 24 h, 7 days.
         public init(
             domain: String = "shoal.local", nodeTimeout: Duration = .seconds(15),
-            keyOverlap: Duration = .seconds(86_400)
+            keyOverlap: Duration = .seconds(86_400), backupGracePeriod: Duration = .seconds(7 * 86_400)
         ) {
             self.domain = domain
             self.nodeTimeout = nodeTimeout
             self.keyOverlap = keyOverlap
+            self.backupGracePeriod = backupGracePeriod
         }
     }
 
@@ -255,12 +259,15 @@ public struct Catalog: Sendable {
     func quotas(plan: String, in transaction: any CatalogTransaction) async throws -> Platform.Quotas {
         guard
             let row = try await transaction.queryOne(
-                "SELECT max_databases, max_groups, max_locations_per_group, max_storage_bytes FROM plans WHERE name = $1",
+                """
+                SELECT max_databases, max_groups, max_locations_per_group, max_storage_bytes, backup_retention_seconds
+                FROM plans WHERE name = $1
+                """,
                 [.text(plan)])
         else { throw ControlError.unprocessable("plan '\(plan.prefix(40))' does not exist") }
         return Platform.Quotas(
             databases: try row.integer(0), groups: try row.integer(1), locationsPerGroup: try row.integer(2),
-            storageBytes: try row.integer(3))
+            storageBytes: try row.integer(3), backupRetention: try row.integer(4))
     }
 
     /// Records a change in the audit log, in the change's transaction.

@@ -1,5 +1,6 @@
 import Foundation
 import Hummingbird
+import Logging
 import ShoalModel
 import ShoalServerKit
 
@@ -96,15 +97,22 @@ extension ControlPlane {
         _ database: Catalog.DatabaseRecord, from source: Catalog.DatabaseRecord, timestamp: String?,
         principal: Principal
     ) async throws {
+        let result = try await fill(database, fromBackup: Self.backupID(of: source), timestamp: timestamp)
+        try await catalog.recordBackupAction(
+            database, action: "database.seed", by: principal,
+            detail: "created from \(source.name) as of \(result.restoredTo) (asked: \(timestamp ?? "newest"))")
+    }
+
+    /// Restores a database just created (and placed) from backup `backup`; undoes the creation
+    /// when the restore fails.
+    private func fill(
+        _ database: Catalog.DatabaseRecord, fromBackup backup: String, timestamp: String?
+    ) async throws -> Platform.RestoreResult {
         do {
             guard let node = database.primaryNode else {
                 throw ControlError.placementFailed("database \(database.name) was placed on no node; try again")
             }
-            let result = try await nodes.restore(
-                database.namespace, source: Self.backupID(of: source), timestamp: timestamp, on: node)
-            try await catalog.recordBackupAction(
-                database, action: "database.seed", by: principal,
-                detail: "created from \(source.name) as of \(result.restoredTo) (asked: \(timestamp ?? "newest"))")
+            return try await nodes.restore(database.namespace, source: backup, timestamp: timestamp, on: node)
         } catch {
             if let node = database.primaryNode {
                 try? await nodes.delete(database.namespace, databaseID: database.id, on: node)
@@ -112,6 +120,98 @@ extension ControlPlane {
             try? await catalog.undoCreation(database)
             throw error
         }
+    }
+}
+
+extension ControlPlane {
+    /// `GET /v1/organizations/{org}/deleted-databases` and `POST …/databases/{db}/undelete`.
+    func addUndeleteRoutes(
+        deleted: RouterGroup<ServerRequestContext>, databases: RouterGroup<ServerRequestContext>
+    ) {
+        deleted.get("") { _, context in
+            let list = try await self.catalog.deletedDatabases(
+                organization: try Self.parameter(context, "org"), for: try await self.principal(context))
+            return try Self.json(["databases": list.map(\.model)])
+        }
+        databases.post(":db/undelete") { _, context in
+            let principal = try await self.principal(context)
+            let organization = try Self.parameter(context, "org")
+            let deleted = try await self.catalog.undeletable(
+                organization: organization, name: try Self.parameter(context, "db"), for: principal)
+            let (database, answer) = try await self.undelete(deleted, organization: organization, by: principal)
+            struct Answer: Encodable {
+                let database: Platform.CreatedDatabase
+                let restoredTo: String
+
+                enum CodingKeys: String, CodingKey {
+                    case database
+                    case restoredTo = "restored_to"
+                }
+            }
+            return try Self.json(
+                Answer(
+                    database: .init(id: database.id, hostname: self.catalog.hostname(database), name: database.name),
+                    restoredTo: answer.restoredTo))
+        }
+    }
+
+    /// Creates a deleted database's name again in its group, filled from its backup's newest
+    /// state. It is a new incarnation: tokens issued for the deleted one do not open it.
+    func undelete(
+        _ deleted: Catalog.DeletedDatabase, organization: String, by principal: Principal
+    ) async throws -> (Catalog.DatabaseRecord, Platform.RestoreResult) {
+        let (database, _) = try await catalog.createDatabase(
+            organization: organization, name: deleted.name, group: deleted.group, ifNotExists: false, by: principal)
+        guard let node = database.primaryNode else {
+            try? await catalog.undoCreation(database)
+            throw ControlError.placementFailed("database \(database.name) was placed on no node; try again")
+        }
+        do {
+            try await nodes.create(database.namespace, settings: try await settings(for: database), on: node)
+        } catch {
+            try? await catalog.undoCreation(database)
+            throw error
+        }
+        let result = try await fill(database, fromBackup: deleted.backupID, timestamp: nil)
+        do {
+            try await catalog.recordUndeletion(deleted, as: database, restoredTo: result.restoredTo, by: principal)
+        } catch {
+            try? await nodes.delete(database.namespace, databaseID: database.id, on: node)
+            try? await catalog.undoCreation(database)
+            throw error
+        }
+        return (database, result)
+    }
+
+    /// One pass over the deleted databases whose grace period has ended: asks a node to erase each
+    /// one's backups (at most `limit`); returns how many were erased. What fails is tried again
+    /// later, waiting longer each time.
+    @discardableResult
+    public func eraseDueBackups(limit: Int = 100) async -> Int {
+        let due: [Catalog.PendingErasure]
+        do {
+            due = try await catalog.claimDueErasures(limit: limit)
+        } catch {
+            logger.warning("backup.erase.catalog_failed", metadata: ["error": "\(error)"])
+            return 0
+        }
+        var erased = 0
+        for erasure in due {
+            guard !Task.isCancelled else { break }
+            let metadata: Logger.Metadata = [
+                "backup": "\(erasure.deleted.backupID)", "node.url": "\(erasure.node.url)",
+            ]
+            do {
+                let answer = try await nodes.eraseBackup(erasure.deleted.backupID, on: erasure.node)
+                try await catalog.completeErasure(erasure, objects: answer.objects)
+                erased += 1
+                logger.info("backup.erased", metadata: metadata.merging(["objects": "\(answer.objects)"]) { $1 })
+            } catch {
+                try? await catalog.postponeErasure(erasure, error: "\(error)")
+                logger.warning("backup.erase.failed", metadata: metadata.merging(["error": "\(error)"]) { $1 })
+            }
+        }
+        return erased
     }
 }
 

@@ -26,6 +26,50 @@ extension ControlPlane {
                     node: node, heartbeatSeconds: max(1, self.heartbeatInterval.components.seconds),
                     policy: try await self.catalog.tokenPolicy(), credential: credential))
         }
+        // A node that lost its disk: every primary placed on it is placed again now, which
+        // rebuilds each from its backup (the node does, on placement). A page at a time.
+        routes.post(":id/recover") { request, context in
+            let principal = try await self.principal(context)
+            guard principal.isAdmin else { throw ControlError.forbidden("only an admin token can recover a node") }
+            let id = try Self.parameter(context, "id")
+            guard let node = try await self.catalog.node(id: id) else {
+                throw ControlError.notFound("node \(id.prefix(40)) is not registered")
+            }
+            let limit = try Self.limit(request, default: 20)
+            let cursor: String? = request.uri.queryParameters.get("cursor")
+            let (ids, next) = try await self.catalog.primaryDatabaseIDs(node: node.id, after: cursor, limit: limit)
+            struct Failure: Encodable {
+                let database: String
+                let error: String
+            }
+            struct Answer: Encodable {
+                let placed: Int
+                let failed: [Failure]
+                let nextCursor: String?
+
+                enum CodingKeys: String, CodingKey {
+                    case placed, failed
+                    case nextCursor = "next_cursor"
+                }
+            }
+            var placed = 0
+            var failed: [Failure] = []
+            for databaseID in ids {
+                guard let database = try await self.catalog.settingsPushDatabase(id: databaseID),
+                    database.primaryNode?.id == node.id
+                else { continue }
+                do {
+                    try await self.nodes.create(
+                        database.namespace, settings: try await self.settings(for: database), on: node)
+                    placed += 1
+                } catch {
+                    failed.append(Failure(database: database.namespace, error: "\(error)"))
+                }
+            }
+            try await self.catalog.recordNodeRecovery(
+                node: node, placed: placed, failed: failed.count, by: principal)
+            return try Self.json(Answer(placed: placed, failed: failed, nextCursor: next))
+        }
         routes.post("registration-token") { request, context in
             let principal = try await self.principal(context)
             let secret = try await self.catalog.replaceNodeRegistrationToken(by: principal)

@@ -113,6 +113,8 @@ public struct ControlPlane: Sendable {
         addGroupRoutes(organization.group("groups"))
         addDatabaseRoutes(organization.group("databases"))
         addBackupRoutes(organization.group("databases"))
+        addUndeleteRoutes(
+            deleted: organization.group("deleted-databases"), databases: organization.group("databases"))
         addMigrationRoutes(organization.group("groups/:group/migrations"))
         return router
     }
@@ -211,7 +213,8 @@ public struct ControlPlane: Sendable {
         return DatabaseSettings(
             blockReads: database.blockReads, blockWrites: database.blockWrites,
             maxSizeBytes: database.sizeLimitBytes, group: database.group.name, allowedLocations: allowed,
-            databaseID: database.id, createdAt: database.createdAt, groupID: database.group.id)
+            databaseID: database.id, createdAt: database.createdAt, groupID: database.group.id,
+            backupRetention: try await catalog.backupRetention(plan: database.organization.plan))
     }
 
     /// Sends the token policy to every live node (each also pulls it with its heartbeat).

@@ -69,6 +69,12 @@ struct NodeClient: Sendable {
         return try JSONDecoder().decode(Platform.BackupStatus.self, from: answer.body)
     }
 
+    /// Erases backup `backup` (a deleted database's) from the store the node ships to.
+    func eraseBackup(_ backup: String, on node: Catalog.NodeRecord) async throws -> Platform.BackupErasure {
+        let answer = try await call("DELETE", "/v1/backups/\(backup)", body: nil, to: node, timeout: restoreTimeout)
+        return try JSONDecoder().decode(Platform.BackupErasure.self, from: answer.body)
+    }
+
     /// A call whose answer body matters: a node's refusal (4xx) is passed on as the same kind of
     /// error with the node's message; anything else that fails is a placement failure.
     private func call(

@@ -31,13 +31,17 @@ public struct DatabaseSettings: Sendable, Codable, Equatable {
     /// The group's id in the catalog: which incarnation of the group's name this database is in.
     /// Group tokens name it as `gdid`; a token of a group deleted and created again is refused.
     public var groupID: String?
+    /// How far back its backup must stay restorable, in seconds (its plan's `backup_retention`);
+    /// nil for the node's default.
+    public var backupRetention: Int64?
 
     /// Settings that block nothing and set no limit.
     public init(
         blockReads: Bool = false, blockWrites: Bool = false, maxSizeBytes: Int64? = nil, group: String? = nil,
         allowedLocations: [String]? = nil, primaryURL: String? = nil, syncToken: String? = nil,
-        databaseID: String? = nil, createdAt: Int64? = nil, groupID: String? = nil
+        databaseID: String? = nil, createdAt: Int64? = nil, groupID: String? = nil, backupRetention: Int64? = nil
     ) {
+        self.backupRetention = backupRetention
         self.groupID = groupID
         self.databaseID = databaseID
         self.createdAt = createdAt
@@ -61,6 +65,7 @@ public struct DatabaseSettings: Sendable, Codable, Equatable {
         case databaseID = "database_id"
         case createdAt = "created_at"
         case groupID = "group_id"
+        case backupRetention = "backup_retention"
     }
 
     /// Decodes settings; absent keys keep their defaults.
@@ -76,6 +81,11 @@ public struct DatabaseSettings: Sendable, Codable, Equatable {
         databaseID = try container.decodeIfPresent(String.self, forKey: .databaseID)
         createdAt = try container.decodeIfPresent(Int64.self, forKey: .createdAt)
         groupID = try container.decodeIfPresent(String.self, forKey: .groupID)
+        backupRetention = try container.decodeIfPresent(Int64.self, forKey: .backupRetention)
+        if let backupRetention, backupRetention < 1 {
+            throw DecodingError.dataCorruptedError(
+                forKey: .backupRetention, in: container, debugDescription: "backup_retention must be at least 1 second")
+        }
         if let maxSizeBytes, maxSizeBytes < 4096 {
             throw DecodingError.dataCorruptedError(
                 forKey: .maxSizeBytes, in: container, debugDescription: "max_size_bytes must be at least 4096")

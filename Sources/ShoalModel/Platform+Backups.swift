@@ -87,6 +87,50 @@ extension Platform {
             self.undoTimestamp = undoTimestamp
         }
     }
+
+    /// A deleted database whose backups are still kept (`GET …/deleted-databases`): it can be
+    /// undeleted until `erase_at`, when its backups are erased for good.
+    public struct DeletedDatabase: Codable, Sendable, Equatable {
+        /// Its name.
+        public var name: String
+        /// The deleted incarnation's id.
+        public var id: String
+        /// The group it was in (an undelete creates it there again).
+        public var group: String
+        /// When it was deleted (RFC 3339).
+        public var deletedAt: String
+        /// When its backups are erased (RFC 3339).
+        public var eraseAt: String
+
+        enum CodingKeys: String, CodingKey {
+            case name, id, group
+            case deletedAt = "deleted_at"
+            case eraseAt = "erase_at"
+        }
+
+        /// A value with every field.
+        public init(name: String, id: String, group: String, deletedAt: String, eraseAt: String) {
+            self.name = name
+            self.id = id
+            self.group = group
+            self.deletedAt = deletedAt
+            self.eraseAt = eraseAt
+        }
+    }
+
+    /// What a node's `DELETE /v1/backups/{backup}` erased.
+    public struct BackupErasure: Codable, Sendable, Equatable {
+        /// The backup's name in the store.
+        public var backup: String
+        /// The objects removed.
+        public var objects: Int
+
+        /// A value with every field.
+        public init(backup: String, objects: Int) {
+            self.backup = backup
+            self.objects = objects
+        }
+    }
 }
 
 /// RFC 3339 times as the API writes and reads them, to the microsecond.

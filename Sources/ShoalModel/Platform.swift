@@ -94,19 +94,43 @@ public enum Platform {
         public var locationsPerGroup: Int64
         /// Stored bytes per organization.
         public var storageBytes: Int64
+        /// How far back its databases can be restored, in seconds (`backup_retention`); older
+        /// backups are pruned once newer ones cover the whole window.
+        public var backupRetention: Int64
+
+        /// A day: the retention of a plan saved without one.
+        public static let defaultBackupRetention: Int64 = 86_400
+        /// The longest retention a plan may have (10 years).
+        public static let maxBackupRetention: Int64 = 10 * 366 * 86_400
 
         enum CodingKeys: String, CodingKey {
             case databases, groups
             case locationsPerGroup = "locations_per_group"
             case storageBytes = "storage_bytes"
+            case backupRetention = "backup_retention"
         }
 
         /// A value with every field.
-        public init(databases: Int64, groups: Int64, locationsPerGroup: Int64, storageBytes: Int64) {
+        public init(
+            databases: Int64, groups: Int64, locationsPerGroup: Int64, storageBytes: Int64,
+            backupRetention: Int64 = Quotas.defaultBackupRetention
+        ) {
             self.databases = databases
             self.groups = groups
             self.locationsPerGroup = locationsPerGroup
             self.storageBytes = storageBytes
+            self.backupRetention = backupRetention
+        }
+
+        /// Decodes quotas; a missing `backup_retention` is a day.
+        public init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            databases = try container.decode(Int64.self, forKey: .databases)
+            groups = try container.decode(Int64.self, forKey: .groups)
+            locationsPerGroup = try container.decode(Int64.self, forKey: .locationsPerGroup)
+            storageBytes = try container.decode(Int64.self, forKey: .storageBytes)
+            backupRetention =
+                try container.decodeIfPresent(Int64.self, forKey: .backupRetention) ?? Self.defaultBackupRetention
         }
     }
 

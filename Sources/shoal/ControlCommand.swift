@@ -35,6 +35,12 @@ struct ControlCommand: AsyncParsableCommand {
     @Option(help: "Seconds without a heartbeat before a node counts as down.")
     var nodeTimeoutSeconds = 15
 
+    @Option(
+        help:
+            "Days a deleted database's backups are kept (it can be undeleted meanwhile) before they are erased for good."
+    )
+    var backupGraceDays = 7
+
     @Flag(help: "Tell a new database's node at once (a creation fails if it cannot); default: on first use.")
     var eagerPlacement = false
 
@@ -50,6 +56,9 @@ struct ControlCommand: AsyncParsableCommand {
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0...65535") }
         guard nodeTimeoutSeconds > 0 else { throw ValidationError("--node-timeout-seconds must be positive") }
+        guard (0...3650).contains(backupGraceDays) else {
+            throw ValidationError("--backup-grace-days must be between 0 and 3650")
+        }
     }
 
     func run() async throws {
@@ -78,7 +87,10 @@ struct ControlCommand: AsyncParsableCommand {
             }
             let catalog = Catalog(
                 store: store,
-                configuration: .init(domain: domain, nodeTimeout: .seconds(nodeTimeoutSeconds)), sealer: sealer)
+                configuration: .init(
+                    domain: domain, nodeTimeout: .seconds(nodeTimeoutSeconds),
+                    backupGracePeriod: .seconds(Int64(backupGraceDays) * 86_400)),
+                sealer: sealer)
             do {
                 let sealed = try await catalog.sealStoredSecrets()
                 if sealed > 0 { say("sealed \(sealed) secrets an earlier version kept in clear in the catalog") }

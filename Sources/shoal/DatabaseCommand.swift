@@ -11,7 +11,7 @@ struct DatabaseCommand: AsyncParsableCommand {
         commandName: "db", abstract: "Create, list, show and destroy databases; issue and revoke tokens.",
         subcommands: [
             Create.self, List.self, Show.self, Destroy.self, Tokens.self, CreateMany.self, Shell.self, Import.self,
-            Export.self, Backups.self, Restore.self,
+            Export.self, Backups.self, Restore.self, Undelete.self, Deleted.self,
         ])
 
     static let columns = ["Name", "group", "primaryRegion", "regions", "Hostname", "DbId"]
@@ -117,16 +117,20 @@ struct DatabaseCommand: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Delete a database and its data.")
         @OptionGroup var platform: PlatformOptions
         @Argument(help: "The database's name.") var name: String
-        @Flag(help: "Confirm: the data is gone for good.") var yes = false
+        @Flag(help: "Confirm: the database goes now; its backups are erased after the grace period.") var yes = false
 
         func run() async throws {
-            guard yes else { throw ValidationError("deleting database \(name) deletes its data; add --yes to confirm") }
+            guard yes else {
+                throw ValidationError(
+                    "deleting database \(name) deletes its data (its backups are kept for the grace period, for `shoal db undelete`); add --yes to confirm"
+                )
+            }
             let org = try platform.organization()
             let data = try await platform.run {
                 try await $0.send("DELETE", "v1/organizations/\(org)/databases/\(name)")
             }
             if platform.json { return say(String(decoding: data, as: UTF8.self)) }
-            say("deleted database \(name)")
+            say("deleted database \(name); to undo before its backups are erased: shoal db undelete \(name)")
         }
     }
 
@@ -305,6 +309,57 @@ struct Restore: AsyncParsableCommand {
         say("restored \(result.database) to \(result.restoredTo) (\(result.bytes) bytes)")
         if let undo = result.undoTimestamp {
             say("to undo: shoal db restore \(result.database) --timestamp \(undo)")
+        }
+    }
+}
+
+/// `shoal db undelete`.
+struct Undelete: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract:
+            "Create a deleted database again from its backups (until they are erased, 7 days after the delete by default)."
+    )
+    @OptionGroup var platform: PlatformOptions
+    @Argument(help: "The deleted database's name.") var name: String
+
+    func run() async throws {
+        let org = try platform.organization()
+        let data = try await Waiting.show(platform.json ? nil : "undeleting \(name)") {
+            try await platform.run {
+                try await $0.send(
+                    "POST", "v1/organizations/\(org)/databases/\(name)/undelete", timeout: .seconds(900))
+            }
+        }
+        if platform.json { return say(String(decoding: data, as: UTF8.self)) }
+        struct Answer: Decodable {
+            let database: Platform.CreatedDatabase
+            let restoredTo: String
+
+            enum CodingKeys: String, CodingKey {
+                case database
+                case restoredTo = "restored_to"
+            }
+        }
+        let answer = try JSONDecoder().decode(Answer.self, from: data)
+        say("undeleted database \(answer.database.name) as of \(answer.restoredTo) (new id \(answer.database.id))")
+        say("tokens of the deleted database do not open it; issue new ones with: shoal db tokens create \(name)")
+    }
+}
+
+/// `shoal db deleted`.
+struct Deleted: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "List the deleted databases that can still be undeleted, and when their backups are erased.")
+    @OptionGroup var platform: PlatformOptions
+
+    func run() async throws {
+        let org = try platform.organization()
+        let data = try await platform.run { try await $0.send("GET", "v1/organizations/\(org)/deleted-databases") }
+        if platform.json { return say(String(decoding: data, as: UTF8.self)) }
+        let list = try JSONDecoder().decode([String: [Platform.DeletedDatabase]].self, from: data)["databases"] ?? []
+        guard !list.isEmpty else { return say("no deleted database can be undeleted") }
+        for deleted in list {
+            say("\(deleted.name)  group \(deleted.group)  deleted \(deleted.deletedAt)  erased \(deleted.eraseAt)")
         }
     }
 }

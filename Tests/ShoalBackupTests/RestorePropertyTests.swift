@@ -109,9 +109,30 @@ import Testing
         #expect(throws: BackupError.self) {
             _ = try catalog.plan(at: commits[0].before - 1_000_000)
         }
+        // Pruning for a retention that starts at a random commit keeps every time since restorable.
+        let start = Int.random(in: (commits.count / 2)..<commits.count, using: &random)
+        let cutoff = commits[start].after
+        let prunable = catalog.prunable(before: cutoff)
+        let olderSnapshots = snapshots.filter {
+            if case .snapshot(_, _, let t) = $0 { return t <= cutoff } else { return false }
+        }
+        #expect(prunable.isEmpty == (olderSnapshots.count <= 1), "seed \(seed): everything before the base goes")
+        try await store.delete(prunable.map { $0.key("db-1") })
+        let pruned = try await BackupCatalog.load(store, id: "db-1")
+        #expect(pruned.earliest.map { $0 <= cutoff } == true)
+        #expect(pruned.latest == catalog.latest)
+        for index in gaps.filter({ $0 >= start }).shuffled(using: &random).prefix(6) {
+            let upper = index + 1 == commits.count ? commits[index].after + 1_000_000 : commits[index + 1].before
+            let time = Int64.random(in: max(commits[index].after, cutoff)..<max(upper, cutoff + 1), using: &random)
+            let path = directory.file("pruned-\(index).db")
+            _ = try await BackupRestore.restore(try pruned.plan(at: time), from: store, to: path)
+            #expect(
+                try contents(ofFile: path) == commits[index].contents,
+                "seed \(seed): restore to commit \(index) after pruning before commit \(start)")
+        }
         // Restores started from more than one snapshot across the seeds (printed for the record).
         print(
-            "seed \(seed): \(commits.count) commits, \(snapshots.count) snapshots, \(catalog.keys.count) objects, restores from \(fromSnapshots.count) snapshots"
+            "seed \(seed): \(commits.count) commits, \(snapshots.count) snapshots, \(catalog.keys.count) objects, restores from \(fromSnapshots.count) snapshots, \(prunable.count) pruned before commit \(start)"
         )
     }
 }

@@ -57,6 +57,36 @@ import Testing
         #expect(shipper.statistics.requests == calls)
     }
 
+    /// A database that keeps writing gets snapshots for its retention, and what no restore within
+    /// the retention reads is deleted; the newest state and every time within it stay restorable.
+    @Test func retentionPrunesWhatNoRestoreWithinItReads() async throws {
+        let node = try Node()
+        defer { node.close() }
+        let store = try DirectoryObjectStore(root: node.directory.file("store"))
+        // A retention of 0.4 s: a snapshot every 0.2 s of writing.
+        node.shelf.setRetention("db-1", .milliseconds(400))
+        let shipper = try BackupShipper(
+            store: store, source: node.shelf, pendingDirectory: node.directory.file("pending"),
+            configuration: .init(minimumSnapshotInterval: .zero))
+        try await shipper.ship("db-1")
+        var rounds = 0
+        // Writes and shipments go on until pruning has happened twice (bounded by the suite's limit).
+        while shipper.statistics.pruned == 0 || shipper.statistics.snapshots < 4 {
+            try node.insert(3)
+            try await shipper.ship("db-1")
+            rounds += 1
+        }
+        let before = CommitTime.now()
+        let catalog = try await BackupCatalog.load(store, id: "db-1")
+        let snapshots = catalog.keys.filter { if case .snapshot = $0 { return true } else { return false } }
+        #expect(snapshots.count < shipper.statistics.snapshots, "older snapshots were deleted")
+        #expect(catalog.earliest.map { before - $0 < 5_000_000 } == true, "nothing from long ago is kept")
+        let latest = node.directory.file("latest.db")
+        _ = try await BackupRestore.restore("db-1", from: store, at: nil, to: latest)
+        #expect(try contents(ofFile: latest) == (try DatabaseContents(node.connection)))
+        #expect(rounds > 1)
+    }
+
     @Test func aStoreThatIsDownDelaysShippingNotWritesAndTheBacklogDrains() async throws {
         let node = try Node()
         defer { node.close() }

@@ -8,6 +8,10 @@ import Synchronization
 /// Primary logs by database id, as a node's store would give them to the shipper.
 final class LogShelf: BackupSource {
     private let logs = Mutex<[String: PrimaryLog]>([:])
+    private let retentions = Mutex<[String: Duration]>([:])
+
+    func setRetention(_ id: String, _ retention: Duration) { retentions.withLock { $0[id] = retention } }
+    func retention(_ id: String) async -> Duration? { retentions.withLock { $0[id] } }
 
     func add(_ id: String, _ log: PrimaryLog) { logs.withLock { $0[id] = log } }
     func remove(_ id: String) { _ = logs.withLock { $0.removeValue(forKey: id) } }

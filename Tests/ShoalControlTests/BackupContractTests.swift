@@ -1,9 +1,11 @@
 import Foundation
 import ShoalModel
 import ShoalReplication
+import ShoalTestSupport
 import Testing
 
 @testable import ShoalControl
+@testable import ShoalNode
 
 /// Restores through the Platform API: in place with an undo point, and new databases seeded from
 /// another's backup at a time, with the audit log, the region rule and the tokens checked.
@@ -79,6 +81,126 @@ import Testing
         }
     }
 
+    @Test(arguments: CatalogBackend.allCases)
+    func aDeletedDatabaseCanBeUndeletedUntilItsBackupsAreErased(_ backend: CatalogBackend) async throws {
+        try await LiveCluster.with(backend, eagerPlacement: true, backups: true) { cluster in
+            try await cluster.makeGroup(organization: "acme", group: "default")
+            let created = try await cluster.call(
+                "POST", "/v1/organizations/acme/databases", json: ["name": "orders", "group": "default"])
+            let firstID = try #require((created.json["database"] as? [String: Any])?["DbId"] as? String)
+            let jwt = try await Self.token(cluster, "orders")
+            let url = cluster.nodes["fra"]!.url + "/db/acme/orders"
+            #expect(!(try await LiveCluster.execute("CREATE TABLE t (x)", at: url, token: jwt).pipelineFailed))
+            #expect(
+                !(try await LiveCluster.execute("INSERT INTO t VALUES (1), (2), (3)", at: url, token: jwt)
+                    .pipelineFailed))
+            // Deleted at once after its last write: the node ships that write before the files go.
+            #expect(try await cluster.call("DELETE", "/v1/organizations/acme/databases/orders").status == 200)
+            let listed = try await cluster.call("GET", "/v1/organizations/acme/deleted-databases")
+            #expect(listed.status == 200, "\(listed.text)")
+            let entries = try #require(listed.json["databases"] as? [[String: Any]])
+            #expect(entries.map { $0["name"] as? String } == ["orders"])
+            #expect(entries.first?["id"] as? String == firstID)
+            let deletedAt = try #require(entries.first?["deleted_at"] as? String)
+            let eraseAt = try #require(entries.first?["erase_at"] as? String)
+            let grace = RFC3339.microseconds(eraseAt)! - RFC3339.microseconds(deletedAt)!
+            #expect(grace == 7 * 86_400 * 1_000_000)
+
+            let undeleted = try await cluster.call("POST", "/v1/organizations/acme/databases/orders/undelete")
+            #expect(undeleted.status == 200, "\(undeleted.text)")
+            let secondID = try #require((undeleted.json["database"] as? [String: Any])?["DbId"] as? String)
+            #expect(secondID != firstID)
+            #expect(try await Self.values(cluster, "orders", token: try await Self.token(cluster, "orders")) == "1,2,3")
+            // A new incarnation: the deleted one's tokens do not open it.
+            #expect(try await LiveCluster.execute("SELECT 1", at: url, token: jwt).status == 401)
+            // Undeleted once; the name is taken again.
+            let twice = try await cluster.call("POST", "/v1/organizations/acme/databases/orders/undelete")
+            #expect(twice.status == 404, "\(twice.text)")
+            #expect(
+                (try await cluster.call("GET", "/v1/organizations/acme/deleted-databases").json["databases"]
+                    as? [Any])?.isEmpty == true)
+            let never = try await cluster.call("POST", "/v1/organizations/acme/databases/never/undelete")
+            #expect(never.status == 404)
+            #expect(never.errorMessage.contains("grace period"))
+
+            // Deleted again; then the grace period passes and every backup of both goes for good.
+            #expect(try await cluster.call("DELETE", "/v1/organizations/acme/databases/orders").status == 200)
+            let store = try #require(cluster.nodes["fra"]!.node.configuration.backupStore)
+            for id in [firstID, secondID] {
+                #expect(!(try await store.list(prefix: "databases/acme.orders.\(id)/")).isEmpty)
+            }
+            cluster.time.advance(seconds: 7 * 86_400 + 60)
+            try await waitUntil("the erasure of both backups", limit: .seconds(60)) {
+                try await cluster.catalog.pendingErasureCount() == 0
+            }
+            for id in [firstID, secondID] {
+                #expect(try await store.list(prefix: "databases/acme.orders.\(id)/").isEmpty)
+            }
+            let late = try await cluster.call("POST", "/v1/organizations/acme/databases/orders/undelete")
+            #expect(late.status == 404)
+            // The audit log records the delete, the undelete and the erasure.
+            let actions = try await cluster.store.transaction { transaction in
+                try await transaction.query(
+                    """
+                    SELECT action, target FROM audit_logs
+                    WHERE action IN ('database.delete', 'database.undelete', 'database.backups_erased')
+                    ORDER BY id
+                    """, []
+                ).map { "\(try $0.text(0)) \(try $0.text(1))" }
+            }
+            #expect(actions.filter { $0.hasPrefix("database.delete ") }.count >= 2)
+            #expect(actions.filter { $0.hasPrefix("database.undelete ") }.count == 1)
+            #expect(
+                Set(actions.filter { $0.hasPrefix("database.backups_erased") })
+                    == [
+                        "database.backups_erased acme.orders.\(firstID)",
+                        "database.backups_erased acme.orders.\(secondID)",
+                    ])
+        }
+    }
+
+    /// A node that lost a primary's files gets it back from the backup when the operator recovers
+    /// the node; one it still holds is left as it is.
+    @Test func recoveringANodeRebuildsThePrimariesItLost() async throws {
+        try await LiveCluster.with(.sqlite, eagerPlacement: true, backups: true) { cluster in
+            try await cluster.makeGroup(organization: "acme", group: "default")
+            for name in ["lost", "kept"] {
+                _ = try await cluster.call(
+                    "POST", "/v1/organizations/acme/databases", json: ["name": name, "group": "default"])
+                let jwt = try await Self.token(cluster, name)
+                let url = cluster.nodes["fra"]!.url + "/db/acme/\(name)"
+                #expect(!(try await LiveCluster.execute("CREATE TABLE t (x)", at: url, token: jwt).pipelineFailed))
+                #expect(
+                    !(try await LiveCluster.execute("INSERT INTO t VALUES (1), (2)", at: url, token: jwt)
+                        .pipelineFailed))
+            }
+            let node = cluster.nodes["fra"]!
+            #expect(await node.node.store.backups?.flush() == true)
+            // The node loses `lost`'s files (its disk, as far as that database goes).
+            let namespace = try Namespace(organization: "acme", database: "lost")
+            #expect(await node.node.store.closeIfUnused(namespace))
+            try FileManager.default.removeItem(atPath: namespace.directory(in: node.node.configuration.dataDirectory))
+            #expect(!node.node.store.exists(namespace))
+
+            let recovered = try await cluster.call("POST", "/v1/nodes/\(node.id)/recover?limit=1")
+            #expect(recovered.status == 200, "\(recovered.text)")
+            #expect(recovered.json["placed"] as? Int == 1)
+            let cursor = try #require(recovered.json["next_cursor"] as? String)
+            let rest = try await cluster.call("POST", "/v1/nodes/\(node.id)/recover?limit=1&cursor=\(cursor)")
+            #expect(rest.status == 200, "\(rest.text)")
+            #expect(rest.json["placed"] as? Int == 1)
+            #expect(rest.json["next_cursor"] == nil)
+            // Same incarnation: its tokens still open it, with its rows.
+            for name in ["lost", "kept"] {
+                #expect(try await Self.values(cluster, name, token: try await Self.token(cluster, name)) == "1,2")
+            }
+            let failed = (recovered.json["failed"] as? [Any] ?? []) + (rest.json["failed"] as? [Any] ?? [])
+            #expect(failed.isEmpty)
+            let missing = try await cluster.call("POST", "/v1/nodes/no-such-node/recover")
+            #expect(missing.status == 404)
+        }
+    }
+
     @Test func badSeedsAndRestoresAreRefusedBeforeAnythingIsCreated() async throws {
         try await LiveCluster.with(.sqlite, eagerPlacement: true, backups: true) { cluster in
             try await cluster.makeGroup(organization: "acme", group: "default")
@@ -127,6 +249,9 @@ import Testing
             for (method, path, body) in [
                 ("POST", "/v1/organizations/acme/databases/orders/restore", ["timestamp": "2026-12-01T18:00:00Z"]),
                 ("GET", "/v1/organizations/acme/databases/orders/backups", [:]),
+                ("GET", "/v1/organizations/acme/deleted-databases", [:]),
+                ("POST", "/v1/organizations/acme/databases/orders/undelete", [:]),
+                ("POST", "/v1/nodes/\(cluster.nodes["fra"]!.id)/recover", [:]),
             ] {
                 let none = try await LiveCluster.send(
                     method, cluster.controlURL + path, json: method == "GET" ? nil : body, token: nil)

@@ -121,6 +121,65 @@ struct SettingsPushContractTests {
         }
     }
 
+    /// A plan's `backup_retention` reaches the nodes of its databases: at creation, when the plan
+    /// changes it, and when the organization changes plan.
+    @Test(arguments: CatalogBackend.allCases)
+    func thePlansBackupRetentionReachesTheNodes(_ backend: CatalogBackend) async throws {
+        try await LiveCluster.with(backend) { cluster in
+            let plans = try #require(try await cluster.call("GET", "/v1/plans").json["plans"] as? [[String: Any]])
+            let retentions = Dictionary(
+                uniqueKeysWithValues: plans.compactMap { plan -> (String, Int)? in
+                    guard let name = plan["name"] as? String,
+                        let retention = (plan["quotas"] as? [String: Any])?["backup_retention"] as? Int
+                    else { return nil }
+                    return (name, retention)
+                })
+            #expect(retentions["free"] == 86_400)
+            #expect(retentions["scaler"] == 30 * 86_400)
+            let (id, _) = try await Self.createLedger(cluster, plan: "free")
+            #expect(try await Self.nodeSettings(cluster).backupRetention == 86_400)
+
+            for bad in [0, 60, 20 * 366 * 86_400] {
+                let refused = try await cluster.call(
+                    "PUT", "/v1/plans/free",
+                    json: [
+                        "databases": 500, "groups": 10, "locations_per_group": 3, "storage_bytes": 9_000_000_000,
+                        "backup_retention": bad,
+                    ])
+                #expect(refused.status == 422, "\(bad): \(refused.text)")
+            }
+            let changed = try await cluster.call(
+                "PUT", "/v1/plans/free",
+                json: [
+                    "databases": 500, "groups": 10, "locations_per_group": 3, "storage_bytes": 9_000_000_000,
+                    "backup_retention": 7200,
+                ])
+            #expect(changed.status == 200, "\(changed.text)")
+            try await waitUntil("the new retention on the node") {
+                let pending = try await cluster.catalog.pendingSettingsPushCount(databaseID: id)
+                let retention = try await Self.nodeSettings(cluster).backupRetention
+                return pending == 0 && retention == 7200
+            }
+            let moved = try await cluster.call("PATCH", "/v1/organizations/acme", json: ["plan": "scaler"])
+            #expect(moved.status == 200, "\(moved.text)")
+            try await waitUntil("the other plan's retention on the node") {
+                let pending = try await cluster.catalog.pendingSettingsPushCount(databaseID: id)
+                let retention = try await Self.nodeSettings(cluster).backupRetention
+                return pending == 0 && retention == 30 * 86_400
+            }
+            // A plan saved without a retention keeps a day.
+            let plain = try await cluster.call(
+                "PUT", "/v1/plans/plain",
+                json: ["databases": 5, "groups": 1, "locations_per_group": 1, "storage_bytes": 1 << 20])
+            #expect(plain.status == 200, "\(plain.text)")
+            let saved = try #require(try await cluster.call("GET", "/v1/plans").json["plans"] as? [[String: Any]])
+            #expect(
+                saved.first { $0["name"] as? String == "plain" }.flatMap {
+                    ($0["quotas"] as? [String: Any])?["backup_retention"] as? Int
+                } == 86_400)
+        }
+    }
+
     @Test(arguments: CatalogBackend.allCases)
     func aTenantSizeLimitAboveThePlansMaximumIsRefusedBeforeItIsStored(_ backend: CatalogBackend) async throws {
         try await LiveCluster.with(backend) { cluster in

@@ -3,6 +3,7 @@ import ShoalBackup
 import ShoalModel
 import ShoalNodeTestSupport
 import ShoalReplication
+import ShoalSQLite
 import ShoalTestSupport
 import Testing
 
@@ -132,6 +133,7 @@ import Testing
             #expect(setup.status == 200)
             for (method, path) in [
                 ("POST", "/v1/namespaces/acme/app/restore"), ("GET", "/v1/namespaces/acme/app/backups"),
+                ("DELETE", "/v1/backups/acme.app.d1"),
             ] {
                 #expect(try await node.request(method, path, body: "{}").status == 401)
                 // The database's own token, and another organization's, are not the admin's.
@@ -144,6 +146,89 @@ import Testing
             let admin = try await node.request(
                 "GET", "/v1/namespaces/acme/app/backups", headers: ["Authorization": "Bearer admin-secret"])
             #expect(admin.status == 200)
+        }
+    }
+
+    @Test func aDeletedDatabasesBackupIsErasedAndAHeldOneIsNot() async throws {
+        try await Self.withBackedUpNode { node, storeDirectory in
+            let store = try DirectoryObjectStore(root: storeDirectory)
+            let created = try await node.request(
+                "POST", "/v1/namespaces/acme/orders/create", body: #"{"database_id":"d1"}"#)
+            #expect(created.status == 200, "\(created.body)")
+            _ = try await Self.execute(node, "orders", "CREATE TABLE t (x)")
+            _ = try await Self.execute(node, "orders", "INSERT INTO t VALUES (1), (2)")
+            // Held here: refused, and nothing is removed.
+            let held = try await node.request("DELETE", "/v1/backups/acme.orders.d1")
+            #expect(held.status == 409, "\(held.body)")
+            #expect(held.body.contains("delete it before"))
+            // The delete ships the last commits first, so the backup holds the final state.
+            #expect(try await node.request("DELETE", "/v1/namespaces/acme/orders?database_id=d1").status == 200)
+            let kept = try await store.list(prefix: "databases/acme.orders.d1/")
+            #expect(!kept.isEmpty)
+            let final = node.dataDirectory + "/final.db"
+            _ = try await BackupRestore.restore("acme.orders.d1", from: store, at: nil, to: final)
+            let connection = try Connection(path: final, configuration: .init(flags: [.readWrite, .noMutex]))
+            #expect(try DatabaseContents(connection).tables["t"]?.count == 2)
+            try connection.close()
+            // Another incarnation's objects stay.
+            try await store.put("databases/acme.orders.d2/end/1-1", [])
+            let erased = try await node.request("DELETE", "/v1/backups/acme.orders.d1")
+            #expect(erased.status == 200, "\(erased.body)")
+            #expect(erased.body.contains("\"objects\":\(kept.count)"))
+            #expect(try await store.list(prefix: "databases/acme.orders.d1/").isEmpty)
+            #expect(try await store.list(prefix: "databases/acme.orders.d2/").count == 1)
+            // Again: nothing left, nothing removed.
+            let again = try await node.request("DELETE", "/v1/backups/acme.orders.d1")
+            #expect(again.status == 200)
+            #expect(again.body.contains("\"objects\":0"))
+            // Only an incarnation's backup is erased this way.
+            for bad in ["acme.orders", "not-a-backup", "acme..x.y"] {
+                let answer = try await node.request("DELETE", "/v1/backups/\(bad)")
+                #expect(answer.status == 400, "\(bad): \(answer.body)")
+            }
+        }
+    }
+
+    /// A node that lost its disk (a new, empty data directory over the same store) is told about a
+    /// primary it held: the database comes back from its backup, under the same incarnation, and
+    /// its backup goes on past it.
+    @Test func aPrimaryPlacedOnANodeThatLostItIsRebuiltFromItsBackup() async throws {
+        let scratch = try TemporaryDirectory()
+        let storeDirectory = scratch.file("store")
+        func configure(_ configuration: inout NodeConfiguration) {
+            configuration.backupStore = try? DirectoryObjectStore(root: storeDirectory)
+            configuration.backupShipping.batchDelay = .milliseconds(20)
+        }
+        let settings = #"{"database_id":"d1"}"#
+        try await LiveNode.with(configure) { node in
+            #expect(try await node.request("POST", "/v1/namespaces/acme/orders/create", body: settings).status == 200)
+            _ = try await Self.execute(node, "orders", "CREATE TABLE t (x)")
+            _ = try await Self.execute(node, "orders", "INSERT INTO t VALUES (1), (2), (3)")
+            #expect(await node.node.store.backups?.flush() == true)
+        }
+        // Another incarnation under the name has no backup: it starts empty.
+        try await LiveNode.with(configure) { node in
+            let other = try await node.request(
+                "POST", "/v1/namespaces/acme/orders/create", body: #"{"database_id":"d2"}"#)
+            #expect(other.status == 200)
+            #expect(try await Self.execute(node, "orders", "SELECT count(*) FROM sqlite_master").contains(#""0""#))
+        }
+        try await LiveNode.with(configure) { node in
+            let created = try await node.request("POST", "/v1/namespaces/acme/orders/create", body: settings)
+            #expect(created.status == 200, "\(created.body)")
+            #expect(try await Self.count(node, "orders") == "3")
+            #expect(
+                try FileManager.default.contentsOfDirectory(atPath: node.dataDirectory + "/recovering").isEmpty)
+            // Writes go on, and the backup follows them past the rebuilt generation.
+            _ = try await Self.execute(node, "orders", "INSERT INTO t VALUES (4)")
+            #expect(await node.node.store.backups?.flush() == true)
+            let store = try DirectoryObjectStore(root: storeDirectory)
+            let check = node.dataDirectory + "/check.db"
+            let point = try await BackupRestore.restore("acme.orders.d1", from: store, at: nil, to: check)
+            #expect(point.position.generation >= 2)
+            let connection = try Connection(path: check, configuration: .init(flags: [.readWrite, .noMutex]))
+            #expect(try DatabaseContents(connection).tables["t"]?.count == 4)
+            try connection.close()
         }
     }
 

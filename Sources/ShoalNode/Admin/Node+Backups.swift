@@ -31,6 +31,67 @@ extension Node {
         }
     }
 
+    /// `DELETE /v1/backups/{backup}`: erases a deleted database's backup (admin token only; the
+    /// control plane sends it once the grace period after the delete has passed).
+    func addBackupErasureRoute(_ routes: RouterGroup<ServerRequestContext>) {
+        routes.delete(":backup") { _, context in
+            try self.authorizeAdmin(context)
+            return try Self.json(try await self.eraseBackup(context.parameters.get("backup") ?? ""))
+        }
+    }
+
+    /// Removes every object of backup `id` (`org.database.id`, an incarnation's own) from the
+    /// store; refused while this node still holds that incarnation. Erasing what is gone already
+    /// removes nothing (0 objects), so a retry converges.
+    public func eraseBackup(_ id: String) async throws -> Platform.BackupErasure {
+        let (objects, shipper) = try backupStoreInUse()
+        guard BackupKey.isValid(id: id), let (namespace, databaseID) = Namespace.parseBackupID(id), databaseID != nil
+        else {
+            throw NodeError.badRequest(
+                "\(id.prefix(200).debugDescription) does not name a database's backup; write it as org.database.id")
+        }
+        if store.exists(namespace), !store.deleted.isDeleting(namespace),
+            await store.currentSettings(namespace).databaseID == databaseID
+        {
+            throw NodeError.conflict(
+                "database \(namespace) (id \(databaseID ?? "")) is still held on this node; delete it before erasing its backup"
+            )
+        }
+        shipper.forget(id)
+        do {
+            let keys = try await objects.list(prefix: BackupKey.prefix(id))
+            var index = 0
+            while index < keys.count {
+                let batch = Array(keys[index..<min(index + 1000, keys.count)])
+                try await objects.delete(batch)
+                index += batch.count
+            }
+            logger.notice("backup.erased", metadata: ["backup": "\(id)", "objects": "\(keys.count)"])
+            return Platform.BackupErasure(backup: id, objects: keys.count)
+        } catch {
+            throw NodeError.unavailable(
+                "the backup store \(objects.location) did not erase backup \(id) (\(error)); send the erase again")
+        }
+    }
+
+    /// Ships what database `namespace` committed last before it is deleted, so that an undelete
+    /// gets its final state; bounded by `deletionDrainTimeout`, and a store that does not answer
+    /// only costs that wait (the deletion goes on).
+    func shipBeforeDeletion(_ namespace: Namespace, databaseID: String?) async {
+        guard let shipper = store.backups, store.exists(namespace) else { return }
+        let settings = await store.currentSettings(namespace)
+        guard settings.primaryURL == nil, databaseID == nil || settings.databaseID == databaseID else { return }
+        let id = namespace.backupID(databaseID: settings.databaseID)
+        guard shipper.pendingSince(id) != nil else { return }
+        let limit = configuration.deletionDrainTimeout
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { _ = try? await shipper.ship(id) }
+            group.addTask { try? await Task.sleep(for: limit) }
+            await group.next()
+            group.cancelAll()
+        }
+    }
+
     private func backupStoreInUse() throws -> (any ObjectStore, BackupShipper) {
         guard let store = configuration.backupStore, let shipper = self.store.backups else {
             throw NodeError.conflict(

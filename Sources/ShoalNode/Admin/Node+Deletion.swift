@@ -16,6 +16,8 @@ extension Node {
     /// database past the timeout, this throws `unavailable` and the database stays refused until a
     /// later call finishes the deletion.
     public func delete(_ namespace: Namespace, databaseID: String? = nil) async throws -> Bool {
+        // Its last commits reach the store first: an undelete gets its final state.
+        await shipBeforeDeletion(namespace, databaseID: databaseID)
         guard try await store.beginDeletion(namespace, databaseID: databaseID) else {
             logger.info(
                 "database.delete.nothing_here",

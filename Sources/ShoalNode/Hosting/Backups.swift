@@ -1,5 +1,6 @@
 import Foundation
 import ShoalBackup
+import ShoalModel
 import ShoalReplication
 import Synchronization
 
@@ -50,6 +51,13 @@ final class NodeBackupSource: BackupSource {
             return try await body(log)
         }
     }
+
+    func retention(_ id: String) async -> Duration? {
+        guard let store = reference.withLock({ $0.store }), let namespace = Namespace.parseBackupID(id)?.namespace,
+            store.exists(namespace), let seconds = await store.currentSettings(namespace).backupRetention
+        else { return nil }
+        return .seconds(seconds)
+    }
 }
 
 extension DatabaseStore {
@@ -66,6 +74,67 @@ extension DatabaseStore {
         } catch {
             await pool.release(lease)
             throw error
+        }
+    }
+}
+
+extension DatabaseStore {
+    /// Where recoveries build a database before it is moved into place.
+    static func recoveringDirectory(in dataDirectory: String) -> String { dataDirectory + "/recovering" }
+
+    /// Writes a database placed on this node down. A primary whose incarnation already has a
+    /// backup in the store (this node lost it: a wiped disk, a replaced machine) starts from the
+    /// backup's newest state instead of empty: it is rebuilt beside the data, as the base of a
+    /// generation past the backup's, and moved into place in one rename once whole, settings
+    /// included. A store that cannot be read refuses the placement (try again) rather than
+    /// starting the database empty.
+    func place(_ namespace: Namespace, settings: DatabaseSettings) async throws {
+        let directory = namespace.directory(in: configuration.dataDirectory)
+        guard let objects = configuration.backupStore, let shipper = backups, settings.primaryURL == nil,
+            let databaseID = settings.databaseID
+        else { return try await Self.writePlacement(settings, directory: directory) }
+        let id = namespace.backupID(databaseID: databaseID)
+        let catalog: BackupCatalog
+        do {
+            catalog = try await BackupCatalog.load(objects, id: id)
+        } catch {
+            throw NodeError.unavailable(
+                "database \(namespace) may have a backup in \(objects.location), which cannot be read now (\(error)); try again",
+                retryAfter: 2)
+        }
+        guard let position = catalog.position else {
+            return try await Self.writePlacement(settings, directory: directory)
+        }
+        let staging =
+            Self.recoveringDirectory(in: configuration.dataDirectory) + "/\(id)-\(UInt64.random(in: 0...UInt64.max))"
+        do {
+            try await BlockingWork.run { try FileSystem.makeDirectory(staging) }
+            let plan = try catalog.plan(at: nil)
+            let point = try await BackupRestore.restore(
+                plan, from: objects, to: PrimaryLog.restoredFilePath(in: staging))
+            try await BlockingWork.run {
+                try PrimaryLog.installRestored(in: staging, asGeneration: position.generation + 1)
+            }
+            try await Self.writePlacement(settings, directory: staging)
+            let parent = (directory as NSString).deletingLastPathComponent
+            try await BlockingWork.run {
+                try FileSystem.makeDirectory(parent)
+                try FileSystem.rename(staging, to: directory, syncing: parent)
+            }
+            shipper.startOver(id)
+            logger.notice(
+                "database.recovered_from_backup",
+                metadata: [
+                    "db.namespace": "\(namespace)", "backup": "\(id)",
+                    "restored_to": "\(RFC3339.format(microseconds: point.microseconds))",
+                    "generation": "\(position.generation + 1)",
+                ])
+        } catch {
+            try? FileManager.default.removeItem(atPath: staging)
+            if let error = error as? NodeError { throw error }
+            throw NodeError.unavailable(
+                "database \(namespace) could not be rebuilt from its backup in \(objects.location) (\(error)); try again",
+                retryAfter: 2)
         }
     }
 }

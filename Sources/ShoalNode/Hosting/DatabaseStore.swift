@@ -12,6 +12,7 @@ import Synchronization
 public final class DatabaseStore: Sendable {
     /// The node's configuration.
     public let configuration: NodeConfiguration
+    let logger: Logger
     let pool: ResourcePool<Namespace, HostedDatabase>
     private let placements = PlacementLookup()
     /// Where a primary that opens learns its group's tenant schema.
@@ -46,6 +47,7 @@ public final class DatabaseStore: Sendable {
     /// A store over `configuration.dataDirectory`.
     public init(configuration: NodeConfiguration, logger: Logger = Logger(label: "shoal.node")) {
         self.configuration = configuration
+        self.logger = logger
         let dataDirectory = configuration.dataDirectory
         let placements = self.placements
         let deleted = self.deleted
@@ -65,8 +67,10 @@ public final class DatabaseStore: Sendable {
             }
         }
         self.backups = backups
-        // What a deletion left in the trash when the node stopped before removing it.
+        // What a deletion left in the trash when the node stopped before removing it, and what a
+        // recovery from the backup store left half made.
         try? FileManager.default.removeItem(atPath: DatabaseStore.trashDirectory(in: dataDirectory))
+        try? FileManager.default.removeItem(atPath: DatabaseStore.recoveringDirectory(in: dataDirectory))
         pool = ResourcePool(
             configuration: .init(
                 capacity: configuration.maxOpenDatabases, idleTimeout: configuration.databaseIdleTimeout,
@@ -126,9 +130,9 @@ public final class DatabaseStore: Sendable {
 
     /// Creates a database; throws `conflict` if it exists. Only its directory and settings are
     /// written (durably) here; the database file and its log are made when it is first opened,
-    /// which keeps provisioning cheap.
+    /// which keeps provisioning cheap. An incarnation with a backup in the store is rebuilt from
+    /// it (`place`).
     public func create(_ namespace: Namespace, settings: DatabaseSettings? = nil) async throws {
-        let directory = namespace.directory(in: configuration.dataDirectory)
         if deleted.isDeleting(namespace) {
             throw NodeError.conflict(
                 "database \(namespace) is being deleted on this node; create it again once that is done")
@@ -139,7 +143,7 @@ public final class DatabaseStore: Sendable {
             throw NodeError.conflict("these settings are for an incarnation of database \(namespace) that was deleted")
         }
         try Self.checkRegion(settings, namespace: namespace, location: configuration.location)
-        try await Self.writePlacement(settings, directory: directory)
+        try await place(namespace, settings: settings)
         placements.forget(namespace)
     }
 
@@ -174,7 +178,7 @@ public final class DatabaseStore: Sendable {
         if deleted.wasDeleted(settings.databaseID) { throw Self.deletedError(namespace) }
         try Self.checkRegion(settings, namespace: namespace, location: configuration.location)
         do {
-            try await Self.writePlacement(settings, directory: namespace.directory(in: configuration.dataDirectory))
+            try await place(namespace, settings: settings)
         } catch  where exists(namespace) {
             // A concurrent first request wrote it down at the same moment.
         }

@@ -109,6 +109,7 @@ public final class Node: Sendable {
         addAdminDatabaseRoutes(secured.group("v1/namespaces/:org/:database"))
         addMigrationRoute(secured.group("v1/namespaces/:org/:database"))
         addBackupRoutes(secured.group("v1/namespaces/:org/:database"))
+        addBackupErasureRoute(secured.group("v1/backups"))
         return router
     }
 
