@@ -1,7 +1,8 @@
 import Foundation
 import Testing
 
-/// `shoal db backups`, `shoal db restore` and `shoal db create --from-db` against `shoal dev`,
+/// `shoal db backups`, `shoal db restore`, `shoal db create --from-db`, `shoal db deleted` and
+/// `shoal db undelete` against `shoal dev`,
 /// whose nodes ship to a directory under its data directory.
 @Suite("shoal db backups, restore, create --from-db", .serialized, .timeLimit(.minutes(3)))
 struct BackupCommandTests {
@@ -59,6 +60,20 @@ struct BackupCommandTests {
             "db", "create", "shop-copy", "--group", "default", "--from-db", "shop", "--timestamp", String(middle))
         #expect(copy.status == 0, "\(copy.errors)")
         #expect(try await values("shop-copy") == "1")
+
+        // Deleted, listed, undeleted with its rows; then nothing is left to undelete.
+        #expect(try await shoal("db", "destroy", "shop", "--yes").output.contains("shoal db undelete shop"))
+        let deleted = try await shoal("db", "deleted")
+        #expect(deleted.status == 0, "\(deleted.errors)")
+        #expect(deleted.output.contains("shop  group default"))
+        let undeleted = try await shoal("db", "undelete", "shop")
+        #expect(undeleted.status == 0, "\(undeleted.errors)")
+        #expect(undeleted.output.contains("undeleted database shop as of"))
+        #expect(try await values("shop") == "1,2")
+        let again = try await shoal("db", "undelete", "shop")
+        #expect(again.status != 0)
+        #expect(again.errors.contains("can be undeleted"))
+        #expect(try await shoal("db", "deleted").output.contains("no deleted database"))
         #expect(try await dev.stop(signal: SIGTERM) == 0)
     }
 }
