@@ -50,17 +50,19 @@ public final class BackupShipper: Service, Sendable {
         public var retryDelay: Duration
         /// The longest wait between failed rounds.
         public var maxRetryDelay: Duration
-        /// How far back a database's backup stays restorable when its source names no retention.
-        public var defaultRetention: Duration
+        /// How far back a database's backup stays restorable when its source names no retention;
+        /// nil: such a database's backup is never pruned.
+        public var defaultRetention: Duration?
         /// The shortest time between two snapshots taken for retention.
         public var minimumSnapshotInterval: Duration
 
         /// Defaults: rounds 1 s apart, 1,024 frames (4 MiB) an object, 16 databases at once, retries
-        /// from 1 s to 30 s, a day's retention, snapshots for retention at most hourly.
+        /// from 1 s to 30 s, no retention unless the source names one (nothing is pruned), snapshots
+        /// for retention at most hourly.
         public init(
             batchDelay: Duration = .seconds(1), maxFramesPerSegment: Int = 1024, concurrency: Int = 16,
             retryDelay: Duration = .seconds(1), maxRetryDelay: Duration = .seconds(30),
-            defaultRetention: Duration = .seconds(86_400), minimumSnapshotInterval: Duration = .seconds(3600)
+            defaultRetention: Duration? = nil, minimumSnapshotInterval: Duration = .seconds(3600)
         ) {
             self.defaultRetention = defaultRetention
             self.minimumSnapshotInterval = minimumSnapshotInterval
@@ -491,8 +493,8 @@ public final class BackupShipper: Service, Sendable {
         throw CancellationError()
     }
 
-    /// How far back database `id` stays restorable.
-    private func retention(_ id: String) async -> Duration {
+    /// How far back database `id` stays restorable; nil: for ever.
+    private func retention(_ id: String) async -> Duration? {
         await source.retention(id) ?? configuration.defaultRetention
     }
 
@@ -500,14 +502,17 @@ public final class BackupShipper: Service, Sendable {
     /// retention (and than `minimumSnapshotInterval`).
     private func snapshotDue(_ id: String, _ cursor: Cursor) async -> Bool {
         let age = Double(CommitTime.now() - cursor.snapshotTime) / 1_000_000
-        guard age >= configuration.minimumSnapshotInterval.inSeconds else { return false }
-        return age >= (await retention(id)).inSeconds / 2
+        guard age >= configuration.minimumSnapshotInterval.inSeconds, let retention = await retention(id) else {
+            return false
+        }
+        return age >= retention.inSeconds / 2
     }
 
     /// Deletes the objects of database `id` that no restore within its retention reads; a failure
     /// only leaves them for the next snapshot's pass.
     private func prune(_ id: String) async {
-        let cutoff = CommitTime.now() - Int64((await retention(id)).inSeconds * 1_000_000)
+        guard let retention = await retention(id) else { return }
+        let cutoff = CommitTime.now() - Int64(retention.inSeconds * 1_000_000)
         do {
             let catalog = try await BackupCatalog.load(store, id: id)
             count(requests: 1, bytes: 0)

@@ -8,6 +8,10 @@ extension Catalog {
         let organizationID: String
         let name: String
         let group: String
+        /// The group's id: an undelete goes back to that group only.
+        let groupID: String
+        /// Its primary's location (an erasure goes to a node there).
+        let location: String
         /// Its backup's name in the object store (`org.name.id`).
         let backupID: String
         let deletedAt: Int64
@@ -32,13 +36,19 @@ extension Catalog {
     }
 
     static let erasureColumns =
-        "database_id, org_id, name, group_name, backup_id, deleted_at, erase_at, attempts, node_id"
+        "database_id, org_id, name, group_name, backup_id, deleted_at, erase_at, attempts, node_id, group_id, location"
+
+    /// How long an erasure or an undelete holds a row: past the node call's time limit.
+    static let erasureClaim: Int64 = 900_000
+    /// `restored_as` while an undelete restores.
+    static let undeleting = "(undeleting)"
 
     private func deletedDatabase(_ row: CatalogRow) throws -> DeletedDatabase {
         DeletedDatabase(
             databaseID: try row.text(0), organizationID: try row.text(1), name: try row.text(2),
-            group: try row.text(3), backupID: try row.text(4), deletedAt: try row.integer(5),
-            eraseAt: try row.integer(6), attempts: try row.integer(7), nodeID: try row.optionalText(8))
+            group: try row.text(3), groupID: try row.text(9), location: try row.text(10), backupID: try row.text(4),
+            deletedAt: try row.integer(5), eraseAt: try row.integer(6), attempts: try row.integer(7),
+            nodeID: try row.optionalText(8))
     }
 
     /// Records, in the deletion's transaction, that `database`'s backups are kept for the grace
@@ -52,15 +62,15 @@ extension Catalog {
         try await transaction.query(
             """
             INSERT INTO deleted_databases (database_id, org_id, name, group_name, backup_id, node_id, deleted_at,
-                erase_at, restored_as, attempts, next_attempt_at)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $8) ON CONFLICT (database_id) DO NOTHING
+                erase_at, restored_as, attempts, next_attempt_at, group_id, location)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 0, $8, $10, $11) ON CONFLICT (database_id) DO NOTHING
             """,
             [
                 .text(database.id), .text(database.organization.id), .text(database.name),
                 .text(database.group.name),
                 .text("\(database.organization.slug).\(database.name).\(database.id)"),
                 database.primaryNode.map { .text($0.id) } ?? .null, .integer(now), .integer(eraseAt),
-                undoingCreation ? .text("") : .null,
+                undoingCreation ? .text("") : .null, .text(database.group.id), .text(database.group.primary),
             ])
     }
 
@@ -72,19 +82,23 @@ extension Catalog {
             return try await transaction.query(
                 """
                 SELECT \(Self.erasureColumns) FROM deleted_databases
-                WHERE org_id = $1 AND restored_as IS NULL ORDER BY deleted_at DESC, name LIMIT 1000
-                """, [.text(organization.id)]
+                WHERE org_id = $1 AND restored_as IS NULL AND erase_at > $2 ORDER BY deleted_at DESC, name LIMIT 1000
+                """, [.text(organization.id), .integer(now())]
             ).map(deletedDatabase)
         }
     }
 
-    /// The newest deletion of `name` that can still be undone.
-    func undeletable(
+    /// Takes the newest deletion of `name` that can still be undone (its grace period not over,
+    /// not undeleted, not being erased): from now on no erasure starts on it and no other undelete
+    /// takes it, until `recordUndeletion` or `releaseUndeletion` (or, should the caller die, until
+    /// `erasureClaim` has passed).
+    func claimUndeletion(
         organization slug: String, name: String, for principal: Principal
     ) async throws
         -> DeletedDatabase
     {
         try Self.validateName(name, "database")
+        let now = now()
         return try await read { transaction in
             let organization = try await organization(slug, for: principal, in: transaction)
             guard
@@ -93,12 +107,35 @@ extension Catalog {
                     SELECT \(Self.erasureColumns) FROM deleted_databases
                     WHERE org_id = $1 AND name = $2 AND restored_as IS NULL ORDER BY deleted_at DESC LIMIT 1
                     """, [.text(organization.id), .text(name)])
-            else {
-                throw ControlError.notFound(
-                    "no deleted database '\(name)' can be undeleted in \(slug): it was never deleted, was undeleted already, or its backups were erased after the grace period; list what can be with GET …/deleted-databases"
-                )
-            }
-            return try deletedDatabase(row)
+            else { throw Self.nothingToUndelete(name, slug) }
+            let deleted = try deletedDatabase(row)
+            // Not past its grace period, and not claimed by an erasure (whose claim moves next_attempt_at).
+            let taken = try await transaction.query(
+                """
+                UPDATE deleted_databases SET restored_as = $1, next_attempt_at = $2
+                WHERE database_id = $3 AND restored_as IS NULL AND erase_at > $4 AND next_attempt_at <= erase_at
+                RETURNING database_id
+                """,
+                [.text(Self.undeleting), .integer(now + Self.erasureClaim), .text(deleted.databaseID), .integer(now)])
+            guard !taken.isEmpty else { throw Self.nothingToUndelete(name, slug) }
+            return deleted
+        }
+    }
+
+    private static func nothingToUndelete(_ name: String, _ slug: String) -> ControlError {
+        ControlError.notFound(
+            "no deleted database '\(name)' can be undeleted in \(slug): it was never deleted, was undeleted already, or its backups were erased after the grace period; list what can be with GET …/deleted-databases"
+        )
+    }
+
+    /// The undelete of `deleted` failed: it can be undeleted again, and is erased when due.
+    func releaseUndeletion(_ deleted: DeletedDatabase) async throws {
+        try await read { transaction in
+            _ = try await transaction.query(
+                """
+                UPDATE deleted_databases SET restored_as = NULL, next_attempt_at = erase_at
+                WHERE database_id = $1 AND restored_as = $2
+                """, [.text(deleted.databaseID), .text(Self.undeleting)])
         }
     }
 
@@ -109,12 +146,11 @@ extension Catalog {
         _ deleted: DeletedDatabase, as database: DatabaseRecord, restoredTo: String, by principal: Principal
     ) async throws {
         try await store.transaction { transaction in
-            let rows = try await transaction.query(
-                "UPDATE deleted_databases SET restored_as = $1 WHERE database_id = $2 AND restored_as IS NULL RETURNING database_id",
-                [.text(database.id), .text(deleted.databaseID)])
-            guard !rows.isEmpty else {
-                throw ControlError.conflict("database \(deleted.name) was undeleted by another request meanwhile")
-            }
+            _ = try await transaction.query(
+                """
+                UPDATE deleted_databases SET restored_as = $1, next_attempt_at = erase_at
+                WHERE database_id = $2 AND restored_as = $3
+                """, [.text(database.id), .text(deleted.databaseID), .text(Self.undeleting)])
             try await self.audit(
                 transaction, organization: database.organization.id, actor: principal, action: "database.undelete",
                 target: database.namespace,
@@ -125,18 +161,13 @@ extension Catalog {
     }
 
     /// Claims the erasures that are due, at most `limit`, oldest first, each with a node to send it
-    /// to (its last primary's node when still registered, else the live node with the fewest
-    /// primaries); each is set aside for `deletionClaim`, like a deletion. None is claimed while
-    /// no node is live.
-    func claimDueErasures(limit: Int = 100) async throws -> [PendingErasure] {
+    /// to (its last primary's node when still registered, else the live node of its location with
+    /// the fewest primaries: every node of a platform ships to one store); each is set aside for
+    /// `erasureClaim`. One whose location has no live node waits.
+    func claimDueErasures(limit: Int = 10) async throws -> [PendingErasure] {
         let now = now()
         let liveSince = now - configuration.nodeTimeout.wholeMilliseconds
         return try await read { transaction in
-            let fallback = try await transaction.queryOne(
-                "SELECT \(Self.nodeColumns) FROM nodes WHERE last_heartbeat_at >= $1 ORDER BY primaries, id LIMIT 1",
-                [.integer(liveSince)]
-            ).map { try nodeRecord($0) }
-            guard let fallback else { return [] }
             let rows = try await transaction.query(
                 """
                 SELECT \(Self.erasureColumns), next_attempt_at FROM deleted_databases
@@ -150,10 +181,24 @@ extension Catalog {
                     UPDATE deleted_databases SET next_attempt_at = $1
                     WHERE database_id = $2 AND next_attempt_at = $3 RETURNING database_id
                     """,
-                    [.integer(now + Self.deletionClaim), .text(deleted.databaseID), .integer(try row.integer(9))])
+                    [.integer(now + Self.erasureClaim), .text(deleted.databaseID), .integer(try row.integer(11))])
                 guard !taken.isEmpty else { continue }
-                var node = fallback
-                if let id = deleted.nodeID, let own = try await self.node(id: id, in: transaction) { node = own }
+                var node = try await deleted.nodeID.asyncMap { try await self.node(id: $0, in: transaction) } ?? nil
+                if node == nil {
+                    node = try await transaction.queryOne(
+                        """
+                        SELECT \(Self.nodeColumns) FROM nodes WHERE location = $1 AND last_heartbeat_at >= $2
+                        ORDER BY primaries, id LIMIT 1
+                        """, [.text(deleted.location), .integer(liveSince)]
+                    ).map { try nodeRecord($0) }
+                }
+                guard let node else {
+                    // Nothing to send it to now: due again in a minute.
+                    try await transaction.query(
+                        "UPDATE deleted_databases SET next_attempt_at = $1 WHERE database_id = $2",
+                        [.integer(now + Self.deletionBackoffLimit), .text(deleted.databaseID)])
+                    continue
+                }
                 claimed.append(PendingErasure(deleted: deleted, node: node))
             }
             return claimed

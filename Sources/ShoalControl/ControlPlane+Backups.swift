@@ -136,7 +136,7 @@ extension ControlPlane {
         databases.post(":db/undelete") { _, context in
             let principal = try await self.principal(context)
             let organization = try Self.parameter(context, "org")
-            let deleted = try await self.catalog.undeletable(
+            let deleted = try await self.catalog.claimUndeletion(
                 organization: organization, name: try Self.parameter(context, "db"), for: principal)
             let (database, answer) = try await self.undelete(deleted, organization: organization, by: principal)
             struct Answer: Encodable {
@@ -155,39 +155,66 @@ extension ControlPlane {
         }
     }
 
-    /// Creates a deleted database's name again in its group, filled from its backup's newest
-    /// state. It is a new incarnation: tokens issued for the deleted one do not open it.
+    /// Creates a deleted database's name again in its group (the same group: one deleted and
+    /// created again under the name is refused), filled from its backup's newest state. It is a new
+    /// incarnation: tokens issued for the deleted one do not open it. `deleted` is claimed
+    /// (`Catalog.claimUndeletion`); a failure gives it back, and leaves nothing created.
     func undelete(
         _ deleted: Catalog.DeletedDatabase, organization: String, by principal: Principal
     ) async throws -> (Catalog.DatabaseRecord, Platform.RestoreResult) {
-        let (database, _) = try await catalog.createDatabase(
-            organization: organization, name: deleted.name, group: deleted.group, ifNotExists: false, by: principal)
-        guard let node = database.primaryNode else {
-            try? await catalog.undoCreation(database)
-            throw ControlError.placementFailed("database \(database.name) was placed on no node; try again")
-        }
+        let result: Platform.RestoreResult
+        let database: Catalog.DatabaseRecord
         do {
-            try await nodes.create(database.namespace, settings: try await settings(for: database), on: node)
+            (database, _) = try await catalog.createDatabase(
+                organization: organization, name: deleted.name, group: deleted.group, ifNotExists: false,
+                by: principal)
+            guard database.group.id == deleted.groupID else {
+                try? await catalog.undoCreation(database)
+                throw ControlError.conflict(
+                    "group \(deleted.group) was deleted and created again since \(deleted.name) was deleted; its data stays out of the new group (copy it with a seed into a group whose region rule allows it)"
+                )
+            }
+            guard let node = database.primaryNode else {
+                try? await catalog.undoCreation(database)
+                throw ControlError.placementFailed("database \(database.name) was placed on no node; try again")
+            }
+            do {
+                try await nodes.create(database.namespace, settings: try await settings(for: database), on: node)
+            } catch {
+                try? await catalog.undoCreation(database)
+                throw error
+            }
+            result = try await fill(database, fromBackup: deleted.backupID, timestamp: nil)
         } catch {
-            try? await catalog.undoCreation(database)
+            try? await catalog.releaseUndeletion(deleted)
             throw error
         }
-        let result = try await fill(database, fromBackup: deleted.backupID, timestamp: nil)
+        // Restored: the database stays, whatever the record below meets.
         do {
             try await catalog.recordUndeletion(deleted, as: database, restoredTo: result.restoredTo, by: principal)
         } catch {
-            try? await nodes.delete(database.namespace, databaseID: database.id, on: node)
-            try? await catalog.undoCreation(database)
-            throw error
+            logger.warning(
+                "database.undelete.record_failed",
+                metadata: ["db.namespace": "\(database.namespace)", "error": "\(error)"])
         }
         return (database, result)
+    }
+
+    /// Erases the backups of databases deleted longer ago than the grace period, every `interval`
+    /// until cancelled (a loop of its own: an erasure may take long, deletions and settings pushes
+    /// do not wait for it).
+    public func runErasures(every interval: Duration = .seconds(10)) async {
+        while !Task.isCancelled {
+            await eraseDueBackups()
+            try? await Task.sleep(for: interval)
+        }
     }
 
     /// One pass over the deleted databases whose grace period has ended: asks a node to erase each
     /// one's backups (at most `limit`); returns how many were erased. What fails is tried again
     /// later, waiting longer each time.
     @discardableResult
-    public func eraseDueBackups(limit: Int = 100) async -> Int {
+    public func eraseDueBackups(limit: Int = 10) async -> Int {
         let due: [Catalog.PendingErasure]
         do {
             due = try await catalog.claimDueErasures(limit: limit)

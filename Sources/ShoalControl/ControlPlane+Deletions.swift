@@ -26,9 +26,8 @@ extension ControlPlane {
         }
     }
 
-    /// Sends the deletions and the settings pushes nodes have not confirmed yet, and erases the
-    /// backups of databases deleted longer ago than the grace period, every `interval` until
-    /// cancelled: a node that was down or busy when a database was deleted, or when its
+    /// Sends the deletions and the settings pushes nodes have not confirmed yet, every `interval`
+    /// until cancelled: a node that was down or busy when a database was deleted, or when its
     /// settings changed, gets the delete or the settings once it answers. Each pass is bounded
     /// (`deliverDueDeletions`, `deliverDueSettingsPushes`), and a failed attempt waits longer each
     /// time (1 s, 2 s, 4 s, … up to a minute); several instances sharing a catalog do not send the
@@ -37,7 +36,6 @@ extension ControlPlane {
         while !Task.isCancelled {
             await deliverDueDeletions()
             await deliverDueSettingsPushes()
-            await eraseDueBackups()
             try? await Task.sleep(for: interval)
         }
     }

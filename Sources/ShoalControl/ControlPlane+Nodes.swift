@@ -36,6 +36,9 @@ extension ControlPlane {
                 throw ControlError.notFound("node \(id.prefix(40)) is not registered")
             }
             let limit = try Self.limit(request, default: 20)
+            guard limit <= 100 else {
+                throw ControlError.badRequest("limit must be a number from 1 to 100: each database may be rebuilt")
+            }
             let cursor: String? = request.uri.queryParameters.get("cursor")
             let (ids, next) = try await self.catalog.primaryDatabaseIDs(node: node.id, after: cursor, limit: limit)
             struct Failure: Encodable {

@@ -133,6 +133,7 @@ struct ControlCommand: AsyncParsableCommand {
                 configuration: .shoal(
                     services: [
                         UntilShutdown("deletion and settings retries") { await control.retryDeletions() },
+                        UntilShutdown("backup erasures") { await control.runErasures() },
                         UntilShutdown("schema rollouts") { await control.runRollouts() },
                         server.server,
                     ], logger: logger))

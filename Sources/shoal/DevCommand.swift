@@ -164,6 +164,8 @@ struct DevCommand: AsyncParsableCommand {
             let plane = ControlPlane(catalog: catalog)
             await group.addServiceUnlessShutdown(
                 UntilShutdown("deletion and settings retries") { await plane.retryDeletions() })
+            // Backups of databases deleted longer ago than the grace period are erased.
+            await group.addServiceUnlessShutdown(UntilShutdown("backup erasures") { await plane.runErasures() })
             // Schema rollouts run here, driven by this process.
             await group.addServiceUnlessShutdown(UntilShutdown("schema rollouts") { await plane.runRollouts() })
             try await Self.prepareOrganization(catalog: catalog, admin: admin, primary: locationList[0])

@@ -76,6 +76,7 @@ import Testing
         }
         try await shipper.ship("db-1")
         #expect(log.generation > 1, "the workload should cross generations")
+        #expect(shipper.statistics.pruned == 0, "a database without a retention keeps everything")
 
         let catalog = try await BackupCatalog.load(store, id: "db-1")
         let snapshots = catalog.keys.filter { if case .snapshot = $0 { return true } else { return false } }

@@ -159,6 +159,28 @@ import Testing
         }
     }
 
+    /// An undelete goes back to the database's own group only: into a group deleted and created
+    /// again under the name it is refused, nothing is left of the attempt, and the deleted database
+    /// can still be undeleted later.
+    @Test func anUndeleteIntoAGroupCreatedAgainIsRefusedAndGivesTheDeletionBack() async throws {
+        try await LiveCluster.with(.sqlite, eagerPlacement: true, backups: true) { cluster in
+            try await cluster.makeGroup(organization: "acme", group: "eu", rule: ["locations": ["fra"]])
+            _ = try await cluster.call(
+                "POST", "/v1/organizations/acme/databases", json: ["name": "vault", "group": "eu"])
+            let jwt = try await Self.token(cluster, "vault")
+            let url = cluster.nodes["fra"]!.url + "/db/acme/vault"
+            #expect(!(try await LiveCluster.execute("CREATE TABLE t (x)", at: url, token: jwt).pipelineFailed))
+            #expect(try await cluster.call("DELETE", "/v1/organizations/acme/groups/eu").status == 200)
+            try await cluster.makeGroup(organization: "acme", group: "eu")
+            let refused = try await cluster.call("POST", "/v1/organizations/acme/databases/vault/undelete")
+            #expect(refused.status == 409, "\(refused.text)")
+            #expect(refused.errorMessage.contains("created again"))
+            #expect(try await cluster.call("GET", "/v1/organizations/acme/databases/vault").status == 404)
+            let listed = try await cluster.call("GET", "/v1/organizations/acme/deleted-databases")
+            #expect((listed.json["databases"] as? [[String: Any]])?.map { $0["name"] as? String } == ["vault"])
+        }
+    }
+
     /// A node that lost a primary's files gets it back from the backup when the operator recovers
     /// the node; one it still holds is left as it is.
     @Test func recoveringANodeRebuildsThePrimariesItLost() async throws {

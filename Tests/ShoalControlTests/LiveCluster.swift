@@ -140,6 +140,9 @@ struct LiveCluster: Sendable {
             group.addTask {
                 await pending.run("rollouts") { await control.runRollouts(every: .milliseconds(100)) }
             }
+            group.addTask {
+                await pending.run("backup erasures") { await control.runErasures(every: .milliseconds(200)) }
+            }
             var nodes: [String: LiveClusterNode] = [:]
             var started: [Node] = []
             for location in locations {

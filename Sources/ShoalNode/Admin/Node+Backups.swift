@@ -50,27 +50,35 @@ extension Node {
             throw NodeError.badRequest(
                 "\(id.prefix(200).debugDescription) does not name a database's backup; write it as org.database.id")
         }
-        if store.exists(namespace), !store.deleted.isDeleting(namespace),
-            await store.currentSettings(namespace).databaseID == databaseID
-        {
+        if store.deleted.isDeleting(namespace) {
+            throw NodeError.conflict(
+                "database \(namespace) is being deleted on this node; erase its backup once that is done")
+        }
+        if store.exists(namespace), await store.currentSettings(namespace).databaseID == databaseID {
             throw NodeError.conflict(
                 "database \(namespace) (id \(databaseID ?? "")) is still held on this node; delete it before erasing its backup"
             )
         }
-        shipper.forget(id)
-        do {
-            let keys = try await objects.list(prefix: BackupKey.prefix(id))
-            var index = 0
-            while index < keys.count {
-                let batch = Array(keys[index..<min(index + 1000, keys.count)])
-                try await objects.delete(batch)
-                index += batch.count
+        // No shipment of it runs meanwhile. Snapshots go first: a restore racing the erasure then
+        // fails, rather than finding an older state.
+        return try await shipper.exclusively(id) {
+            shipper.forget(id)
+            do {
+                let listed = try await objects.list(prefix: BackupKey.prefix(id))
+                let snapshots = BackupKey.prefix(id) + "snap/"
+                let keys = listed.filter { $0.hasPrefix(snapshots) } + listed.filter { !$0.hasPrefix(snapshots) }
+                var index = 0
+                while index < keys.count {
+                    let batch = Array(keys[index..<min(index + 1000, keys.count)])
+                    try await objects.delete(batch)
+                    index += batch.count
+                }
+                logger.notice("backup.erased", metadata: ["backup": "\(id)", "objects": "\(keys.count)"])
+                return Platform.BackupErasure(backup: id, objects: keys.count)
+            } catch {
+                throw NodeError.unavailable(
+                    "the backup store \(objects.location) did not erase backup \(id) (\(error)); send the erase again")
             }
-            logger.notice("backup.erased", metadata: ["backup": "\(id)", "objects": "\(keys.count)"])
-            return Platform.BackupErasure(backup: id, objects: keys.count)
-        } catch {
-            throw NodeError.unavailable(
-                "the backup store \(objects.location) did not erase backup \(id) (\(error)); send the erase again")
         }
     }
 

@@ -105,6 +105,13 @@ extension DatabaseStore {
         guard let position = catalog.position else {
             return try await Self.writePlacement(settings, directory: directory)
         }
+        // One rebuild at a time; requests meanwhile are refused (503, try again shortly).
+        guard restoring.begin(namespace) else {
+            throw NodeError.unavailable(
+                "database \(namespace) is being rebuilt from its backup; try again", retryAfter: 2)
+        }
+        defer { restoring.end(namespace) }
+        guard !exists(namespace) else { return }
         let staging =
             Self.recoveringDirectory(in: configuration.dataDirectory) + "/\(id)-\(UInt64.random(in: 0...UInt64.max))"
         do {
