@@ -139,17 +139,8 @@ extension ControlPlane {
             let deleted = try await self.catalog.claimUndeletion(
                 organization: organization, name: try Self.parameter(context, "db"), for: principal)
             let (database, answer) = try await self.undelete(deleted, organization: organization, by: principal)
-            struct Answer: Encodable {
-                let database: Platform.CreatedDatabase
-                let restoredTo: String
-
-                enum CodingKeys: String, CodingKey {
-                    case database
-                    case restoredTo = "restored_to"
-                }
-            }
             return try Self.json(
-                Answer(
+                Platform.UndeleteResult(
                     database: .init(id: database.id, hostname: self.catalog.hostname(database), name: database.name),
                     restoredTo: answer.restoredTo))
         }

@@ -118,6 +118,25 @@ extension Platform {
         }
     }
 
+    /// What `POST …/databases/{db}/undelete` made.
+    public struct UndeleteResult: Codable, Sendable, Equatable {
+        /// The database created again (a new id).
+        public var database: CreatedDatabase
+        /// The time of the last transaction restored (RFC 3339).
+        public var restoredTo: String
+
+        enum CodingKeys: String, CodingKey {
+            case database
+            case restoredTo = "restored_to"
+        }
+
+        /// A value with every field.
+        public init(database: CreatedDatabase, restoredTo: String) {
+            self.database = database
+            self.restoredTo = restoredTo
+        }
+    }
+
     /// What a node's `DELETE /v1/backups/{backup}` erased.
     public struct BackupErasure: Codable, Sendable, Equatable {
         /// The backup's name in the store.

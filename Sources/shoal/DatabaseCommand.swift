@@ -331,16 +331,7 @@ struct Undelete: AsyncParsableCommand {
             }
         }
         if platform.json { return say(String(decoding: data, as: UTF8.self)) }
-        struct Answer: Decodable {
-            let database: Platform.CreatedDatabase
-            let restoredTo: String
-
-            enum CodingKeys: String, CodingKey {
-                case database
-                case restoredTo = "restored_to"
-            }
-        }
-        let answer = try JSONDecoder().decode(Answer.self, from: data)
+        let answer = try JSONDecoder().decode(Platform.UndeleteResult.self, from: data)
         say("undeleted database \(answer.database.name) as of \(answer.restoredTo) (new id \(answer.database.id))")
         say("tokens of the deleted database do not open it; issue new ones with: shoal db tokens create \(name)")
     }
