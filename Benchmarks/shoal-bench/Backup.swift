@@ -117,18 +117,27 @@ struct Backup: AsyncParsableCommand {
         let store = try DirectoryObjectStore(root: directory + "/store")
         let shelf = Shelf()
         let shipper = try BackupShipper(store: store, source: shelf, pendingDirectory: directory + "/pending")
-        var logs: [PrimaryLog] = []
-        defer { for log in logs { log.close() } }
-        for index in 0..<idle {
-            let log = try PrimaryLog(directory: directory + "/db/\(index)")
-            logs.append(log)
-            let writer = try log.makeConnection()
-            try log.withWritePermit { try writer.execute("CREATE TABLE t (x)") }
-            try writer.close()
-            shelf.logs.withLock { $0["db-\(index)"] = log }
-            shipper.noteCommit("db-\(index)")
+        // Written once and shipped, 500 at a time, then closed, as a node's pool closes idle
+        // databases (10,000 open logs would not fit the descriptor limit, and no node keeps them open).
+        var start = 0
+        while start < idle {
+            var logs: [PrimaryLog] = []
+            for index in start..<min(start + 500, idle) {
+                let log = try PrimaryLog(directory: directory + "/db/\(index)")
+                logs.append(log)
+                let writer = try log.makeConnection()
+                try log.withWritePermit { try writer.execute("CREATE TABLE t (x)") }
+                try writer.close()
+                shelf.logs.withLock { $0["db-\(index)"] = log }
+                shipper.noteCommit("db-\(index)")
+            }
+            _ = await shipper.flush(within: .seconds(600))
+            for (offset, log) in logs.enumerated() {
+                log.close()
+                _ = shelf.logs.withLock { $0.removeValue(forKey: "db-\(start + offset)") }
+            }
+            start += logs.count
         }
-        _ = await shipper.flush(within: .seconds(600))
         let before = shipper.statistics.requests
         // The shipper's service runs as on a node, over databases that write nothing.
         try await withThrowingTaskGroup(of: Void.self) { group in
