@@ -88,16 +88,19 @@ extension Catalog {
         }
     }
 
-    /// Takes the newest deletion of `name` that can still be undone (its grace period not over,
-    /// not undeleted, not being erased): from now on no erasure starts on it and no other undelete
+    /// Takes the newest deletion of `name` (or the one with id `id`) that can still be undone (its
+    /// grace period not over, not undeleted, not being erased): from now on no erasure starts on it and no other undelete
     /// takes it, until `recordUndeletion` or `releaseUndeletion` (or, should the caller die, until
     /// `erasureClaim` has passed).
     func claimUndeletion(
-        organization slug: String, name: String, for principal: Principal
+        organization slug: String, name: String, id: String? = nil, for principal: Principal
     ) async throws
         -> DeletedDatabase
     {
         try Self.validateName(name, "database")
+        if let id, id.isEmpty || id.utf8.count > 64 {
+            throw ControlError.badRequest("id must be a deleted database's id, as GET …/deleted-databases lists it")
+        }
         let now = now()
         return try await read { transaction in
             let organization = try await organization(slug, for: principal, in: transaction)
@@ -105,8 +108,9 @@ extension Catalog {
                 let row = try await transaction.queryOne(
                     """
                     SELECT \(Self.erasureColumns) FROM deleted_databases
-                    WHERE org_id = $1 AND name = $2 AND restored_as IS NULL ORDER BY deleted_at DESC LIMIT 1
-                    """, [.text(organization.id), .text(name)])
+                    WHERE org_id = $1 AND name = $2 AND restored_as IS NULL AND ($3 = '' OR database_id = $3)
+                    ORDER BY deleted_at DESC LIMIT 1
+                    """, [.text(organization.id), .text(name), .text(id ?? "")])
             else { throw Self.nothingToUndelete(name, slug) }
             let deleted = try deletedDatabase(row)
             // Not past its grace period, and not claimed by an erasure (whose claim moves next_attempt_at).

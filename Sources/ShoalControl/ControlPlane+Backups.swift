@@ -133,11 +133,12 @@ extension ControlPlane {
                 organization: try Self.parameter(context, "org"), for: try await self.principal(context))
             return try Self.json(["databases": list.map(\.model)])
         }
-        databases.post(":db/undelete") { _, context in
+        databases.post(":db/undelete") { request, context in
             let principal = try await self.principal(context)
             let organization = try Self.parameter(context, "org")
+            let body = try await self.decodeIfPresent(Platform.UndeleteRequest.self, from: request)
             let deleted = try await self.catalog.claimUndeletion(
-                organization: organization, name: try Self.parameter(context, "db"), for: principal)
+                organization: organization, name: try Self.parameter(context, "db"), id: body?.id, for: principal)
             let (database, answer) = try await self.undelete(deleted, organization: organization, by: principal)
             return try Self.json(
                 Platform.UndeleteResult(

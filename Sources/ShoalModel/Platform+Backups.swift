@@ -118,6 +118,16 @@ extension Platform {
         }
     }
 
+    /// `POST …/databases/{db}/undelete`'s body, which may be absent: the deleted incarnation to
+    /// undelete (its id, as `GET …/deleted-databases` lists it); absent: the newest.
+    public struct UndeleteRequest: Codable, Sendable, Equatable {
+        /// The deleted database's id.
+        public var id: String?
+
+        /// A request.
+        public init(id: String? = nil) { self.id = id }
+    }
+
     /// What `POST …/databases/{db}/undelete` made.
     public struct UndeleteResult: Codable, Sendable, Equatable {
         /// The database created again (a new id).

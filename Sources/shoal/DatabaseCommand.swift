@@ -321,13 +321,16 @@ struct Undelete: AsyncParsableCommand {
     )
     @OptionGroup var platform: PlatformOptions
     @Argument(help: "The deleted database's name.") var name: String
+    @Option(help: "Which deletion of the name to undo (its id, as `shoal db deleted` shows it; default: the newest).")
+    var id: String?
 
     func run() async throws {
         let org = try platform.organization()
         let data = try await Waiting.show(platform.json ? nil : "undeleting \(name)") {
             try await platform.run {
                 try await $0.send(
-                    "POST", "v1/organizations/\(org)/databases/\(name)/undelete", timeout: .seconds(900))
+                    "POST", "v1/organizations/\(org)/databases/\(name)/undelete",
+                    body: Platform.UndeleteRequest(id: id), timeout: .seconds(900))
             }
         }
         if platform.json { return say(String(decoding: data, as: UTF8.self)) }
@@ -350,7 +353,9 @@ struct Deleted: AsyncParsableCommand {
         let list = try JSONDecoder().decode([String: [Platform.DeletedDatabase]].self, from: data)["databases"] ?? []
         guard !list.isEmpty else { return say("no deleted database can be undeleted") }
         for deleted in list {
-            say("\(deleted.name)  group \(deleted.group)  deleted \(deleted.deletedAt)  erased \(deleted.eraseAt)")
+            say(
+                "\(deleted.name)  group \(deleted.group)  deleted \(deleted.deletedAt)  erased \(deleted.eraseAt)  id \(deleted.id)"
+            )
         }
     }
 }

@@ -181,6 +181,38 @@ import Testing
         }
     }
 
+    /// With several deletions of one name, `id` picks which one comes back.
+    @Test func anUndeleteCanNameWhichDeletionOfTheNameToUndo() async throws {
+        try await LiveCluster.with(.sqlite, eagerPlacement: true, backups: true) { cluster in
+            try await cluster.makeGroup(organization: "acme", group: "default")
+            var ids: [String] = []
+            for value in [1, 2] {
+                let created = try await cluster.call(
+                    "POST", "/v1/organizations/acme/databases", json: ["name": "t", "group": "default"])
+                ids.append(try #require((created.json["database"] as? [String: Any])?["DbId"] as? String))
+                let jwt = try await Self.token(cluster, "t")
+                let url = cluster.nodes["fra"]!.url + "/db/acme/t"
+                #expect(!(try await LiveCluster.execute("CREATE TABLE t (x)", at: url, token: jwt).pipelineFailed))
+                #expect(
+                    !(try await LiveCluster.execute("INSERT INTO t VALUES (\(value))", at: url, token: jwt)
+                        .pipelineFailed))
+                #expect(try await cluster.call("DELETE", "/v1/organizations/acme/databases/t").status == 200)
+            }
+            let listed = try await cluster.call("GET", "/v1/organizations/acme/deleted-databases")
+            #expect(
+                (listed.json["databases"] as? [[String: Any]])?.compactMap { $0["id"] as? String } == ids.reversed())
+            for (body, status) in [(["id": ""], 400), (["id": "no-such-id"], 404)] {
+                let refused = try await cluster.call(
+                    "POST", "/v1/organizations/acme/databases/t/undelete", json: body)
+                #expect(refused.status == status, "\(body): \(refused.text)")
+            }
+            let older = try await cluster.call(
+                "POST", "/v1/organizations/acme/databases/t/undelete", json: ["id": ids[0]])
+            #expect(older.status == 200, "\(older.text)")
+            #expect(try await Self.values(cluster, "t", token: try await Self.token(cluster, "t")) == "1")
+        }
+    }
+
     /// A node that lost a primary's files gets it back from the backup when the operator recovers
     /// the node; one it still holds is left as it is.
     @Test func recoveringANodeRebuildsThePrimariesItLost() async throws {
